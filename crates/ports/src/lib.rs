@@ -1,0 +1,32 @@
+//! The ports of clinicflow: the traits the services need from the outside world
+//! (storage with transactions, cache, clock, password hashing), written on the
+//! services' side of the seam.
+//!
+//! This crate must never depend on SeaORM, sqlx, actix, Redis or any other adapter:
+//! adapters implement these traits, and only the server crate wires them in.
+//! With the `mock` feature, mockall mocks of every trait are generated for service tests.
+
+pub mod cache;
+pub mod clock;
+pub mod error;
+pub mod password;
+pub mod repo;
+pub mod transaction;
+
+pub use cache::Cache;
+pub use clock::{Clock, SystemClock};
+pub use error::{BoxError, OverlapParty, RepoError};
+pub use password::PasswordHasher;
+pub use repo::{
+    AppointmentFilter, AppointmentRepo, ClinicRepo, PatientFilter, PatientRepo, PatientSearch,
+    PractitionerFilter, PractitionerRepo, ScheduleRepo, UserRepo,
+};
+pub use transaction::{Database, Transaction, Tx, TxMode};
+
+#[cfg(feature = "mock")]
+pub use {
+    cache::MockCache, clock::MockClock, password::MockPasswordHasher, repo::MockAppointmentRepo,
+    repo::MockClinicRepo, repo::MockPatientRepo, repo::MockPractitionerRepo,
+    repo::MockScheduleRepo, repo::MockUserRepo, transaction::FakeTransaction,
+    transaction::MockDatabase,
+};

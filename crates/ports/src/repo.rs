@@ -1,0 +1,252 @@
+//! Repository traits, one per aggregate. Every method takes the open transaction and,
+//! except for login's lookup by e-mail, the clinic id: tenant isolation is part of each
+//! signature, so no query can be written without it.
+//!
+//! Reads never return soft-deleted rows.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use clinicflow_domain::{
+    Appointment, AppointmentId, AppointmentStatus, Clinic, ClinicId, Email, Interval, Page,
+    PageRequest, Patient, PatientId, Phone, Practitioner, PractitionerId, Schedule,
+    ScheduleException, User, UserId,
+};
+
+use crate::{RepoError, Tx};
+
+/// Clinics (tenants).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ClinicRepo: Send + Sync {
+    /// Stores a new clinic.
+    async fn insert(&self, tx: &mut Tx, clinic: &Clinic) -> Result<(), RepoError>;
+
+    /// The clinic, if it exists.
+    async fn get(&self, tx: &mut Tx, id: ClinicId) -> Result<Option<Clinic>, RepoError>;
+
+    /// The clinic with this exact name, if any (used to make seeding idempotent).
+    async fn find_by_name(&self, tx: &mut Tx, name: &str) -> Result<Option<Clinic>, RepoError>;
+}
+
+/// Staff users.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Stores a new user; MUST return `Duplicate("email")` if the clinic already has that e-mail.
+    async fn insert(&self, tx: &mut Tx, user: &User) -> Result<(), RepoError>;
+
+    /// The user of this clinic, if any.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: UserId,
+    ) -> Result<Option<User>, RepoError>;
+
+    /// Every user with this e-mail in any clinic: login knows no clinic yet.
+    async fn find_by_email(&self, tx: &mut Tx, email: &Email) -> Result<Vec<User>, RepoError>;
+}
+
+/// How `GET /patients?q=` searches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatientSearch {
+    /// Normalized `family given` starts with this (see `domain::patient::normalize_name`);
+    /// also matches when `given family` starts with it.
+    NamePrefix(String),
+    /// Exact phone number.
+    Phone(Phone),
+    /// Exact e-mail address.
+    Email(Email),
+}
+
+/// Filters for listing patients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientFilter {
+    /// Optional search.
+    pub search: Option<PatientSearch>,
+}
+
+/// Patients.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PatientRepo: Send + Sync {
+    /// Stores a new patient.
+    async fn insert(&self, tx: &mut Tx, patient: &Patient) -> Result<(), RepoError>;
+
+    /// The patient, unless absent, of another clinic, or soft-deleted.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: PatientId,
+    ) -> Result<Option<Patient>, RepoError>;
+
+    /// Writes every field of `patient` (including `deleted_at`) if the stored version is `expected_version`;
+    /// MUST return `StaleVersion` if it is not and `NotFound` if the row is absent or soft-deleted.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        patient: &Patient,
+        expected_version: i32,
+    ) -> Result<(), RepoError>;
+
+    /// One page of the clinic's patients, ordered by family name, given name, id.
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &PatientFilter,
+        page: PageRequest,
+    ) -> Result<Page<Patient>, RepoError>;
+}
+
+/// Filters for listing practitioners.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PractitionerFilter {
+    /// Has this specialty.
+    pub specialty: Option<String>,
+    /// Belongs to this department.
+    pub department: Option<String>,
+}
+
+/// Practitioners.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PractitionerRepo: Send + Sync {
+    /// Stores a new practitioner.
+    async fn insert(&self, tx: &mut Tx, practitioner: &Practitioner) -> Result<(), RepoError>;
+
+    /// The practitioner of this clinic, if any.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: PractitionerId,
+    ) -> Result<Option<Practitioner>, RepoError>;
+
+    /// Writes every field if the stored version is `expected_version`; MUST return `StaleVersion` or `NotFound` as for patients.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        practitioner: &Practitioner,
+        expected_version: i32,
+    ) -> Result<(), RepoError>;
+
+    /// One page of the clinic's practitioners, ordered by family name, given name, id.
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &PractitionerFilter,
+        page: PageRequest,
+    ) -> Result<Page<Practitioner>, RepoError>;
+}
+
+/// Weekly schedules and their exceptions.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ScheduleRepo: Send + Sync {
+    /// The practitioner's schedule, if one was ever set.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+    ) -> Result<Option<Schedule>, RepoError>;
+
+    /// Replaces the practitioner's schedule as a whole.
+    async fn put(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        schedule: &Schedule,
+    ) -> Result<(), RepoError>;
+
+    /// Stores a time-off or extra-hours exception.
+    async fn add_exception(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        exception: &ScheduleException,
+    ) -> Result<(), RepoError>;
+
+    /// Exceptions that overlap `span`, ordered by start.
+    async fn exceptions_overlapping(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        span: Interval,
+    ) -> Result<Vec<ScheduleException>, RepoError>;
+}
+
+/// Filters for listing appointments; every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppointmentFilter {
+    /// With this practitioner.
+    pub practitioner_id: Option<PractitionerId>,
+    /// Of this patient.
+    pub patient_id: Option<PatientId>,
+    /// In this status.
+    pub status: Option<AppointmentStatus>,
+    /// Starting at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Starting before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Appointments.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AppointmentRepo: Send + Sync {
+    /// Stores a new appointment. MUST return `Overlap(party)` when the database's no-overlap
+    /// rule rejects it (PostgreSQL exclusion constraint), and `NotFound` when its patient
+    /// or practitioner does not exist in the clinic.
+    async fn insert(&self, tx: &mut Tx, appointment: &Appointment) -> Result<(), RepoError>;
+
+    /// The appointment of this clinic, unless absent or soft-deleted.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: AppointmentId,
+    ) -> Result<Option<Appointment>, RepoError>;
+
+    /// Writes every field if the stored version is `expected_version`; MUST return `StaleVersion`
+    /// or `NotFound` as for patients, and `Overlap` as for inserts.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        appointment: &Appointment,
+        expected_version: i32,
+    ) -> Result<(), RepoError>;
+
+    /// Active, non-deleted appointments of the practitioner that overlap `span`, ordered by start.
+    async fn active_for_practitioner(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError>;
+
+    /// Active, non-deleted appointments of the patient that overlap `span`, ordered by start.
+    async fn active_for_patient(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        patient: PatientId,
+        span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError>;
+
+    /// One page of the clinic's appointments, ordered by start, then id.
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &AppointmentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Appointment>, RepoError>;
+}

@@ -1,0 +1,101 @@
+//! The unit of work: begin a transaction, hand it to repositories, commit.
+//!
+//! Every repository method takes the open [`Transaction`], so a use case that writes
+//! several things (an appointment, later its audit event and outbox message) commits
+//! them together or not at all. The transaction is opaque here; each storage adapter
+//! downcasts it to its own type.
+
+use std::any::Any;
+
+use async_trait::async_trait;
+
+use crate::RepoError;
+
+/// Whether a transaction will write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxMode {
+    /// Only reads.
+    Read,
+    /// Reads then writes: adapters take the write lock up front where the
+    /// database needs it (SQLite `BEGIN IMMEDIATE`) so a read-check-write is serialized.
+    Write,
+}
+
+/// An open database transaction. Dropping it without [`Transaction::commit`] rolls it back.
+#[async_trait]
+pub trait Transaction: Send {
+    /// Commits every write made through this transaction.
+    async fn commit(self: Box<Self>) -> Result<(), RepoError>;
+
+    /// The adapter's own transaction type, for repositories of the same adapter.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// An open unit of work, handed to repositories and committed at the end of a use case.
+/// Dropping it without [`Tx::commit`] rolls every write back.
+pub struct Tx(Box<dyn Transaction>);
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tx")
+    }
+}
+
+impl Tx {
+    /// Wraps an adapter's transaction.
+    pub fn new(inner: Box<dyn Transaction>) -> Self {
+        Self(inner)
+    }
+
+    /// Commits every write made through this unit of work.
+    pub async fn commit(self) -> Result<(), RepoError> {
+        self.0.commit().await
+    }
+
+    /// The adapter's own transaction, if it is of type `T`.
+    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.0.as_any_mut().downcast_mut::<T>()
+    }
+}
+
+/// Opens transactions.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// Begins a transaction; MUST return [`RepoError::Unavailable`] when no connection can be had in time.
+    async fn begin(&self, mode: TxMode) -> Result<Tx, RepoError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), RepoError>;
+}
+
+/// A transaction that touches nothing and counts its commits, for service tests with mocked repositories.
+#[cfg(feature = "mock")]
+#[derive(Debug, Default, Clone)]
+pub struct FakeTransaction {
+    commits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[cfg(feature = "mock")]
+impl FakeTransaction {
+    /// A unit of work over a fresh fake, and the counter of its commits.
+    pub fn begin() -> (Tx, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let fake = Self::default();
+        let commits = fake.commits.clone();
+        (Tx::new(Box::new(fake)), commits)
+    }
+}
+
+#[cfg(feature = "mock")]
+#[async_trait]
+impl Transaction for FakeTransaction {
+    async fn commit(self: Box<Self>) -> Result<(), RepoError> {
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
