@@ -1,1 +1,23 @@
-//! placeholder
+//! clinicflow's database schema, as sea-orm-migration migrations that run on both
+//! SQLite and PostgreSQL.
+//!
+//! Tables are built with SeaQuery's schema builder so one migration serves both
+//! databases; what only PostgreSQL can do (the `btree_gist` exclusion constraints that
+//! keep active appointments from overlapping, the `C` collation of the name-search keys)
+//! is raw SQL guarded by the backend. Only `clinicflow-store` depends on this crate; it
+//! must never depend on the domain, the services or any other crate of the workspace.
+
+use sea_orm_migration::prelude::*;
+
+mod m20260101_000001_initial_schema;
+
+/// Every migration of clinicflow, in the order they apply.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20260101_000001_initial_schema::Migration)]
+    }
+}

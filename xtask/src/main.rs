@@ -1,1 +1,292 @@
-fn main() {}
+//! `cargo xtask`: clinicflow's developer and CI tasks, written in Rust instead
+//! of shell scripts (matklad's cargo-xtask). It starts throwaway PostgreSQL and
+//! Redis servers for development (`db-up`) and for the test suites (`test`),
+//! runs the whole CI gate (`ci`: fmt, clippy, tests with required services),
+//! and forwards `migrate`, `seed` and `demo` to the server binary. It depends on
+//! the standard library only and never on the workspace's own crates, so it
+//! builds even when they do not; its tidy test checks the architecture rules
+//! of `docs/architecture.md` on the crates' manifests.
+
+mod postgres;
+mod redis;
+mod services;
+mod tidy;
+mod watchdog;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::Duration;
+
+use services::{Requirement, Services};
+
+/// Error type of every task: a message for the developer.
+pub type Error = Box<dyn std::error::Error>;
+/// Result of every task.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  db-up [--port N] [--redis-port N]
+        start a throwaway PostgreSQL (and Redis when redis-server exists) on
+        127.0.0.1, print DATABASE_URL / REDIS_URL, stop them on Ctrl-C
+  test [--require-services] [-- ARGS...]
+        start PostgreSQL and Redis on free ports, run the workspace's tests
+        (cargo nextest when installed, else cargo test), stop the servers;
+        --require-services turns a missing server into an error
+  ci    cargo fmt --check, cargo clippy -D warnings, then test --require-services
+  migrate [--database-url URL]
+  seed [--patients N] [--practitioners N] [--database-url URL]
+  demo  run `cargo run --release -p clinicflow -- <command> ...` with the arguments
+";
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match run(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("cargo xtask: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches the command line to a task and returns the process exit code.
+fn run(args: Vec<OsString>) -> Result<ExitCode> {
+    let mut args = args.into_iter();
+    let Some(command) = args.next() else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    };
+    let rest: Vec<OsString> = args.collect();
+    match command.to_str() {
+        Some("db-up") => db_up(&rest),
+        Some("test") => {
+            let (require_services, runner_args) = parse_test_args(&rest)?;
+            test(require_services, &runner_args)
+        }
+        Some("ci") => {
+            if let Some(arg) = rest.first() {
+                return Err(format!("`ci` takes no arguments, got {arg:?}").into());
+            }
+            ci()
+        }
+        Some(server_command @ ("migrate" | "seed" | "demo")) => {
+            server(server_command, &rest)
+        }
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(watchdog::COMMAND) => watchdog::run(&rest).map(|()| ExitCode::SUCCESS),
+        _ => {
+            eprint!("unknown command {command:?}\n\n{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// `db-up`: runs PostgreSQL (required) and Redis (when installed) until killed.
+fn db_up(args: &[OsString]) -> Result<ExitCode> {
+    let mut postgres_port = None;
+    let mut redis_port = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--port") => postgres_port = Some(parse_port(args.next(), "--port")?),
+            Some("--redis-port") => redis_port = Some(parse_port(args.next(), "--redis-port")?),
+            _ => return Err(format!("db-up: unexpected argument {arg:?}\n\n{USAGE}").into()),
+        }
+    }
+    let mut services = Services::start(&services::Options {
+        postgres: Requirement::Required,
+        redis: Requirement::Optional,
+        postgres_port,
+        redis_port,
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    if let Some(url) = services.postgres_url() {
+        writeln!(stdout, "DATABASE_URL={url}")?;
+    }
+    if let Some(url) = services.redis_url() {
+        writeln!(stdout, "REDIS_URL={url}")?;
+    }
+    stdout.flush()?;
+    drop(stdout);
+    eprintln!(
+        "cargo xtask db-up: servers run in {}; press Ctrl-C (or send SIGTERM) to stop them",
+        services.dir().display()
+    );
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        services.check_alive()?;
+    }
+}
+
+/// Parses the value following a `--port`-like flag.
+fn parse_port(value: Option<&OsString>, flag: &str) -> Result<u16> {
+    let value = value.ok_or_else(|| format!("{flag} needs a port number"))?;
+    value
+        .to_str()
+        .and_then(|text| text.parse::<u16>().ok())
+        .filter(|port| *port != 0)
+        .ok_or_else(|| format!("{flag}: {value:?} is not a port number (1-65535)").into())
+}
+
+/// Splits `test`'s arguments into `--require-services` and the runner's arguments.
+fn parse_test_args(args: &[OsString]) -> Result<(bool, Vec<OsString>)> {
+    let mut require_services = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--require-services") => require_services = true,
+            Some("--") => return Ok((require_services, args.cloned().collect())),
+            _ => {
+                return Err(format!(
+                    "test: unexpected argument {arg:?}; pass test-runner arguments after `--`\n\n{USAGE}"
+                )
+                .into());
+            }
+        }
+    }
+    Ok((require_services, Vec::new()))
+}
+
+/// `test`: starts the services, runs every test suite, stops the services.
+fn test(require_services: bool, runner_args: &[OsString]) -> Result<ExitCode> {
+    let requirement = if require_services {
+        Requirement::Required
+    } else {
+        Requirement::Optional
+    };
+    let services = Services::start(&services::Options {
+        postgres: requirement,
+        redis: requirement,
+        postgres_port: None,
+        redis_port: None,
+    })?;
+
+    let nextest = has_nextest();
+    let mut runner = cargo();
+    if nextest {
+        runner.args(["nextest", "run"]);
+    } else {
+        runner.arg("test");
+    }
+    runner.args(["--workspace", "--no-fail-fast"]).args(runner_args);
+    match services.postgres_url() {
+        Some(url) => runner.env("CLINICFLOW_TEST_PG_URL", url),
+        None => runner.env_remove("CLINICFLOW_TEST_PG_URL"),
+    };
+    match services.redis_url() {
+        Some(url) => runner.env("CLINICFLOW_TEST_REDIS_URL", url),
+        None => runner.env_remove("CLINICFLOW_TEST_REDIS_URL"),
+    };
+    if require_services {
+        runner.env("CLINICFLOW_REQUIRE_SERVICES", "1");
+    }
+
+    eprintln!(
+        "cargo xtask test: {}; runner: {}",
+        services.summary(),
+        if nextest { "cargo nextest" } else { "cargo test" }
+    );
+    let status = status_of(&mut runner)?;
+    drop(services);
+    Ok(exit_code(status))
+}
+
+/// `ci`: the whole gate; if it passes locally, CI is green.
+fn ci() -> Result<ExitCode> {
+    let steps: [(&str, &[&str]); 2] = [
+        ("cargo fmt --all -- --check", &["fmt", "--all", "--", "--check"]),
+        (
+            "cargo clippy --workspace --all-targets -- -D warnings",
+            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        ),
+    ];
+    for (name, args) in steps {
+        eprintln!("cargo xtask ci: {name}");
+        let status = status_of(cargo().args(args))?;
+        if !status.success() {
+            eprintln!("cargo xtask ci: `{name}` failed");
+            return Ok(exit_code(status));
+        }
+    }
+    eprintln!("cargo xtask ci: cargo xtask test --require-services");
+    test(true, &[])
+}
+
+/// `migrate`, `seed`, `demo`: forwarded to the server binary.
+fn server(command: &str, args: &[OsString]) -> Result<ExitCode> {
+    let status = status_of(
+        cargo()
+            .args(["run", "--release", "-p", "clinicflow", "--", command])
+            .args(args),
+    )?;
+    Ok(exit_code(status))
+}
+
+/// Whether `cargo nextest` is installed.
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// A `cargo` command (the one running us, if known) in the workspace root.
+fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .unwrap_or(manifest_dir)
+        .to_path_buf()
+}
+
+/// Runs a command to completion with inherited stdio.
+fn status_of(command: &mut Command) -> Result<ExitStatus> {
+    command
+        .status()
+        .map_err(|error| format!("cannot run {:?}: {error}", command.get_program()).into())
+}
+
+/// The first executable called `name` on `PATH`, else in one of `extra_dirs`.
+fn find_program(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// Whether `path` is a file (after symlinks) with an execute bit.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+}
+
+/// The exit code that passes on a child's status (128 + signal when killed).
+fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -80,9 +80,13 @@ pub struct FakeTransaction {
 impl FakeTransaction {
     /// A unit of work over a fresh fake, and the counter of its commits.
     pub fn begin() -> (Tx, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-        let fake = Self::default();
-        let commits = fake.commits.clone();
-        (Tx::new(Box::new(fake)), commits)
+        let commits = std::sync::Arc::default();
+        (Self::counting(std::sync::Arc::clone(&commits)), commits)
+    }
+
+    /// A unit of work over a fake that adds its commit to a shared counter.
+    pub fn counting(commits: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Tx {
+        Tx::new(Box::new(Self { commits }))
     }
 }
 

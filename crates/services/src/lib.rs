@@ -1,1 +1,92 @@
-//! placeholder
+//! The use cases of clinicflow: each service method parses its input into domain
+//! values, runs the domain rules and talks to storage only through the ports, in one
+//! unit of work per use case.
+//!
+//! This crate must never depend on SeaORM, sqlx, actix, Redis or any other adapter;
+//! its tests replace the ports with mockall mocks.
+
+use std::sync::Arc;
+
+use clinicflow_ports::{
+    AppointmentRepo, Cache, ClinicRepo, Clock, Database, PasswordHasher, PatientRepo, PractitionerRepo, ScheduleRepo,
+    UserRepo,
+};
+
+pub mod auth;
+pub mod booking;
+pub mod clinic;
+pub mod error;
+pub mod input;
+pub mod patient;
+pub mod practitioner;
+pub mod schedule;
+
+pub use auth::AuthService;
+pub use booking::{AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput};
+pub use clinic::{ClinicService, NewClinic};
+pub use error::{Conflict, FieldErrors, ServiceError};
+pub use patient::{NewPatient, PatientChanges, PatientService};
+pub use practitioner::{NewPractitioner, PractitionerChanges, PractitionerService};
+pub use schedule::{ScheduleInput, ScheduleService, SlotQuery, TimeOffInput};
+
+/// Every port the services use, handed in by the composition root.
+#[derive(Clone)]
+pub struct Ports {
+    /// Opens units of work.
+    pub db: Arc<dyn Database>,
+    /// Clinics.
+    pub clinics: Arc<dyn ClinicRepo>,
+    /// Staff users.
+    pub users: Arc<dyn UserRepo>,
+    /// Patients.
+    pub patients: Arc<dyn PatientRepo>,
+    /// Practitioners.
+    pub practitioners: Arc<dyn PractitionerRepo>,
+    /// Schedules and exceptions.
+    pub schedules: Arc<dyn ScheduleRepo>,
+    /// Appointments.
+    pub appointments: Arc<dyn AppointmentRepo>,
+    /// Cache for hot, rarely changing reads.
+    pub cache: Arc<dyn Cache>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ports")
+    }
+}
+
+/// All services, built once from the ports and shared by every request.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Login.
+    pub auth: AuthService,
+    /// Clinics and their first admin.
+    pub clinics: ClinicService,
+    /// Patients.
+    pub patients: PatientService,
+    /// Practitioners.
+    pub practitioners: PractitionerService,
+    /// Schedules, time off and slots.
+    pub schedules: ScheduleService,
+    /// Appointments.
+    pub booking: BookingService,
+}
+
+impl Services {
+    /// Builds every service over the same ports.
+    pub fn new(ports: Ports) -> Self {
+        Self {
+            auth: AuthService::new(ports.clone()),
+            clinics: ClinicService::new(ports.clone()),
+            patients: PatientService::new(ports.clone()),
+            practitioners: PractitionerService::new(ports.clone()),
+            schedules: ScheduleService::new(ports.clone()),
+            booking: BookingService::new(ports),
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Booking: the conflict-free creation of appointments, their status moves and reschedules.
+//!
+//! The checks here answer early with a helpful conflict (the interval taken and the next
+//! free slots), but correctness never rests on them alone: on PostgreSQL the exclusion
+//! constraints reject an overlapping write that raced past the check, and on SQLite the
+//! check runs inside a `BEGIN IMMEDIATE` transaction that no other writer can interleave.
+
+use chrono::Duration;
+use clinicflow_domain::appointment::{parse_duration_minutes, parse_reason, parse_start};
+use clinicflow_domain::schedule::utc_span;
+use clinicflow_domain::{
+    Actor, Appointment, AppointmentId, AppointmentStatus, BookingRequest, BookingViolation, Interval, Page,
+    PageRequest, PatientId, PractitionerId, Urgency,
+};
+use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError, Tx, TxMode};
+use uuid::Uuid;
+
+use crate::error::ConflictKind;
+use crate::schedule::{Calendar, local_date, next_free_slots};
+use crate::{Conflict, FieldErrors, Ports, ServiceError, input};
+
+/// An appointment to book, as sent by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookInput {
+    /// The patient's id.
+    pub patient_id: String,
+    /// The practitioner's id.
+    pub practitioner_id: String,
+    /// RFC 3339 start.
+    pub starts_at: String,
+    /// Length (default: the practitioner's slot length).
+    pub duration_minutes: Option<u32>,
+    /// routine, urgent or emergency (default routine).
+    pub urgency: Option<String>,
+    /// Why the patient comes.
+    pub reason: Option<String>,
+    /// Book outside availability or in the past (admins and practitioners only).
+    pub overbook: bool,
+}
+
+/// A new time for an existing appointment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescheduleInput {
+    /// RFC 3339 start.
+    pub starts_at: String,
+    /// Length (default: the old appointment's length).
+    pub duration_minutes: Option<u32>,
+}
+
+/// A status move requested through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppointmentAction {
+    /// booked -> confirmed.
+    Confirm,
+    /// confirmed -> checked_in.
+    CheckIn,
+    /// checked_in -> in_progress.
+    Start,
+    /// in_progress -> completed.
+    Complete,
+    /// booked|confirmed -> cancelled, with an optional reason.
+    Cancel(Option<String>),
+    /// booked|confirmed -> no_show, after start + grace.
+    NoShow,
+}
+
+impl AppointmentAction {
+    fn target(&self) -> AppointmentStatus {
+        match self {
+            AppointmentAction::Confirm => AppointmentStatus::Confirmed,
+            AppointmentAction::CheckIn => AppointmentStatus::CheckedIn,
+            AppointmentAction::Start => AppointmentStatus::InProgress,
+            AppointmentAction::Complete => AppointmentStatus::Completed,
+            AppointmentAction::Cancel(_) => AppointmentStatus::Cancelled,
+            AppointmentAction::NoShow => AppointmentStatus::NoShow,
+        }
+    }
+}
+
+/// Filters for listing appointments, as sent by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppointmentQuery {
+    /// Practitioner id.
+    pub practitioner_id: Option<String>,
+    /// Patient id.
+    pub patient_id: Option<String>,
+    /// Status name.
+    pub status: Option<String>,
+    /// RFC 3339: starting at or after.
+    pub from: Option<String>,
+    /// RFC 3339: starting before.
+    pub to: Option<String>,
+}
+
+/// Books appointments and moves them through their life.
+#[derive(Debug, Clone)]
+pub struct BookingService {
+    ports: Ports,
+}
+
+/// What the booking checks need beyond the request itself.
+struct Booking {
+    patient_id: PatientId,
+    practitioner_id: PractitionerId,
+    interval: Interval,
+    overbook: bool,
+    /// An appointment being replaced, whose time does not count as taken.
+    replacing: Option<AppointmentId>,
+}
+
+impl BookingService {
+    /// Builds the service.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    /// Books an appointment, or explains the conflict with the next free slots.
+    #[tracing::instrument(skip_all)]
+    pub async fn book(&self, actor: &Actor, input: BookInput) -> Result<Appointment, ServiceError> {
+        let mut errors = FieldErrors::new();
+        let patient_id = errors.check("patient_id", input::id(&input.patient_id)).map(PatientId::from_uuid);
+        let practitioner_id =
+            errors.check("practitioner_id", input::id(&input.practitioner_id)).map(PractitionerId::from_uuid);
+        let start = errors.check("starts_at", input::instant(&input.starts_at).and_then(parse_start));
+        let duration = input.duration_minutes.and_then(|m| errors.check("duration_minutes", parse_duration_minutes(m)));
+        let urgency = errors.check("urgency", input.urgency.as_deref().unwrap_or("routine").parse::<Urgency>());
+        let reason = errors.check("reason", parse_reason(input.reason.as_deref()));
+        errors.into_result()?;
+        let (Some(patient_id), Some(practitioner_id), Some(start), Some(urgency), Some(reason)) =
+            (patient_id, practitioner_id, start, urgency, reason)
+        else {
+            unreachable!("every field parsed when no error was recorded")
+        };
+        if input.overbook && !actor.role.may_overbook() {
+            return Err(ServiceError::Forbidden("only admins and practitioners may overbook"));
+        }
+
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let practitioner = self
+            .ports
+            .practitioners
+            .get(&mut tx, actor.clinic_id, practitioner_id)
+            .await?
+            .ok_or_else(|| FieldErrors::single("practitioner_id", "no such practitioner in this clinic"))?;
+        if self.ports.patients.get(&mut tx, actor.clinic_id, patient_id).await?.is_none() {
+            return Err(FieldErrors::single("patient_id", "no such patient in this clinic"));
+        }
+        let length = duration.unwrap_or_else(|| Duration::minutes(i64::from(practitioner.slot_minutes)));
+        let interval = Interval::starting_at(start, length).map_err(|e| FieldErrors::single("starts_at", e.0))?;
+        let now = self.ports.clock.now();
+        let booking = Booking { patient_id, practitioner_id, interval, overbook: input.overbook, replacing: None };
+        if let Err(violation) = self.check(&mut tx, actor, &booking).await? {
+            drop(tx);
+            return Err(self.conflict(actor, &booking, violation).await);
+        }
+        let appointment = Appointment {
+            id: AppointmentId::from_uuid(Uuid::now_v7()),
+            clinic_id: actor.clinic_id,
+            patient_id,
+            practitioner_id,
+            interval,
+            urgency,
+            reason,
+            status: AppointmentStatus::Booked,
+            version: 1,
+            rescheduled_from: None,
+            rescheduled_to: None,
+            cancelled_by: None,
+            cancel_reason: None,
+            overbooked: input.overbook,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        match self.ports.appointments.insert(&mut tx, &appointment).await {
+            Ok(()) => {}
+            Err(RepoError::Overlap(party)) => {
+                drop(tx);
+                return Err(self.lost_race(actor, &booking, party).await);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        tracing::info!(appointment_id = %appointment.id, "appointment booked");
+        Ok(appointment)
+    }
+
+    /// Runs the booking rules inside `tx`; the outer error is a failure, the inner one a rule violation.
+    async fn check(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        booking: &Booking,
+    ) -> Result<Result<(), BookingViolation>, ServiceError> {
+        let clinic = crate::clinic::clinic_settings(&self.ports, tx, actor.clinic_id).await?;
+        let practitioner = self
+            .ports
+            .practitioners
+            .get(tx, actor.clinic_id, booking.practitioner_id)
+            .await?
+            .ok_or(ServiceError::NotFound("practitioner"))?;
+        let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
+        let from = local_date(&clinic, booking.interval.start());
+        let to = local_date(&clinic, booking.interval.end()) + Duration::days(1);
+        let calendar = Calendar::load(&self.ports, tx, &clinic, &practitioner, utc_span(from, to)).await?;
+        let practitioner_busy: Vec<Interval> = self
+            .ports
+            .appointments
+            .active_for_practitioner(tx, actor.clinic_id, booking.practitioner_id, booking.interval.widened(buffer, buffer))
+            .await?
+            .into_iter()
+            .filter(|a| Some(a.id) != booking.replacing)
+            .map(|a| a.interval)
+            .collect();
+        let patient_busy: Vec<Interval> = self
+            .ports
+            .appointments
+            .active_for_patient(tx, actor.clinic_id, booking.patient_id, booking.interval)
+            .await?
+            .into_iter()
+            .filter(|a| Some(a.id) != booking.replacing)
+            .map(|a| a.interval)
+            .collect();
+        let request = BookingRequest {
+            interval: booking.interval,
+            now: self.ports.clock.now(),
+            overbook: booking.overbook,
+            available: calendar.availability(&clinic, &practitioner).covers(&booking.interval),
+            buffer,
+            practitioner_busy: &practitioner_busy,
+            patient_busy: &patient_busy,
+        };
+        Ok(request.check())
+    }
+
+    /// Turns a rule violation into the error the client sees, with the next free slots.
+    async fn conflict(&self, actor: &Actor, booking: &Booking, violation: BookingViolation) -> ServiceError {
+        let kind = match violation {
+            BookingViolation::InPast => return ServiceError::BookingInPast,
+            BookingViolation::OutsideAvailability => ConflictKind::OutsideAvailability,
+            BookingViolation::PractitionerBusy { with } => {
+                ConflictKind::Overlap { party: OverlapParty::Practitioner, with: Some(with) }
+            }
+            BookingViolation::PatientBusy { with } => {
+                ConflictKind::Overlap { party: OverlapParty::Patient, with: Some(with) }
+            }
+        };
+        self.with_next_slots(actor, booking, kind).await
+    }
+
+    /// A write that the database refused because another booking committed first.
+    async fn lost_race(&self, actor: &Actor, booking: &Booking, party: OverlapParty) -> ServiceError {
+        let with = self.taken_interval(actor, booking, party).await.ok().flatten();
+        self.with_next_slots(actor, booking, ConflictKind::Overlap { party, with }).await
+    }
+
+    async fn taken_interval(
+        &self,
+        actor: &Actor,
+        booking: &Booking,
+        party: OverlapParty,
+    ) -> Result<Option<Interval>, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let found = match party {
+            OverlapParty::Practitioner => {
+                self.ports
+                    .appointments
+                    .active_for_practitioner(&mut tx, actor.clinic_id, booking.practitioner_id, booking.interval)
+                    .await?
+            }
+            OverlapParty::Patient => {
+                self.ports
+                    .appointments
+                    .active_for_patient(&mut tx, actor.clinic_id, booking.patient_id, booking.interval)
+                    .await?
+            }
+        };
+        Ok(found.first().map(|a| a.interval))
+    }
+
+    async fn with_next_slots(&self, actor: &Actor, booking: &Booking, kind: ConflictKind) -> ServiceError {
+        match next_free_slots(&self.ports, actor, booking.practitioner_id, booking.interval.start()).await {
+            Ok(next_slots) => {
+                ServiceError::BookingConflict(Conflict { kind, next_slots, practitioner_id: booking.practitioner_id })
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// One appointment of the actor's clinic.
+    pub async fn get(&self, actor: &Actor, id: AppointmentId) -> Result<Appointment, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        self.ports.appointments.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("appointment"))
+    }
+
+    /// One page of appointments by practitioner, patient, status and start range.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        query: AppointmentQuery,
+        page: PageRequest,
+    ) -> Result<Page<Appointment>, ServiceError> {
+        let mut errors = FieldErrors::new();
+        let filter = AppointmentFilter {
+            practitioner_id: query
+                .practitioner_id
+                .as_deref()
+                .and_then(|v| errors.check("practitioner_id", input::id(v)))
+                .map(PractitionerId::from_uuid),
+            patient_id: query
+                .patient_id
+                .as_deref()
+                .and_then(|v| errors.check("patient_id", input::id(v)))
+                .map(PatientId::from_uuid),
+            status: query.status.as_deref().and_then(|v| errors.check("status", v.parse())),
+            from: query.from.as_deref().and_then(|v| errors.check("from", input::instant(v))),
+            to: query.to.as_deref().and_then(|v| errors.check("to", input::instant(v))),
+        };
+        errors.into_result()?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        Ok(self.ports.appointments.list(&mut tx, actor.clinic_id, &filter, page).await?)
+    }
+
+    async fn load_for_change(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        id: AppointmentId,
+        if_match: Option<i32>,
+    ) -> Result<Appointment, ServiceError> {
+        let appointment =
+            self.ports.appointments.get(tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("appointment"))?;
+        if if_match.is_some_and(|v| v != appointment.version) {
+            return Err(ServiceError::PreconditionFailed { current: Some(appointment.version) });
+        }
+        Ok(appointment)
+    }
+
+    /// Moves an appointment to its next status; `if_match` (a version) guards against lost updates.
+    #[tracing::instrument(skip_all, fields(appointment_id = %id))]
+    pub async fn act(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        action: AppointmentAction,
+        if_match: Option<i32>,
+    ) -> Result<Appointment, ServiceError> {
+        let cancel_reason = match &action {
+            AppointmentAction::Cancel(reason) => {
+                parse_reason(reason.as_deref()).map_err(|e| FieldErrors::single("reason", e.0))?
+            }
+            _ => None,
+        };
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let mut appointment = self.load_for_change(&mut tx, actor, id, if_match).await?;
+        let expected = appointment.version;
+        let grace = Duration::minutes(i64::from(clinic.no_show_grace_minutes));
+        appointment.transition(action.target(), self.ports.clock.now(), grace)?;
+        if matches!(action, AppointmentAction::Cancel(_)) {
+            appointment.cancelled_by = Some(actor.user_id);
+            appointment.cancel_reason = cancel_reason;
+        }
+        self.ports.appointments.update(&mut tx, &appointment, expected).await?;
+        tx.commit().await?;
+        Ok(appointment)
+    }
+
+    /// Cancels an appointment and books its replacement in one unit of work, linking both.
+    /// Returns the new appointment.
+    #[tracing::instrument(skip_all, fields(appointment_id = %id))]
+    pub async fn reschedule(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        input: RescheduleInput,
+        if_match: Option<i32>,
+    ) -> Result<Appointment, ServiceError> {
+        let mut errors = FieldErrors::new();
+        let start = errors.check("starts_at", input::instant(&input.starts_at).and_then(parse_start));
+        let duration = input.duration_minutes.and_then(|m| errors.check("duration_minutes", parse_duration_minutes(m)));
+        errors.into_result()?;
+        let Some(start) = start else { unreachable!("parsed when no error was recorded") };
+
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let mut old = self.load_for_change(&mut tx, actor, id, if_match).await?;
+        let interval = Interval::starting_at(start, duration.unwrap_or(old.interval.duration()))
+            .map_err(|e| FieldErrors::single("starts_at", e.0))?;
+        let now = self.ports.clock.now();
+        let expected = old.version;
+        let grace = Duration::minutes(i64::from(clinic.no_show_grace_minutes));
+        old.transition(AppointmentStatus::Cancelled, now, grace)?;
+        let booking = Booking {
+            patient_id: old.patient_id,
+            practitioner_id: old.practitioner_id,
+            interval,
+            overbook: false,
+            replacing: Some(old.id),
+        };
+        if let Err(violation) = self.check(&mut tx, actor, &booking).await? {
+            drop(tx);
+            return Err(self.conflict(actor, &booking, violation).await);
+        }
+        let new = Appointment {
+            id: AppointmentId::from_uuid(Uuid::now_v7()),
+            interval,
+            status: AppointmentStatus::Booked,
+            version: 1,
+            rescheduled_from: Some(old.id),
+            rescheduled_to: None,
+            cancelled_by: None,
+            cancel_reason: None,
+            overbooked: false,
+            created_at: now,
+            updated_at: now,
+            ..old.clone()
+        };
+        old.rescheduled_to = Some(new.id);
+        old.cancelled_by = Some(actor.user_id);
+        old.cancel_reason = Some("rescheduled".to_owned());
+        // The old appointment stops holding its time before the new one claims time,
+        // so an overlap of old and new is not mistaken for a conflict by the database.
+        self.ports.appointments.update(&mut tx, &old, expected).await?;
+        match self.ports.appointments.insert(&mut tx, &new).await {
+            Ok(()) => {}
+            Err(RepoError::Overlap(party)) => {
+                drop(tx);
+                return Err(self.lost_race(actor, &booking, party).await);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,411 @@
+//! Booking use cases against mocked ports: what is read, what is written, what is refused.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
+use clinicflow_domain::{
+    Clinic, ClinicId, ClinicName, PersonName, Practitioner, Role, Schedule, TimeZone, UserId, WeeklyRule,
+};
+use clinicflow_domain::{BirthDate, Patient, Sex};
+use clinicflow_ports::{
+    FakeTransaction, MockAppointmentRepo, MockCache, MockClinicRepo, MockClock, MockDatabase, MockPasswordHasher,
+    MockPatientRepo, MockPractitionerRepo, MockScheduleRepo, MockUserRepo,
+};
+use mockall::predicate::always;
+
+use super::*;
+use crate::Ports;
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).expect("valid timestamp").with_timezone(&Utc)
+}
+
+fn clinic() -> Clinic {
+    Clinic {
+        id: ClinicId::from_uuid(Uuid::from_u128(1)),
+        name: ClinicName::parse("Praxis").expect("valid"),
+        time_zone: TimeZone::parse("Europe/Berlin").expect("valid"),
+        no_show_grace_minutes: 15,
+    }
+}
+
+fn actor(role: Role) -> Actor {
+    Actor { user_id: UserId::from_uuid(Uuid::from_u128(2)), clinic_id: clinic().id, role }
+}
+
+fn practitioner() -> Practitioner {
+    Practitioner {
+        id: PractitionerId::from_uuid(Uuid::from_u128(3)),
+        clinic_id: clinic().id,
+        name: PersonName::parse("Gregory", "House").expect("valid"),
+        specialties: vec!["diagnostics".into()],
+        department: None,
+        slot_minutes: 30,
+        buffer_minutes: 0,
+        version: 1,
+        created_at: at("2026-01-01T00:00:00Z"),
+        updated_at: at("2026-01-01T00:00:00Z"),
+    }
+}
+
+fn patient() -> Patient {
+    Patient {
+        id: PatientId::from_uuid(Uuid::from_u128(4)),
+        clinic_id: clinic().id,
+        name: PersonName::parse("Ada", "Lovelace").expect("valid"),
+        birth_date: BirthDate::from_stored(NaiveDate::from_ymd_opt(1985, 12, 10).expect("valid")),
+        sex: Sex::Female,
+        phone: None,
+        email: None,
+        emergency_contact: None,
+        insurance: None,
+        version: 1,
+        created_at: at("2026-01-01T00:00:00Z"),
+        updated_at: at("2026-01-01T00:00:00Z"),
+        deleted_at: None,
+    }
+}
+
+/// Tuesdays 09:00-12:00 Berlin time (08:00-11:00 UTC in winter).
+fn tuesday_mornings() -> Schedule {
+    let rule = WeeklyRule::new(
+        Weekday::Tue,
+        NaiveTime::from_hms_opt(9, 0, 0).expect("valid"),
+        NaiveTime::from_hms_opt(12, 0, 0).expect("valid"),
+        Some(30),
+    )
+    .expect("valid rule");
+    Schedule::new(vec![rule], NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid"), None).expect("valid schedule")
+}
+
+fn existing(start: &str, minutes: i64) -> Appointment {
+    let interval = Interval::starting_at(at(start), Duration::minutes(minutes)).expect("valid");
+    Appointment {
+        id: AppointmentId::from_uuid(Uuid::from_u128(99)),
+        clinic_id: clinic().id,
+        patient_id: PatientId::from_uuid(Uuid::from_u128(98)),
+        practitioner_id: practitioner().id,
+        interval,
+        urgency: Urgency::Routine,
+        reason: None,
+        status: AppointmentStatus::Booked,
+        version: 1,
+        rescheduled_from: None,
+        rescheduled_to: None,
+        cancelled_by: None,
+        cancel_reason: None,
+        overbooked: false,
+        created_at: at("2026-11-01T00:00:00Z"),
+        updated_at: at("2026-11-01T00:00:00Z"),
+        deleted_at: None,
+    }
+}
+
+/// Mocks that answer the reads every booking makes; tests add the expectations they are about.
+struct World {
+    db: MockDatabase,
+    clinics: MockClinicRepo,
+    patients: MockPatientRepo,
+    practitioners: MockPractitionerRepo,
+    schedules: MockScheduleRepo,
+    appointments: MockAppointmentRepo,
+    commits: Arc<std::sync::atomic::AtomicUsize>,
+    now: DateTime<Utc>,
+}
+
+impl World {
+    fn new(practitioner_busy: Vec<Appointment>) -> Self {
+        let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut db = MockDatabase::new();
+        let counter = commits.clone();
+        db.expect_begin().returning(move |_| Ok(FakeTransaction::counting(counter.clone())));
+        let mut clinics = MockClinicRepo::new();
+        clinics.expect_get().returning(|_, _| Ok(Some(clinic())));
+        let mut patients = MockPatientRepo::new();
+        patients.expect_get().returning(|_, _, id| Ok((id == patient().id).then(patient)));
+        let mut practitioners = MockPractitionerRepo::new();
+        practitioners.expect_get().returning(|_, _, id| Ok((id == practitioner().id).then(practitioner)));
+        let mut schedules = MockScheduleRepo::new();
+        schedules.expect_get().returning(|_, _, _| Ok(Some(tuesday_mornings())));
+        schedules.expect_exceptions_overlapping().returning(|_, _, _, _| Ok(Vec::new()));
+        let mut appointments = MockAppointmentRepo::new();
+        appointments.expect_active_for_practitioner().returning(move |_, _, _, span| {
+            Ok(practitioner_busy.iter().filter(|a| a.interval.overlaps(&span)).cloned().collect())
+        });
+        appointments.expect_active_for_patient().returning(|_, _, _, _| Ok(Vec::new()));
+        Self {
+            db,
+            clinics,
+            patients,
+            practitioners,
+            schedules,
+            appointments,
+            commits,
+            now: at("2026-11-30T12:00:00Z"),
+        }
+    }
+
+    fn service(self) -> (BookingService, Arc<std::sync::atomic::AtomicUsize>) {
+        let mut clock = MockClock::new();
+        let now = self.now;
+        clock.expect_now().return_const(now);
+        let mut cache = MockCache::new();
+        cache.expect_get().returning(|_| None);
+        cache.expect_set().return_const(());
+        let ports = Ports {
+            db: Arc::new(self.db),
+            clinics: Arc::new(self.clinics),
+            users: Arc::new(MockUserRepo::new()),
+            patients: Arc::new(self.patients),
+            practitioners: Arc::new(self.practitioners),
+            schedules: Arc::new(self.schedules),
+            appointments: Arc::new(self.appointments),
+            cache: Arc::new(cache),
+            clock: Arc::new(clock),
+            hasher: Arc::new(MockPasswordHasher::new()),
+        };
+        (BookingService::new(ports), self.commits)
+    }
+}
+
+fn request(starts_at: &str) -> BookInput {
+    BookInput {
+        patient_id: patient().id.to_string(),
+        practitioner_id: practitioner().id.to_string(),
+        starts_at: starts_at.into(),
+        duration_minutes: Some(30),
+        urgency: None,
+        reason: Some("check-up".into()),
+        overbook: false,
+    }
+}
+
+#[tokio::test]
+async fn a_free_slot_inside_availability_is_booked_and_committed() {
+    let mut world = World::new(vec![existing("2026-12-01T09:00:00Z", 30)]);
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .withf(|_, a| {
+            a.status == AppointmentStatus::Booked
+                && a.interval.start() == at("2026-12-01T08:00:00Z")
+                && a.interval.end() == at("2026-12-01T08:30:00Z")
+                && a.reason.as_deref() == Some("check-up")
+                && a.version == 1
+        })
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    let booked = service.book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z")).await.expect("booked");
+    assert_eq!(booked.urgency, Urgency::Routine);
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_overlapping_booking_is_refused_with_the_taken_interval_and_next_slots() {
+    let taken = existing("2026-12-01T08:00:00Z", 30);
+    let mut world = World::new(vec![taken.clone()]);
+    world.appointments.expect_insert().never();
+    let (service, commits) = world.service();
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:15:00Z"))
+        .await
+        .expect_err("overlap");
+    let ServiceError::BookingConflict(conflict) = err else { panic!("expected a booking conflict, got {err:?}") };
+    assert_eq!(
+        conflict.kind,
+        ConflictKind::Overlap { party: OverlapParty::Practitioner, with: Some(taken.interval) }
+    );
+    let next: Vec<_> = conflict.next_slots.iter().map(|s| s.start()).collect();
+    assert_eq!(next, [at("2026-12-01T08:30:00Z"), at("2026-12-01T09:00:00Z"), at("2026-12-01T09:30:00Z")]);
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_booking_outside_availability_is_refused() {
+    let mut world = World::new(Vec::new());
+    world.appointments.expect_insert().never();
+    let (service, _) = world.service();
+    // 13:00 Berlin is after the Tuesday window closes at 12:00.
+    let err = service.book(&actor(Role::Receptionist), request("2026-12-01T12:00:00Z")).await.expect_err("outside");
+    assert!(matches!(err, ServiceError::BookingConflict(Conflict { kind: ConflictKind::OutsideAvailability, .. })));
+}
+
+#[tokio::test]
+async fn booking_in_the_past_is_rejected() {
+    let mut world = World::new(Vec::new());
+    world.now = at("2026-12-01T09:00:00Z");
+    world.appointments.expect_insert().never();
+    let (service, _) = world.service();
+    let err = service.book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z")).await.expect_err("past");
+    assert!(matches!(err, ServiceError::BookingInPast), "got {err:?}");
+}
+
+#[tokio::test]
+async fn a_race_lost_at_the_database_becomes_a_conflict() {
+    let mut world = World::new(Vec::new());
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Err(RepoError::Overlap(OverlapParty::Patient)));
+    let (service, commits) = world.service();
+    let err = service.book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z")).await.expect_err("lost race");
+    assert!(
+        matches!(
+            err,
+            ServiceError::BookingConflict(Conflict { kind: ConflictKind::Overlap { party: OverlapParty::Patient, .. }, .. })
+        ),
+        "got {err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn receptionists_may_not_overbook() {
+    let mut world = World::new(Vec::new());
+    world.appointments.expect_insert().never();
+    world.db = MockDatabase::new();
+    world.db.expect_begin().never();
+    let (service, _) = world.service();
+    let mut input = request("2026-12-01T12:00:00Z");
+    input.overbook = true;
+    let err = service.book(&actor(Role::Receptionist), input).await.expect_err("forbidden");
+    assert!(matches!(err, ServiceError::Forbidden(_)));
+}
+
+#[tokio::test]
+async fn invalid_input_names_every_bad_field_and_touches_nothing() {
+    let mut world = World::new(Vec::new());
+    world.db = MockDatabase::new();
+    world.db.expect_begin().never();
+    let (service, _) = world.service();
+    let input = BookInput {
+        patient_id: "nope".into(),
+        practitioner_id: practitioner().id.to_string(),
+        starts_at: "2026-12-01T08:00:00".into(),
+        duration_minutes: Some(1),
+        urgency: Some("whenever".into()),
+        reason: None,
+        overbook: false,
+    };
+    let err = service.book(&actor(Role::Receptionist), input).await.expect_err("invalid");
+    let ServiceError::Validation(fields) = err else { panic!("expected validation, got {err:?}") };
+    let names: Vec<&str> = fields.fields().keys().map(String::as_str).collect();
+    assert_eq!(names, ["duration_minutes", "patient_id", "starts_at", "urgency"]);
+}
+
+#[tokio::test]
+async fn an_illegal_status_move_is_refused_and_nothing_is_written() {
+    let mut world = World::new(Vec::new());
+    let current = existing("2026-12-01T08:00:00Z", 30);
+    let id = current.id;
+    world.appointments.expect_get().with(always(), always(), always()).returning(move |_, _, _| Ok(Some(current.clone())));
+    world.appointments.expect_update().never();
+    let (service, commits) = world.service();
+    let err = service
+        .act(&actor(Role::Receptionist), id, AppointmentAction::Complete, None)
+        .await
+        .expect_err("booked cannot complete");
+    assert!(
+        matches!(
+            err,
+            ServiceError::IllegalTransition(clinicflow_domain::IllegalTransition::NotAllowed {
+                from: AppointmentStatus::Booked,
+                to: AppointmentStatus::Completed,
+                ..
+            })
+        ),
+        "got {err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_a_failed_precondition() {
+    let mut world = World::new(Vec::new());
+    let current = existing("2026-12-01T08:00:00Z", 30);
+    let id = current.id;
+    world.appointments.expect_get().returning(move |_, _, _| Ok(Some(current.clone())));
+    world.appointments.expect_update().never();
+    let (service, _) = world.service();
+    let err = service.act(&actor(Role::Receptionist), id, AppointmentAction::Confirm, Some(7)).await.expect_err("stale");
+    assert!(matches!(err, ServiceError::PreconditionFailed { current: Some(1) }));
+}
+
+#[tokio::test]
+async fn a_confirmation_writes_the_new_status_against_the_read_version() {
+    let mut world = World::new(Vec::new());
+    let current = existing("2026-12-01T08:00:00Z", 30);
+    let id = current.id;
+    world.appointments.expect_get().returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_update()
+        .times(1)
+        .withf(|_, a, expected| a.status == AppointmentStatus::Confirmed && a.version == 2 && *expected == 1)
+        .returning(|_, _, _| Ok(()));
+    let (service, commits) = world.service();
+    let a = service.act(&actor(Role::Receptionist), id, AppointmentAction::Confirm, Some(1)).await.expect("confirmed");
+    assert_eq!(a.status, AppointmentStatus::Confirmed);
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
+    let mut world = World::new(Vec::new());
+    let mut current = existing("2026-12-01T08:00:00Z", 30);
+    current.patient_id = patient().id;
+    let id = current.id;
+    let held = current.clone();
+    world.appointments.expect_get().returning(move |_, _, _| Ok(Some(held.clone())));
+    // The old appointment still shows as busy: the service must not count it against its own replacement.
+    world.appointments = {
+        let mut a = world.appointments;
+        a.checkpoint();
+        let held = current.clone();
+        a.expect_get().returning(move |_, _, _| Ok(Some(held.clone())));
+        let busy = current.clone();
+        a.expect_active_for_practitioner().returning(move |_, _, _, _| Ok(vec![busy.clone()]));
+        let busy = current.clone();
+        a.expect_active_for_patient().returning(move |_, _, _, _| Ok(vec![busy.clone()]));
+        a
+    };
+    let mut seq = mockall::Sequence::new();
+    world
+        .appointments
+        .expect_update()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(move |_, a, expected| {
+            a.id == id && a.status == AppointmentStatus::Cancelled && a.rescheduled_to.is_some() && *expected == 1
+        })
+        .returning(|_, _, _| Ok(()));
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(move |_, a| a.rescheduled_from == Some(id) && a.interval.start() == at("2026-12-01T08:15:00Z"))
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    let new = service
+        .reschedule(
+            &actor(Role::Receptionist),
+            id,
+            RescheduleInput { starts_at: "2026-12-01T08:15:00Z".into(), duration_minutes: None },
+            None,
+        )
+        .await
+        .expect("rescheduled");
+    assert_eq!(new.rescheduled_from, Some(id));
+    assert_eq!(new.interval.duration(), Duration::minutes(30));
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn local_dates_follow_the_clinic_zone() {
+    let c = clinic();
+    assert_eq!(local_date(&c, at("2026-11-30T23:30:00Z")), NaiveDate::from_ymd_opt(2026, 12, 1).expect("valid"));
+}

@@ -1,0 +1,134 @@
+//! The services' error type: every way a use case can fail, for the API to map.
+
+use std::collections::BTreeMap;
+
+use clinicflow_domain::{Interval, IllegalTransition, InvalidValue, PractitionerId};
+use clinicflow_ports::{OverlapParty, RepoError};
+
+/// Field name -> messages, for 422 answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a message for a field.
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.entry(field.into()).or_default().push(message.into());
+    }
+
+    /// Unwraps a parse result, recording its error under `field`.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, InvalidValue>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(field, e.0);
+                None
+            }
+        }
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The recorded messages by field.
+    pub fn fields(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.0
+    }
+
+    /// `Ok` when nothing was recorded, else the validation error.
+    pub fn into_result(self) -> Result<(), ServiceError> {
+        if self.is_empty() { Ok(()) } else { Err(ServiceError::Validation(self)) }
+    }
+
+    /// A single-field validation error.
+    pub fn single(field: &str, message: impl Into<String>) -> ServiceError {
+        let mut e = Self::new();
+        e.add(field, message);
+        ServiceError::Validation(e)
+    }
+}
+
+/// Why a booking could not be made, with what the client can do instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// What the booking collided with.
+    pub kind: ConflictKind,
+    /// The practitioner's next free slots after the requested start.
+    pub next_slots: Vec<Interval>,
+    /// The practitioner asked for.
+    pub practitioner_id: PractitionerId,
+}
+
+/// What a booking collided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// Another active appointment of this party; the interval is given when known.
+    Overlap {
+        /// Whose time is taken.
+        party: OverlapParty,
+        /// The interval already booked (no other detail of it is ever shown).
+        with: Option<Interval>,
+    },
+    /// The practitioner does not work then.
+    OutsideAvailability,
+}
+
+/// Every failure of a use case.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Input that parses but breaks a rule; field -> messages.
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// The resource does not exist in the actor's clinic.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The booking collides with another appointment or with the schedule.
+    #[error("booking conflict")]
+    BookingConflict(Conflict),
+    /// The booking would start in the past.
+    #[error("the appointment would start in the past")]
+    BookingInPast,
+    /// The status machine forbids the move.
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    /// The client's version (If-Match) is not the stored one.
+    #[error("the resource changed since the version the client holds")]
+    PreconditionFailed {
+        /// The stored version, if known.
+        current: Option<i32>,
+    },
+    /// A unique value is taken.
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
+    /// Wrong e-mail or password, unknown or disabled account: deliberately indistinguishable.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The actor's role does not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The database is unreachable or overloaded.
+    #[error("service unavailable")]
+    Unavailable(#[source] clinicflow_ports::BoxError),
+    /// A bug or an unexpected state; logged with its chain at the boundary.
+    #[error(transparent)]
+    Unexpected(clinicflow_ports::BoxError),
+}
+
+impl From<RepoError> for ServiceError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound => ServiceError::NotFound("resource"),
+            RepoError::Duplicate(field) => ServiceError::Duplicate(field),
+            RepoError::StaleVersion => ServiceError::PreconditionFailed { current: None },
+            RepoError::Unavailable(e) => ServiceError::Unavailable(e),
+            RepoError::Overlap(party) => ServiceError::Unexpected(format!("unexpected overlap of the {party:?}").into()),
+            RepoError::Other(e) => ServiceError::Unexpected(e),
+        }
+    }
+}

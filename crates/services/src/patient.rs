@@ -1,0 +1,260 @@
+//! Patients: registration, reading, changes, soft deletion and search.
+
+use chrono::TimeZone as _;
+use clinicflow_domain::{
+    Actor, BirthDate, Email, EmergencyContact, Insurance, Page, PageRequest, Patient, PatientId, PersonName, Phone, Sex,
+};
+use clinicflow_ports::{PatientFilter, PatientSearch, TxMode};
+use uuid::Uuid;
+
+use crate::{FieldErrors, Ports, ServiceError, input};
+
+/// An emergency contact as sent by a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactInput {
+    /// Name.
+    pub name: String,
+    /// Phone number.
+    pub phone: String,
+}
+
+/// Insurance as sent by a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsuranceInput {
+    /// Payer.
+    pub payer: String,
+    /// Member id.
+    pub member_id: String,
+}
+
+/// A patient to register, as sent by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewPatient {
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// female, male, other or unknown (default unknown).
+    pub sex: Option<String>,
+    /// E.164 phone.
+    pub phone: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Emergency contact.
+    pub emergency_contact: Option<ContactInput>,
+    /// Insurance.
+    pub insurance: Option<InsuranceInput>,
+}
+
+/// A partial change: `None` keeps a field, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientChanges {
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Birth date.
+    pub birth_date: Option<String>,
+    /// Sex.
+    pub sex: Option<String>,
+    /// Phone.
+    pub phone: Option<Option<String>>,
+    /// E-mail.
+    pub email: Option<Option<String>>,
+    /// Emergency contact.
+    pub emergency_contact: Option<Option<ContactInput>>,
+    /// Insurance.
+    pub insurance: Option<Option<InsuranceInput>>,
+}
+
+/// Registers, reads, changes and searches patients.
+#[derive(Debug, Clone)]
+pub struct PatientService {
+    ports: Ports,
+}
+
+fn parse_contact(errors: &mut FieldErrors, c: &ContactInput) -> Option<EmergencyContact> {
+    errors.check("emergency_contact", EmergencyContact::parse(&c.name, &c.phone))
+}
+
+fn parse_insurance(errors: &mut FieldErrors, i: &InsuranceInput) -> Option<Insurance> {
+    errors.check("insurance", Insurance::parse(&i.payer, &i.member_id))
+}
+
+impl PatientService {
+    /// Builds the service.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    async fn today(&self, actor: &Actor) -> Result<chrono::NaiveDate, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        Ok(clinic.time_zone.tz().from_utc_datetime(&self.ports.clock.now().naive_utc()).date_naive())
+    }
+
+    /// Registers a patient in the actor's clinic.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, actor: &Actor, input: NewPatient) -> Result<Patient, ServiceError> {
+        let today = self.today(actor).await?;
+        let mut errors = FieldErrors::new();
+        let name = PersonName::parse(&input.given_name, &input.family_name);
+        let name = match name {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.check("given_name", PersonName::parse(&input.given_name, "x").map(|_| ()));
+                errors.check("family_name", PersonName::parse("x", &input.family_name).map(|_| ()));
+                None
+            }
+        };
+        let birth_date =
+            errors.check("birth_date", input::date(&input.birth_date).and_then(|d| BirthDate::parse(d, today)));
+        let sex = errors.check("sex", input.sex.as_deref().unwrap_or("unknown").parse::<Sex>());
+        let phone = input.phone.as_deref().and_then(|p| errors.check("phone", Phone::parse(p)));
+        let email = input.email.as_deref().and_then(|e| errors.check("email", Email::parse(e)));
+        let emergency_contact = input.emergency_contact.as_ref().and_then(|c| parse_contact(&mut errors, c));
+        let insurance = input.insurance.as_ref().and_then(|i| parse_insurance(&mut errors, i));
+        errors.into_result()?;
+        let (Some(name), Some(birth_date), Some(sex)) = (name, birth_date, sex) else {
+            unreachable!("every required field parsed when no error was recorded")
+        };
+        let now = self.ports.clock.now();
+        let patient = Patient {
+            id: PatientId::from_uuid(Uuid::now_v7()),
+            clinic_id: actor.clinic_id,
+            name,
+            birth_date,
+            sex,
+            phone,
+            email,
+            emergency_contact,
+            insurance,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.ports.patients.insert(&mut tx, &patient).await?;
+        tx.commit().await?;
+        Ok(patient)
+    }
+
+    /// One patient of the actor's clinic.
+    pub async fn get(&self, actor: &Actor, id: PatientId) -> Result<Patient, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        self.ports.patients.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("patient"))
+    }
+
+    /// Applies a partial change; `if_match` (a version) guards against lost updates.
+    #[tracing::instrument(skip_all)]
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: PatientId,
+        changes: PatientChanges,
+        if_match: Option<i32>,
+    ) -> Result<Patient, ServiceError> {
+        let today = self.today(actor).await?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut patient =
+            self.ports.patients.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("patient"))?;
+        if if_match.is_some_and(|v| v != patient.version) {
+            return Err(ServiceError::PreconditionFailed { current: Some(patient.version) });
+        }
+        let mut errors = FieldErrors::new();
+        if changes.given_name.is_some() || changes.family_name.is_some() {
+            let given = changes.given_name.as_deref().unwrap_or(patient.name.given());
+            let family = changes.family_name.as_deref().unwrap_or(patient.name.family());
+            if let Some(n) = errors.check("name", PersonName::parse(given, family)) {
+                patient.name = n;
+            }
+        }
+        if let Some(raw) = &changes.birth_date
+            && let Some(d) = errors.check("birth_date", input::date(raw).and_then(|d| BirthDate::parse(d, today)))
+        {
+            patient.birth_date = d;
+        }
+        if let Some(raw) = &changes.sex
+            && let Some(s) = errors.check("sex", raw.parse::<Sex>())
+        {
+            patient.sex = s;
+        }
+        if let Some(phone) = &changes.phone {
+            patient.phone = phone.as_deref().and_then(|p| errors.check("phone", Phone::parse(p)));
+        }
+        if let Some(email) = &changes.email {
+            patient.email = email.as_deref().and_then(|e| errors.check("email", Email::parse(e)));
+        }
+        if let Some(c) = &changes.emergency_contact {
+            patient.emergency_contact = c.as_ref().and_then(|c| parse_contact(&mut errors, c));
+        }
+        if let Some(i) = &changes.insurance {
+            patient.insurance = i.as_ref().and_then(|i| parse_insurance(&mut errors, i));
+        }
+        errors.into_result()?;
+        let expected = patient.version;
+        patient.version += 1;
+        patient.updated_at = self.ports.clock.now();
+        self.ports.patients.update(&mut tx, &patient, expected).await?;
+        tx.commit().await?;
+        Ok(patient)
+    }
+
+    /// Soft-deletes a patient: hidden from every read, kept for the record.
+    #[tracing::instrument(skip_all)]
+    pub async fn delete(&self, actor: &Actor, id: PatientId) -> Result<(), ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut patient =
+            self.ports.patients.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("patient"))?;
+        let expected = patient.version;
+        let now = self.ports.clock.now();
+        patient.version += 1;
+        patient.updated_at = now;
+        patient.deleted_at = Some(now);
+        self.ports.patients.update(&mut tx, &patient, expected).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One page of patients, optionally searched by name prefix, phone or e-mail.
+    pub async fn list(&self, actor: &Actor, q: Option<&str>, page: PageRequest) -> Result<Page<Patient>, ServiceError> {
+        let filter = PatientFilter { search: q.and_then(search_for) };
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        Ok(self.ports.patients.list(&mut tx, actor.clinic_id, &filter, page).await?)
+    }
+}
+
+/// Reads a search string as an e-mail, a phone number, or else a name prefix.
+pub fn search_for(q: &str) -> Option<PatientSearch> {
+    let q = q.trim();
+    if q.is_empty() {
+        return None;
+    }
+    if q.contains('@') {
+        if let Ok(e) = Email::parse(q) {
+            return Some(PatientSearch::Email(e));
+        }
+    } else if q.starts_with('+')
+        && let Ok(p) = Phone::parse(q)
+    {
+        return Some(PatientSearch::Phone(p));
+    }
+    let prefix = clinicflow_domain::patient::normalize_name(&q.chars().take(100).collect::<String>());
+    Some(PatientSearch::NamePrefix(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_strings_pick_their_kind() {
+        assert!(matches!(search_for("ada@example.org"), Some(PatientSearch::Email(_))));
+        assert!(matches!(search_for("+49 151 12345678"), Some(PatientSearch::Phone(_))));
+        assert_eq!(search_for("  Love  Ad "), Some(PatientSearch::NamePrefix("love ad".into())));
+        assert_eq!(search_for("   "), None);
+    }
+}

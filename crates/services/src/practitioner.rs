@@ -1,0 +1,182 @@
+//! Practitioners: registration, reading, changes and listing.
+
+use clinicflow_domain::practitioner::{parse_buffer_minutes, parse_code, parse_slot_minutes};
+use clinicflow_domain::{Actor, Page, PageRequest, PersonName, Practitioner, PractitionerId};
+use clinicflow_ports::{PractitionerFilter, TxMode};
+use uuid::Uuid;
+
+use crate::{FieldErrors, Ports, ServiceError};
+
+/// Slot length used when a new practitioner names none.
+pub const DEFAULT_SLOT_MINUTES: u32 = 30;
+
+/// A practitioner to register, as sent by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewPractitioner {
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Specialty codes.
+    pub specialties: Vec<String>,
+    /// Department code.
+    pub department: Option<String>,
+    /// Default slot length (default 30).
+    pub slot_minutes: Option<u32>,
+    /// Buffer after each appointment (default 0).
+    pub buffer_minutes: Option<u32>,
+}
+
+/// A partial change: `None` keeps a field, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PractitionerChanges {
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Specialty codes (replaces the list).
+    pub specialties: Option<Vec<String>>,
+    /// Department code.
+    pub department: Option<Option<String>>,
+    /// Default slot length.
+    pub slot_minutes: Option<u32>,
+    /// Buffer after each appointment.
+    pub buffer_minutes: Option<u32>,
+}
+
+fn parse_specialties(errors: &mut FieldErrors, raw: &[String]) -> Vec<String> {
+    if raw.len() > 20 {
+        errors.add("specialties", "at most 20 specialties");
+        return Vec::new();
+    }
+    let mut out: Vec<String> = raw.iter().filter_map(|s| errors.check("specialties", parse_code(s))).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Registers, reads, changes and lists practitioners.
+#[derive(Debug, Clone)]
+pub struct PractitionerService {
+    ports: Ports,
+}
+
+impl PractitionerService {
+    /// Builds the service.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    /// Registers a practitioner in the actor's clinic.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, actor: &Actor, input: NewPractitioner) -> Result<Practitioner, ServiceError> {
+        let mut errors = FieldErrors::new();
+        let name = errors.check("name", PersonName::parse(&input.given_name, &input.family_name));
+        let specialties = parse_specialties(&mut errors, &input.specialties);
+        let department = input.department.as_deref().and_then(|d| errors.check("department", parse_code(d)));
+        let slot_minutes =
+            errors.check("slot_minutes", parse_slot_minutes(input.slot_minutes.unwrap_or(DEFAULT_SLOT_MINUTES)));
+        let buffer_minutes = errors.check("buffer_minutes", parse_buffer_minutes(input.buffer_minutes.unwrap_or(0)));
+        errors.into_result()?;
+        let (Some(name), Some(slot_minutes), Some(buffer_minutes)) = (name, slot_minutes, buffer_minutes) else {
+            unreachable!("every required field parsed when no error was recorded")
+        };
+        let now = self.ports.clock.now();
+        let practitioner = Practitioner {
+            id: PractitionerId::from_uuid(Uuid::now_v7()),
+            clinic_id: actor.clinic_id,
+            name,
+            specialties,
+            department,
+            slot_minutes,
+            buffer_minutes,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.ports.practitioners.insert(&mut tx, &practitioner).await?;
+        tx.commit().await?;
+        Ok(practitioner)
+    }
+
+    /// One practitioner of the actor's clinic.
+    pub async fn get(&self, actor: &Actor, id: PractitionerId) -> Result<Practitioner, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        self.ports
+            .practitioners
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("practitioner"))
+    }
+
+    /// Applies a partial change; `if_match` (a version) guards against lost updates.
+    #[tracing::instrument(skip_all)]
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+        changes: PractitionerChanges,
+        if_match: Option<i32>,
+    ) -> Result<Practitioner, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut p = self
+            .ports
+            .practitioners
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("practitioner"))?;
+        if if_match.is_some_and(|v| v != p.version) {
+            return Err(ServiceError::PreconditionFailed { current: Some(p.version) });
+        }
+        let mut errors = FieldErrors::new();
+        if changes.given_name.is_some() || changes.family_name.is_some() {
+            let given = changes.given_name.as_deref().unwrap_or(p.name.given());
+            let family = changes.family_name.as_deref().unwrap_or(p.name.family());
+            if let Some(n) = errors.check("name", PersonName::parse(given, family)) {
+                p.name = n;
+            }
+        }
+        if let Some(s) = &changes.specialties {
+            p.specialties = parse_specialties(&mut errors, s);
+        }
+        if let Some(d) = &changes.department {
+            p.department = d.as_deref().and_then(|d| errors.check("department", parse_code(d)));
+        }
+        if let Some(m) = changes.slot_minutes
+            && let Some(m) = errors.check("slot_minutes", parse_slot_minutes(m))
+        {
+            p.slot_minutes = m;
+        }
+        if let Some(m) = changes.buffer_minutes
+            && let Some(m) = errors.check("buffer_minutes", parse_buffer_minutes(m))
+        {
+            p.buffer_minutes = m;
+        }
+        errors.into_result()?;
+        let expected = p.version;
+        p.version += 1;
+        p.updated_at = self.ports.clock.now();
+        self.ports.practitioners.update(&mut tx, &p, expected).await?;
+        tx.commit().await?;
+        Ok(p)
+    }
+
+    /// One page of practitioners, optionally by specialty or department.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        specialty: Option<&str>,
+        department: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<Practitioner>, ServiceError> {
+        let mut errors = FieldErrors::new();
+        let filter = PractitionerFilter {
+            specialty: specialty.and_then(|s| errors.check("specialty", parse_code(s))),
+            department: department.and_then(|d| errors.check("department", parse_code(d))),
+        };
+        errors.into_result()?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        Ok(self.ports.practitioners.list(&mut tx, actor.clinic_id, &filter, page).await?)
+    }
+}

@@ -1,0 +1,336 @@
+//! Schedules, time off, and the free slots derived from them.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
+use clinicflow_domain::schedule::{ExceptionKind, check_range, parse_weekday, utc_span};
+use clinicflow_domain::{
+    Actor, Availability, Clinic, Interval, Practitioner, PractitionerId, Schedule, ScheduleException,
+    ScheduleExceptionId, WeeklyRule,
+};
+use clinicflow_ports::{PractitionerFilter, Tx, TxMode};
+use uuid::Uuid;
+
+use crate::{FieldErrors, Ports, ServiceError, input};
+
+/// Most slots returned by a search across practitioners.
+pub const MAX_SLOT_LIMIT: u32 = 100;
+/// How far ahead the next free slots are looked for after a conflict.
+const NEXT_SLOTS_HORIZON_DAYS: i64 = 14;
+/// How many next free slots a conflict answer suggests.
+const NEXT_SLOTS: usize = 3;
+/// Longest time off accepted in one request.
+const MAX_TIME_OFF_DAYS: i64 = 366;
+
+/// One weekly rule as sent by a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInput {
+    /// `mon` … `sun`.
+    pub weekday: String,
+    /// Local `HH:MM`.
+    pub start: String,
+    /// Local `HH:MM`.
+    pub end: String,
+    /// Slot length for this window.
+    pub slot_minutes: Option<u32>,
+}
+
+/// A whole weekly schedule as sent by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleInput {
+    /// The rules.
+    pub rules: Vec<RuleInput>,
+    /// First local date (default: today in the clinic).
+    pub valid_from: Option<String>,
+    /// Last local date, inclusive.
+    pub valid_to: Option<String>,
+}
+
+/// Time off as sent by a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeOffInput {
+    /// RFC 3339 start.
+    pub starts_at: String,
+    /// RFC 3339 end.
+    pub ends_at: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// A slot search across practitioners.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotQuery {
+    /// Only practitioners with this specialty.
+    pub specialty: Option<String>,
+    /// Only practitioners of this department.
+    pub department: Option<String>,
+    /// First local date.
+    pub from: String,
+    /// Local date after the last one.
+    pub to: String,
+    /// Most slots to return (default 20).
+    pub limit: Option<u32>,
+}
+
+/// Sets schedules and time off, and derives free slots.
+#[derive(Debug, Clone)]
+pub struct ScheduleService {
+    ports: Ports,
+}
+
+/// The schedule, exceptions and busy time of one practitioner around `span`.
+pub(crate) struct Calendar {
+    pub schedule: Schedule,
+    pub exceptions: Vec<ScheduleException>,
+    pub busy: Vec<Interval>,
+}
+
+impl Calendar {
+    /// Loads everything slot derivation needs for `span`.
+    pub(crate) async fn load(
+        ports: &Ports,
+        tx: &mut Tx,
+        clinic: &Clinic,
+        practitioner: &Practitioner,
+        span: Interval,
+    ) -> Result<Self, ServiceError> {
+        let schedule = ports
+            .schedules
+            .get(tx, clinic.id, practitioner.id)
+            .await?
+            .unwrap_or_else(|| Schedule::empty(NaiveDate::MIN));
+        let exceptions = ports.schedules.exceptions_overlapping(tx, clinic.id, practitioner.id, span).await?;
+        let busy = ports
+            .appointments
+            .active_for_practitioner(tx, clinic.id, practitioner.id, span)
+            .await?
+            .into_iter()
+            .map(|a| a.interval)
+            .collect();
+        Ok(Self { schedule, exceptions, busy })
+    }
+
+    /// The availability view over this calendar.
+    pub(crate) fn availability<'a>(&'a self, clinic: &Clinic, practitioner: &Practitioner) -> Availability<'a> {
+        Availability {
+            schedule: &self.schedule,
+            exceptions: &self.exceptions,
+            time_zone: clinic.time_zone,
+            default_slot_minutes: practitioner.slot_minutes,
+        }
+    }
+
+    /// Free slots on local dates `from..to`.
+    pub(crate) fn free_slots(
+        &self,
+        clinic: &Clinic,
+        practitioner: &Practitioner,
+        from: NaiveDate,
+        to: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Vec<Interval> {
+        let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
+        self.availability(clinic, practitioner).free_slots(from, to, now, buffer, &self.busy)
+    }
+}
+
+/// The clinic-local date of an instant.
+pub(crate) fn local_date(clinic: &Clinic, at: DateTime<Utc>) -> NaiveDate {
+    clinic.time_zone.tz().from_utc_datetime(&at.naive_utc()).date_naive()
+}
+
+/// The practitioner's first free slots starting at or after `after`, looked for in a fresh read.
+pub(crate) async fn next_free_slots(
+    ports: &Ports,
+    actor: &Actor,
+    practitioner_id: PractitionerId,
+    after: DateTime<Utc>,
+) -> Result<Vec<Interval>, ServiceError> {
+    let mut tx = ports.db.begin(TxMode::Read).await?;
+    let clinic = crate::clinic::clinic_settings(ports, &mut tx, actor.clinic_id).await?;
+    let Some(practitioner) = ports.practitioners.get(&mut tx, actor.clinic_id, practitioner_id).await? else {
+        return Ok(Vec::new());
+    };
+    let now = ports.clock.now();
+    let from = local_date(&clinic, after.max(now));
+    let to = from + Duration::days(NEXT_SLOTS_HORIZON_DAYS);
+    let calendar = Calendar::load(ports, &mut tx, &clinic, &practitioner, utc_span(from, to)).await?;
+    Ok(calendar
+        .free_slots(&clinic, &practitioner, from, to, now)
+        .into_iter()
+        .filter(|s| s.start() >= after)
+        .take(NEXT_SLOTS)
+        .collect())
+}
+
+fn parse_range(errors: &mut FieldErrors, from: &str, to: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let from = errors.check("from", input::date(from));
+    let to = errors.check("to", input::date(to));
+    let (from, to) = (from?, to?);
+    errors.check("to", check_range(from, to)).map(|_| (from, to))
+}
+
+impl ScheduleService {
+    /// Builds the service.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    async fn practitioner(&self, tx: &mut Tx, actor: &Actor, id: PractitionerId) -> Result<Practitioner, ServiceError> {
+        self.ports.practitioners.get(tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("practitioner"))
+    }
+
+    /// Replaces a practitioner's weekly schedule.
+    #[tracing::instrument(skip_all)]
+    pub async fn put_schedule(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+        input: ScheduleInput,
+    ) -> Result<Schedule, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        self.practitioner(&mut tx, actor, practitioner_id).await?;
+        let mut errors = FieldErrors::new();
+        let mut rules = Vec::with_capacity(input.rules.len());
+        for (i, r) in input.rules.iter().enumerate() {
+            let weekday = errors.check(&format!("rules[{i}].weekday"), parse_weekday(&r.weekday));
+            let start = errors.check(&format!("rules[{i}].start"), input::time(&r.start));
+            let end = errors.check(&format!("rules[{i}].end"), input::time(&r.end));
+            if let (Some(w), Some(s), Some(e)) = (weekday, start, end)
+                && let Some(rule) = errors.check(&format!("rules[{i}]"), WeeklyRule::new(w, s, e, r.slot_minutes))
+            {
+                rules.push(rule);
+            }
+        }
+        let valid_from = match &input.valid_from {
+            Some(raw) => errors.check("valid_from", input::date(raw)),
+            None => Some(local_date(&clinic, self.ports.clock.now())),
+        };
+        let valid_to = input.valid_to.as_deref().and_then(|raw| errors.check("valid_to", input::date(raw)));
+        errors.into_result()?;
+        let Some(valid_from) = valid_from else { unreachable!("parsed when no error was recorded") };
+        let schedule = Schedule::new(rules, valid_from, valid_to).map_err(|e| FieldErrors::single("rules", e.0))?;
+        self.ports.schedules.put(&mut tx, actor.clinic_id, practitioner_id, &schedule).await?;
+        tx.commit().await?;
+        Ok(schedule)
+    }
+
+    /// The practitioner's weekly schedule (empty when never set) and the clinic it is written in.
+    pub async fn get_schedule(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+    ) -> Result<(Schedule, Clinic), ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        self.practitioner(&mut tx, actor, practitioner_id).await?;
+        let schedule = self
+            .ports
+            .schedules
+            .get(&mut tx, actor.clinic_id, practitioner_id)
+            .await?
+            .unwrap_or_else(|| Schedule::empty(local_date(&clinic, self.ports.clock.now())));
+        Ok((schedule, clinic))
+    }
+
+    /// Records time off; slots inside it disappear and bookings there are refused.
+    #[tracing::instrument(skip_all)]
+    pub async fn add_time_off(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+        input: TimeOffInput,
+    ) -> Result<ScheduleException, ServiceError> {
+        let mut errors = FieldErrors::new();
+        let start = errors.check("starts_at", input::instant(&input.starts_at));
+        let end = errors.check("ends_at", input::instant(&input.ends_at));
+        let reason =
+            errors.check("reason", clinicflow_domain::appointment::parse_reason(input.reason.as_deref())).flatten();
+        let interval = match (start, end) {
+            (Some(s), Some(e)) => errors.check("ends_at", Interval::new(s, e)),
+            _ => None,
+        };
+        if interval.is_some_and(|i| i.duration() > Duration::days(MAX_TIME_OFF_DAYS)) {
+            errors.add("ends_at", format!("time off may last at most {MAX_TIME_OFF_DAYS} days per request"));
+        }
+        errors.into_result()?;
+        let Some(interval) = interval else { unreachable!("parsed when no error was recorded") };
+        let exception = ScheduleException {
+            id: ScheduleExceptionId::from_uuid(Uuid::now_v7()),
+            kind: ExceptionKind::TimeOff,
+            interval,
+            reason,
+        };
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.practitioner(&mut tx, actor, practitioner_id).await?;
+        self.ports.schedules.add_exception(&mut tx, actor.clinic_id, practitioner_id, &exception).await?;
+        tx.commit().await?;
+        Ok(exception)
+    }
+
+    /// A practitioner's free slots on local dates `from..to` (`to` excluded), and the clinic's zone.
+    pub async fn slots(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+        from: &str,
+        to: &str,
+    ) -> Result<(Vec<Interval>, Clinic), ServiceError> {
+        let mut errors = FieldErrors::new();
+        let range = parse_range(&mut errors, from, to);
+        errors.into_result()?;
+        let Some((from, to)) = range else { unreachable!("parsed when no error was recorded") };
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let practitioner = self.practitioner(&mut tx, actor, practitioner_id).await?;
+        let calendar = Calendar::load(&self.ports, &mut tx, &clinic, &practitioner, utc_span(from, to)).await?;
+        let slots = calendar.free_slots(&clinic, &practitioner, from, to, self.ports.clock.now());
+        Ok((slots, clinic))
+    }
+
+    /// The first free slots across the clinic's practitioners (optionally of one specialty or department), earliest first.
+    pub async fn first_slots(
+        &self,
+        actor: &Actor,
+        query: SlotQuery,
+    ) -> Result<Vec<(PractitionerId, Interval)>, ServiceError> {
+        let mut errors = FieldErrors::new();
+        let range = parse_range(&mut errors, &query.from, &query.to);
+        let limit = query.limit.unwrap_or(20);
+        if limit == 0 || limit > MAX_SLOT_LIMIT {
+            errors.add("limit", format!("must be between 1 and {MAX_SLOT_LIMIT}"));
+        }
+        let filter = PractitionerFilter {
+            specialty: query
+                .specialty
+                .as_deref()
+                .and_then(|s| errors.check("specialty", clinicflow_domain::practitioner::parse_code(s))),
+            department: query
+                .department
+                .as_deref()
+                .and_then(|d| errors.check("department", clinicflow_domain::practitioner::parse_code(d))),
+        };
+        errors.into_result()?;
+        let Some((from, to)) = range else { unreachable!("parsed when no error was recorded") };
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let now = self.ports.clock.now();
+        let span = utc_span(from, to);
+        let mut found = Vec::new();
+        let mut page = clinicflow_domain::PageRequest::parse(Some(1), Some(200)).map_err(|e| ServiceError::Unexpected(e.into()))?;
+        loop {
+            let practitioners = self.ports.practitioners.list(&mut tx, actor.clinic_id, &filter, page).await?;
+            for p in &practitioners.items {
+                let calendar = Calendar::load(&self.ports, &mut tx, &clinic, p, span).await?;
+                found.extend(calendar.free_slots(&clinic, p, from, to, now).into_iter().map(|s| (p.id, s)));
+            }
+            if !practitioners.has_next() {
+                break;
+            }
+            page = clinicflow_domain::PageRequest::parse(Some(u64::from(page.page()) + 1), Some(200))
+                .map_err(|e| ServiceError::Unexpected(e.into()))?;
+        }
+        found.sort_by_key(|(p, s)| (s.start(), *p));
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+}
