@@ -9,6 +9,9 @@
 
 use sea_orm_migration::prelude::*;
 
+/// Applies and reverts [`Migrator`]'s migrations (`Migrator::up(&db, None)`).
+pub use sea_orm_migration::MigratorTrait;
+
 mod m20260101_000001_initial_schema;
 
 /// Every migration of clinicflow, in the order they apply.

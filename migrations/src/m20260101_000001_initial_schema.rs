@@ -425,7 +425,8 @@ impl MigrationTrait for Migration {
                     ))
                     .check((
                         Alias::new("schedule_rules_window_check"),
-                        Expr::col(ScheduleRules::EndMinute).gt(Expr::col(ScheduleRules::StartMinute)),
+                        Expr::col(ScheduleRules::EndMinute)
+                            .gt(Expr::col(ScheduleRules::StartMinute)),
                     ))
                     .foreign_key(&mut practitioner_fk(
                         "schedule_rules_practitioner_fkey",

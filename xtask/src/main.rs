@@ -10,6 +10,7 @@
 mod postgres;
 mod redis;
 mod services;
+#[cfg(test)]
 mod tidy;
 mod watchdog;
 
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("cargo xtask: error: {error}");
+            let _ = writeln!(std::io::stderr(), "cargo xtask: error: {error}");
             ExitCode::FAILURE
         }
     }
@@ -74,9 +75,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
             }
             ci()
         }
-        Some(server_command @ ("migrate" | "seed" | "demo")) => {
-            server(server_command, &rest)
-        }
+        Some(server_command @ ("migrate" | "seed" | "demo")) => server(server_command, &rest),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -103,7 +102,12 @@ fn db_up(args: &[OsString]) -> Result<ExitCode> {
     }
     let mut services = Services::start(&services::Options {
         postgres: Requirement::Required,
-        redis: Requirement::Optional,
+        // Redis is optional unless asked for on a given port.
+        redis: if redis_port.is_some() {
+            Requirement::Required
+        } else {
+            Requirement::Optional
+        },
         postgres_port,
         redis_port,
     })?;
@@ -176,7 +180,9 @@ fn test(require_services: bool, runner_args: &[OsString]) -> Result<ExitCode> {
     } else {
         runner.arg("test");
     }
-    runner.args(["--workspace", "--no-fail-fast"]).args(runner_args);
+    runner
+        .args(["--workspace", "--no-fail-fast"])
+        .args(runner_args);
     match services.postgres_url() {
         Some(url) => runner.env("CLINICFLOW_TEST_PG_URL", url),
         None => runner.env_remove("CLINICFLOW_TEST_PG_URL"),
@@ -192,7 +198,11 @@ fn test(require_services: bool, runner_args: &[OsString]) -> Result<ExitCode> {
     eprintln!(
         "cargo xtask test: {}; runner: {}",
         services.summary(),
-        if nextest { "cargo nextest" } else { "cargo test" }
+        if nextest {
+            "cargo nextest"
+        } else {
+            "cargo test"
+        }
     );
     let status = status_of(&mut runner)?;
     drop(services);
@@ -202,10 +212,20 @@ fn test(require_services: bool, runner_args: &[OsString]) -> Result<ExitCode> {
 /// `ci`: the whole gate; if it passes locally, CI is green.
 fn ci() -> Result<ExitCode> {
     let steps: [(&str, &[&str]); 2] = [
-        ("cargo fmt --all -- --check", &["fmt", "--all", "--", "--check"]),
+        (
+            "cargo fmt --all -- --check",
+            &["fmt", "--all", "--", "--check"],
+        ),
         (
             "cargo clippy --workspace --all-targets -- -D warnings",
-            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
     ];
     for (name, args) in steps {
@@ -252,10 +272,7 @@ fn cargo() -> Command {
 /// The workspace root: the parent of this crate's directory.
 fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .unwrap_or(manifest_dir)
-        .to_path_buf()
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
 /// Runs a command to completion with inherited stdio.
@@ -263,6 +280,11 @@ fn status_of(command: &mut Command) -> Result<ExitStatus> {
     command
         .status()
         .map_err(|error| format!("cannot run {:?}: {error}", command.get_program()).into())
+}
+
+/// Prints a warning; unlike `eprintln!`, never panics when stderr is gone (clean-up paths).
+fn warn(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "warning: {message}");
 }
 
 /// The first executable called `name` on `PATH`, else in one of `extra_dirs`.

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::{Result, find_program, is_executable};
+use crate::{Result, find_program, is_executable, warn};
 
 /// The superuser created by `initdb` and the system user that runs the server as root.
 const USER: &str = "postgres";
@@ -236,7 +236,9 @@ impl Postgres {
             .map_err(|error| format!("cannot run pg_ctl: {error}"))?;
         if let Err(error) = check("pg_ctl start", &output) {
             // pg_ctl may have given up waiting on a server that is still starting.
-            postgres.stop();
+            if postgres.data_dir().join("postmaster.pid").exists() {
+                postgres.stop();
+            }
             return Err(format!(
                 "PostgreSQL did not start on port {port}: {error}\n--- {} ---\n{}",
                 log.display(),
@@ -276,7 +278,9 @@ impl Postgres {
                 .and_then(|line| line.trim().parse::<u32>().ok())
         });
         let alive = match pid {
-            Some(pid) => !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists(),
+            Some(pid) => {
+                !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+            }
             None => false,
         };
         if alive {
@@ -305,10 +309,10 @@ impl Postgres {
         match output {
             Ok(output) => {
                 if let Err(error) = check("pg_ctl stop", &output) {
-                    eprintln!("warning: {error}");
+                    warn(error);
                 }
             }
-            Err(error) => eprintln!("warning: cannot run pg_ctl stop: {error}"),
+            Err(error) => warn(format_args!("cannot run pg_ctl stop: {error}")),
         }
     }
 

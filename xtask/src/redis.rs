@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Result, find_program};
+use crate::{Result, find_program, warn};
 
 /// Redis's working directory inside the temporary directory.
 const DATA_DIR: &str = "redis";
@@ -18,9 +18,9 @@ const PID_FILE: &str = "redis.pid";
 /// How long Redis may take to answer its first PING.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Finds `redis-server` on `PATH` (or in `/usr/bin`, `/usr/local/bin`).
+/// Finds `redis-server` on `PATH`.
 pub fn find_server() -> Result<PathBuf, String> {
-    find_program("redis-server", &["/usr/bin", "/usr/local/bin"]).ok_or_else(|| {
+    find_program("redis-server", &[]).ok_or_else(|| {
         "Redis not found: no redis-server on PATH (Debian: apt-get install redis-server)".to_owned()
     })
 }
@@ -40,8 +40,8 @@ impl Redis {
         fs::create_dir(&data)
             .map_err(|error| format!("cannot create {}: {error}", data.display()))?;
         let log = dir.join(LOG_FILE);
-        let log_file =
-            File::create(&log).map_err(|error| format!("cannot create {}: {error}", log.display()))?;
+        let log_file = File::create(&log)
+            .map_err(|error| format!("cannot create {}: {error}", log.display()))?;
         let log_copy = log_file
             .try_clone()
             .map_err(|error| format!("cannot share {}: {error}", log.display()))?;
@@ -61,7 +61,7 @@ impl Redis {
             .map_err(|error| format!("cannot run {}: {error}", binary.display()))?;
         let mut redis = Self { child, port, log };
         if let Err(error) = fs::write(dir.join(PID_FILE), redis.child.id().to_string()) {
-            eprintln!("warning: cannot write Redis's pid file: {error}");
+            warn(format_args!("cannot write Redis's pid file: {error}"));
         }
         if let Err(error) = redis.wait_until_ready() {
             redis.stop();
@@ -96,7 +96,7 @@ impl Redis {
         // An error here means it has already exited.
         let _ = self.child.kill();
         if let Err(error) = self.child.wait() {
-            eprintln!("warning: cannot reap redis-server: {error}");
+            warn(format_args!("cannot reap redis-server: {error}"));
         }
     }
 
@@ -120,7 +120,8 @@ impl Redis {
     /// Whether the server answers `PING` with `+PONG`.
     fn answers_ping(&self) -> bool {
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
+        let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200))
+        else {
             return false;
         };
         let mut reply = [0u8; 7];
@@ -150,6 +151,6 @@ pub fn stop_in(dir: &Path) {
         return;
     }
     if let Err(error) = Command::new("kill").arg(pid.to_string()).status() {
-        eprintln!("warning: cannot run kill {pid}: {error}");
+        warn(format_args!("cannot run kill {pid}: {error}"));
     }
 }

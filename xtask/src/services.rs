@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::postgres::{self, Postgres};
 use crate::redis::{self, Redis};
-use crate::{Result, watchdog};
+use crate::{Result, warn, watchdog};
 
 /// Whether a missing or failing server is an error or a warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,20 @@ pub enum Requirement {
     Required,
     /// A missing binary or a failed start prints a warning and is skipped.
     Optional,
+}
+
+impl Requirement {
+    /// Passes on a server's failure to start when required, else prints it as a warning.
+    fn check<T>(self, server: &str, started: &Result<T, String>) -> Result<()> {
+        match (self, started) {
+            (_, Ok(_)) => Ok(()),
+            (Self::Required, Err(error)) => Err(error.clone().into()),
+            (Self::Optional, Err(error)) => {
+                warn(format_args!("{server} not started: {error}"));
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What to start, and on which ports (`None`: a free one).
@@ -46,15 +60,12 @@ impl Services {
     pub fn start(options: &Options) -> Result<Self> {
         let postgres_binaries = postgres::Binaries::find();
         let redis_binary = redis::find_server();
-        if options.postgres == Requirement::Required {
-            if let Err(error) = &postgres_binaries {
-                return Err(error.clone().into());
-            }
+        // A required server that is not installed fails before anything starts.
+        if let (Requirement::Required, Err(error)) = (options.postgres, &postgres_binaries) {
+            return Err(error.clone().into());
         }
-        if options.redis == Requirement::Required {
-            if let Err(error) = &redis_binary {
-                return Err(error.clone().into());
-            }
+        if let (Requirement::Required, Err(error)) = (options.redis, &redis_binary) {
+            return Err(error.clone().into());
         }
         let (postgres_port, redis_port) = free_ports(options.postgres_port, options.redis_port)?;
 
@@ -65,35 +76,26 @@ impl Services {
             redis: Err("not started".into()),
             watchdog: None,
         };
-        let bin_dir = postgres_binaries.as_ref().ok().map(|binaries| binaries.dir());
+        let bin_dir = postgres_binaries
+            .as_ref()
+            .ok()
+            .map(|binaries| binaries.dir());
         services.watchdog = match watchdog::spawn(&services.dir, bin_dir) {
             Ok(child) => Some(child),
             Err(error) => {
-                eprintln!("warning: no watchdog, servers outlive a killed xtask: {error}");
+                warn(format_args!(
+                    "no watchdog, servers outlive a killed xtask: {error}"
+                ));
                 None
             }
         };
 
         services.postgres = postgres_binaries
             .and_then(|binaries| Postgres::start(binaries, &services.dir, postgres_port));
-        if let Err(error) = &services.postgres {
-            match options.postgres {
-                Requirement::Required => return Err(error.clone().into()),
-                Requirement::Optional => {
-                    eprintln!("warning: PostgreSQL not started: {error}");
-                }
-            }
-        }
+        options.postgres.check("PostgreSQL", &services.postgres)?;
         services.redis =
             redis_binary.and_then(|binary| Redis::start(&binary, &services.dir, redis_port));
-        if let Err(error) = &services.redis {
-            match options.redis {
-                Requirement::Required => return Err(error.clone().into()),
-                Requirement::Optional => {
-                    eprintln!("warning: Redis not started: {error}");
-                }
-            }
-        }
+        options.redis.check("Redis", &services.redis)?;
         Ok(services)
     }
 
@@ -146,7 +148,10 @@ impl Drop for Services {
             postgres.stop();
         }
         if let Err(error) = fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: cannot remove {}: {error}", self.dir.display());
+            warn(format_args!(
+                "cannot remove {}: {error}",
+                self.dir.display()
+            ));
         }
         if let Some(watchdog) = &mut self.watchdog {
             // It may have exited on its own already; either way it is reaped.

@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,7 +59,9 @@ pub fn run(args: &[OsString]) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    eprintln!(
+    // Not eprintln!: the terminal may be gone, and a panic here would skip the clean-up.
+    let _ = writeln!(
+        std::io::stderr(),
         "cargo xtask: xtask (pid {parent}) is gone; stopping its servers in {}",
         dir.display()
     );

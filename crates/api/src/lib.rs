@@ -1,1 +1,61 @@
-//! placeholder
+//! The HTTP API of clinicflow: thin actix-web handlers that extract a request, call one
+//! service method and map the result to JSON or to an RFC 9457 problem.
+//!
+//! This crate depends on the services and the ports only; it never knows the store or
+//! the cache adapters, which the server crate hands in.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use clinicflow_ports::Database;
+use clinicflow_services::Services;
+
+pub mod appointment;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod page;
+pub mod patient;
+pub mod practitioner;
+pub mod telemetry;
+
+pub use auth::{Authenticated, TokenConfig, Tokens};
+pub use error::ApiError;
+
+/// Largest JSON body accepted, in bytes.
+pub const MAX_JSON_BYTES: usize = 256 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The use cases.
+    pub services: Services,
+    /// Issues and checks access tokens.
+    pub tokens: Tokens,
+    /// For readiness checks.
+    pub db: Arc<dyn Database>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppState")
+    }
+}
+
+/// Registers every route, the shared state and the extractor error handlers.
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    cfg.app_data(web::Data::new(state))
+        .app_data(error::json_config())
+        .app_data(error::query_config())
+        .app_data(error::path_config())
+        .service(health::scope())
+        .service(
+            web::scope("/api/v1")
+                .service(auth::login)
+                .service(auth::me)
+                .configure(patient::routes)
+                .configure(practitioner::routes)
+                .configure(appointment::routes),
+        )
+        .default_service(web::to(error::no_route));
+}

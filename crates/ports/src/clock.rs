@@ -1,6 +1,6 @@
 //! The clock port, so that services and tests control "now".
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 /// Tells the time.
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -15,6 +15,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        // Microseconds are what PostgreSQL keeps; truncating here makes an answer and a later read agree.
+        Utc::now().trunc_subsecs(6)
     }
 }

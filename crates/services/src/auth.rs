@@ -27,7 +27,12 @@ impl AuthService {
     /// `InvalidCredentials`. An e-mail registered in several clinics with the same
     /// password needs `clinic` to choose.
     #[tracing::instrument(skip_all)]
-    pub async fn login(&self, email: &str, password: &str, clinic: Option<ClinicId>) -> Result<User, ServiceError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        clinic: Option<ClinicId>,
+    ) -> Result<User, ServiceError> {
         let Ok(email) = Email::parse(email) else {
             self.ports.hasher.verify(password, DUMMY_HASH).await;
             return Err(ServiceError::InvalidCredentials);
@@ -45,7 +50,12 @@ impl AuthService {
         }
         let mut matching = Vec::new();
         for user in candidates {
-            if self.ports.hasher.verify(password, &user.password_hash).await {
+            if self
+                .ports
+                .hasher
+                .verify(password, &user.password_hash)
+                .await
+            {
                 matching.push(user);
             }
         }

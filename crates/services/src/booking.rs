@@ -9,8 +9,8 @@ use chrono::Duration;
 use clinicflow_domain::appointment::{parse_duration_minutes, parse_reason, parse_start};
 use clinicflow_domain::schedule::utc_span;
 use clinicflow_domain::{
-    Actor, Appointment, AppointmentId, AppointmentStatus, BookingRequest, BookingViolation, Interval, Page,
-    PageRequest, PatientId, PractitionerId, Urgency,
+    Actor, Appointment, AppointmentId, AppointmentStatus, BookingRequest, BookingViolation,
+    Interval, Page, PageRequest, PatientId, PractitionerId, Urgency,
 };
 use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError, Tx, TxMode};
 use uuid::Uuid;
@@ -118,12 +118,27 @@ impl BookingService {
     #[tracing::instrument(skip_all)]
     pub async fn book(&self, actor: &Actor, input: BookInput) -> Result<Appointment, ServiceError> {
         let mut errors = FieldErrors::new();
-        let patient_id = errors.check("patient_id", input::id(&input.patient_id)).map(PatientId::from_uuid);
-        let practitioner_id =
-            errors.check("practitioner_id", input::id(&input.practitioner_id)).map(PractitionerId::from_uuid);
-        let start = errors.check("starts_at", input::instant(&input.starts_at).and_then(parse_start));
-        let duration = input.duration_minutes.and_then(|m| errors.check("duration_minutes", parse_duration_minutes(m)));
-        let urgency = errors.check("urgency", input.urgency.as_deref().unwrap_or("routine").parse::<Urgency>());
+        let patient_id = errors
+            .check("patient_id", input::id(&input.patient_id))
+            .map(PatientId::from_uuid);
+        let practitioner_id = errors
+            .check("practitioner_id", input::id(&input.practitioner_id))
+            .map(PractitionerId::from_uuid);
+        let start = errors.check(
+            "starts_at",
+            input::instant(&input.starts_at).and_then(parse_start),
+        );
+        let duration = input
+            .duration_minutes
+            .and_then(|m| errors.check("duration_minutes", parse_duration_minutes(m)));
+        let urgency = errors.check(
+            "urgency",
+            input
+                .urgency
+                .as_deref()
+                .unwrap_or("routine")
+                .parse::<Urgency>(),
+        );
         let reason = errors.check("reason", parse_reason(input.reason.as_deref()));
         errors.into_result()?;
         let (Some(patient_id), Some(practitioner_id), Some(start), Some(urgency), Some(reason)) =
@@ -132,7 +147,9 @@ impl BookingService {
             unreachable!("every field parsed when no error was recorded")
         };
         if input.overbook && !actor.role.may_overbook() {
-            return Err(ServiceError::Forbidden("only admins and practitioners may overbook"));
+            return Err(ServiceError::Forbidden(
+                "only admins and practitioners may overbook",
+            ));
         }
 
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
@@ -141,14 +158,33 @@ impl BookingService {
             .practitioners
             .get(&mut tx, actor.clinic_id, practitioner_id)
             .await?
-            .ok_or_else(|| FieldErrors::single("practitioner_id", "no such practitioner in this clinic"))?;
-        if self.ports.patients.get(&mut tx, actor.clinic_id, patient_id).await?.is_none() {
-            return Err(FieldErrors::single("patient_id", "no such patient in this clinic"));
+            .ok_or_else(|| {
+                FieldErrors::single("practitioner_id", "no such practitioner in this clinic")
+            })?;
+        if self
+            .ports
+            .patients
+            .get(&mut tx, actor.clinic_id, patient_id)
+            .await?
+            .is_none()
+        {
+            return Err(FieldErrors::single(
+                "patient_id",
+                "no such patient in this clinic",
+            ));
         }
-        let length = duration.unwrap_or_else(|| Duration::minutes(i64::from(practitioner.slot_minutes)));
-        let interval = Interval::starting_at(start, length).map_err(|e| FieldErrors::single("starts_at", e.0))?;
+        let length =
+            duration.unwrap_or_else(|| Duration::minutes(i64::from(practitioner.slot_minutes)));
+        let interval = Interval::starting_at(start, length)
+            .map_err(|e| FieldErrors::single("starts_at", e.0))?;
         let now = self.ports.clock.now();
-        let booking = Booking { patient_id, practitioner_id, interval, overbook: input.overbook, replacing: None };
+        let booking = Booking {
+            patient_id,
+            practitioner_id,
+            interval,
+            overbook: input.overbook,
+            replacing: None,
+        };
         if let Err(violation) = self.check(&mut tx, actor, &booking).await? {
             drop(tx);
             return Err(self.conflict(actor, &booking, violation).await);
@@ -181,7 +217,7 @@ impl BookingService {
             Err(e) => return Err(e.into()),
         }
         tx.commit().await?;
-        tracing::info!(appointment_id = %appointment.id, "appointment booked");
+        tracing::debug!(appointment_id = %appointment.id, "appointment booked");
         Ok(appointment)
     }
 
@@ -202,11 +238,17 @@ impl BookingService {
         let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
         let from = local_date(&clinic, booking.interval.start());
         let to = local_date(&clinic, booking.interval.end()) + Duration::days(1);
-        let calendar = Calendar::load(&self.ports, tx, &clinic, &practitioner, utc_span(from, to)).await?;
+        let calendar =
+            Calendar::load(&self.ports, tx, &clinic, &practitioner, utc_span(from, to)).await?;
         let practitioner_busy: Vec<Interval> = self
             .ports
             .appointments
-            .active_for_practitioner(tx, actor.clinic_id, booking.practitioner_id, booking.interval.widened(buffer, buffer))
+            .active_for_practitioner(
+                tx,
+                actor.clinic_id,
+                booking.practitioner_id,
+                booking.interval.widened(buffer, buffer),
+            )
             .await?
             .into_iter()
             .filter(|a| Some(a.id) != booking.replacing)
@@ -225,7 +267,9 @@ impl BookingService {
             interval: booking.interval,
             now: self.ports.clock.now(),
             overbook: booking.overbook,
-            available: calendar.availability(&clinic, &practitioner).covers(&booking.interval),
+            available: calendar
+                .availability(&clinic, &practitioner)
+                .covers(&booking.interval),
             buffer,
             practitioner_busy: &practitioner_busy,
             patient_busy: &patient_busy,
@@ -234,24 +278,41 @@ impl BookingService {
     }
 
     /// Turns a rule violation into the error the client sees, with the next free slots.
-    async fn conflict(&self, actor: &Actor, booking: &Booking, violation: BookingViolation) -> ServiceError {
+    async fn conflict(
+        &self,
+        actor: &Actor,
+        booking: &Booking,
+        violation: BookingViolation,
+    ) -> ServiceError {
         let kind = match violation {
             BookingViolation::InPast => return ServiceError::BookingInPast,
             BookingViolation::OutsideAvailability => ConflictKind::OutsideAvailability,
-            BookingViolation::PractitionerBusy { with } => {
-                ConflictKind::Overlap { party: OverlapParty::Practitioner, with: Some(with) }
-            }
-            BookingViolation::PatientBusy { with } => {
-                ConflictKind::Overlap { party: OverlapParty::Patient, with: Some(with) }
-            }
+            BookingViolation::PractitionerBusy { with } => ConflictKind::Overlap {
+                party: OverlapParty::Practitioner,
+                with: Some(with),
+            },
+            BookingViolation::PatientBusy { with } => ConflictKind::Overlap {
+                party: OverlapParty::Patient,
+                with: Some(with),
+            },
         };
         self.with_next_slots(actor, booking, kind).await
     }
 
     /// A write that the database refused because another booking committed first.
-    async fn lost_race(&self, actor: &Actor, booking: &Booking, party: OverlapParty) -> ServiceError {
-        let with = self.taken_interval(actor, booking, party).await.ok().flatten();
-        self.with_next_slots(actor, booking, ConflictKind::Overlap { party, with }).await
+    async fn lost_race(
+        &self,
+        actor: &Actor,
+        booking: &Booking,
+        party: OverlapParty,
+    ) -> ServiceError {
+        let with = self
+            .taken_interval(actor, booking, party)
+            .await
+            .ok()
+            .flatten();
+        self.with_next_slots(actor, booking, ConflictKind::Overlap { party, with })
+            .await
     }
 
     async fn taken_interval(
@@ -265,24 +326,48 @@ impl BookingService {
             OverlapParty::Practitioner => {
                 self.ports
                     .appointments
-                    .active_for_practitioner(&mut tx, actor.clinic_id, booking.practitioner_id, booking.interval)
+                    .active_for_practitioner(
+                        &mut tx,
+                        actor.clinic_id,
+                        booking.practitioner_id,
+                        booking.interval,
+                    )
                     .await?
             }
             OverlapParty::Patient => {
                 self.ports
                     .appointments
-                    .active_for_patient(&mut tx, actor.clinic_id, booking.patient_id, booking.interval)
+                    .active_for_patient(
+                        &mut tx,
+                        actor.clinic_id,
+                        booking.patient_id,
+                        booking.interval,
+                    )
                     .await?
             }
         };
         Ok(found.first().map(|a| a.interval))
     }
 
-    async fn with_next_slots(&self, actor: &Actor, booking: &Booking, kind: ConflictKind) -> ServiceError {
-        match next_free_slots(&self.ports, actor, booking.practitioner_id, booking.interval.start()).await {
-            Ok(next_slots) => {
-                ServiceError::BookingConflict(Conflict { kind, next_slots, practitioner_id: booking.practitioner_id })
-            }
+    async fn with_next_slots(
+        &self,
+        actor: &Actor,
+        booking: &Booking,
+        kind: ConflictKind,
+    ) -> ServiceError {
+        match next_free_slots(
+            &self.ports,
+            actor,
+            booking.practitioner_id,
+            booking.interval.start(),
+        )
+        .await
+        {
+            Ok(next_slots) => ServiceError::BookingConflict(Conflict {
+                kind,
+                next_slots,
+                practitioner_id: booking.practitioner_id,
+            }),
             Err(e) => e,
         }
     }
@@ -290,7 +375,11 @@ impl BookingService {
     /// One appointment of the actor's clinic.
     pub async fn get(&self, actor: &Actor, id: AppointmentId) -> Result<Appointment, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        self.ports.appointments.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("appointment"))
+        self.ports
+            .appointments
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("appointment"))
     }
 
     /// One page of appointments by practitioner, patient, status and start range.
@@ -312,13 +401,26 @@ impl BookingService {
                 .as_deref()
                 .and_then(|v| errors.check("patient_id", input::id(v)))
                 .map(PatientId::from_uuid),
-            status: query.status.as_deref().and_then(|v| errors.check("status", v.parse())),
-            from: query.from.as_deref().and_then(|v| errors.check("from", input::instant(v))),
-            to: query.to.as_deref().and_then(|v| errors.check("to", input::instant(v))),
+            status: query
+                .status
+                .as_deref()
+                .and_then(|v| errors.check("status", v.parse())),
+            from: query
+                .from
+                .as_deref()
+                .and_then(|v| errors.check("from", input::instant(v))),
+            to: query
+                .to
+                .as_deref()
+                .and_then(|v| errors.check("to", input::instant(v))),
         };
         errors.into_result()?;
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        Ok(self.ports.appointments.list(&mut tx, actor.clinic_id, &filter, page).await?)
+        Ok(self
+            .ports
+            .appointments
+            .list(&mut tx, actor.clinic_id, &filter, page)
+            .await?)
     }
 
     async fn load_for_change(
@@ -328,10 +430,16 @@ impl BookingService {
         id: AppointmentId,
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
-        let appointment =
-            self.ports.appointments.get(tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("appointment"))?;
+        let appointment = self
+            .ports
+            .appointments
+            .get(tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("appointment"))?;
         if if_match.is_some_and(|v| v != appointment.version) {
-            return Err(ServiceError::PreconditionFailed { current: Some(appointment.version) });
+            return Err(ServiceError::PreconditionFailed {
+                current: Some(appointment.version),
+            });
         }
         Ok(appointment)
     }
@@ -361,7 +469,10 @@ impl BookingService {
             appointment.cancelled_by = Some(actor.user_id);
             appointment.cancel_reason = cancel_reason;
         }
-        self.ports.appointments.update(&mut tx, &appointment, expected).await?;
+        self.ports
+            .appointments
+            .update(&mut tx, &appointment, expected)
+            .await?;
         tx.commit().await?;
         Ok(appointment)
     }
@@ -377,10 +488,17 @@ impl BookingService {
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
         let mut errors = FieldErrors::new();
-        let start = errors.check("starts_at", input::instant(&input.starts_at).and_then(parse_start));
-        let duration = input.duration_minutes.and_then(|m| errors.check("duration_minutes", parse_duration_minutes(m)));
+        let start = errors.check(
+            "starts_at",
+            input::instant(&input.starts_at).and_then(parse_start),
+        );
+        let duration = input
+            .duration_minutes
+            .and_then(|m| errors.check("duration_minutes", parse_duration_minutes(m)));
         errors.into_result()?;
-        let Some(start) = start else { unreachable!("parsed when no error was recorded") };
+        let Some(start) = start else {
+            unreachable!("parsed when no error was recorded")
+        };
 
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
@@ -421,7 +539,10 @@ impl BookingService {
         old.cancel_reason = Some("rescheduled".to_owned());
         // The old appointment stops holding its time before the new one claims time,
         // so an overlap of old and new is not mistaken for a conflict by the database.
-        self.ports.appointments.update(&mut tx, &old, expected).await?;
+        self.ports
+            .appointments
+            .update(&mut tx, &old, expected)
+            .await?;
         match self.ports.appointments.insert(&mut tx, &new).await {
             Ok(()) => {}
             Err(RepoError::Overlap(party)) => {

@@ -41,7 +41,9 @@ pub fn check_password(password: &str) -> Result<(), clinicflow_domain::InvalidVa
         )));
     }
     if password.len() > 1024 {
-        return Err(clinicflow_domain::InvalidValue::new("must be at most 1024 bytes"));
+        return Err(clinicflow_domain::InvalidValue::new(
+            "must be at most 1024 bytes",
+        ));
     }
     Ok(())
 }
@@ -112,8 +114,15 @@ impl ClinicService {
         let email = errors.check("email", Email::parse(email));
         errors.check("password", check_password(password));
         errors.into_result()?;
-        let Some(email) = email else { unreachable!("parsed when no error was recorded") };
-        let password_hash = self.ports.hasher.hash(password).await.map_err(ServiceError::Unexpected)?;
+        let Some(email) = email else {
+            unreachable!("parsed when no error was recorded")
+        };
+        let password_hash = self
+            .ports
+            .hasher
+            .hash(password)
+            .await
+            .map_err(ServiceError::Unexpected)?;
         let user = User {
             id: UserId::from_uuid(Uuid::now_v7()),
             clinic_id,
@@ -131,20 +140,37 @@ impl ClinicService {
 }
 
 /// Reads a clinic inside `tx`, through the cache: booking and slot queries need its zone on every call.
-pub(crate) async fn clinic_settings(ports: &Ports, tx: &mut Tx, id: ClinicId) -> Result<Clinic, ServiceError> {
+pub(crate) async fn clinic_settings(
+    ports: &Ports,
+    tx: &mut Tx,
+    id: ClinicId,
+) -> Result<Clinic, ServiceError> {
     let key = format!("clinic:{id}");
     if let Some(bytes) = ports.cache.get(&key).await
         && let Some(clinic) = decode_clinic(id, &bytes)
     {
         return Ok(clinic);
     }
-    let clinic = ports.clinics.get(tx, id).await?.ok_or(ServiceError::NotFound("clinic"))?;
-    ports.cache.set(&key, encode_clinic(&clinic), CLINIC_TTL).await;
+    let clinic = ports
+        .clinics
+        .get(tx, id)
+        .await?
+        .ok_or(ServiceError::NotFound("clinic"))?;
+    ports
+        .cache
+        .set(&key, encode_clinic(&clinic), CLINIC_TTL)
+        .await;
     Ok(clinic)
 }
 
 fn encode_clinic(c: &Clinic) -> Vec<u8> {
-    format!("{}\n{}\n{}", c.time_zone.name(), c.no_show_grace_minutes, c.name.as_ref()).into_bytes()
+    format!(
+        "{}\n{}\n{}",
+        c.time_zone.name(),
+        c.no_show_grace_minutes,
+        c.name.as_ref()
+    )
+    .into_bytes()
 }
 
 fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
@@ -153,7 +179,12 @@ fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
     let time_zone = TimeZone::parse(parts.next()?).ok()?;
     let no_show_grace_minutes = parts.next()?.parse().ok()?;
     let name = ClinicName::parse(parts.next()?).ok()?;
-    Some(Clinic { id, name, time_zone, no_show_grace_minutes })
+    Some(Clinic {
+        id,
+        name,
+        time_zone,
+        no_show_grace_minutes,
+    })
 }
 
 #[cfg(test)]

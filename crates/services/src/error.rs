@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use clinicflow_domain::{Interval, IllegalTransition, InvalidValue, PractitionerId};
+use clinicflow_domain::{IllegalTransition, Interval, InvalidValue, PractitionerId};
 use clinicflow_ports::{OverlapParty, RepoError};
 
 /// Field name -> messages, for 422 answers.
@@ -43,7 +43,11 @@ impl FieldErrors {
 
     /// `Ok` when nothing was recorded, else the validation error.
     pub fn into_result(self) -> Result<(), ServiceError> {
-        if self.is_empty() { Ok(()) } else { Err(ServiceError::Validation(self)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Validation(self))
+        }
     }
 
     /// A single-field validation error.
@@ -127,7 +131,9 @@ impl From<RepoError> for ServiceError {
             RepoError::Duplicate(field) => ServiceError::Duplicate(field),
             RepoError::StaleVersion => ServiceError::PreconditionFailed { current: None },
             RepoError::Unavailable(e) => ServiceError::Unavailable(e),
-            RepoError::Overlap(party) => ServiceError::Unexpected(format!("unexpected overlap of the {party:?}").into()),
+            RepoError::Overlap(party) => {
+                ServiceError::Unexpected(format!("unexpected overlap of the {party:?}").into())
+            }
             RepoError::Other(e) => ServiceError::Unexpected(e),
         }
     }

@@ -8,7 +8,11 @@ use uuid::Uuid;
 pub fn instant(raw: &str) -> Result<DateTime<Utc>, InvalidValue> {
     DateTime::parse_from_rfc3339(raw.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| InvalidValue::new("must be an RFC 3339 timestamp with an offset, such as 2026-12-01T08:00:00Z"))
+        .map_err(|_| {
+            InvalidValue::new(
+                "must be an RFC 3339 timestamp with an offset, such as 2026-12-01T08:00:00Z",
+            )
+        })
 }
 
 /// Parses a calendar date `YYYY-MM-DD`.
@@ -19,7 +23,8 @@ pub fn date(raw: &str) -> Result<NaiveDate, InvalidValue> {
 
 /// Parses a local wall-clock time `HH:MM`.
 pub fn time(raw: &str) -> Result<NaiveTime, InvalidValue> {
-    NaiveTime::parse_from_str(raw.trim(), "%H:%M").map_err(|_| InvalidValue::new("must be a time such as 09:30"))
+    NaiveTime::parse_from_str(raw.trim(), "%H:%M")
+        .map_err(|_| InvalidValue::new("must be a time such as 09:30"))
 }
 
 /// Parses a UUID.

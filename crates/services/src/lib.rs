@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use clinicflow_ports::{
-    AppointmentRepo, Cache, ClinicRepo, Clock, Database, PasswordHasher, PatientRepo, PractitionerRepo, ScheduleRepo,
-    UserRepo,
+    AppointmentRepo, Cache, ClinicRepo, Clock, Database, PasswordHasher, PatientRepo,
+    PractitionerRepo, ScheduleRepo, UserRepo,
 };
 
 pub mod auth;
@@ -22,7 +22,9 @@ pub mod practitioner;
 pub mod schedule;
 
 pub use auth::AuthService;
-pub use booking::{AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput};
+pub use booking::{
+    AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput,
+};
 pub use clinic::{ClinicService, NewClinic};
 pub use error::{Conflict, FieldErrors, ServiceError};
 pub use patient::{NewPatient, PatientChanges, PatientService};

@@ -2,7 +2,8 @@
 
 use chrono::TimeZone as _;
 use clinicflow_domain::{
-    Actor, BirthDate, Email, EmergencyContact, Insurance, Page, PageRequest, Patient, PatientId, PersonName, Phone, Sex,
+    Actor, BirthDate, Email, EmergencyContact, Insurance, Page, PageRequest, Patient, PatientId,
+    PersonName, Phone, Sex,
 };
 use clinicflow_ports::{PatientFilter, PatientSearch, TxMode};
 use uuid::Uuid;
@@ -76,7 +77,10 @@ pub struct PatientService {
 }
 
 fn parse_contact(errors: &mut FieldErrors, c: &ContactInput) -> Option<EmergencyContact> {
-    errors.check("emergency_contact", EmergencyContact::parse(&c.name, &c.phone))
+    errors.check(
+        "emergency_contact",
+        EmergencyContact::parse(&c.name, &c.phone),
+    )
 }
 
 fn parse_insurance(errors: &mut FieldErrors, i: &InsuranceInput) -> Option<Insurance> {
@@ -92,7 +96,11 @@ impl PatientService {
     async fn today(&self, actor: &Actor) -> Result<chrono::NaiveDate, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-        Ok(clinic.time_zone.tz().from_utc_datetime(&self.ports.clock.now().naive_utc()).date_naive())
+        Ok(clinic
+            .time_zone
+            .tz()
+            .from_utc_datetime(&self.ports.clock.now().naive_utc())
+            .date_naive())
     }
 
     /// Registers a patient in the actor's clinic.
@@ -104,18 +112,41 @@ impl PatientService {
         let name = match name {
             Ok(n) => Some(n),
             Err(_) => {
-                errors.check("given_name", PersonName::parse(&input.given_name, "x").map(|_| ()));
-                errors.check("family_name", PersonName::parse("x", &input.family_name).map(|_| ()));
+                errors.check(
+                    "given_name",
+                    PersonName::parse(&input.given_name, "x").map(|_| ()),
+                );
+                errors.check(
+                    "family_name",
+                    PersonName::parse("x", &input.family_name).map(|_| ()),
+                );
                 None
             }
         };
-        let birth_date =
-            errors.check("birth_date", input::date(&input.birth_date).and_then(|d| BirthDate::parse(d, today)));
-        let sex = errors.check("sex", input.sex.as_deref().unwrap_or("unknown").parse::<Sex>());
-        let phone = input.phone.as_deref().and_then(|p| errors.check("phone", Phone::parse(p)));
-        let email = input.email.as_deref().and_then(|e| errors.check("email", Email::parse(e)));
-        let emergency_contact = input.emergency_contact.as_ref().and_then(|c| parse_contact(&mut errors, c));
-        let insurance = input.insurance.as_ref().and_then(|i| parse_insurance(&mut errors, i));
+        let birth_date = errors.check(
+            "birth_date",
+            input::date(&input.birth_date).and_then(|d| BirthDate::parse(d, today)),
+        );
+        let sex = errors.check(
+            "sex",
+            input.sex.as_deref().unwrap_or("unknown").parse::<Sex>(),
+        );
+        let phone = input
+            .phone
+            .as_deref()
+            .and_then(|p| errors.check("phone", Phone::parse(p)));
+        let email = input
+            .email
+            .as_deref()
+            .and_then(|e| errors.check("email", Email::parse(e)));
+        let emergency_contact = input
+            .emergency_contact
+            .as_ref()
+            .and_then(|c| parse_contact(&mut errors, c));
+        let insurance = input
+            .insurance
+            .as_ref()
+            .and_then(|i| parse_insurance(&mut errors, i));
         errors.into_result()?;
         let (Some(name), Some(birth_date), Some(sex)) = (name, birth_date, sex) else {
             unreachable!("every required field parsed when no error was recorded")
@@ -145,7 +176,11 @@ impl PatientService {
     /// One patient of the actor's clinic.
     pub async fn get(&self, actor: &Actor, id: PatientId) -> Result<Patient, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        self.ports.patients.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("patient"))
+        self.ports
+            .patients
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("patient"))
     }
 
     /// Applies a partial change; `if_match` (a version) guards against lost updates.
@@ -159,21 +194,36 @@ impl PatientService {
     ) -> Result<Patient, ServiceError> {
         let today = self.today(actor).await?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        let mut patient =
-            self.ports.patients.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("patient"))?;
+        let mut patient = self
+            .ports
+            .patients
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("patient"))?;
         if if_match.is_some_and(|v| v != patient.version) {
-            return Err(ServiceError::PreconditionFailed { current: Some(patient.version) });
+            return Err(ServiceError::PreconditionFailed {
+                current: Some(patient.version),
+            });
         }
         let mut errors = FieldErrors::new();
         if changes.given_name.is_some() || changes.family_name.is_some() {
-            let given = changes.given_name.as_deref().unwrap_or(patient.name.given());
-            let family = changes.family_name.as_deref().unwrap_or(patient.name.family());
+            let given = changes
+                .given_name
+                .as_deref()
+                .unwrap_or(patient.name.given());
+            let family = changes
+                .family_name
+                .as_deref()
+                .unwrap_or(patient.name.family());
             if let Some(n) = errors.check("name", PersonName::parse(given, family)) {
                 patient.name = n;
             }
         }
         if let Some(raw) = &changes.birth_date
-            && let Some(d) = errors.check("birth_date", input::date(raw).and_then(|d| BirthDate::parse(d, today)))
+            && let Some(d) = errors.check(
+                "birth_date",
+                input::date(raw).and_then(|d| BirthDate::parse(d, today)),
+            )
         {
             patient.birth_date = d;
         }
@@ -183,10 +233,14 @@ impl PatientService {
             patient.sex = s;
         }
         if let Some(phone) = &changes.phone {
-            patient.phone = phone.as_deref().and_then(|p| errors.check("phone", Phone::parse(p)));
+            patient.phone = phone
+                .as_deref()
+                .and_then(|p| errors.check("phone", Phone::parse(p)));
         }
         if let Some(email) = &changes.email {
-            patient.email = email.as_deref().and_then(|e| errors.check("email", Email::parse(e)));
+            patient.email = email
+                .as_deref()
+                .and_then(|e| errors.check("email", Email::parse(e)));
         }
         if let Some(c) = &changes.emergency_contact {
             patient.emergency_contact = c.as_ref().and_then(|c| parse_contact(&mut errors, c));
@@ -198,7 +252,10 @@ impl PatientService {
         let expected = patient.version;
         patient.version += 1;
         patient.updated_at = self.ports.clock.now();
-        self.ports.patients.update(&mut tx, &patient, expected).await?;
+        self.ports
+            .patients
+            .update(&mut tx, &patient, expected)
+            .await?;
         tx.commit().await?;
         Ok(patient)
     }
@@ -207,23 +264,41 @@ impl PatientService {
     #[tracing::instrument(skip_all)]
     pub async fn delete(&self, actor: &Actor, id: PatientId) -> Result<(), ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        let mut patient =
-            self.ports.patients.get(&mut tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("patient"))?;
+        let mut patient = self
+            .ports
+            .patients
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("patient"))?;
         let expected = patient.version;
         let now = self.ports.clock.now();
         patient.version += 1;
         patient.updated_at = now;
         patient.deleted_at = Some(now);
-        self.ports.patients.update(&mut tx, &patient, expected).await?;
+        self.ports
+            .patients
+            .update(&mut tx, &patient, expected)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// One page of patients, optionally searched by name prefix, phone or e-mail.
-    pub async fn list(&self, actor: &Actor, q: Option<&str>, page: PageRequest) -> Result<Page<Patient>, ServiceError> {
-        let filter = PatientFilter { search: q.and_then(search_for) };
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        q: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<Patient>, ServiceError> {
+        let filter = PatientFilter {
+            search: q.and_then(search_for),
+        };
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        Ok(self.ports.patients.list(&mut tx, actor.clinic_id, &filter, page).await?)
+        Ok(self
+            .ports
+            .patients
+            .list(&mut tx, actor.clinic_id, &filter, page)
+            .await?)
     }
 }
 
@@ -242,7 +317,8 @@ pub fn search_for(q: &str) -> Option<PatientSearch> {
     {
         return Some(PatientSearch::Phone(p));
     }
-    let prefix = clinicflow_domain::patient::normalize_name(&q.chars().take(100).collect::<String>());
+    let prefix =
+        clinicflow_domain::patient::normalize_name(&q.chars().take(100).collect::<String>());
     Some(PatientSearch::NamePrefix(prefix))
 }
 
@@ -252,9 +328,18 @@ mod tests {
 
     #[test]
     fn search_strings_pick_their_kind() {
-        assert!(matches!(search_for("ada@example.org"), Some(PatientSearch::Email(_))));
-        assert!(matches!(search_for("+49 151 12345678"), Some(PatientSearch::Phone(_))));
-        assert_eq!(search_for("  Love  Ad "), Some(PatientSearch::NamePrefix("love ad".into())));
+        assert!(matches!(
+            search_for("ada@example.org"),
+            Some(PatientSearch::Email(_))
+        ));
+        assert!(matches!(
+            search_for("+49 151 12345678"),
+            Some(PatientSearch::Phone(_))
+        ));
+        assert_eq!(
+            search_for("  Love  Ad "),
+            Some(PatientSearch::NamePrefix("love ad".into()))
+        );
         assert_eq!(search_for("   "), None);
     }
 }

@@ -49,7 +49,10 @@ fn parse_specialties(errors: &mut FieldErrors, raw: &[String]) -> Vec<String> {
         errors.add("specialties", "at most 20 specialties");
         return Vec::new();
     }
-    let mut out: Vec<String> = raw.iter().filter_map(|s| errors.check("specialties", parse_code(s))).collect();
+    let mut out: Vec<String> = raw
+        .iter()
+        .filter_map(|s| errors.check("specialties", parse_code(s)))
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -69,16 +72,33 @@ impl PractitionerService {
 
     /// Registers a practitioner in the actor's clinic.
     #[tracing::instrument(skip_all)]
-    pub async fn create(&self, actor: &Actor, input: NewPractitioner) -> Result<Practitioner, ServiceError> {
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        input: NewPractitioner,
+    ) -> Result<Practitioner, ServiceError> {
         let mut errors = FieldErrors::new();
-        let name = errors.check("name", PersonName::parse(&input.given_name, &input.family_name));
+        let name = errors.check(
+            "name",
+            PersonName::parse(&input.given_name, &input.family_name),
+        );
         let specialties = parse_specialties(&mut errors, &input.specialties);
-        let department = input.department.as_deref().and_then(|d| errors.check("department", parse_code(d)));
-        let slot_minutes =
-            errors.check("slot_minutes", parse_slot_minutes(input.slot_minutes.unwrap_or(DEFAULT_SLOT_MINUTES)));
-        let buffer_minutes = errors.check("buffer_minutes", parse_buffer_minutes(input.buffer_minutes.unwrap_or(0)));
+        let department = input
+            .department
+            .as_deref()
+            .and_then(|d| errors.check("department", parse_code(d)));
+        let slot_minutes = errors.check(
+            "slot_minutes",
+            parse_slot_minutes(input.slot_minutes.unwrap_or(DEFAULT_SLOT_MINUTES)),
+        );
+        let buffer_minutes = errors.check(
+            "buffer_minutes",
+            parse_buffer_minutes(input.buffer_minutes.unwrap_or(0)),
+        );
         errors.into_result()?;
-        let (Some(name), Some(slot_minutes), Some(buffer_minutes)) = (name, slot_minutes, buffer_minutes) else {
+        let (Some(name), Some(slot_minutes), Some(buffer_minutes)) =
+            (name, slot_minutes, buffer_minutes)
+        else {
             unreachable!("every required field parsed when no error was recorded")
         };
         let now = self.ports.clock.now();
@@ -95,13 +115,20 @@ impl PractitionerService {
             updated_at: now,
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        self.ports.practitioners.insert(&mut tx, &practitioner).await?;
+        self.ports
+            .practitioners
+            .insert(&mut tx, &practitioner)
+            .await?;
         tx.commit().await?;
         Ok(practitioner)
     }
 
     /// One practitioner of the actor's clinic.
-    pub async fn get(&self, actor: &Actor, id: PractitionerId) -> Result<Practitioner, ServiceError> {
+    pub async fn get(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<Practitioner, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         self.ports
             .practitioners
@@ -127,7 +154,9 @@ impl PractitionerService {
             .await?
             .ok_or(ServiceError::NotFound("practitioner"))?;
         if if_match.is_some_and(|v| v != p.version) {
-            return Err(ServiceError::PreconditionFailed { current: Some(p.version) });
+            return Err(ServiceError::PreconditionFailed {
+                current: Some(p.version),
+            });
         }
         let mut errors = FieldErrors::new();
         if changes.given_name.is_some() || changes.family_name.is_some() {
@@ -141,7 +170,9 @@ impl PractitionerService {
             p.specialties = parse_specialties(&mut errors, s);
         }
         if let Some(d) = &changes.department {
-            p.department = d.as_deref().and_then(|d| errors.check("department", parse_code(d)));
+            p.department = d
+                .as_deref()
+                .and_then(|d| errors.check("department", parse_code(d)));
         }
         if let Some(m) = changes.slot_minutes
             && let Some(m) = errors.check("slot_minutes", parse_slot_minutes(m))
@@ -157,7 +188,10 @@ impl PractitionerService {
         let expected = p.version;
         p.version += 1;
         p.updated_at = self.ports.clock.now();
-        self.ports.practitioners.update(&mut tx, &p, expected).await?;
+        self.ports
+            .practitioners
+            .update(&mut tx, &p, expected)
+            .await?;
         tx.commit().await?;
         Ok(p)
     }
@@ -177,6 +211,10 @@ impl PractitionerService {
         };
         errors.into_result()?;
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        Ok(self.ports.practitioners.list(&mut tx, actor.clinic_id, &filter, page).await?)
+        Ok(self
+            .ports
+            .practitioners
+            .list(&mut tx, actor.clinic_id, &filter, page)
+            .await?)
     }
 }

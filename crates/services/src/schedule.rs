@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
 use clinicflow_domain::schedule::{ExceptionKind, check_range, parse_weekday, utc_span};
 use clinicflow_domain::{
-    Actor, Availability, Clinic, Interval, Practitioner, PractitionerId, Schedule, ScheduleException,
-    ScheduleExceptionId, WeeklyRule,
+    Actor, Availability, Clinic, Interval, Practitioner, PractitionerId, Schedule,
+    ScheduleException, ScheduleExceptionId, WeeklyRule,
 };
 use clinicflow_ports::{PractitionerFilter, Tx, TxMode};
 use uuid::Uuid;
@@ -97,7 +97,10 @@ impl Calendar {
             .get(tx, clinic.id, practitioner.id)
             .await?
             .unwrap_or_else(|| Schedule::empty(NaiveDate::MIN));
-        let exceptions = ports.schedules.exceptions_overlapping(tx, clinic.id, practitioner.id, span).await?;
+        let exceptions = ports
+            .schedules
+            .exceptions_overlapping(tx, clinic.id, practitioner.id, span)
+            .await?;
         let busy = ports
             .appointments
             .active_for_practitioner(tx, clinic.id, practitioner.id, span)
@@ -105,11 +108,19 @@ impl Calendar {
             .into_iter()
             .map(|a| a.interval)
             .collect();
-        Ok(Self { schedule, exceptions, busy })
+        Ok(Self {
+            schedule,
+            exceptions,
+            busy,
+        })
     }
 
     /// The availability view over this calendar.
-    pub(crate) fn availability<'a>(&'a self, clinic: &Clinic, practitioner: &Practitioner) -> Availability<'a> {
+    pub(crate) fn availability<'a>(
+        &'a self,
+        clinic: &Clinic,
+        practitioner: &Practitioner,
+    ) -> Availability<'a> {
         Availability {
             schedule: &self.schedule,
             exceptions: &self.exceptions,
@@ -128,13 +139,18 @@ impl Calendar {
         now: DateTime<Utc>,
     ) -> Vec<Interval> {
         let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
-        self.availability(clinic, practitioner).free_slots(from, to, now, buffer, &self.busy)
+        self.availability(clinic, practitioner)
+            .free_slots(from, to, now, buffer, &self.busy)
     }
 }
 
 /// The clinic-local date of an instant.
 pub(crate) fn local_date(clinic: &Clinic, at: DateTime<Utc>) -> NaiveDate {
-    clinic.time_zone.tz().from_utc_datetime(&at.naive_utc()).date_naive()
+    clinic
+        .time_zone
+        .tz()
+        .from_utc_datetime(&at.naive_utc())
+        .date_naive()
 }
 
 /// The practitioner's first free slots starting at or after `after`, looked for in a fresh read.
@@ -146,13 +162,18 @@ pub(crate) async fn next_free_slots(
 ) -> Result<Vec<Interval>, ServiceError> {
     let mut tx = ports.db.begin(TxMode::Read).await?;
     let clinic = crate::clinic::clinic_settings(ports, &mut tx, actor.clinic_id).await?;
-    let Some(practitioner) = ports.practitioners.get(&mut tx, actor.clinic_id, practitioner_id).await? else {
+    let Some(practitioner) = ports
+        .practitioners
+        .get(&mut tx, actor.clinic_id, practitioner_id)
+        .await?
+    else {
         return Ok(Vec::new());
     };
     let now = ports.clock.now();
     let from = local_date(&clinic, after.max(now));
     let to = from + Duration::days(NEXT_SLOTS_HORIZON_DAYS);
-    let calendar = Calendar::load(ports, &mut tx, &clinic, &practitioner, utc_span(from, to)).await?;
+    let calendar =
+        Calendar::load(ports, &mut tx, &clinic, &practitioner, utc_span(from, to)).await?;
     Ok(calendar
         .free_slots(&clinic, &practitioner, from, to, now)
         .into_iter()
@@ -165,7 +186,9 @@ fn parse_range(errors: &mut FieldErrors, from: &str, to: &str) -> Option<(NaiveD
     let from = errors.check("from", input::date(from));
     let to = errors.check("to", input::date(to));
     let (from, to) = (from?, to?);
-    errors.check("to", check_range(from, to)).map(|_| (from, to))
+    errors
+        .check("to", check_range(from, to))
+        .map(|_| (from, to))
 }
 
 impl ScheduleService {
@@ -174,8 +197,17 @@ impl ScheduleService {
         Self { ports }
     }
 
-    async fn practitioner(&self, tx: &mut Tx, actor: &Actor, id: PractitionerId) -> Result<Practitioner, ServiceError> {
-        self.ports.practitioners.get(tx, actor.clinic_id, id).await?.ok_or(ServiceError::NotFound("practitioner"))
+    async fn practitioner(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<Practitioner, ServiceError> {
+        self.ports
+            .practitioners
+            .get(tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("practitioner"))
     }
 
     /// Replaces a practitioner's weekly schedule.
@@ -196,7 +228,10 @@ impl ScheduleService {
             let start = errors.check(&format!("rules[{i}].start"), input::time(&r.start));
             let end = errors.check(&format!("rules[{i}].end"), input::time(&r.end));
             if let (Some(w), Some(s), Some(e)) = (weekday, start, end)
-                && let Some(rule) = errors.check(&format!("rules[{i}]"), WeeklyRule::new(w, s, e, r.slot_minutes))
+                && let Some(rule) = errors.check(
+                    &format!("rules[{i}]"),
+                    WeeklyRule::new(w, s, e, r.slot_minutes),
+                )
             {
                 rules.push(rule);
             }
@@ -205,11 +240,20 @@ impl ScheduleService {
             Some(raw) => errors.check("valid_from", input::date(raw)),
             None => Some(local_date(&clinic, self.ports.clock.now())),
         };
-        let valid_to = input.valid_to.as_deref().and_then(|raw| errors.check("valid_to", input::date(raw)));
+        let valid_to = input
+            .valid_to
+            .as_deref()
+            .and_then(|raw| errors.check("valid_to", input::date(raw)));
         errors.into_result()?;
-        let Some(valid_from) = valid_from else { unreachable!("parsed when no error was recorded") };
-        let schedule = Schedule::new(rules, valid_from, valid_to).map_err(|e| FieldErrors::single("rules", e.0))?;
-        self.ports.schedules.put(&mut tx, actor.clinic_id, practitioner_id, &schedule).await?;
+        let Some(valid_from) = valid_from else {
+            unreachable!("parsed when no error was recorded")
+        };
+        let schedule = Schedule::new(rules, valid_from, valid_to)
+            .map_err(|e| FieldErrors::single("rules", e.0))?;
+        self.ports
+            .schedules
+            .put(&mut tx, actor.clinic_id, practitioner_id, &schedule)
+            .await?;
         tx.commit().await?;
         Ok(schedule)
     }
@@ -243,17 +287,26 @@ impl ScheduleService {
         let mut errors = FieldErrors::new();
         let start = errors.check("starts_at", input::instant(&input.starts_at));
         let end = errors.check("ends_at", input::instant(&input.ends_at));
-        let reason =
-            errors.check("reason", clinicflow_domain::appointment::parse_reason(input.reason.as_deref())).flatten();
+        let reason = errors
+            .check(
+                "reason",
+                clinicflow_domain::appointment::parse_reason(input.reason.as_deref()),
+            )
+            .flatten();
         let interval = match (start, end) {
             (Some(s), Some(e)) => errors.check("ends_at", Interval::new(s, e)),
             _ => None,
         };
         if interval.is_some_and(|i| i.duration() > Duration::days(MAX_TIME_OFF_DAYS)) {
-            errors.add("ends_at", format!("time off may last at most {MAX_TIME_OFF_DAYS} days per request"));
+            errors.add(
+                "ends_at",
+                format!("time off may last at most {MAX_TIME_OFF_DAYS} days per request"),
+            );
         }
         errors.into_result()?;
-        let Some(interval) = interval else { unreachable!("parsed when no error was recorded") };
+        let Some(interval) = interval else {
+            unreachable!("parsed when no error was recorded")
+        };
         let exception = ScheduleException {
             id: ScheduleExceptionId::from_uuid(Uuid::now_v7()),
             kind: ExceptionKind::TimeOff,
@@ -262,7 +315,10 @@ impl ScheduleService {
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         self.practitioner(&mut tx, actor, practitioner_id).await?;
-        self.ports.schedules.add_exception(&mut tx, actor.clinic_id, practitioner_id, &exception).await?;
+        self.ports
+            .schedules
+            .add_exception(&mut tx, actor.clinic_id, practitioner_id, &exception)
+            .await?;
         tx.commit().await?;
         Ok(exception)
     }
@@ -278,11 +334,20 @@ impl ScheduleService {
         let mut errors = FieldErrors::new();
         let range = parse_range(&mut errors, from, to);
         errors.into_result()?;
-        let Some((from, to)) = range else { unreachable!("parsed when no error was recorded") };
+        let Some((from, to)) = range else {
+            unreachable!("parsed when no error was recorded")
+        };
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let practitioner = self.practitioner(&mut tx, actor, practitioner_id).await?;
-        let calendar = Calendar::load(&self.ports, &mut tx, &clinic, &practitioner, utc_span(from, to)).await?;
+        let calendar = Calendar::load(
+            &self.ports,
+            &mut tx,
+            &clinic,
+            &practitioner,
+            utc_span(from, to),
+        )
+        .await?;
         let slots = calendar.free_slots(&clinic, &practitioner, from, to, self.ports.clock.now());
         Ok((slots, clinic))
     }
@@ -300,34 +365,45 @@ impl ScheduleService {
             errors.add("limit", format!("must be between 1 and {MAX_SLOT_LIMIT}"));
         }
         let filter = PractitionerFilter {
-            specialty: query
-                .specialty
-                .as_deref()
-                .and_then(|s| errors.check("specialty", clinicflow_domain::practitioner::parse_code(s))),
-            department: query
-                .department
-                .as_deref()
-                .and_then(|d| errors.check("department", clinicflow_domain::practitioner::parse_code(d))),
+            specialty: query.specialty.as_deref().and_then(|s| {
+                errors.check("specialty", clinicflow_domain::practitioner::parse_code(s))
+            }),
+            department: query.department.as_deref().and_then(|d| {
+                errors.check("department", clinicflow_domain::practitioner::parse_code(d))
+            }),
         };
         errors.into_result()?;
-        let Some((from, to)) = range else { unreachable!("parsed when no error was recorded") };
+        let Some((from, to)) = range else {
+            unreachable!("parsed when no error was recorded")
+        };
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let now = self.ports.clock.now();
         let span = utc_span(from, to);
         let mut found = Vec::new();
-        let mut page = clinicflow_domain::PageRequest::parse(Some(1), Some(200)).map_err(|e| ServiceError::Unexpected(e.into()))?;
+        let mut page = clinicflow_domain::PageRequest::parse(Some(1), Some(200))
+            .map_err(|e| ServiceError::Unexpected(e.into()))?;
         loop {
-            let practitioners = self.ports.practitioners.list(&mut tx, actor.clinic_id, &filter, page).await?;
+            let practitioners = self
+                .ports
+                .practitioners
+                .list(&mut tx, actor.clinic_id, &filter, page)
+                .await?;
             for p in &practitioners.items {
                 let calendar = Calendar::load(&self.ports, &mut tx, &clinic, p, span).await?;
-                found.extend(calendar.free_slots(&clinic, p, from, to, now).into_iter().map(|s| (p.id, s)));
+                found.extend(
+                    calendar
+                        .free_slots(&clinic, p, from, to, now)
+                        .into_iter()
+                        .map(|s| (p.id, s)),
+                );
             }
             if !practitioners.has_next() {
                 break;
             }
-            page = clinicflow_domain::PageRequest::parse(Some(u64::from(page.page()) + 1), Some(200))
-                .map_err(|e| ServiceError::Unexpected(e.into()))?;
+            page =
+                clinicflow_domain::PageRequest::parse(Some(u64::from(page.page()) + 1), Some(200))
+                    .map_err(|e| ServiceError::Unexpected(e.into()))?;
         }
         found.sort_by_key(|(p, s)| (s.start(), *p));
         found.truncate(limit as usize);

@@ -1,1 +1,194 @@
-//! placeholder
+//! clinicflow's storage adapter: the SeaORM entities and the implementations of every
+//! repository port of `clinicflow-ports`, on SQLite (the embedded default) and PostgreSQL.
+//! Besides `clinicflow-migration`, this is the only crate that knows SeaORM or sqlx; no
+//! SeaORM type leaves it. It depends on `domain` and `ports` and must never depend on
+//! `services`, `api` or `server`.
+//!
+//! One [`Store`] implements [`Database`] and every repository trait, so the server can hand
+//! one `Arc<Store>` out as each `Arc<dyn …Repo>`. Every query is scoped by `clinic_id`, and
+//! rows read back are parsed into domain types again (a row that no longer parses is
+//! [`RepoError::Other`]).
+//!
+//! # Booking conflicts
+//! PostgreSQL enforces "no two active appointments of one practitioner or patient overlap"
+//! with exclusion constraints, which [`error`] maps to [`RepoError::Overlap`]. SQLite has no
+//! such constraint, so there a [`TxMode::Write`] transaction starts with `BEGIN IMMEDIATE`
+//! (SeaORM's `TransactionOptions::sqlite_transaction_mode`): the write lock is taken up
+//! front, writers queue on `busy_timeout`, and the services' overlap check and insert run
+//! with no other writer in between. A deferred `BEGIN` would not do: two transactions could
+//! both read "free" and the second would fail to upgrade its read lock with `SQLITE_BUSY`.
+
+mod appointment;
+mod clinic;
+mod entity;
+mod error;
+mod patient;
+mod practitioner;
+mod schedule;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod transaction;
+mod user;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clinicflow_migration::{Migrator, MigratorTrait};
+use clinicflow_ports::{Database, RepoError, Tx, TxMode};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+
+pub use error::StoreError;
+
+use crate::error::repo_error;
+use crate::transaction::StoreTx;
+
+/// How long a SQLite writer waits for the write lock before giving up as unavailable.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Key of the PostgreSQL advisory lock that keeps concurrent starts from migrating at once.
+const MIGRATION_LOCK_KEY: i64 = 0x636c_696e_6963_666c; // "clinicfl"
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Connection pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// How long a caller waits for a free connection before the store reports itself unavailable.
+    pub acquire_timeout: Duration,
+    /// How long an unused connection stays open.
+    pub idle_timeout: Duration,
+    /// How long any connection is kept before it is replaced.
+    pub max_lifetime: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 1,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_lifetime: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// The database: opens transactions and implements every repository port.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`); SQLite runs in WAL
+    /// mode with foreign keys on and a 10 s busy timeout.
+    pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let mut options = ConnectOptions::new(url);
+        options
+            .max_connections(pool.max_connections)
+            .min_connections(pool.min_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .idle_timeout(pool.idle_timeout)
+            .max_lifetime(pool.max_lifetime)
+            // Statement logs would carry search terms; the server logs requests instead.
+            .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            if url.contains(":memory:") || url.contains("mode=memory") {
+                // Every connection to an in-memory database opens a database of its own,
+                // which vanishes when the connection closes: keep exactly one, forever.
+                options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            options.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            });
+        }
+        let conn = sea_orm::Database::connect(options)
+            .await
+            .map_err(|e| StoreError::Connect(Box::new(e)))?;
+        Ok(Store { conn, backend })
+    }
+
+    /// Applies every pending migration of `clinicflow-migration`, atomically.
+    ///
+    /// Concurrent callers are serialized (an advisory lock on PostgreSQL, the write lock on
+    /// SQLite), so several instances may start against one database at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrate_error = |e: sea_orm::DbErr| StoreError::Migrate(Box::new(e));
+        let txn = self
+            .conn
+            .begin_with_options(self.transaction_options(TxMode::Write))
+            .await
+            .map_err(migrate_error)?;
+        if self.backend == Backend::Postgres {
+            txn.execute_unprepared(&format!(
+                "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+            ))
+            .await
+            .map_err(migrate_error)?;
+        }
+        Migrator::up(&txn, None).await.map_err(migrate_error)?;
+        txn.commit().await.map_err(migrate_error)
+    }
+
+    /// The database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn transaction_options(&self, mode: TxMode) -> TransactionOptions {
+        let sqlite_transaction_mode = match (self.backend, mode) {
+            (Backend::Sqlite, TxMode::Write) => Some(SqliteTransactionMode::Immediate),
+            _ => None,
+        };
+        TransactionOptions {
+            sqlite_transaction_mode,
+            ..TransactionOptions::default()
+        }
+    }
+}
+
+#[async_trait]
+impl Database for Store {
+    async fn begin(&self, mode: TxMode) -> Result<Tx, RepoError> {
+        let txn = self
+            .conn
+            .begin_with_options(self.transaction_options(mode))
+            .await
+            .map_err(repo_error)?;
+        Ok(Tx::new(Box::new(StoreTx::new(txn))))
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.conn.ping().await.map_err(repo_error)
+    }
+}

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
-use clinicflow_domain::{
-    Clinic, ClinicId, ClinicName, PersonName, Practitioner, Role, Schedule, TimeZone, UserId, WeeklyRule,
-};
 use clinicflow_domain::{BirthDate, Patient, Sex};
+use clinicflow_domain::{
+    Clinic, ClinicId, ClinicName, PersonName, Practitioner, Role, Schedule, TimeZone, UserId,
+    WeeklyRule,
+};
 use clinicflow_ports::{
-    FakeTransaction, MockAppointmentRepo, MockCache, MockClinicRepo, MockClock, MockDatabase, MockPasswordHasher,
-    MockPatientRepo, MockPractitionerRepo, MockScheduleRepo, MockUserRepo,
+    FakeTransaction, MockAppointmentRepo, MockCache, MockClinicRepo, MockClock, MockDatabase,
+    MockPasswordHasher, MockPatientRepo, MockPractitionerRepo, MockScheduleRepo, MockUserRepo,
 };
 use mockall::predicate::always;
 
@@ -18,7 +19,9 @@ use super::*;
 use crate::Ports;
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339).expect("valid timestamp").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("valid timestamp")
+        .with_timezone(&Utc)
 }
 
 fn clinic() -> Clinic {
@@ -31,7 +34,11 @@ fn clinic() -> Clinic {
 }
 
 fn actor(role: Role) -> Actor {
-    Actor { user_id: UserId::from_uuid(Uuid::from_u128(2)), clinic_id: clinic().id, role }
+    Actor {
+        user_id: UserId::from_uuid(Uuid::from_u128(2)),
+        clinic_id: clinic().id,
+        role,
+    }
 }
 
 fn practitioner() -> Practitioner {
@@ -76,7 +83,12 @@ fn tuesday_mornings() -> Schedule {
         Some(30),
     )
     .expect("valid rule");
-    Schedule::new(vec![rule], NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid"), None).expect("valid schedule")
+    Schedule::new(
+        vec![rule],
+        NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid"),
+        None,
+    )
+    .expect("valid schedule")
 }
 
 fn existing(start: &str, minutes: i64) -> Appointment {
@@ -119,21 +131,38 @@ impl World {
         let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut db = MockDatabase::new();
         let counter = commits.clone();
-        db.expect_begin().returning(move |_| Ok(FakeTransaction::counting(counter.clone())));
+        db.expect_begin()
+            .returning(move |_| Ok(FakeTransaction::counting(counter.clone())));
         let mut clinics = MockClinicRepo::new();
         clinics.expect_get().returning(|_, _| Ok(Some(clinic())));
         let mut patients = MockPatientRepo::new();
-        patients.expect_get().returning(|_, _, id| Ok((id == patient().id).then(patient)));
+        patients
+            .expect_get()
+            .returning(|_, _, id| Ok((id == patient().id).then(patient)));
         let mut practitioners = MockPractitionerRepo::new();
-        practitioners.expect_get().returning(|_, _, id| Ok((id == practitioner().id).then(practitioner)));
+        practitioners
+            .expect_get()
+            .returning(|_, _, id| Ok((id == practitioner().id).then(practitioner)));
         let mut schedules = MockScheduleRepo::new();
-        schedules.expect_get().returning(|_, _, _| Ok(Some(tuesday_mornings())));
-        schedules.expect_exceptions_overlapping().returning(|_, _, _, _| Ok(Vec::new()));
+        schedules
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(tuesday_mornings())));
+        schedules
+            .expect_exceptions_overlapping()
+            .returning(|_, _, _, _| Ok(Vec::new()));
         let mut appointments = MockAppointmentRepo::new();
-        appointments.expect_active_for_practitioner().returning(move |_, _, _, span| {
-            Ok(practitioner_busy.iter().filter(|a| a.interval.overlaps(&span)).cloned().collect())
-        });
-        appointments.expect_active_for_patient().returning(|_, _, _, _| Ok(Vec::new()));
+        appointments
+            .expect_active_for_practitioner()
+            .returning(move |_, _, _, span| {
+                Ok(practitioner_busy
+                    .iter()
+                    .filter(|a| a.interval.overlaps(&span))
+                    .cloned()
+                    .collect())
+            });
+        appointments
+            .expect_active_for_patient()
+            .returning(|_, _, _, _| Ok(Vec::new()));
         Self {
             db,
             clinics,
@@ -197,7 +226,10 @@ async fn a_free_slot_inside_availability_is_booked_and_committed() {
         })
         .returning(|_, _| Ok(()));
     let (service, commits) = world.service();
-    let booked = service.book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z")).await.expect("booked");
+    let booked = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
     assert_eq!(booked.urgency, Urgency::Routine);
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }
@@ -212,13 +244,25 @@ async fn an_overlapping_booking_is_refused_with_the_taken_interval_and_next_slot
         .book(&actor(Role::Receptionist), request("2026-12-01T08:15:00Z"))
         .await
         .expect_err("overlap");
-    let ServiceError::BookingConflict(conflict) = err else { panic!("expected a booking conflict, got {err:?}") };
+    let ServiceError::BookingConflict(conflict) = err else {
+        panic!("expected a booking conflict, got {err:?}")
+    };
     assert_eq!(
         conflict.kind,
-        ConflictKind::Overlap { party: OverlapParty::Practitioner, with: Some(taken.interval) }
+        ConflictKind::Overlap {
+            party: OverlapParty::Practitioner,
+            with: Some(taken.interval)
+        }
     );
     let next: Vec<_> = conflict.next_slots.iter().map(|s| s.start()).collect();
-    assert_eq!(next, [at("2026-12-01T08:30:00Z"), at("2026-12-01T09:00:00Z"), at("2026-12-01T09:30:00Z")]);
+    assert_eq!(
+        next,
+        [
+            at("2026-12-01T08:30:00Z"),
+            at("2026-12-01T09:00:00Z"),
+            at("2026-12-01T09:30:00Z")
+        ]
+    );
     assert_eq!(commits.load(Ordering::SeqCst), 0);
 }
 
@@ -228,8 +272,17 @@ async fn a_booking_outside_availability_is_refused() {
     world.appointments.expect_insert().never();
     let (service, _) = world.service();
     // 13:00 Berlin is after the Tuesday window closes at 12:00.
-    let err = service.book(&actor(Role::Receptionist), request("2026-12-01T12:00:00Z")).await.expect_err("outside");
-    assert!(matches!(err, ServiceError::BookingConflict(Conflict { kind: ConflictKind::OutsideAvailability, .. })));
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T12:00:00Z"))
+        .await
+        .expect_err("outside");
+    assert!(matches!(
+        err,
+        ServiceError::BookingConflict(Conflict {
+            kind: ConflictKind::OutsideAvailability,
+            ..
+        })
+    ));
 }
 
 #[tokio::test]
@@ -238,7 +291,10 @@ async fn booking_in_the_past_is_rejected() {
     world.now = at("2026-12-01T09:00:00Z");
     world.appointments.expect_insert().never();
     let (service, _) = world.service();
-    let err = service.book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z")).await.expect_err("past");
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("past");
     assert!(matches!(err, ServiceError::BookingInPast), "got {err:?}");
 }
 
@@ -251,11 +307,20 @@ async fn a_race_lost_at_the_database_becomes_a_conflict() {
         .times(1)
         .returning(|_, _| Err(RepoError::Overlap(OverlapParty::Patient)));
     let (service, commits) = world.service();
-    let err = service.book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z")).await.expect_err("lost race");
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("lost race");
     assert!(
         matches!(
             err,
-            ServiceError::BookingConflict(Conflict { kind: ConflictKind::Overlap { party: OverlapParty::Patient, .. }, .. })
+            ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::Overlap {
+                    party: OverlapParty::Patient,
+                    ..
+                },
+                ..
+            })
         ),
         "got {err:?}"
     );
@@ -271,7 +336,10 @@ async fn receptionists_may_not_overbook() {
     let (service, _) = world.service();
     let mut input = request("2026-12-01T12:00:00Z");
     input.overbook = true;
-    let err = service.book(&actor(Role::Receptionist), input).await.expect_err("forbidden");
+    let err = service
+        .book(&actor(Role::Receptionist), input)
+        .await
+        .expect_err("forbidden");
     assert!(matches!(err, ServiceError::Forbidden(_)));
 }
 
@@ -290,10 +358,18 @@ async fn invalid_input_names_every_bad_field_and_touches_nothing() {
         reason: None,
         overbook: false,
     };
-    let err = service.book(&actor(Role::Receptionist), input).await.expect_err("invalid");
-    let ServiceError::Validation(fields) = err else { panic!("expected validation, got {err:?}") };
+    let err = service
+        .book(&actor(Role::Receptionist), input)
+        .await
+        .expect_err("invalid");
+    let ServiceError::Validation(fields) = err else {
+        panic!("expected validation, got {err:?}")
+    };
     let names: Vec<&str> = fields.fields().keys().map(String::as_str).collect();
-    assert_eq!(names, ["duration_minutes", "patient_id", "starts_at", "urgency"]);
+    assert_eq!(
+        names,
+        ["duration_minutes", "patient_id", "starts_at", "urgency"]
+    );
 }
 
 #[tokio::test]
@@ -301,11 +377,20 @@ async fn an_illegal_status_move_is_refused_and_nothing_is_written() {
     let mut world = World::new(Vec::new());
     let current = existing("2026-12-01T08:00:00Z", 30);
     let id = current.id;
-    world.appointments.expect_get().with(always(), always(), always()).returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_get()
+        .with(always(), always(), always())
+        .returning(move |_, _, _| Ok(Some(current.clone())));
     world.appointments.expect_update().never();
     let (service, commits) = world.service();
     let err = service
-        .act(&actor(Role::Receptionist), id, AppointmentAction::Complete, None)
+        .act(
+            &actor(Role::Receptionist),
+            id,
+            AppointmentAction::Complete,
+            None,
+        )
         .await
         .expect_err("booked cannot complete");
     assert!(
@@ -327,11 +412,25 @@ async fn a_stale_if_match_is_a_failed_precondition() {
     let mut world = World::new(Vec::new());
     let current = existing("2026-12-01T08:00:00Z", 30);
     let id = current.id;
-    world.appointments.expect_get().returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
     world.appointments.expect_update().never();
     let (service, _) = world.service();
-    let err = service.act(&actor(Role::Receptionist), id, AppointmentAction::Confirm, Some(7)).await.expect_err("stale");
-    assert!(matches!(err, ServiceError::PreconditionFailed { current: Some(1) }));
+    let err = service
+        .act(
+            &actor(Role::Receptionist),
+            id,
+            AppointmentAction::Confirm,
+            Some(7),
+        )
+        .await
+        .expect_err("stale");
+    assert!(matches!(
+        err,
+        ServiceError::PreconditionFailed { current: Some(1) }
+    ));
 }
 
 #[tokio::test]
@@ -339,15 +438,28 @@ async fn a_confirmation_writes_the_new_status_against_the_read_version() {
     let mut world = World::new(Vec::new());
     let current = existing("2026-12-01T08:00:00Z", 30);
     let id = current.id;
-    world.appointments.expect_get().returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
     world
         .appointments
         .expect_update()
         .times(1)
-        .withf(|_, a, expected| a.status == AppointmentStatus::Confirmed && a.version == 2 && *expected == 1)
+        .withf(|_, a, expected| {
+            a.status == AppointmentStatus::Confirmed && a.version == 2 && *expected == 1
+        })
         .returning(|_, _, _| Ok(()));
     let (service, commits) = world.service();
-    let a = service.act(&actor(Role::Receptionist), id, AppointmentAction::Confirm, Some(1)).await.expect("confirmed");
+    let a = service
+        .act(
+            &actor(Role::Receptionist),
+            id,
+            AppointmentAction::Confirm,
+            Some(1),
+        )
+        .await
+        .expect("confirmed");
     assert_eq!(a.status, AppointmentStatus::Confirmed);
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }
@@ -359,17 +471,23 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
     current.patient_id = patient().id;
     let id = current.id;
     let held = current.clone();
-    world.appointments.expect_get().returning(move |_, _, _| Ok(Some(held.clone())));
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(held.clone())));
     // The old appointment still shows as busy: the service must not count it against its own replacement.
     world.appointments = {
         let mut a = world.appointments;
         a.checkpoint();
         let held = current.clone();
-        a.expect_get().returning(move |_, _, _| Ok(Some(held.clone())));
+        a.expect_get()
+            .returning(move |_, _, _| Ok(Some(held.clone())));
         let busy = current.clone();
-        a.expect_active_for_practitioner().returning(move |_, _, _, _| Ok(vec![busy.clone()]));
+        a.expect_active_for_practitioner()
+            .returning(move |_, _, _, _| Ok(vec![busy.clone()]));
         let busy = current.clone();
-        a.expect_active_for_patient().returning(move |_, _, _, _| Ok(vec![busy.clone()]));
+        a.expect_active_for_patient()
+            .returning(move |_, _, _, _| Ok(vec![busy.clone()]));
         a
     };
     let mut seq = mockall::Sequence::new();
@@ -379,7 +497,10 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
         .times(1)
         .in_sequence(&mut seq)
         .withf(move |_, a, expected| {
-            a.id == id && a.status == AppointmentStatus::Cancelled && a.rescheduled_to.is_some() && *expected == 1
+            a.id == id
+                && a.status == AppointmentStatus::Cancelled
+                && a.rescheduled_to.is_some()
+                && *expected == 1
         })
         .returning(|_, _, _| Ok(()));
     world
@@ -387,14 +508,19 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
         .expect_insert()
         .times(1)
         .in_sequence(&mut seq)
-        .withf(move |_, a| a.rescheduled_from == Some(id) && a.interval.start() == at("2026-12-01T08:15:00Z"))
+        .withf(move |_, a| {
+            a.rescheduled_from == Some(id) && a.interval.start() == at("2026-12-01T08:15:00Z")
+        })
         .returning(|_, _| Ok(()));
     let (service, commits) = world.service();
     let new = service
         .reschedule(
             &actor(Role::Receptionist),
             id,
-            RescheduleInput { starts_at: "2026-12-01T08:15:00Z".into(), duration_minutes: None },
+            RescheduleInput {
+                starts_at: "2026-12-01T08:15:00Z".into(),
+                duration_minutes: None,
+            },
             None,
         )
         .await
@@ -407,5 +533,8 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
 #[test]
 fn local_dates_follow_the_clinic_zone() {
     let c = clinic();
-    assert_eq!(local_date(&c, at("2026-11-30T23:30:00Z")), NaiveDate::from_ymd_opt(2026, 12, 1).expect("valid"));
+    assert_eq!(
+        local_date(&c, at("2026-11-30T23:30:00Z")),
+        NaiveDate::from_ymd_opt(2026, 12, 1).expect("valid")
+    );
 }

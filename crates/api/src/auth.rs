@@ -1,0 +1,293 @@
+//! Access tokens (HS256 JWT) and the bearer extractor that scopes each request to a clinic.
+
+use std::future::{Ready, ready};
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, get, post, web};
+use chrono::Utc;
+use clinicflow_domain::{Actor, ClinicId, Role, UserId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{ApiError, AppState};
+
+/// Issuer written into and required from every token.
+const ISSUER: &str = "clinicflow";
+/// Audience written into and required from every token.
+const AUDIENCE: &str = "clinicflow-api";
+/// Clock skew tolerated when checking expiry.
+const LEEWAY_SECS: u64 = 30;
+
+/// How tokens are made: secret and lifetime.
+#[derive(Clone)]
+pub struct TokenConfig {
+    /// HMAC secret (at least 32 bytes outside development).
+    pub secret: Vec<u8>,
+    /// Lifetime of an access token.
+    pub access_ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("secret", &"[redacted]")
+            .field("access_ttl", &self.access_ttl)
+            .finish()
+    }
+}
+
+/// Issues and verifies access tokens; the algorithm is pinned to HS256.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens")
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: Uuid,
+    cid: Uuid,
+    role: String,
+    iat: i64,
+    exp: i64,
+    iss: String,
+    aud: String,
+    jti: Uuid,
+}
+
+impl Tokens {
+    /// Builds the issuer/verifier from its configuration.
+    pub fn new(config: &TokenConfig) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(&config.secret),
+            decoding: DecodingKey::from_secret(&config.secret),
+            validation,
+            ttl: config.access_ttl,
+        }
+    }
+
+    /// A signed access token for `actor`, and its lifetime in seconds.
+    pub fn issue(&self, actor: &Actor) -> Result<(String, u64), ApiError> {
+        let now = Utc::now().timestamp();
+        let ttl = self.ttl.as_secs();
+        let claims = Claims {
+            sub: actor.user_id.as_uuid(),
+            cid: actor.clinic_id.as_uuid(),
+            role: actor.role.as_str().to_owned(),
+            iat: now,
+            exp: now + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            jti: Uuid::now_v7(),
+        };
+        let token =
+            encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
+                ApiError::Service(clinicflow_services::ServiceError::Unexpected(e.into()))
+            })?;
+        Ok((token, ttl))
+    }
+
+    /// The actor a token speaks for, if it is genuine, unexpired and ours.
+    pub fn verify(&self, token: &str) -> Result<Actor, ApiError> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| ApiError::Unauthenticated("the access token is invalid or expired"))?;
+        let role: Role = data
+            .claims
+            .role
+            .parse()
+            .map_err(|_| ApiError::Unauthenticated("the access token is invalid or expired"))?;
+        Ok(Actor {
+            user_id: UserId::from_uuid(data.claims.sub),
+            clinic_id: ClinicId::from_uuid(data.claims.cid),
+            role,
+        })
+    }
+}
+
+/// The authenticated staff member of a request; every route but login and health requires it.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated(pub Actor);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or(ApiError::Unauthenticated(
+            "authentication is not configured",
+        ))?;
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthenticated(
+            "an Authorization: Bearer token is required",
+        ))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(ApiError::Unauthenticated(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+    state.tokens.verify(token).map(Authenticated)
+}
+
+/// Login request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    email: String,
+    password: String,
+    clinic_id: Option<Uuid>,
+}
+
+/// Login answer.
+#[derive(Debug, Serialize)]
+pub struct TokenOut {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+/// `POST /api/v1/auth/login`: e-mail and password for an access token.
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<LoginIn>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let user = state
+        .services
+        .auth
+        .login(
+            &body.email,
+            &body.password,
+            body.clinic_id.map(ClinicId::from_uuid),
+        )
+        .await?;
+    let actor = Actor {
+        user_id: user.id,
+        clinic_id: user.clinic_id,
+        role: user.role,
+    };
+    let (access_token, expires_in) = state.tokens.issue(&actor)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(TokenOut {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+        }))
+}
+
+/// The logged-in user.
+#[derive(Debug, Serialize)]
+pub struct MeOut {
+    id: String,
+    email: String,
+    role: &'static str,
+    practitioner_id: Option<String>,
+    clinic: ClinicOut,
+}
+
+/// The user's clinic.
+#[derive(Debug, Serialize)]
+pub struct ClinicOut {
+    id: String,
+    name: String,
+    time_zone: &'static str,
+}
+
+/// `GET /api/v1/me`: who the token speaks for.
+#[get("/me")]
+pub async fn me(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+    let (user, clinic) = state.services.auth.me(&auth.0).await?;
+    Ok(HttpResponse::Ok().json(MeOut {
+        id: user.id.to_string(),
+        email: user.email.to_string(),
+        role: user.role.as_str(),
+        practitioner_id: user.practitioner_id.map(|p| p.to_string()),
+        clinic: ClinicOut {
+            id: clinic.id.to_string(),
+            name: clinic.name.as_ref().to_owned(),
+            time_zone: clinic.time_zone.name(),
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(secret: &[u8]) -> Tokens {
+        Tokens::new(&TokenConfig {
+            secret: secret.to_vec(),
+            access_ttl: Duration::from_secs(900),
+        })
+    }
+
+    fn actor() -> Actor {
+        Actor {
+            user_id: UserId::from_uuid(Uuid::now_v7()),
+            clinic_id: ClinicId::from_uuid(Uuid::now_v7()),
+            role: Role::Receptionist,
+        }
+    }
+
+    #[test]
+    fn a_token_round_trips_to_its_actor() {
+        let t = tokens(b"0123456789abcdef0123456789abcdef");
+        let a = actor();
+        let (token, ttl) = t.issue(&a).expect("issued");
+        assert_eq!(ttl, 900);
+        assert_eq!(t.verify(&token).expect("valid"), a);
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let (token, _) = tokens(b"another secret of thirty-two bytes!")
+            .issue(&actor())
+            .expect("issued");
+        assert!(
+            tokens(b"0123456789abcdef0123456789abcdef")
+                .verify(&token)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_unsigned_token_is_refused() {
+        // header {"alg":"none","typ":"JWT"}; algorithm switching must never be accepted.
+        let t = tokens(b"0123456789abcdef0123456789abcdef");
+        let (token, _) = t.issue(&actor()).expect("issued");
+        let payload = token.split('.').nth(1).expect("three parts");
+        let forged = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+        assert!(t.verify(&forged).is_err());
+    }
+}

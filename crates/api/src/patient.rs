@@ -1,0 +1,251 @@
+//! `/api/v1/patients`: registration, reads, partial updates, soft deletion and search.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use clinicflow_domain::{Patient, PatientId};
+use clinicflow_services::patient::{ContactInput, InsuranceInput};
+use clinicflow_services::{NewPatient, PatientChanges};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::page::{PageOut, PageParams, double_option, if_match, versioned};
+use crate::{ApiError, AppState, Authenticated};
+
+/// Registers the patient routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/patients")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        web::resource("/patients/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
+}
+
+/// An emergency contact.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactDto {
+    name: String,
+    phone: String,
+}
+
+/// Insurance details.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsuranceDto {
+    payer: String,
+    member_id: String,
+}
+
+impl From<ContactDto> for ContactInput {
+    fn from(c: ContactDto) -> Self {
+        Self {
+            name: c.name,
+            phone: c.phone,
+        }
+    }
+}
+
+impl From<InsuranceDto> for InsuranceInput {
+    fn from(i: InsuranceDto) -> Self {
+        Self {
+            payer: i.payer,
+            member_id: i.member_id,
+        }
+    }
+}
+
+/// `POST /patients` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientIn {
+    given_name: String,
+    family_name: String,
+    birth_date: String,
+    sex: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    emergency_contact: Option<ContactDto>,
+    insurance: Option<InsuranceDto>,
+}
+
+impl From<PatientIn> for NewPatient {
+    fn from(p: PatientIn) -> Self {
+        Self {
+            given_name: p.given_name,
+            family_name: p.family_name,
+            birth_date: p.birth_date,
+            sex: p.sex,
+            phone: p.phone,
+            email: p.email,
+            emergency_contact: p.emergency_contact.map(Into::into),
+            insurance: p.insurance.map(Into::into),
+        }
+    }
+}
+
+/// `PATCH /patients/{id}` body: absent fields stay, null clears optional ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientPatch {
+    given_name: Option<String>,
+    family_name: Option<String>,
+    birth_date: Option<String>,
+    sex: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    emergency_contact: Option<Option<ContactDto>>,
+    #[serde(default, deserialize_with = "double_option")]
+    insurance: Option<Option<InsuranceDto>>,
+}
+
+impl From<PatientPatch> for PatientChanges {
+    fn from(p: PatientPatch) -> Self {
+        Self {
+            given_name: p.given_name,
+            family_name: p.family_name,
+            birth_date: p.birth_date,
+            sex: p.sex,
+            phone: p.phone,
+            email: p.email,
+            emergency_contact: p.emergency_contact.map(|c| c.map(Into::into)),
+            insurance: p.insurance.map(|i| i.map(Into::into)),
+        }
+    }
+}
+
+/// A patient as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct PatientOut {
+    id: String,
+    given_name: String,
+    family_name: String,
+    birth_date: String,
+    sex: &'static str,
+    phone: Option<String>,
+    email: Option<String>,
+    emergency_contact: Option<ContactDto>,
+    insurance: Option<InsuranceDto>,
+    version: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Patient> for PatientOut {
+    fn from(p: Patient) -> Self {
+        Self {
+            id: p.id.to_string(),
+            given_name: p.name.given().to_owned(),
+            family_name: p.name.family().to_owned(),
+            birth_date: p.birth_date.date().to_string(),
+            sex: p.sex.as_str(),
+            phone: p.phone.map(|v| v.to_string()),
+            email: p.email.map(|v| v.to_string()),
+            emergency_contact: p.emergency_contact.map(|c| ContactDto {
+                name: c.name,
+                phone: c.phone.to_string(),
+            }),
+            insurance: p.insurance.map(|i| InsuranceDto {
+                payer: i.payer,
+                member_id: i.member_id,
+            }),
+            version: p.version,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<PatientIn>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = state
+        .services
+        .patients
+        .create(&auth.0, body.into_inner().into())
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/patients/{}", patient.id)))
+        .insert_header(("ETag", crate::page::etag(patient.version)))
+        .json(PatientOut::from(patient)))
+}
+
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = state
+        .services
+        .patients
+        .get(&auth.0, PatientId::from_uuid(*id))
+        .await?;
+    let version = patient.version;
+    Ok(versioned(&req, version, &PatientOut::from(patient)))
+}
+
+async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<PatientPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let patient = state
+        .services
+        .patients
+        .update(
+            &auth.0,
+            PatientId::from_uuid(*id),
+            body.into_inner().into(),
+            if_match(&req)?,
+        )
+        .await?;
+    let version = patient.version;
+    Ok(versioned(&req, version, &PatientOut::from(patient)))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .services
+        .patients
+        .delete(&auth.0, PatientId::from_uuid(*id))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /patients` query.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    q: Option<String>,
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    query: web::Query<ListQuery>,
+    paging: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = state
+        .services
+        .patients
+        .list(&auth.0, query.q.as_deref(), paging.request()?)
+        .await?;
+    Ok(HttpResponse::Ok().json(PageOut::new(&req, page, PatientOut::from)))
+}

@@ -1,0 +1,51 @@
+//! Per-request tracing: a request id on every log line of the request, and one summary line.
+//!
+//! Only the method and the matched route template are recorded, never the query string
+//! or the concrete path, which can carry patient names, phone numbers or ids.
+
+use std::time::Instant;
+
+use actix_web::Error;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Header carrying the request id back to the client.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Middleware (for `actix_web::middleware::from_fn`) that wraps each request in a span with its id.
+pub async fn trace_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let request_id = Uuid::now_v7();
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
+    let started = Instant::now();
+    let result = next.call(req).instrument(span.clone()).await;
+    let _guard = span.enter();
+    match result {
+        Ok(mut res) => {
+            let route = res
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned());
+            span.record("route", route.as_str());
+            let status = res.status().as_u16();
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(status, latency_ms = ms, "request finished");
+            if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
+                res.headers_mut()
+                    .insert(HeaderName::from_static(REQUEST_ID), v);
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "request failed before a response");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Typed configuration: defaults, then an optional TOML file, then the environment.
+//! Invalid values fail at start with a message naming the key.
+//!
+//! Environment keys: `DATABASE_URL`, `REDIS_URL`, `CLINICFLOW_BIND`, `CLINICFLOW_JWT_SECRET`,
+//! `CLINICFLOW_PROFILE`, and `CLINICFLOW_<SECTION>_<KEY>` for the rest (for example
+//! `CLINICFLOW_DB_MAX_CONNECTIONS`); the file uses the same names in sections
+//! (`[db] max_connections = 20`), with `database_url`, `bind` … at the top.
+
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Shortest JWT secret accepted outside development.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Where the server runs; production demands explicit secrets and logs JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A developer's machine: a generated JWT secret is allowed, logs are human-readable.
+    Development,
+    /// A deployment: the JWT secret must be set and long, logs are JSON.
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Database pool settings (`[db]`, `CLINICFLOW_DB_*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbSettings {
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// Connections kept while idle.
+    pub min_connections: u32,
+    /// Seconds a request waits for a connection before answering 503.
+    pub acquire_timeout_secs: u64,
+    /// Seconds an idle connection is kept.
+    pub idle_timeout_secs: u64,
+    /// Seconds any connection is kept.
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 1,
+            acquire_timeout_secs: 5,
+            idle_timeout_secs: 600,
+            max_lifetime_secs: 1800,
+        }
+    }
+}
+
+/// Authentication settings (`[auth]`, `CLINICFLOW_AUTH_*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of access tokens in seconds.
+    pub access_token_ttl_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 900,
+        }
+    }
+}
+
+/// HTTP server settings (`[http]`, `CLINICFLOW_HTTP_*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// Cache settings (`[cache]`, `CLINICFLOW_CACHE_*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Bytes the in-process cache may hold.
+    pub local_max_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            local_max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything the server reads at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// host:port to listen on.
+    pub bind: String,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: SecretString,
+    /// `redis://…`, optional.
+    pub redis_url: Option<SecretString>,
+    /// HMAC secret for access tokens.
+    pub jwt_secret: Option<SecretString>,
+    /// development or production.
+    pub profile: Profile,
+    /// pretty or json (default: pretty in development, json in production).
+    pub log_format: Option<LogFormat>,
+    /// Database pool.
+    pub db: DbSettings,
+    /// Authentication.
+    pub auth: AuthSettings,
+    /// HTTP server.
+    pub http: HttpSettings,
+    /// Cache.
+    pub cache: CacheSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            database_url: SecretString::from("sqlite://clinicflow.db?mode=rwc"),
+            redis_url: None,
+            jwt_secret: None,
+            profile: Profile::Development,
+            log_format: None,
+            db: DbSettings::default(),
+            auth: AuthSettings::default(),
+            http: HttpSettings::default(),
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("invalid {key}: {message}")]
+    Invalid {
+        /// The environment key (or file key).
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(
+    env: &dyn Fn(&str) -> Option<String>,
+    key: &'static str,
+    target: &mut T,
+) -> Result<(), ConfigError> {
+    if let Some(raw) = env(key) {
+        *target = raw
+            .trim()
+            .parse()
+            .map_err(|_| invalid(key, format!("`{raw}` is not a valid value")))?;
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, &|k| std::env::var(k).ok())
+    }
+
+    /// Loads with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut s = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+                    path: shown.clone(),
+                    source,
+                })?;
+                toml::from_str::<Settings>(&text).map_err(|e| ConfigError::Parse {
+                    path: shown,
+                    message: e.to_string(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        if let Some(v) = env("DATABASE_URL") {
+            s.database_url = SecretString::from(v);
+        }
+        if let Some(v) = env("REDIS_URL") {
+            s.redis_url = Some(SecretString::from(v));
+        }
+        if let Some(v) = env("CLINICFLOW_JWT_SECRET") {
+            s.jwt_secret = Some(SecretString::from(v));
+        }
+        if let Some(v) = env("CLINICFLOW_BIND") {
+            s.bind = v;
+        }
+        if let Some(v) = env("CLINICFLOW_PROFILE") {
+            s.profile = match v.trim() {
+                "development" => Profile::Development,
+                "production" => Profile::Production,
+                other => {
+                    return Err(invalid(
+                        "CLINICFLOW_PROFILE",
+                        format!("`{other}` is not development or production"),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = env("CLINICFLOW_LOG_FORMAT") {
+            s.log_format = Some(match v.trim() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(invalid(
+                        "CLINICFLOW_LOG_FORMAT",
+                        format!("`{other}` is not pretty or json"),
+                    ));
+                }
+            });
+        }
+        parse_env(
+            env,
+            "CLINICFLOW_DB_MAX_CONNECTIONS",
+            &mut s.db.max_connections,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_DB_MIN_CONNECTIONS",
+            &mut s.db.min_connections,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_DB_ACQUIRE_TIMEOUT_SECS",
+            &mut s.db.acquire_timeout_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_DB_IDLE_TIMEOUT_SECS",
+            &mut s.db.idle_timeout_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_DB_MAX_LIFETIME_SECS",
+            &mut s.db.max_lifetime_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS",
+            &mut s.auth.access_token_ttl_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS",
+            &mut s.http.shutdown_timeout_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_CACHE_LOCAL_MAX_BYTES",
+            &mut s.cache.local_max_bytes,
+        )?;
+        if let Some(raw) = env("CLINICFLOW_HTTP_WORKERS") {
+            s.http.workers = Some(raw.trim().parse().map_err(|_| {
+                invalid(
+                    "CLINICFLOW_HTTP_WORKERS",
+                    format!("`{raw}` is not a number"),
+                )
+            })?);
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.bind.parse::<std::net::SocketAddr>().is_err() && !self.bind.contains(':') {
+            return Err(invalid(
+                "CLINICFLOW_BIND",
+                format!("`{}` is not host:port", self.bind),
+            ));
+        }
+        let url = self.database_url.expose_secret();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.db.max_connections == 0 || self.db.min_connections > self.db.max_connections {
+            return Err(invalid(
+                "CLINICFLOW_DB_MAX_CONNECTIONS",
+                "must be at least 1 and at least CLINICFLOW_DB_MIN_CONNECTIONS",
+            ));
+        }
+        if self.db.acquire_timeout_secs == 0 {
+            return Err(invalid(
+                "CLINICFLOW_DB_ACQUIRE_TIMEOUT_SECS",
+                "must be at least 1",
+            ));
+        }
+        if !(60..=86_400).contains(&self.auth.access_token_ttl_secs) {
+            return Err(invalid(
+                "CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS",
+                "must be between 60 and 86400",
+            ));
+        }
+        if self.http.workers == Some(0) {
+            return Err(invalid("CLINICFLOW_HTTP_WORKERS", "must be at least 1"));
+        }
+        match (&self.jwt_secret, self.profile) {
+            (Some(secret), _) if secret.expose_secret().len() < MIN_SECRET_BYTES => Err(invalid(
+                "CLINICFLOW_JWT_SECRET",
+                format!("must be at least {MIN_SECRET_BYTES} bytes"),
+            )),
+            (None, Profile::Production) => Err(invalid(
+                "CLINICFLOW_JWT_SECRET",
+                "must be set in the production profile",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The log format in effect.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(match self.profile {
+            Profile::Development => LogFormat::Pretty,
+            Profile::Production => LogFormat::Json,
+        })
+    }
+
+    /// The pool options for the store.
+    pub fn pool(&self) -> clinicflow_store::PoolOptions {
+        clinicflow_store::PoolOptions {
+            max_connections: self.db.max_connections,
+            min_connections: self.db.min_connections,
+            acquire_timeout: Duration::from_secs(self.db.acquire_timeout_secs),
+            idle_timeout: Duration::from_secs(self.db.idle_timeout_secs),
+            max_lifetime: Duration::from_secs(self.db.max_lifetime_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn defaults_run_embedded_on_loopback() {
+        let s = Settings::load_from(None, &env_of(&[])).expect("defaults are valid");
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert!(s.database_url.expose_secret().starts_with("sqlite:"));
+        assert_eq!(s.log_format(), LogFormat::Pretty);
+    }
+
+    #[test]
+    fn the_environment_overrides_and_bad_values_name_their_key() {
+        let s = Settings::load_from(
+            None,
+            &env_of(&[
+                ("CLINICFLOW_DB_MAX_CONNECTIONS", "20"),
+                ("CLINICFLOW_BIND", "0.0.0.0:9000"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            (s.db.max_connections, s.bind.as_str()),
+            (20, "0.0.0.0:9000")
+        );
+        let err = Settings::load_from(None, &env_of(&[("CLINICFLOW_DB_MAX_CONNECTIONS", "many")]))
+            .expect_err("invalid");
+        assert!(
+            err.to_string().contains("CLINICFLOW_DB_MAX_CONNECTIONS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn production_refuses_a_missing_or_short_secret() {
+        let err = Settings::load_from(None, &env_of(&[("CLINICFLOW_PROFILE", "production")]))
+            .expect_err("no secret");
+        assert!(err.to_string().contains("CLINICFLOW_JWT_SECRET"));
+        let err = Settings::load_from(
+            None,
+            &env_of(&[
+                ("CLINICFLOW_PROFILE", "production"),
+                ("CLINICFLOW_JWT_SECRET", "short"),
+            ]),
+        )
+        .expect_err("short secret");
+        assert!(err.to_string().contains("at least 32 bytes"));
+    }
+
+    #[test]
+    fn a_config_file_is_read_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("clinicflow-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "bind = \"127.0.0.1:9999\"\n[db]\nmax_connections = 3\n",
+        )
+        .expect("write");
+        let s = Settings::load_from(Some(&good), &env_of(&[])).expect("valid file");
+        assert_eq!(
+            (s.bind.as_str(), s.db.max_connections),
+            ("127.0.0.1:9999", 3)
+        );
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[db]\nmax_conections = 3\n").expect("write");
+        let err = Settings::load_from(Some(&bad), &env_of(&[])).expect_err("typo");
+        assert!(err.to_string().contains("max_conections"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,164 @@
+//! The clinicflow server: the composition root. Only this crate knows every concrete
+//! adapter (the SeaORM store, the in-process cache, argon2, the system clock); it builds
+//! them from the configuration, hands them to the services as ports, and serves the API.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, HttpServer};
+use clinicflow_api::{AppState, TokenConfig, Tokens};
+use clinicflow_cache::LocalCache;
+use clinicflow_ports::SystemClock;
+use clinicflow_services::{Ports, Services};
+use clinicflow_store::Store;
+use secrecy::ExposeSecret;
+
+pub mod config;
+pub mod password;
+pub mod seed;
+pub mod telemetry;
+
+pub use config::Settings;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database could not be reached or migrated.
+    #[error("database: {0}")]
+    Store(#[from] clinicflow_store::StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Connects to the configured database, applies migrations and builds every service.
+pub async fn connect(settings: &Settings) -> Result<(Services, Store), StartError> {
+    let store = Store::connect(settings.database_url.expose_secret(), &settings.pool()).await?;
+    store.migrate().await?;
+    let shared = Arc::new(store.clone());
+    let ports = Ports {
+        db: shared.clone(),
+        clinics: shared.clone(),
+        users: shared.clone(),
+        patients: shared.clone(),
+        practitioners: shared.clone(),
+        schedules: shared.clone(),
+        appointments: shared,
+        cache: Arc::new(LocalCache::new(settings.cache.local_max_bytes)),
+        clock: Arc::new(SystemClock),
+        hasher: Arc::new(password::Argon2Hasher),
+    };
+    Ok((Services::new(ports), store))
+}
+
+/// The token secret: configured, or (development only, enforced by config validation) random per start.
+fn token_config(settings: &Settings) -> TokenConfig {
+    let secret = match &settings.jwt_secret {
+        Some(s) => s.expose_secret().as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "CLINICFLOW_JWT_SECRET is not set: using a random secret, so tokens end with this process"
+            );
+            rand::random::<[u8; 32]>().to_vec()
+        }
+    };
+    TokenConfig {
+        secret,
+        access_ttl: Duration::from_secs(settings.auth.access_token_ttl_secs),
+    }
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    server: actix_web::dev::Server,
+    port: u16,
+    services: Services,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl Application {
+    /// Connects, migrates, binds the configured address (port 0 picks a free one) and builds the server.
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let (services, store) = connect(settings).await?;
+        let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
+            addr: settings.bind.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: settings.bind.clone(),
+                source,
+            })?
+            .port();
+        let state = AppState {
+            services: services.clone(),
+            tokens: Tokens::new(&token_config(settings)),
+            db: Arc::new(store),
+        };
+        let mut server = HttpServer::new(move || {
+            let state = state.clone();
+            App::new()
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("Referrer-Policy", "no-referrer"))
+                        .add((
+                            "Content-Security-Policy",
+                            "default-src 'none'; frame-ancestors 'none'",
+                        )),
+                )
+                .wrap(from_fn(clinicflow_api::telemetry::trace_request))
+                .configure(move |cfg| clinicflow_api::configure(cfg, state))
+        })
+        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        if let Some(workers) = settings.http.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartError::Bind {
+                addr: settings.bind.clone(),
+                source,
+            })?
+            .run();
+        Ok(Self {
+            server,
+            port,
+            services,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The services behind the API (tests seed through them).
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

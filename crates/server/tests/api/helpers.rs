@@ -1,0 +1,196 @@
+//! Starting an app per test and talking to it.
+
+use clinicflow::Settings;
+use clinicflow_services::NewClinic;
+use clinicflow_store::testing::{TestBackend, TestDatabase};
+use reqwest::{Client, Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+/// Runs each listed test body once per backend, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(clinicflow_store::testing::TestBackend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(clinicflow_store::testing::TestBackend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A running server with a clinic, its admin's token, and a client.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub token: String,
+    _db: TestDatabase,
+}
+
+pub const ADMIN_PASSWORD: &str = "admin password 123";
+
+impl TestApp {
+    /// Starts the app on a fresh database with one clinic (UTC) and its admin logged in;
+    /// `None` when the backend is not available (PostgreSQL tests skip outside `cargo xtask test`).
+    pub async fn spawn(backend: TestBackend) -> Option<TestApp> {
+        let Some(db) = TestDatabase::new(backend).await else {
+            eprintln!("skipped: no PostgreSQL server (run through `cargo xtask test`)");
+            return None;
+        };
+        let settings = Settings {
+            bind: "127.0.0.1:0".into(),
+            database_url: SecretString::from(db.url.clone()),
+            jwt_secret: Some(SecretString::from(
+                "test secret that is long enough for hs256",
+            )),
+            ..Settings::default()
+        };
+        let app = clinicflow::Application::build(&settings)
+            .await
+            .expect("the app starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        app.services()
+            .clinics
+            .create(NewClinic {
+                name: "Test Clinic".into(),
+                time_zone: "UTC".into(),
+                admin_email: "admin@clinic-a.example".into(),
+                admin_password: ADMIN_PASSWORD.into(),
+            })
+            .await
+            .expect("clinic created");
+        app.services()
+            .clinics
+            .create(NewClinic {
+                name: "Other Clinic".into(),
+                time_zone: "Europe/Berlin".into(),
+                admin_email: "admin@clinic-b.example".into(),
+                admin_password: ADMIN_PASSWORD.into(),
+            })
+            .await
+            .expect("second clinic created");
+        tokio::spawn(app.run_until_stopped());
+        let client = Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("a client");
+        let mut test = TestApp {
+            base,
+            client,
+            token: String::new(),
+            _db: db,
+        };
+        test.token = test.login("admin@clinic-a.example").await;
+        Some(test)
+    }
+
+    /// Logs in and returns an access token.
+    pub async fn login(&self, email: &str) -> String {
+        let res = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json::<Value>().await.expect("json")["access_token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a patient and returns its id.
+    pub async fn patient(&self, n: usize) -> String {
+        let res = self
+            .post(
+                "/api/v1/patients",
+                json!({"given_name": format!("Pat{n}"), "family_name": "Tester", "birth_date": "1980-01-01",
+                       "phone": format!("+4915100{n:06}")}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        id_of(res).await
+    }
+
+    /// Creates a practitioner working every day 08:00-12:00 (UTC clinic) with 30-minute slots.
+    pub async fn practitioner(&self) -> String {
+        let res = self
+            .post(
+                "/api/v1/practitioners",
+                json!({"given_name": "Gregory", "family_name": "House", "specialties": ["diagnostics"],
+                       "department": "internal-medicine", "slot_minutes": 30, "buffer_minutes": 0}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let id = id_of(res).await;
+        let rules: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .map(|d| json!({"weekday": d, "start": "08:00", "end": "12:00"}))
+            .collect();
+        let res = self
+            .put(
+                &format!("/api/v1/practitioners/{id}/schedule"),
+                json!({"rules": rules, "valid_from": "2020-01-01"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        id
+    }
+}
+
+pub async fn id_of(res: Response) -> String {
+    res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+/// A date comfortably in the future, as `YYYY-MM-DD`.
+pub fn future_day() -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(30)).to_string()
+}

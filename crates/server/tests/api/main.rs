@@ -1,0 +1,6 @@
+//! API tests through real HTTP: each test starts the whole server on a random port
+//! against a fresh database, and every test runs on SQLite and on PostgreSQL.
+
+mod booking;
+mod helpers;
+mod patients;

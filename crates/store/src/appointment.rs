@@ -1,0 +1,224 @@
+//! [`AppointmentRepo`] on the `appointments` table.
+//!
+//! On PostgreSQL the exclusion constraints reject an overlapping active appointment and
+//! [`crate::error`] turns that into `Overlap`; on SQLite the services check for overlap
+//! inside the `BEGIN IMMEDIATE` transaction, so the store simply writes.
+
+use async_trait::async_trait;
+use clinicflow_domain::{
+    Appointment, AppointmentId, AppointmentStatus, ClinicId, Interval, Page, PageRequest,
+    PatientId, PractitionerId, UserId,
+};
+use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::Store;
+use crate::entity::{appointment, instant};
+use crate::error::{invalid_row, repo_error};
+use crate::transaction::db;
+
+fn to_domain(row: appointment::Model) -> Result<Appointment, RepoError> {
+    let invalid = |reason: String| invalid_row("appointments", row.id, reason);
+    let parse_failed = |e: clinicflow_domain::InvalidValue| invalid(e.to_string());
+    Ok(Appointment {
+        id: AppointmentId::from_uuid(row.id),
+        clinic_id: ClinicId::from_uuid(row.clinic_id),
+        patient_id: PatientId::from_uuid(row.patient_id),
+        practitioner_id: PractitionerId::from_uuid(row.practitioner_id),
+        interval: Interval::new(row.starts_at, row.ends_at).map_err(parse_failed)?,
+        urgency: row.urgency.parse().map_err(parse_failed)?,
+        reason: row.reason,
+        status: row.status.parse().map_err(parse_failed)?,
+        version: row.version,
+        rescheduled_from: row.rescheduled_from.map(AppointmentId::from_uuid),
+        rescheduled_to: row.rescheduled_to.map(AppointmentId::from_uuid),
+        cancelled_by: row.cancelled_by.map(UserId::from_uuid),
+        cancel_reason: row.cancel_reason,
+        overbooked: row.overbooked,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        deleted_at: row.deleted_at,
+    })
+}
+
+/// Every column that a change may write; identity, tenant and creation time stay as they are.
+fn changes(a: &Appointment) -> appointment::ActiveModel {
+    appointment::ActiveModel {
+        id: NotSet,
+        clinic_id: NotSet,
+        patient_id: Set(a.patient_id.as_uuid()),
+        practitioner_id: Set(a.practitioner_id.as_uuid()),
+        starts_at: Set(instant(a.interval.start())),
+        ends_at: Set(instant(a.interval.end())),
+        urgency: Set(a.urgency.as_str().to_owned()),
+        reason: Set(a.reason.clone()),
+        status: Set(a.status.as_str().to_owned()),
+        overbooked: Set(a.overbooked),
+        version: Set(a.version),
+        rescheduled_from: Set(a.rescheduled_from.map(|id| id.as_uuid())),
+        rescheduled_to: Set(a.rescheduled_to.map(|id| id.as_uuid())),
+        cancelled_by: Set(a.cancelled_by.map(|id| id.as_uuid())),
+        cancel_reason: Set(a.cancel_reason.clone()),
+        created_at: NotSet,
+        updated_at: Set(instant(a.updated_at)),
+        deleted_at: Set(a.deleted_at.map(instant)),
+    }
+}
+
+/// The clinic's appointments that are not soft-deleted.
+fn live(clinic: ClinicId) -> sea_orm::Select<appointment::Entity> {
+    appointment::Entity::find()
+        .filter(appointment::Column::ClinicId.eq(clinic.as_uuid()))
+        .filter(appointment::Column::DeletedAt.is_null())
+}
+
+/// Live appointments in an active status that overlap `span`, ordered by start.
+fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appointment::Entity> {
+    let active = AppointmentStatus::ALL
+        .into_iter()
+        .filter(AppointmentStatus::is_active)
+        .map(|s| s.as_str());
+    live(clinic)
+        .filter(appointment::Column::Status.is_in(active))
+        .filter(appointment::Column::StartsAt.lt(span.end()))
+        .filter(appointment::Column::EndsAt.gt(span.start()))
+        .order_by_asc(appointment::Column::StartsAt)
+        .order_by_asc(appointment::Column::Id)
+}
+
+async fn all(
+    tx: &mut Tx,
+    query: sea_orm::Select<appointment::Entity>,
+) -> Result<Vec<Appointment>, RepoError> {
+    query
+        .all(db(tx))
+        .await
+        .map_err(repo_error)?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+#[async_trait]
+impl AppointmentRepo for Store {
+    async fn insert(&self, tx: &mut Tx, appointment: &Appointment) -> Result<(), RepoError> {
+        let mut row = changes(appointment);
+        row.id = Set(appointment.id.as_uuid());
+        row.clinic_id = Set(appointment.clinic_id.as_uuid());
+        row.created_at = Set(instant(appointment.created_at));
+        appointment::Entity::insert(row)
+            .exec_without_returning(db(tx))
+            .await
+            .map_err(repo_error)?;
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: AppointmentId,
+    ) -> Result<Option<Appointment>, RepoError> {
+        live(clinic)
+            .filter(appointment::Column::Id.eq(id.as_uuid()))
+            .one(db(tx))
+            .await
+            .map_err(repo_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        appointment: &Appointment,
+        expected_version: i32,
+    ) -> Result<(), RepoError> {
+        let txn = db(tx);
+        let updated = appointment::Entity::update_many()
+            .set(changes(appointment))
+            .filter(appointment::Column::Id.eq(appointment.id.as_uuid()))
+            .filter(appointment::Column::ClinicId.eq(appointment.clinic_id.as_uuid()))
+            .filter(appointment::Column::Version.eq(expected_version))
+            .filter(appointment::Column::DeletedAt.is_null())
+            .exec(txn)
+            .await
+            .map_err(repo_error)?;
+        if updated.rows_affected > 0 {
+            return Ok(());
+        }
+        let exists = live(appointment.clinic_id)
+            .filter(appointment::Column::Id.eq(appointment.id.as_uuid()))
+            .count(txn)
+            .await
+            .map_err(repo_error)?;
+        Err(if exists > 0 {
+            RepoError::StaleVersion
+        } else {
+            RepoError::NotFound
+        })
+    }
+
+    async fn active_for_practitioner(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError> {
+        let query = active_overlapping(clinic, span)
+            .filter(appointment::Column::PractitionerId.eq(practitioner.as_uuid()));
+        all(tx, query).await
+    }
+
+    async fn active_for_patient(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        patient: PatientId,
+        span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError> {
+        let query = active_overlapping(clinic, span)
+            .filter(appointment::Column::PatientId.eq(patient.as_uuid()));
+        all(tx, query).await
+    }
+
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &AppointmentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Appointment>, RepoError> {
+        let mut query = live(clinic);
+        if let Some(practitioner) = filter.practitioner_id {
+            query = query.filter(appointment::Column::PractitionerId.eq(practitioner.as_uuid()));
+        }
+        if let Some(patient) = filter.patient_id {
+            query = query.filter(appointment::Column::PatientId.eq(patient.as_uuid()));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(appointment::Column::Status.eq(status.as_str()));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(appointment::Column::StartsAt.gte(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(appointment::Column::StartsAt.lt(to));
+        }
+        let total = query.clone().count(db(tx)).await.map_err(repo_error)?;
+        let query = query
+            .order_by_asc(appointment::Column::StartsAt)
+            .order_by_asc(appointment::Column::Id)
+            .offset(page.offset())
+            .limit(u64::from(page.size()));
+        Ok(Page {
+            items: all(tx, query).await?,
+            total,
+            request: page,
+        })
+    }
+}

@@ -1,0 +1,21 @@
+//! The `clinics` table.
+
+use sea_orm::entity::prelude::*;
+
+/// A row of `clinics`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "clinics")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub name: String,
+    pub time_zone: String,
+    pub no_show_grace_minutes: i32,
+    pub created_at: DateTimeUtc,
+}
+
+/// Relations are expressed by explicit queries in the repositories, not through SeaORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

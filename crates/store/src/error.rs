@@ -1,0 +1,124 @@
+//! How database failures become the ports' [`RepoError`], by constraint name.
+//!
+//! The names come from `clinicflow-migration`; PostgreSQL reports them with each
+//! violation, SQLite only names the columns of a unique violation in its message.
+
+use clinicflow_ports::{BoxError, OverlapParty, RepoError};
+use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
+use sea_orm::{DbErr, RuntimeErr};
+
+/// Why the store could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("unsupported database URL: expected sqlite:… or postgres://…")]
+    UnsupportedUrl,
+    /// The database could not be reached or opened.
+    #[error("cannot connect to the database")]
+    Connect(#[source] BoxError),
+    /// Applying the migrations failed.
+    #[error("cannot migrate the database")]
+    Migrate(#[source] BoxError),
+}
+
+/// A stored row that no longer parses into its domain type.
+#[derive(Debug, thiserror::Error)]
+#[error("stored {table} row {id} is invalid: {reason}")]
+pub(crate) struct InvalidRow {
+    table: &'static str,
+    id: String,
+    reason: String,
+}
+
+/// The error for a row of `table` that fails to parse.
+pub(crate) fn invalid_row(
+    table: &'static str,
+    id: impl ToString,
+    reason: impl ToString,
+) -> RepoError {
+    RepoError::Other(Box::new(InvalidRow {
+        table,
+        id: id.to_string(),
+        reason: reason.to_string(),
+    }))
+}
+
+/// A domain value that does not fit its column (for example minutes beyond `i32`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} does not fit its column")]
+pub(crate) struct OutOfRange(pub(crate) &'static str);
+
+/// Converts a domain count to its `int` column.
+pub(crate) fn to_i32(what: &'static str, value: u32) -> Result<i32, RepoError> {
+    i32::try_from(value).map_err(|_| RepoError::Other(Box::new(OutOfRange(what))))
+}
+
+/// Maps a SeaORM error to the ports' error contract.
+pub(crate) fn repo_error(err: DbErr) -> RepoError {
+    let sqlx_err = match &err {
+        DbErr::ConnectionAcquire(_) => return RepoError::Unavailable(Box::new(err)),
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e.clone(),
+        DbErr::Conn(_) => return RepoError::Unavailable(Box::new(err)),
+        _ => return RepoError::Other(Box::new(err)),
+    };
+    match sqlx_err.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => match violation(db.as_ref()) {
+            Some(mapped) => mapped,
+            None if is_transient(db.as_ref()) => RepoError::Unavailable(Box::new(err)),
+            None => RepoError::Other(Box::new(err)),
+        },
+        sea_orm::sqlx::Error::PoolTimedOut
+        | sea_orm::sqlx::Error::PoolClosed
+        | sea_orm::sqlx::Error::Io(_)
+        | sea_orm::sqlx::Error::Tls(_)
+        | sea_orm::sqlx::Error::WorkerCrashed => RepoError::Unavailable(Box::new(err)),
+        _ => RepoError::Other(Box::new(err)),
+    }
+}
+
+/// The contract variant for a constraint violation, if it is one the ports name.
+fn violation(db: &dyn DatabaseError) -> Option<RepoError> {
+    let constraint = db.constraint().unwrap_or_default();
+    match db.kind() {
+        ErrorKind::ExclusionViolation => match constraint {
+            "appointments_practitioner_no_overlap" => {
+                Some(RepoError::Overlap(OverlapParty::Practitioner))
+            }
+            "appointments_patient_no_overlap" => Some(RepoError::Overlap(OverlapParty::Patient)),
+            _ => None,
+        },
+        ErrorKind::UniqueViolation => {
+            // SQLite names no constraint, only the columns: "UNIQUE constraint failed: users.clinic_id, users.email".
+            let message = db.message();
+            if constraint == "users_clinic_id_email_key" || message.contains("users.email") {
+                Some(RepoError::Duplicate("email"))
+            } else if constraint.ends_with("_pkey") || message.ends_with(".id") {
+                Some(RepoError::Duplicate("id"))
+            } else {
+                None
+            }
+        }
+        // Every foreign key points at the clinic or at a row of the same clinic.
+        ErrorKind::ForeignKeyViolation => Some(RepoError::NotFound),
+        _ => None,
+    }
+}
+
+/// Whether the failure is about load or connectivity, so the request may be retried.
+fn is_transient(db: &dyn DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    let code = code.as_ref();
+    // PostgreSQL SQLSTATE classes 08 (connection), 53 (resources), 57P (shutdown),
+    // and serialization or deadlock failures.
+    let postgres = code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || code == "40001"
+        || code == "40P01";
+    // SQLite (extended) result codes of SQLITE_BUSY and SQLITE_LOCKED: the write lock
+    // was not had within busy_timeout.
+    let sqlite = matches!(code, "5" | "6" | "261" | "262" | "517");
+    postgres || sqlite
+}

@@ -1,0 +1,268 @@
+//! [`PatientRepo`] on the `patients` table.
+
+use async_trait::async_trait;
+use clinicflow_domain::patient::normalize_name;
+use clinicflow_domain::{
+    BirthDate, ClinicId, Email, EmergencyContact, Insurance, Page, PageRequest, Patient, PatientId,
+    PersonName, Phone,
+};
+use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError, Tx};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::Store;
+use crate::entity::{instant, patient};
+use crate::error::{invalid_row, repo_error};
+use crate::transaction::db;
+
+/// The smallest string greater than every string that starts with `prefix`, if any.
+///
+/// Stored keys compare byte-wise (SQLite's default, the `C` collation on PostgreSQL), and
+/// UTF-8 bytes sort like code points, so `key >= prefix AND key < upper` is exactly
+/// "starts with `prefix`", and unlike `LIKE` it uses a b-tree index on both databases.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = u32::from(last) + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            // Surrogates are not characters; the next one after U+D7FF is U+E000.
+            next = 0xE000;
+        }
+        if let Some(next) = char::from_u32(next) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The search key for `given family` order, alongside the domain's `family given`.
+fn name_key_alt(name: &PersonName) -> String {
+    normalize_name(&format!("{} {}", name.given(), name.family()))
+}
+
+fn to_domain(row: patient::Model) -> Result<Patient, RepoError> {
+    let invalid = |reason: String| invalid_row("patients", row.id, reason);
+    let emergency_contact = match (&row.emergency_contact_name, &row.emergency_contact_phone) {
+        (Some(name), Some(phone)) => {
+            Some(EmergencyContact::parse(name, phone).map_err(|e| invalid(e.to_string()))?)
+        }
+        (None, None) => None,
+        _ => return Err(invalid("half an emergency contact".into())),
+    };
+    let insurance = match (&row.insurance_payer, &row.insurance_member_id) {
+        (Some(payer), Some(member)) => {
+            Some(Insurance::parse(payer, member).map_err(|e| invalid(e.to_string()))?)
+        }
+        (None, None) => None,
+        _ => return Err(invalid("half an insurance".into())),
+    };
+    Ok(Patient {
+        id: PatientId::from_uuid(row.id),
+        clinic_id: ClinicId::from_uuid(row.clinic_id),
+        name: PersonName::parse(&row.given_name, &row.family_name)
+            .map_err(|e| invalid(e.to_string()))?,
+        birth_date: BirthDate::from_stored(row.birth_date),
+        sex: row
+            .sex
+            .parse()
+            .map_err(|e: clinicflow_domain::InvalidValue| invalid(e.to_string()))?,
+        phone: row
+            .phone
+            .as_deref()
+            .map(Phone::parse)
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?,
+        email: row
+            .email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?,
+        emergency_contact,
+        insurance,
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        deleted_at: row.deleted_at,
+    })
+}
+
+/// Every column that a change may write; identity, tenant and creation time stay as they are.
+fn changes(patient: &Patient) -> patient::ActiveModel {
+    patient::ActiveModel {
+        id: NotSet,
+        clinic_id: NotSet,
+        given_name: Set(patient.name.given().to_owned()),
+        family_name: Set(patient.name.family().to_owned()),
+        name_key: Set(patient.name.normalized()),
+        name_key_alt: Set(name_key_alt(&patient.name)),
+        birth_date: Set(patient.birth_date.date()),
+        sex: Set(patient.sex.as_str().to_owned()),
+        phone: Set(patient.phone.as_ref().map(|p| p.as_ref().to_owned())),
+        email: Set(patient.email.as_ref().map(|e| e.as_ref().to_owned())),
+        emergency_contact_name: Set(patient.emergency_contact.as_ref().map(|c| c.name.clone())),
+        emergency_contact_phone: Set(patient
+            .emergency_contact
+            .as_ref()
+            .map(|c| c.phone.as_ref().to_owned())),
+        insurance_payer: Set(patient.insurance.as_ref().map(|i| i.payer.clone())),
+        insurance_member_id: Set(patient.insurance.as_ref().map(|i| i.member_id.clone())),
+        version: Set(patient.version),
+        created_at: NotSet,
+        updated_at: Set(instant(patient.updated_at)),
+        deleted_at: Set(patient.deleted_at.map(instant)),
+    }
+}
+
+/// The clinic's patients that are not soft-deleted.
+fn live(clinic: ClinicId) -> sea_orm::Select<patient::Entity> {
+    patient::Entity::find()
+        .filter(patient::Column::ClinicId.eq(clinic.as_uuid()))
+        .filter(patient::Column::DeletedAt.is_null())
+}
+
+fn search_condition(search: &PatientSearch) -> Condition {
+    match search {
+        PatientSearch::NamePrefix(raw) => {
+            let prefix = normalize_name(raw);
+            let starts_with = |col: patient::Column| {
+                let mut cond = Condition::all().add(col.gte(prefix.clone()));
+                if let Some(upper) = prefix_upper_bound(&prefix) {
+                    cond = cond.add(col.lt(upper));
+                }
+                cond
+            };
+            Condition::any()
+                .add(starts_with(patient::Column::NameKey))
+                .add(starts_with(patient::Column::NameKeyAlt))
+        }
+        PatientSearch::Phone(phone) => {
+            Condition::all().add(patient::Column::Phone.eq(phone.as_ref()))
+        }
+        PatientSearch::Email(email) => {
+            Condition::all().add(patient::Column::Email.eq(email.as_ref()))
+        }
+    }
+}
+
+#[async_trait]
+impl PatientRepo for Store {
+    async fn insert(&self, tx: &mut Tx, patient: &Patient) -> Result<(), RepoError> {
+        let mut row = changes(patient);
+        row.id = Set(patient.id.as_uuid());
+        row.clinic_id = Set(patient.clinic_id.as_uuid());
+        row.created_at = Set(instant(patient.created_at));
+        patient::Entity::insert(row)
+            .exec_without_returning(db(tx))
+            .await
+            .map_err(repo_error)?;
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: PatientId,
+    ) -> Result<Option<Patient>, RepoError> {
+        live(clinic)
+            .filter(patient::Column::Id.eq(id.as_uuid()))
+            .one(db(tx))
+            .await
+            .map_err(repo_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        patient: &Patient,
+        expected_version: i32,
+    ) -> Result<(), RepoError> {
+        let txn = db(tx);
+        let updated = patient::Entity::update_many()
+            .set(changes(patient))
+            .filter(patient::Column::Id.eq(patient.id.as_uuid()))
+            .filter(patient::Column::ClinicId.eq(patient.clinic_id.as_uuid()))
+            .filter(patient::Column::Version.eq(expected_version))
+            .filter(patient::Column::DeletedAt.is_null())
+            .exec(txn)
+            .await
+            .map_err(repo_error)?;
+        if updated.rows_affected > 0 {
+            return Ok(());
+        }
+        let exists = live(patient.clinic_id)
+            .filter(patient::Column::Id.eq(patient.id.as_uuid()))
+            .count(txn)
+            .await
+            .map_err(repo_error)?;
+        Err(if exists > 0 {
+            RepoError::StaleVersion
+        } else {
+            RepoError::NotFound
+        })
+    }
+
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &PatientFilter,
+        page: PageRequest,
+    ) -> Result<Page<Patient>, RepoError> {
+        let txn = db(tx);
+        let mut query = live(clinic);
+        if let Some(search) = &filter.search {
+            query = query.filter(search_condition(search));
+        }
+        let total = query.clone().count(txn).await.map_err(repo_error)?;
+        let items = query
+            .order_by_asc(patient::Column::FamilyName)
+            .order_by_asc(patient::Column::GivenName)
+            .order_by_asc(patient::Column::Id)
+            .offset(page.offset())
+            .limit(u64::from(page.size()))
+            .all(txn)
+            .await
+            .map_err(repo_error)?
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            total,
+            request: page,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn the_upper_bound_increments_the_last_character() {
+        assert_eq!(prefix_upper_bound("lov").as_deref(), Some("low"));
+        assert_eq!(
+            prefix_upper_bound("lovelace a").as_deref(),
+            Some("lovelace b")
+        );
+        assert_eq!(prefix_upper_bound("müller").as_deref(), Some("mülles"));
+    }
+
+    #[test]
+    fn the_upper_bound_skips_surrogates_and_carries_past_the_last_character() {
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        assert_eq!(prefix_upper_bound(""), None);
+    }
+}

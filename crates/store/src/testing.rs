@@ -1,0 +1,183 @@
+//! Fresh, migrated databases for tests (the `testing` feature): one per test, never shared.
+//!
+//! SQLite databases are files in a temporary directory. PostgreSQL databases are created
+//! as `t_<uuid>` on the server named by `CLINICFLOW_TEST_PG_URL` (an admin URL such as
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped again when the
+//! [`TestDatabase`] is dropped. Without that variable PostgreSQL tests are skipped, unless
+//! `CLINICFLOW_REQUIRE_SERVICES=1` (as in CI), where a missing server is an error.
+
+use sea_orm::{ConnectOptions, ConnectionTrait};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::{PoolOptions, Store};
+
+/// Admin URL of the PostgreSQL server that test databases are created on.
+pub const PG_URL_VAR: &str = "CLINICFLOW_TEST_PG_URL";
+/// Set to `1` to make a missing test server fail instead of skipping.
+pub const REQUIRE_SERVICES_VAR: &str = "CLINICFLOW_REQUIRE_SERVICES";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    /// A new SQLite file.
+    Sqlite,
+    /// A new database on the server at `CLINICFLOW_TEST_PG_URL`.
+    Postgres,
+}
+
+/// A fresh, migrated database that lives as long as this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL to connect to it.
+    pub url: String,
+    guard: Guard,
+}
+
+#[derive(Debug)]
+enum Guard {
+    /// Holds the directory of the SQLite file; removing it deletes the database.
+    Sqlite(#[allow(dead_code)] TempDir),
+    /// The server and name of the database to drop.
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// Fresh, migrated database. Sqlite: a new file in a TempDir. Postgres: `CREATE DATABASE
+    /// t_<uuid>` on the server at `CLINICFLOW_TEST_PG_URL`, then migrated; `None` when that
+    /// variable is unset, unless `CLINICFLOW_REQUIRE_SERVICES=1`, in which case it panics.
+    ///
+    /// # Panics
+    /// When the database cannot be created or migrated: a test cannot run without it.
+    pub async fn new(backend: TestBackend) -> Option<TestDatabase> {
+        let db = match backend {
+            TestBackend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary directory for the SQLite file");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("clinicflow.db").display()
+                );
+                TestDatabase {
+                    url,
+                    guard: Guard::Sqlite(dir),
+                }
+            }
+            TestBackend::Postgres => {
+                let admin_url = postgres_admin_url()?;
+                let name = format!("t_{}", Uuid::now_v7().simple());
+                let admin = admin_connection(&admin_url).await;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+                // Closing is best-effort: the database exists whatever happens to this connection.
+                let _ = admin.close().await;
+                TestDatabase {
+                    url: with_database(&admin_url, &name),
+                    guard: Guard::Postgres { admin_url, name },
+                }
+            }
+        };
+        db.store()
+            .await
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("cannot migrate the test database: {e:?}"));
+        Some(db)
+    }
+
+    /// A store connected to this (migrated) database.
+    ///
+    /// # Panics
+    /// When it cannot connect.
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.url, &PoolOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test database {}: {e:?}", self.url))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Guard::Postgres { admin_url, name } = &self.guard else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop cannot await, and the test's runtime may be single-threaded: use a runtime of
+        // our own on a thread of our own. Failing to drop only leaves a database behind.
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let admin = admin_connection(&admin_url).await;
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// The admin URL, `None` to skip, or a panic when services are required.
+fn postgres_admin_url() -> Option<String> {
+    match std::env::var(PG_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var(REQUIRE_SERVICES_VAR).as_deref() == Ok("1") => panic!(
+            "{REQUIRE_SERVICES_VAR}=1 but {PG_URL_VAR} is not set: PostgreSQL tests need an admin URL such as postgres://postgres@127.0.0.1:5432/postgres"
+        ),
+        _ => None,
+    }
+}
+
+async fn admin_connection(admin_url: &str) -> sea_orm::DatabaseConnection {
+    let mut options = ConnectOptions::new(admin_url);
+    options
+        .max_connections(1)
+        .min_connections(0)
+        .sqlx_logging(false);
+    sea_orm::Database::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test server at {PG_URL_VAR}: {e}"))
+}
+
+/// `url` with its database name replaced by `name`, keeping credentials and query.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_rest_kept() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t_1"),
+            "postgres://postgres@127.0.0.1:5432/t_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/admin?sslmode=disable", "t_1"),
+            "postgres://u:p@h:1/t_1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t_1"), "postgres://h/t_1");
+    }
+}

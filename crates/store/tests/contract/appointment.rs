@@ -1,0 +1,452 @@
+use std::sync::Arc;
+
+use chrono::Duration;
+use clinicflow_domain::{
+    Appointment, AppointmentStatus, Interval, PageRequest, PatientId, Urgency, UserId,
+};
+use clinicflow_ports::{
+    AppointmentFilter, AppointmentRepo, Database, OverlapParty, RepoError, TxMode,
+};
+use clinicflow_store::{Backend, Store};
+use uuid::Uuid;
+
+use crate::support::{Ctx, appointment, at, created, patient, span};
+
+pub async fn an_appointment_reads_back_and_updates_with_a_version_check(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let mut visit = appointment(&ada, &house, at(9, 0), 30);
+    visit.urgency = Urgency::Urgent;
+    visit.overbooked = true;
+    let visit = ctx.appointment(visit).await;
+
+    let mut tx = ctx.write().await;
+    assert_eq!(
+        AppointmentRepo::get(&ctx.store, &mut tx, clinic, visit.id)
+            .await
+            .unwrap(),
+        Some(visit.clone())
+    );
+    let mut cancelled = visit.clone();
+    cancelled.status = AppointmentStatus::Cancelled;
+    cancelled.version = 2;
+    cancelled.cancelled_by = Some(UserId::from_uuid(Uuid::now_v7()));
+    cancelled.cancel_reason = Some("feeling better".into());
+    cancelled.rescheduled_to = Some(clinicflow_domain::AppointmentId::from_uuid(Uuid::now_v7()));
+    cancelled.reason = None;
+    cancelled.updated_at = created() + Duration::minutes(5);
+    AppointmentRepo::update(&ctx.store, &mut tx, &cancelled, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.write().await;
+    assert_eq!(
+        AppointmentRepo::get(&ctx.store, &mut tx, clinic, visit.id)
+            .await
+            .unwrap(),
+        Some(cancelled.clone())
+    );
+    let err = AppointmentRepo::update(&ctx.store, &mut tx, &visit, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::StaleVersion), "{err:?}");
+    drop(tx);
+
+    let mut deleted = cancelled.clone();
+    deleted.version = 3;
+    deleted.deleted_at = Some(created() + Duration::hours(1));
+    let mut tx = ctx.write().await;
+    AppointmentRepo::update(&ctx.store, &mut tx, &deleted, 2)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.write().await;
+    assert_eq!(
+        AppointmentRepo::get(&ctx.store, &mut tx, clinic, visit.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let mut again = deleted.clone();
+    again.version = 4;
+    let err = AppointmentRepo::update(&ctx.store, &mut tx, &again, 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::NotFound), "{err:?}");
+}
+
+pub async fn an_appointment_for_an_unknown_patient_is_not_found(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let ghost = patient(clinic, "Nobody", "Known");
+    let mut tx = ctx.write().await;
+    let err = AppointmentRepo::insert(
+        &ctx.store,
+        &mut tx,
+        &appointment(&ghost, &house, at(9, 0), 30),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RepoError::NotFound), "{err:?}");
+}
+
+pub async fn the_appointment_list_filters_and_orders(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+    let a3 = ctx
+        .appointment(appointment(&ada, &house, at(11, 0), 30))
+        .await;
+    let a1 = ctx
+        .appointment(appointment(&ada, &wilson, at(9, 0), 30))
+        .await;
+    let g2 = ctx
+        .appointment(appointment(&grace, &house, at(10, 0), 30))
+        .await;
+    let mut confirmed = appointment(&grace, &wilson, at(12, 0), 30);
+    confirmed.status = AppointmentStatus::Confirmed;
+    let g4 = ctx.appointment(confirmed).await;
+    let other = ctx.clinic("B").await;
+    let bob = ctx.patient(other, "Bob", "Other").await;
+    let doc = ctx.practitioner(other, "Doc", "Other").await;
+    ctx.appointment(appointment(&bob, &doc, at(10, 0), 30))
+        .await;
+
+    let list = |filter: AppointmentFilter| {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.read().await;
+            let page =
+                AppointmentRepo::list(&ctx.store, &mut tx, clinic, &filter, PageRequest::default())
+                    .await
+                    .unwrap();
+            assert_eq!(page.total, page.items.len() as u64);
+            page.items
+        }
+    };
+    assert_eq!(
+        list(AppointmentFilter::default()).await,
+        [a1.clone(), g2.clone(), a3.clone(), g4.clone()]
+    );
+    assert_eq!(
+        list(AppointmentFilter {
+            practitioner_id: Some(house.id),
+            ..Default::default()
+        })
+        .await,
+        [g2.clone(), a3.clone()]
+    );
+    assert_eq!(
+        list(AppointmentFilter {
+            patient_id: Some(ada.id),
+            ..Default::default()
+        })
+        .await,
+        [a1.clone(), a3.clone()]
+    );
+    assert_eq!(
+        list(AppointmentFilter {
+            status: Some(AppointmentStatus::Confirmed),
+            ..Default::default()
+        })
+        .await,
+        [g4.clone()]
+    );
+    assert_eq!(
+        list(AppointmentFilter {
+            from: Some(at(10, 0)),
+            to: Some(at(12, 0)),
+            ..Default::default()
+        })
+        .await,
+        [g2.clone(), a3.clone()],
+        "from is inclusive, to exclusive"
+    );
+    assert_eq!(
+        list(AppointmentFilter {
+            practitioner_id: Some(house.id),
+            patient_id: Some(grace.id),
+            from: Some(at(9, 30)),
+            ..Default::default()
+        })
+        .await,
+        [g2.clone()]
+    );
+
+    let mut tx = ctx.read().await;
+    let second = PageRequest::parse(Some(2), Some(3)).unwrap();
+    let page = AppointmentRepo::list(
+        &ctx.store,
+        &mut tx,
+        clinic,
+        &AppointmentFilter::default(),
+        second,
+    )
+    .await
+    .unwrap();
+    assert_eq!((page.total, page.items), (4, vec![g4]));
+}
+
+pub async fn active_queries_skip_cancelled_deleted_and_touching_appointments(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+
+    let with_status = |mut a: Appointment, status| {
+        a.status = status;
+        a
+    };
+    // Inactive and deleted appointments first, so the active ones can take the same time on PostgreSQL too.
+    let mut deleted = appointment(&ada, &house, at(9, 0), 60);
+    deleted.deleted_at = Some(created());
+    ctx.appointment(deleted).await;
+    for status in [
+        AppointmentStatus::Cancelled,
+        AppointmentStatus::NoShow,
+        AppointmentStatus::Completed,
+    ] {
+        ctx.appointment(with_status(appointment(&ada, &house, at(9, 0), 60), status))
+            .await;
+    }
+    let booked = ctx
+        .appointment(appointment(&ada, &house, at(9, 30), 30))
+        .await;
+    let in_progress = ctx
+        .appointment(with_status(
+            appointment(&grace, &house, at(9, 0), 30),
+            AppointmentStatus::InProgress,
+        ))
+        .await;
+    let checked_in = ctx
+        .appointment(with_status(
+            appointment(&ada, &wilson, at(10, 0), 30),
+            AppointmentStatus::CheckedIn,
+        ))
+        .await;
+    let confirmed = ctx
+        .appointment(with_status(
+            appointment(&grace, &wilson, at(8, 0), 30),
+            AppointmentStatus::Confirmed,
+        ))
+        .await;
+
+    let mut tx = ctx.read().await;
+    let morning = span((8, 0), (12, 0));
+    assert_eq!(
+        ctx.store
+            .active_for_practitioner(&mut tx, clinic, house.id, morning)
+            .await
+            .unwrap(),
+        [in_progress.clone(), booked.clone()]
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_practitioner(&mut tx, clinic, wilson.id, morning)
+            .await
+            .unwrap(),
+        [confirmed.clone(), checked_in.clone()]
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_patient(&mut tx, clinic, ada.id, morning)
+            .await
+            .unwrap(),
+        [booked.clone(), checked_in.clone()]
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_patient(&mut tx, clinic, grace.id, morning)
+            .await
+            .unwrap(),
+        [confirmed, in_progress.clone()]
+    );
+    // Half-open: an appointment ending at the span's start or starting at its end does not overlap.
+    assert_eq!(
+        ctx.store
+            .active_for_practitioner(&mut tx, clinic, house.id, span((9, 30), (10, 0)))
+            .await
+            .unwrap(),
+        [booked.clone()]
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_practitioner(&mut tx, clinic, house.id, span((10, 0), (11, 0)))
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_patient(&mut tx, clinic, ada.id, span((9, 45), (10, 1)))
+            .await
+            .unwrap(),
+        [booked, checked_in]
+    );
+    let nobody = PatientId::from_uuid(Uuid::now_v7());
+    assert_eq!(
+        ctx.store
+            .active_for_patient(&mut tx, clinic, nobody, morning)
+            .await
+            .unwrap(),
+        []
+    );
+}
+
+pub async fn appointment_overlap_is_rejected(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+    let mut first = ctx
+        .appointment(appointment(&ada, &house, at(9, 0), 30))
+        .await;
+
+    let attempt = |a: Appointment| {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.write().await;
+            let result = AppointmentRepo::insert(&ctx.store, &mut tx, &a).await;
+            if result.is_ok() {
+                tx.commit().await.unwrap();
+            }
+            result
+        }
+    };
+    // Touching intervals never overlap, on either database.
+    attempt(appointment(&grace, &house, at(9, 30), 30))
+        .await
+        .unwrap();
+    attempt(appointment(&grace, &house, at(8, 30), 30))
+        .await
+        .unwrap();
+
+    let same_practitioner = appointment(&grace, &house, at(9, 15), 10);
+    let same_patient = appointment(&ada, &wilson, at(8, 45), 30);
+    match ctx.backend() {
+        Backend::Postgres => {
+            let err = attempt(same_practitioner).await.unwrap_err();
+            assert!(
+                matches!(err, RepoError::Overlap(OverlapParty::Practitioner)),
+                "{err:?}"
+            );
+            let err = attempt(same_patient).await.unwrap_err();
+            assert!(
+                matches!(err, RepoError::Overlap(OverlapParty::Patient)),
+                "{err:?}"
+            );
+
+            // An update that moves an active appointment onto another is rejected the same way.
+            let mut moved = ctx
+                .appointment(appointment(&grace, &wilson, at(13, 0), 30))
+                .await;
+            moved.interval = Interval::starting_at(at(8, 50), Duration::minutes(30)).unwrap();
+            moved.version = 2;
+            let mut tx = ctx.write().await;
+            let err = AppointmentRepo::update(&ctx.store, &mut tx, &moved, 1)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, RepoError::Overlap(OverlapParty::Patient)),
+                "{err:?}"
+            );
+            drop(tx);
+
+            // Once cancelled, the first appointment's time is free again.
+            first.status = AppointmentStatus::Cancelled;
+            first.version = 2;
+            let mut tx = ctx.write().await;
+            AppointmentRepo::update(&ctx.store, &mut tx, &first, 1)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            attempt(appointment(&ada, &house, at(9, 0), 30))
+                .await
+                .unwrap();
+            let err = attempt(appointment(&ada, &wilson, at(9, 0), 30))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, RepoError::Overlap(OverlapParty::Patient)),
+                "{err:?}"
+            );
+        }
+        Backend::Sqlite => {
+            // No exclusion constraint: the services check inside BEGIN IMMEDIATE, the store just writes.
+            attempt(same_practitioner).await.unwrap();
+            attempt(same_patient).await.unwrap();
+            first.status = AppointmentStatus::Cancelled;
+            first.version = 2;
+            let mut tx = ctx.write().await;
+            AppointmentRepo::update(&ctx.store, &mut tx, &first, 1)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    }
+}
+
+/// One booking attempt as the services make it: check for overlap, insert if free, commit.
+async fn book(store: Arc<Store>, a: Appointment) -> Result<bool, RepoError> {
+    let mut tx = store.begin(TxMode::Write).await?;
+    let busy = store
+        .active_for_practitioner(&mut tx, a.clinic_id, a.practitioner_id, a.interval)
+        .await?;
+    let patient_busy = store
+        .active_for_patient(&mut tx, a.clinic_id, a.patient_id, a.interval)
+        .await?;
+    if !busy.is_empty() || !patient_busy.is_empty() {
+        return Ok(false);
+    }
+    match AppointmentRepo::insert(store.as_ref(), &mut tx, &a).await {
+        Ok(()) => {}
+        // Another transaction committed first: the database's no-overlap rule decided the race.
+        Err(RepoError::Overlap(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn concurrent_bookings_leave_exactly_one_active(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let mut attempts = Vec::new();
+    for i in 0..20 {
+        let p = ctx.patient(clinic, &format!("Patient{i}"), "Racer").await;
+        // Each wants a slightly different half hour, all overlapping 09:10-09:20.
+        attempts.push(appointment(
+            &p,
+            &house,
+            at(9, 0) + Duration::minutes(i % 10),
+            20,
+        ));
+    }
+    let store = Arc::new(ctx.store.clone());
+    let tasks = attempts
+        .into_iter()
+        .map(|a| tokio::spawn(book(Arc::clone(&store), a)))
+        .collect::<Vec<_>>();
+    let mut booked = 0;
+    for outcome in futures::future::join_all(tasks).await {
+        if outcome.unwrap().unwrap() {
+            booked += 1;
+        }
+    }
+    assert_eq!(booked, 1, "exactly one booking wins the race");
+
+    let mut tx = ctx.read().await;
+    let active = ctx
+        .store
+        .active_for_practitioner(&mut tx, clinic, house.id, span((8, 0), (11, 0)))
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 1);
+}

@@ -1,0 +1,290 @@
+use chrono::Duration;
+use clinicflow_domain::{
+    ClinicId, EmergencyContact, Insurance, PageRequest, Patient, PatientId, PersonName, Phone, Sex,
+};
+use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError};
+use uuid::Uuid;
+
+use crate::support::{Ctx, created, email, patient};
+
+fn names(patients: &[Patient]) -> Vec<String> {
+    patients
+        .iter()
+        .map(|p| format!("{} {}", p.name.given(), p.name.family()))
+        .collect()
+}
+
+async fn search(ctx: &Ctx, clinic: ClinicId, search: PatientSearch) -> Vec<String> {
+    let mut tx = ctx.read().await;
+    let filter = PatientFilter {
+        search: Some(search),
+    };
+    let page = PatientRepo::list(&ctx.store, &mut tx, clinic, &filter, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.total, page.items.len() as u64);
+    names(&page.items)
+}
+
+pub async fn a_patient_reads_back_with_every_field(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let mut ada = patient(clinic, "Ada", "Lovelace");
+    ada.sex = Sex::Other;
+    ada.phone = Some(Phone::parse("+4915112345678").unwrap());
+    ada.email = Some(email("ada@example.org"));
+    ada.emergency_contact = Some(EmergencyContact::parse("Charles", "+4915100000000").unwrap());
+    ada.insurance = Some(Insurance::parse("TK", "A123456789").unwrap());
+    ada.updated_at = created() + Duration::minutes(1);
+    let bare = patient(clinic, "Grace", "Hopper");
+    let mut tx = ctx.write().await;
+    PatientRepo::insert(&ctx.store, &mut tx, &ada)
+        .await
+        .unwrap();
+    PatientRepo::insert(&ctx.store, &mut tx, &bare)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.read().await;
+    assert_eq!(
+        PatientRepo::get(&ctx.store, &mut tx, clinic, ada.id)
+            .await
+            .unwrap(),
+        Some(ada)
+    );
+    assert_eq!(
+        PatientRepo::get(&ctx.store, &mut tx, clinic, bare.id)
+            .await
+            .unwrap(),
+        Some(bare)
+    );
+    let unknown = PatientId::from_uuid(Uuid::now_v7());
+    assert_eq!(
+        PatientRepo::get(&ctx.store, &mut tx, clinic, unknown)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn a_patient_update_checks_the_version(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+
+    let mut changed = ada.clone();
+    changed.name = PersonName::parse("Ada", "King").unwrap();
+    changed.phone = Some(Phone::parse("+4915112345678").unwrap());
+    changed.version = 2;
+    changed.updated_at = created() + Duration::hours(1);
+    let mut tx = ctx.write().await;
+    PatientRepo::update(&ctx.store, &mut tx, &changed, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.write().await;
+    assert_eq!(
+        PatientRepo::get(&ctx.store, &mut tx, clinic, ada.id)
+            .await
+            .unwrap(),
+        Some(changed.clone())
+    );
+    let mut stale = ada.clone();
+    stale.version = 2;
+    let err = PatientRepo::update(&ctx.store, &mut tx, &stale, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::StaleVersion), "{err:?}");
+    drop(tx);
+
+    let mut tx = ctx.write().await;
+    let mut unknown = patient(clinic, "Nobody", "Known");
+    unknown.version = 2;
+    let err = PatientRepo::update(&ctx.store, &mut tx, &unknown, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::NotFound), "{err:?}");
+    drop(tx);
+
+    let mut tx = ctx.read().await;
+    let stored = PatientRepo::get(&ctx.store, &mut tx, clinic, ada.id)
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(changed), "a failed update changes nothing");
+}
+
+pub async fn a_soft_deleted_patient_is_invisible(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+
+    let mut deleted = ada.clone();
+    deleted.version = 2;
+    deleted.deleted_at = Some(created() + Duration::days(1));
+    let mut tx = ctx.write().await;
+    PatientRepo::update(&ctx.store, &mut tx, &deleted, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.write().await;
+    assert_eq!(
+        PatientRepo::get(&ctx.store, &mut tx, clinic, ada.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let page = PatientRepo::list(
+        &ctx.store,
+        &mut tx,
+        clinic,
+        &PatientFilter::default(),
+        PageRequest::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((page.total, page.items), (1, vec![grace]));
+    assert_eq!(
+        search(&ctx, clinic, PatientSearch::NamePrefix("lovelace".into())).await,
+        Vec::<String>::new()
+    );
+    let mut again = deleted.clone();
+    again.version = 3;
+    let err = PatientRepo::update(&ctx.store, &mut tx, &again, 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::NotFound), "{err:?}");
+}
+
+pub async fn the_patient_list_is_ordered_and_paged(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    for (given, family) in [
+        ("Grace", "Hopper"),
+        ("Ada", "Lovelace"),
+        ("Alan", "Turing"),
+        ("Barbara", "Liskov"),
+        ("Annie", "Easley"),
+        ("Betty", "Holberton"),
+        ("Frances", "Hopper"),
+    ] {
+        ctx.patient(clinic, given, family).await;
+    }
+    let mut tx = ctx.read().await;
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let request = PageRequest::parse(Some(page), Some(3)).unwrap();
+        let got = PatientRepo::list(
+            &ctx.store,
+            &mut tx,
+            clinic,
+            &PatientFilter::default(),
+            request,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.total, 7);
+        assert_eq!(got.request, request);
+        assert_eq!(got.items.len(), if page < 3 { 3 } else { 1 });
+        assert_eq!(got.has_next(), page < 3);
+        seen.extend(names(&got.items));
+    }
+    assert_eq!(
+        seen,
+        [
+            "Annie Easley",
+            "Betty Holberton",
+            "Frances Hopper",
+            "Grace Hopper",
+            "Barbara Liskov",
+            "Ada Lovelace",
+            "Alan Turing",
+        ]
+    );
+    let past_the_end = PageRequest::parse(Some(4), Some(3)).unwrap();
+    let got = PatientRepo::list(
+        &ctx.store,
+        &mut tx,
+        clinic,
+        &PatientFilter::default(),
+        past_the_end,
+    )
+    .await
+    .unwrap();
+    assert_eq!((got.total, got.items.len()), (7, 0));
+}
+
+pub async fn patients_are_found_by_name_prefix_in_either_order(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    ctx.patient(clinic, "Ada", "Lovelace").await;
+    ctx.patient(clinic, "Adam", "Smith").await;
+    ctx.patient(clinic, "Grace", "Hopper").await;
+    ctx.patient(clinic, "Jürgen", "Müller").await;
+    let by = |q: &str| PatientSearch::NamePrefix(q.to_owned());
+
+    assert_eq!(search(&ctx, clinic, by("love")).await, ["Ada Lovelace"]);
+    assert_eq!(
+        search(&ctx, clinic, by("  LoVeLace   A ")).await,
+        ["Ada Lovelace"]
+    );
+    assert_eq!(search(&ctx, clinic, by("ada l")).await, ["Ada Lovelace"]);
+    assert_eq!(
+        search(&ctx, clinic, by("ADA")).await,
+        ["Ada Lovelace", "Adam Smith"]
+    );
+    assert_eq!(search(&ctx, clinic, by("smith adam")).await, ["Adam Smith"]);
+    assert_eq!(search(&ctx, clinic, by("müll")).await, ["Jürgen Müller"]);
+    assert_eq!(
+        search(&ctx, clinic, by("JÜRGEN m")).await,
+        ["Jürgen Müller"]
+    );
+    assert_eq!(
+        search(&ctx, clinic, by("adamx")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(search(&ctx, clinic, by("z")).await, Vec::<String>::new());
+    assert_eq!(
+        search(&ctx, clinic, by("ace")).await,
+        Vec::<String>::new(),
+        "a prefix, not a substring"
+    );
+}
+
+pub async fn patients_are_found_by_exact_phone_and_email(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let mut ada = patient(clinic, "Ada", "Lovelace");
+    ada.phone = Some(Phone::parse("+4915112345678").unwrap());
+    ada.email = Some(email("ada@example.org"));
+    let mut grace = patient(clinic, "Grace", "Hopper");
+    grace.phone = Some(Phone::parse("+4915112345679").unwrap());
+    let mut tx = ctx.write().await;
+    PatientRepo::insert(&ctx.store, &mut tx, &ada)
+        .await
+        .unwrap();
+    PatientRepo::insert(&ctx.store, &mut tx, &grace)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let phone = |raw: &str| PatientSearch::Phone(Phone::parse(raw).unwrap());
+    assert_eq!(
+        search(&ctx, clinic, phone("+49 151 1234 5678")).await,
+        ["Ada Lovelace"]
+    );
+    assert_eq!(
+        search(&ctx, clinic, phone("+4915112345679")).await,
+        ["Grace Hopper"]
+    );
+    assert_eq!(
+        search(&ctx, clinic, phone("+491511234567")).await,
+        Vec::<String>::new()
+    );
+    let by_email = |raw: &str| PatientSearch::Email(email(raw));
+    assert_eq!(
+        search(&ctx, clinic, by_email("ADA@example.org")).await,
+        ["Ada Lovelace"]
+    );
+    assert_eq!(
+        search(&ctx, clinic, by_email("grace@example.org")).await,
+        Vec::<String>::new()
+    );
+}

@@ -1,0 +1,183 @@
+//! Fixtures shared by the contract tests.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
+use clinicflow_domain::{
+    Appointment, AppointmentId, AppointmentStatus, BirthDate, Clinic, ClinicId, ClinicName, Email,
+    Interval, Patient, PatientId, PersonName, Practitioner, PractitionerId, Sex, TimeZone, Urgency,
+};
+use clinicflow_ports::{
+    AppointmentRepo, ClinicRepo, Database, PatientRepo, PractitionerRepo, Tx, TxMode,
+};
+use clinicflow_store::testing::{TestBackend, TestDatabase};
+use clinicflow_store::{Backend, Store};
+use uuid::Uuid;
+
+/// One test's database and a store connected to it.
+pub struct Ctx {
+    pub store: Store,
+    /// Kept so the database outlives the test.
+    pub db: TestDatabase,
+}
+
+impl Ctx {
+    /// A fresh database, or `None` when the backend's server is not configured.
+    pub async fn new(backend: TestBackend) -> Option<Ctx> {
+        let db = TestDatabase::new(backend).await?;
+        let store = db.store().await;
+        Some(Ctx { store, db })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+
+    pub async fn write(&self) -> Tx {
+        self.store.begin(TxMode::Write).await.unwrap()
+    }
+
+    pub async fn read(&self) -> Tx {
+        self.store.begin(TxMode::Read).await.unwrap()
+    }
+
+    /// Stores a clinic and returns its id.
+    pub async fn clinic(&self, name: &str) -> ClinicId {
+        let clinic = clinic(name);
+        let mut tx = self.write().await;
+        ClinicRepo::insert(&self.store, &mut tx, &clinic)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        clinic.id
+    }
+
+    /// Stores a patient and returns it.
+    pub async fn patient(&self, clinic: ClinicId, given: &str, family: &str) -> Patient {
+        let p = patient(clinic, given, family);
+        let mut tx = self.write().await;
+        PatientRepo::insert(&self.store, &mut tx, &p).await.unwrap();
+        tx.commit().await.unwrap();
+        p
+    }
+
+    /// Stores a practitioner and returns it.
+    pub async fn practitioner(&self, clinic: ClinicId, given: &str, family: &str) -> Practitioner {
+        let p = practitioner(clinic, given, family, &[], None);
+        let mut tx = self.write().await;
+        PractitionerRepo::insert(&self.store, &mut tx, &p)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        p
+    }
+
+    /// Stores an appointment and returns it.
+    pub async fn appointment(&self, a: Appointment) -> Appointment {
+        let mut tx = self.write().await;
+        AppointmentRepo::insert(&self.store, &mut tx, &a)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        a
+    }
+}
+
+/// A clinic in Berlin.
+pub fn clinic(name: &str) -> Clinic {
+    Clinic {
+        id: ClinicId::from_uuid(Uuid::now_v7()),
+        name: ClinicName::parse(name).unwrap(),
+        time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
+        no_show_grace_minutes: 15,
+    }
+}
+
+/// 2026-12-01 at `h:m` UTC.
+pub fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).single().unwrap()
+}
+
+/// A fixed creation time, on a whole microsecond so it reads back unchanged.
+pub fn created() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 8, 30, 0)
+        .single()
+        .unwrap()
+        + Duration::microseconds(123_456)
+}
+
+/// A patient with only the required fields.
+pub fn patient(clinic: ClinicId, given: &str, family: &str) -> Patient {
+    Patient {
+        id: PatientId::from_uuid(Uuid::now_v7()),
+        clinic_id: clinic,
+        name: PersonName::parse(given, family).unwrap(),
+        birth_date: BirthDate::from_stored(NaiveDate::from_ymd_opt(1985, 12, 10).unwrap()),
+        sex: Sex::Female,
+        phone: None,
+        email: None,
+        emergency_contact: None,
+        insurance: None,
+        version: 1,
+        created_at: created(),
+        updated_at: created(),
+        deleted_at: None,
+    }
+}
+
+/// A practitioner with 30-minute slots.
+pub fn practitioner(
+    clinic: ClinicId,
+    given: &str,
+    family: &str,
+    specialties: &[&str],
+    department: Option<&str>,
+) -> Practitioner {
+    Practitioner {
+        id: PractitionerId::from_uuid(Uuid::now_v7()),
+        clinic_id: clinic,
+        name: PersonName::parse(given, family).unwrap(),
+        specialties: specialties.iter().map(|s| (*s).to_owned()).collect(),
+        department: department.map(str::to_owned),
+        slot_minutes: 30,
+        buffer_minutes: 0,
+        version: 1,
+        created_at: created(),
+        updated_at: created(),
+    }
+}
+
+/// A booked appointment of `minutes` from `start`.
+pub fn appointment(
+    patient: &Patient,
+    practitioner: &Practitioner,
+    start: DateTime<Utc>,
+    minutes: i64,
+) -> Appointment {
+    Appointment {
+        id: AppointmentId::from_uuid(Uuid::now_v7()),
+        clinic_id: patient.clinic_id,
+        patient_id: patient.id,
+        practitioner_id: practitioner.id,
+        interval: Interval::starting_at(start, Duration::minutes(minutes)).unwrap(),
+        urgency: Urgency::Routine,
+        reason: Some("check-up".into()),
+        status: AppointmentStatus::Booked,
+        version: 1,
+        rescheduled_from: None,
+        rescheduled_to: None,
+        cancelled_by: None,
+        cancel_reason: None,
+        overbooked: false,
+        created_at: created(),
+        updated_at: created(),
+        deleted_at: None,
+    }
+}
+
+/// An interval from `h1:m1` to `h2:m2` on the fixture day.
+pub fn span(from: (u32, u32), to: (u32, u32)) -> Interval {
+    Interval::new(at(from.0, from.1), at(to.0, to.1)).unwrap()
+}
+
+pub fn email(raw: &str) -> Email {
+    Email::parse(raw).unwrap()
+}
