@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use crate::Store;
-use crate::entity::{appointment, instant};
+use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
 use crate::transaction::db;
 
@@ -83,8 +83,8 @@ fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appoi
         .map(|s| s.as_str());
     live(clinic)
         .filter(appointment::Column::Status.is_in(active))
-        .filter(appointment::Column::StartsAt.lt(span.end()))
-        .filter(appointment::Column::EndsAt.gt(span.start()))
+        .filter(appointment::Column::StartsAt.lt(not_before(span.end())))
+        .filter(appointment::Column::EndsAt.gt(instant(span.start())))
         .order_by_asc(appointment::Column::StartsAt)
         .order_by_asc(appointment::Column::Id)
 }
@@ -204,10 +204,10 @@ impl AppointmentRepo for Store {
             query = query.filter(appointment::Column::Status.eq(status.as_str()));
         }
         if let Some(from) = filter.from {
-            query = query.filter(appointment::Column::StartsAt.gte(from));
+            query = query.filter(appointment::Column::StartsAt.gte(not_before(from)));
         }
         if let Some(to) = filter.to {
-            query = query.filter(appointment::Column::StartsAt.lt(to));
+            query = query.filter(appointment::Column::StartsAt.lt(not_before(to)));
         }
         let total = query.clone().count(db(tx)).await.map_err(repo_error)?;
         let query = query

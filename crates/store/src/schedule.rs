@@ -11,7 +11,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use uuid::Uuid;
 
 use crate::Store;
-use crate::entity::{instant, schedule, schedule_exception, schedule_rule};
+use crate::entity::{instant, not_before, schedule, schedule_exception, schedule_rule};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::transaction::db;
 
@@ -182,8 +182,8 @@ impl ScheduleRepo for Store {
         schedule_exception::Entity::find()
             .filter(schedule_exception::Column::ClinicId.eq(clinic.as_uuid()))
             .filter(schedule_exception::Column::PractitionerId.eq(practitioner.as_uuid()))
-            .filter(schedule_exception::Column::StartsAt.lt(span.end()))
-            .filter(schedule_exception::Column::EndsAt.gt(span.start()))
+            .filter(schedule_exception::Column::StartsAt.lt(not_before(span.end())))
+            .filter(schedule_exception::Column::EndsAt.gt(instant(span.start())))
             .order_by_asc(schedule_exception::Column::StartsAt)
             .order_by_asc(schedule_exception::Column::Id)
             .all(db(tx))

@@ -102,6 +102,42 @@ pub async fn stored_instants_compare_in_time_order(ctx: Ctx) {
         assert_eq!(starts(None, Some(bound)).await, before, "to {bound:?}");
     }
 
+    // Span bounds finer than a microsecond still compare exactly with stored instants.
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+    let end = base + Duration::microseconds(123_456);
+    let mut early = appointment(&grace, &wilson, base - Duration::minutes(30), 30);
+    early.interval = Interval::new(base - Duration::minutes(30), end).unwrap();
+    let early = ctx.appointment(early).await;
+    let late_start = base + Duration::seconds(2) + Duration::microseconds(1);
+    let late = ctx
+        .appointment(appointment(&grace, &wilson, late_start, 30))
+        .await;
+    let active = |from: DateTime<Utc>, to: DateTime<Utc>| {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.read().await;
+            ctx.store
+                .active_for_practitioner(
+                    &mut tx,
+                    clinic,
+                    wilson.id,
+                    Interval::new(from, to).unwrap(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let ns = Duration::nanoseconds;
+    assert_eq!(active(end - ns(1), end + ns(1)).await, [early.clone()]);
+    assert_eq!(active(end, end + ns(1)).await, []);
+    assert_eq!(active(end + ns(1), late_start).await, []);
+    assert_eq!(
+        active(end + ns(1), late_start + ns(1)).await,
+        [late.clone()]
+    );
+    assert_eq!(active(end - ns(1), late_start + ns(1)).await, [early, late]);
+
     if ctx.backend() == Backend::Sqlite {
         let raw = sea_orm::Database::connect(ctx.db.url.as_str())
             .await
@@ -113,7 +149,7 @@ pub async fn stored_instants_compare_in_time_order(ctx: Ctx) {
             ))
             .await
             .unwrap();
-        assert_eq!(rows.len(), offsets.len());
+        assert_eq!(rows.len(), offsets.len() + 2);
         for row in rows {
             let text: String = row.try_get("", "starts_at").unwrap();
             let kind: String = row.try_get("", "kind").unwrap();
