@@ -27,6 +27,7 @@ pub type Error = Box<dyn std::error::Error>;
 /// Result of every task.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The help text.
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
@@ -41,7 +42,8 @@ commands:
   ci    cargo fmt --check, cargo clippy -D warnings, then test --require-services
   migrate [--database-url URL]
   seed [--patients N] [--practitioners N] [--database-url URL]
-  demo  run `cargo run --release -p clinicflow -- <command> ...` with the arguments
+  demo  the server's own commands, run as
+        `cargo run --release -p clinicflow -- <command> ARGS...`
 ";
 
 fn main() -> ExitCode {

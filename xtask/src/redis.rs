@@ -150,7 +150,11 @@ pub fn stop_in(dir: &Path) {
     {
         return;
     }
-    if let Err(error) = Command::new("kill").arg(pid.to_string()).status() {
-        warn(format_args!("cannot run kill {pid}: {error}"));
+    // The shell's built-in kill: minimal systems may have no kill binary.
+    let killed = Command::new("sh")
+        .args(["-c", r#"kill "$1""#, "sh", &pid.to_string()])
+        .status();
+    if let Err(error) = killed {
+        warn(format_args!("cannot run sh -c kill {pid}: {error}"));
     }
 }

@@ -118,11 +118,11 @@ impl Services {
     pub fn summary(&self) -> String {
         let postgres = match &self.postgres {
             Ok(postgres) => format!("PostgreSQL up at {}", postgres.url()),
-            Err(_) => "PostgreSQL not running".to_owned(),
+            Err(_) => "PostgreSQL not running (its tests skip)".to_owned(),
         };
         let redis = match &self.redis {
             Ok(redis) => format!("Redis up at {}", redis.url()),
-            Err(_) => "Redis not running".to_owned(),
+            Err(_) => "Redis not running (its tests skip)".to_owned(),
         };
         format!("{postgres}, {redis}")
     }

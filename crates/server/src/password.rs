@@ -54,4 +54,12 @@ mod tests {
         assert!(!Argon2Hasher.verify("wrong horse battery", &h).await);
         assert!(!Argon2Hasher.verify("anything", "not a hash").await);
     }
+
+    #[tokio::test]
+    async fn the_login_dummy_hash_is_a_real_argon2id_hash() {
+        // Unknown accounts are rejected by verifying against it, which must cost a real verification.
+        let dummy = clinicflow_services::auth::DUMMY_HASH;
+        assert!(PasswordHash::new(dummy).is_ok());
+        assert!(!Argon2Hasher.verify("guess", dummy).await);
+    }
 }

@@ -7,7 +7,7 @@ use crate::{FieldErrors, Ports, ServiceError};
 
 /// A valid argon2id hash of a random password, verified when no account matches so that
 /// an unknown e-mail takes about as long to reject as a wrong password.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$WkJ3Q2Zf3m1pQ0JpYp1b8c5CK3+2ZXJ4h0dZr1tX1oE";
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$TzLaGnuNzWcY/K8Eqm1YIQ$N/pEzhekuFiB3PgFHPku9Z66yuZURfWD6jCgM/M26wg";
 
 /// Checks credentials and reads the logged-in user.
 #[derive(Debug, Clone)]

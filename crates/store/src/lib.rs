@@ -11,12 +11,18 @@
 //!
 //! # Booking conflicts
 //! PostgreSQL enforces "no two active appointments of one practitioner or patient overlap"
-//! with exclusion constraints, which [`error`] maps to [`RepoError::Overlap`]. SQLite has no
-//! such constraint, so there a [`TxMode::Write`] transaction starts with `BEGIN IMMEDIATE`
-//! (SeaORM's `TransactionOptions::sqlite_transaction_mode`): the write lock is taken up
-//! front, writers queue on `busy_timeout`, and the services' overlap check and insert run
-//! with no other writer in between. A deferred `BEGIN` would not do: two transactions could
-//! both read "free" and the second would fail to upgrade its read lock with `SQLITE_BUSY`.
+//! with exclusion constraints, whose violations `error.rs` maps to [`RepoError::Overlap`].
+//! SQLite has no such constraint, so there a [`TxMode::Write`] transaction starts with
+//! `BEGIN IMMEDIATE` (SeaORM's `TransactionOptions::sqlite_transaction_mode`): the write
+//! lock is taken up front, writers queue on `busy_timeout`, and the services' overlap check
+//! and insert run with no other writer in between. A deferred `BEGIN` would not do: two
+//! transactions could both read "free", and the second would then fail to upgrade its read
+//! lock with `SQLITE_BUSY` (the contract suite's concurrency test fails that way).
+//!
+//! # Instants
+//! Every instant is written truncated to whole microseconds (PostgreSQL's precision), so it
+//! reads back equal on both databases; on SQLite it is RFC 3339 text that sorts in time
+//! order (see `entity.rs`).
 
 mod appointment;
 mod clinic;
@@ -86,6 +92,15 @@ impl Default for PoolOptions {
             max_lifetime: Duration::from_secs(30 * 60),
         }
     }
+}
+
+/// A moment's view of the connection pool, for the pool metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Open connections waiting for work.
+    pub idle: u32,
 }
 
 /// The database: opens transactions and implements every repository port.
@@ -165,6 +180,24 @@ impl Store {
         self.backend
     }
 
+    /// How many pooled connections are open and idle now.
+    pub fn pool_stats(&self) -> PoolStats {
+        let (open, idle) = match self.backend {
+            Backend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Backend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        PoolStats {
+            open,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+        }
+    }
+
     fn transaction_options(&self, mode: TxMode) -> TransactionOptions {
         let sqlite_transaction_mode = match (self.backend, mode) {
             (Backend::Sqlite, TxMode::Write) => Some(SqliteTransactionMode::Immediate),
@@ -190,5 +223,34 @@ impl Database for Store {
 
     async fn ping(&self) -> Result<(), RepoError> {
         self.conn.ping().await.map_err(repo_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn other_databases_are_refused() {
+        let refused =
+            Store::connect("mysql://root@127.0.0.1/clinicflow", &PoolOptions::default()).await;
+        assert!(
+            matches!(refused, Err(StoreError::UnsupportedUrl)),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_fails_to_connect() {
+        let pool = PoolOptions {
+            acquire_timeout: Duration::from_millis(500),
+            ..PoolOptions::default()
+        };
+        // Port 1 is never a PostgreSQL server.
+        let refused = Store::connect("postgres://postgres@127.0.0.1:1/clinicflow", &pool).await;
+        assert!(
+            matches!(refused, Err(StoreError::Connect(_))),
+            "{refused:?}"
+        );
     }
 }

@@ -155,7 +155,7 @@ pub async fn the_appointment_list_filters_and_orders(ctx: Ctx) {
             ..Default::default()
         })
         .await,
-        [g4.clone()]
+        std::slice::from_ref(&g4)
     );
     assert_eq!(
         list(AppointmentFilter {
@@ -175,7 +175,7 @@ pub async fn the_appointment_list_filters_and_orders(ctx: Ctx) {
             ..Default::default()
         })
         .await,
-        [g2.clone()]
+        std::slice::from_ref(&g2)
     );
 
     let mut tx = ctx.read().await;
@@ -273,7 +273,7 @@ pub async fn active_queries_skip_cancelled_deleted_and_touching_appointments(ctx
             .active_for_practitioner(&mut tx, clinic, house.id, span((9, 30), (10, 0)))
             .await
             .unwrap(),
-        [booked.clone()]
+        std::slice::from_ref(&booked)
     );
     assert_eq!(
         ctx.store

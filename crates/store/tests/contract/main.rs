@@ -8,6 +8,7 @@
 
 mod appointment;
 mod clinic;
+mod database;
 mod patient;
 mod practitioner;
 mod schedule;
@@ -52,6 +53,9 @@ macro_rules! contract_tests {
 }
 
 contract_tests! {
+    database::begin_is_unavailable_when_no_connection_comes_in_time,
+    database::a_dropped_transaction_rolls_back,
+    database::migrations_revert_and_apply_again,
     clinic::a_clinic_reads_back_by_id_and_by_name,
     user::a_user_reads_back_by_id_and_by_email,
     user::a_duplicate_email_in_one_clinic_is_rejected,

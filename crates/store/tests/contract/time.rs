@@ -129,12 +129,15 @@ pub async fn stored_instants_compare_in_time_order(ctx: Ctx) {
         }
     };
     let ns = Duration::nanoseconds;
-    assert_eq!(active(end - ns(1), end + ns(1)).await, [early.clone()]);
+    assert_eq!(
+        active(end - ns(1), end + ns(1)).await,
+        std::slice::from_ref(&early)
+    );
     assert_eq!(active(end, end + ns(1)).await, []);
     assert_eq!(active(end + ns(1), late_start).await, []);
     assert_eq!(
         active(end + ns(1), late_start + ns(1)).await,
-        [late.clone()]
+        std::slice::from_ref(&late)
     );
     assert_eq!(active(end - ns(1), late_start + ns(1)).await, [early, late]);
 

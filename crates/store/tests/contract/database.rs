@@ -1,0 +1,68 @@
+use std::time::Duration;
+
+use clinicflow_migration::{Migrator, MigratorTrait};
+use clinicflow_ports::{ClinicRepo, Database, RepoError, TxMode};
+use clinicflow_store::{PoolOptions, Store};
+
+use crate::support::{Ctx, clinic};
+
+pub async fn begin_is_unavailable_when_no_connection_comes_in_time(ctx: Ctx) {
+    ctx.store.ping().await.unwrap();
+    let pool = PoolOptions {
+        max_connections: 1,
+        min_connections: 0,
+        acquire_timeout: Duration::from_millis(200),
+        ..PoolOptions::default()
+    };
+    let tiny = Store::connect(&ctx.db.url, &pool).await.unwrap();
+    let held = tiny.begin(TxMode::Read).await.unwrap();
+    let stats = tiny.pool_stats();
+    assert_eq!((stats.open, stats.idle), (1, 0));
+    let err = tiny.begin(TxMode::Read).await.unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    drop(held);
+    tiny.begin(TxMode::Write).await.unwrap();
+}
+
+pub async fn a_dropped_transaction_rolls_back(ctx: Ctx) {
+    let kept = clinic("Kept");
+    let lost = clinic("Lost");
+    let mut tx = ctx.write().await;
+    ClinicRepo::insert(&ctx.store, &mut tx, &lost)
+        .await
+        .unwrap();
+    drop(tx);
+    // On SQLite the dropped write transaction must also have let go of the write lock.
+    let mut tx = ctx.write().await;
+    ClinicRepo::insert(&ctx.store, &mut tx, &kept)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.read().await;
+    assert_eq!(
+        ClinicRepo::get(&ctx.store, &mut tx, lost.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        ClinicRepo::get(&ctx.store, &mut tx, kept.id).await.unwrap(),
+        Some(kept)
+    );
+}
+
+pub async fn migrations_revert_and_apply_again(ctx: Ctx) {
+    ctx.store.migrate().await.unwrap();
+    let raw = sea_orm::Database::connect(ctx.db.url.as_str())
+        .await
+        .unwrap();
+    Migrator::down(&raw, None).await.unwrap();
+    assert!(
+        Migrator::get_applied_migrations(&raw)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    raw.close().await.unwrap();
+    ctx.store.migrate().await.unwrap();
+    ctx.clinic("After a round trip").await;
+}
