@@ -7,7 +7,7 @@ use clinicflow_services::{AppointmentAction, AppointmentQuery, BookInput, Resche
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::page::{PageOut, PageParams, etag, if_match, versioned};
+use crate::page::{PageOut, PageParams, created, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the appointment routes.
@@ -112,11 +112,12 @@ impl From<Appointment> for AppointmentOut {
     }
 }
 
-fn created(a: Appointment) -> HttpResponse {
-    HttpResponse::Created()
-        .insert_header(("Location", format!("/api/v1/appointments/{}", a.id)))
-        .insert_header(("ETag", etag(a.version)))
-        .json(AppointmentOut::from(a))
+fn created_appointment(a: Appointment) -> HttpResponse {
+    created(
+        format!("/api/v1/appointments/{}", a.id),
+        a.version,
+        &AppointmentOut::from(a),
+    )
 }
 
 async fn book(
@@ -129,7 +130,7 @@ async fn book(
         .booking
         .book(&auth.0, body.into_inner().into())
         .await?;
-    Ok(created(a))
+    Ok(created_appointment(a))
 }
 
 async fn get(
@@ -249,5 +250,5 @@ async fn reschedule(
             if_match(&req)?,
         )
         .await?;
-    Ok(created(a))
+    Ok(created_appointment(a))
 }

@@ -108,6 +108,14 @@ pub fn versioned<T: Serialize>(req: &HttpRequest, version: i32, body: &T) -> Htt
         .json(body)
 }
 
+/// A 201 for a new versioned resource, with its `Location` and `ETag`.
+pub fn created<T: Serialize>(location: String, version: i32, body: &T) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::ETAG, etag(version)))
+        .json(body)
+}
+
 /// Deserializes a field that may be absent (`None`), null (`Some(None)`) or set (`Some(Some(v))`).
 pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
 where

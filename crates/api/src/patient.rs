@@ -8,7 +8,7 @@ use clinicflow_services::{NewPatient, PatientChanges};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::page::{PageOut, PageParams, double_option, if_match, versioned};
+use crate::page::{PageOut, PageParams, created, double_option, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the patient routes.
@@ -174,10 +174,11 @@ async fn create(
         .patients
         .create(&auth.0, body.into_inner().into())
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/api/v1/patients/{}", patient.id)))
-        .insert_header(("ETag", crate::page::etag(patient.version)))
-        .json(PatientOut::from(patient)))
+    Ok(created(
+        format!("/api/v1/patients/{}", patient.id),
+        patient.version,
+        &PatientOut::from(patient),
+    ))
 }
 
 async fn get(

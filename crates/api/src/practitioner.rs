@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::appointment::SlotOut;
-use crate::page::{PageOut, PageParams, double_option, if_match, versioned};
+use crate::page::{PageOut, PageParams, created, double_option, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the practitioner, schedule and slot routes.
@@ -131,10 +131,11 @@ async fn create(
         .practitioners
         .create(&auth.0, body.into_inner().into())
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/api/v1/practitioners/{}", p.id)))
-        .insert_header(("ETag", crate::page::etag(p.version)))
-        .json(PractitionerOut::from(p)))
+    Ok(created(
+        format!("/api/v1/practitioners/{}", p.id),
+        p.version,
+        &PractitionerOut::from(p),
+    ))
 }
 
 async fn get(
