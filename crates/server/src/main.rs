@@ -19,6 +19,9 @@ struct Cli {
     /// A TOML configuration file (environment variables override it).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// The database to use, overriding DATABASE_URL and the file.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -65,7 +68,11 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let overrides = |key: &str| match (key, &cli.database_url) {
+        ("DATABASE_URL", Some(url)) => Some(url.clone()),
+        _ => std::env::var(key).ok(),
+    };
+    let settings = match Settings::load_from(cli.config.as_deref(), &overrides) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
