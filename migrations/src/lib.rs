@@ -4,8 +4,10 @@
 //! Tables are built with SeaQuery's schema builder so one migration serves both
 //! databases; what only PostgreSQL can do (the `btree_gist` exclusion constraints that
 //! keep active appointments from overlapping, the `C` collation of the name-search keys)
-//! is raw SQL guarded by the backend. Only `clinicflow-store` depends on this crate; it
-//! must never depend on the domain, the services or any other crate of the workspace.
+//! is raw SQL guarded by the backend, and so are the triggers that keep the audit log
+//! append-only (they differ in syntax on the two databases). Only `clinicflow-store`
+//! depends on this crate; it must never depend on the domain, the services or any other
+//! crate of the workspace.
 
 use sea_orm_migration::prelude::*;
 
@@ -13,6 +15,7 @@ use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
 
 mod m20260101_000001_initial_schema;
+mod m20260301_000002_audit_log_and_refresh_tokens;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -21,6 +24,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260101_000001_initial_schema::Migration)]
+        vec![
+            Box::new(m20260101_000001_initial_schema::Migration),
+            Box::new(m20260301_000002_audit_log_and_refresh_tokens::Migration),
+        ]
     }
 }

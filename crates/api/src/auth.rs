@@ -1,17 +1,23 @@
 //! Access tokens (HS256 JWT) and the bearer extractor that scopes each request to a clinic.
 
-use std::future::{Ready, ready};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, get, post, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use chrono::Utc;
-use clinicflow_domain::{Actor, ClinicId, Role, UserId};
+use clinicflow_domain::{Actor, ClinicId, PractitionerId, Role, UserId};
+use clinicflow_services::{ServiceError, Session};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::telemetry::RequestId;
 use crate::{ApiError, AppState};
+
+/// The window of the general per-user and per-IP API throttles.
+pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// Issuer written into and required from every token.
 const ISSUER: &str = "clinicflow";
@@ -58,6 +64,8 @@ struct Claims {
     sub: Uuid,
     cid: Uuid,
     role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid: Option<Uuid>,
     iat: i64,
     exp: i64,
     iss: String,
@@ -89,6 +97,7 @@ impl Tokens {
             sub: actor.user_id.as_uuid(),
             cid: actor.clinic_id.as_uuid(),
             role: actor.role.as_str().to_owned(),
+            pid: actor.practitioner_id.map(|p| p.as_uuid()),
             iat: now,
             exp: now + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
             iss: ISSUER.to_owned(),
@@ -115,29 +124,49 @@ impl Tokens {
             user_id: UserId::from_uuid(data.claims.sub),
             clinic_id: ClinicId::from_uuid(data.claims.cid),
             role,
+            practitioner_id: data.claims.pid.map(PractitionerId::from_uuid),
+            request_id: None,
         })
     }
 }
 
-/// The authenticated staff member of a request; every route but login and health requires it.
+/// The authenticated staff member of a request; every route but login, refresh and health requires it.
 #[derive(Debug, Clone, Copy)]
 pub struct Authenticated(pub Actor);
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(authenticate(req))
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or(ApiError::Unauthenticated(
+                    "authentication is not configured",
+                ))?;
+            let mut actor = authenticate(&req, state)?;
+            actor.request_id = req.extensions().get::<RequestId>().map(|r| r.0);
+            let decision = state
+                .limiter
+                .hit(
+                    &format!("api:user:{}", actor.user_id),
+                    state.limits.per_user_per_hour,
+                    HOUR,
+                )
+                .await;
+            if !decision.allowed {
+                return Err(ApiError::Service(ServiceError::RateLimited {
+                    retry_after_secs: decision.retry_after.as_secs().max(1),
+                }));
+            }
+            Ok(Authenticated(actor))
+        })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or(ApiError::Unauthenticated(
-            "authentication is not configured",
-        ))?;
+fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -155,7 +184,12 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
         .ok_or(ApiError::Unauthenticated(
             "the Authorization header must be `Bearer <token>`",
         ))?;
-    state.tokens.verify(token).map(Authenticated)
+    state.tokens.verify(token)
+}
+
+/// The client's IP address as seen on the connection (no proxy headers are trusted).
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
 }
 
 /// Login request.
@@ -167,34 +201,24 @@ pub struct LoginIn {
     clinic_id: Option<Uuid>,
 }
 
-/// Login answer.
+/// A new pair of tokens.
 #[derive(Debug, Serialize)]
 pub struct TokenOut {
     access_token: String,
     token_type: &'static str,
     expires_in: u64,
+    refresh_token: String,
+    refresh_expires_in: i64,
 }
 
-/// `POST /api/v1/auth/login`: e-mail and password for an access token.
-#[post("/auth/login")]
-pub async fn login(
-    state: web::Data<AppState>,
-    body: web::Json<LoginIn>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let user = state
-        .services
-        .auth
-        .login(
-            &body.email,
-            &body.password,
-            body.clinic_id.map(ClinicId::from_uuid),
-        )
-        .await?;
+fn session_answer(state: &AppState, session: Session) -> Result<HttpResponse, ApiError> {
+    let user = &session.user;
     let actor = Actor {
         user_id: user.id,
         clinic_id: user.clinic_id,
         role: user.role,
+        practitioner_id: user.practitioner_id,
+        request_id: None,
     };
     let (access_token, expires_in) = state.tokens.issue(&actor)?;
     Ok(HttpResponse::Ok()
@@ -203,7 +227,87 @@ pub async fn login(
             access_token,
             token_type: "Bearer",
             expires_in,
+            refresh_token: session.refresh_token,
+            refresh_expires_in: (session.refresh_expires_at - Utc::now())
+                .num_seconds()
+                .max(0),
         }))
+}
+
+/// `POST /api/v1/auth/login`: e-mail and password for an access and a refresh token.
+#[post("/auth/login")]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginIn>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let ip = client_ip(&req);
+    let session = state
+        .services
+        .auth
+        .login(
+            &body.email,
+            &body.password,
+            body.clinic_id.map(ClinicId::from_uuid),
+            ip.as_deref(),
+        )
+        .await?;
+    session_answer(&state, session)
+}
+
+/// A refresh token sent back.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshIn {
+    refresh_token: String,
+}
+
+/// `POST /api/v1/auth/refresh`: rotates the refresh token; a replayed one ends its whole session.
+#[post("/auth/refresh")]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshIn>,
+) -> Result<HttpResponse, ApiError> {
+    let session = state.services.auth.refresh(&body.refresh_token).await?;
+    session_answer(&state, session)
+}
+
+/// `POST /api/v1/auth/logout`: ends the session the refresh token belongs to.
+#[post("/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshIn>,
+) -> Result<HttpResponse, ApiError> {
+    state.services.auth.logout(&body.refresh_token).await?;
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// A password change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordIn {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/v1/auth/change-password`: ends every session of the user.
+#[post("/auth/change-password")]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    body: web::Json<ChangePasswordIn>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .services
+        .auth
+        .change_password(&auth.0, &body.current_password, &body.new_password)
+        .await?;
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
 }
 
 /// The logged-in user.
@@ -257,6 +361,8 @@ mod tests {
             user_id: UserId::from_uuid(Uuid::now_v7()),
             clinic_id: ClinicId::from_uuid(Uuid::now_v7()),
             role: Role::Receptionist,
+            practitioner_id: None,
+            request_id: None,
         }
     }
 

@@ -33,7 +33,7 @@ pub enum ApiError {
     #[error("the body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     /// The body is larger than allowed.
-    #[error("the body is larger than {} bytes", crate::MAX_JSON_BYTES)]
+    #[error("the body is larger than this server accepts")]
     PayloadTooLarge,
     /// No or an invalid access token.
     #[error("{0}")]
@@ -177,8 +177,14 @@ impl ApiError {
                     "the e-mail or password is wrong",
                 ),
                 ServiceError::Forbidden(why) => {
-                    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", *why)
+                    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", why.clone())
                 }
+                ServiceError::RateLimited { retry_after_secs } => Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests",
+                    format!("too many requests; retry after {retry_after_secs} s"),
+                ),
                 ServiceError::Unavailable(_) => Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -262,6 +268,9 @@ impl ResponseError for ApiError {
             ApiError::Service(ServiceError::Unavailable(_)) => {
                 res.insert_header((header::RETRY_AFTER, "1"));
             }
+            ApiError::Service(ServiceError::RateLimited { retry_after_secs }) => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
             _ => {}
         }
         res.body(Value::Object(body).to_string())
@@ -274,9 +283,9 @@ pub async fn no_route() -> Result<HttpResponse, ApiError> {
 }
 
 /// JSON bodies: size limit and problem answers for unreadable bodies.
-pub fn json_config() -> web::JsonConfig {
+pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(crate::MAX_JSON_BYTES)
+        .limit(limit)
         .error_handler(|err, _req: &HttpRequest| {
             let api = match &err {
                 JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,

@@ -7,23 +7,24 @@
 use std::sync::Arc;
 
 use actix_web::web;
-use clinicflow_ports::Database;
+use clinicflow_ports::{Database, RateLimiter};
 use clinicflow_services::Services;
 
 pub mod appointment;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod page;
 pub mod patient;
 pub mod practitioner;
 pub mod telemetry;
+pub mod user;
 
 pub use auth::{Authenticated, TokenConfig, Tokens};
 pub use error::ApiError;
-
-/// Largest JSON body accepted, in bytes.
-pub const MAX_JSON_BYTES: usize = 256 * 1024;
+pub use limits::ApiLimits;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -34,6 +35,10 @@ pub struct AppState {
     pub tokens: Tokens,
     /// For readiness checks.
     pub db: Arc<dyn Database>,
+    /// Counters for the API throttles.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Body, JSON and throttle limits.
+    pub limits: ApiLimits,
 }
 
 impl std::fmt::Debug for AppState {
@@ -44,15 +49,22 @@ impl std::fmt::Debug for AppState {
 
 /// Registers every route, the shared state and the extractor error handlers.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    let body_limit = state.limits.max_body_bytes;
     cfg.app_data(web::Data::new(state))
-        .app_data(error::json_config())
+        .app_data(error::json_config(body_limit))
+        .app_data(web::PayloadConfig::new(body_limit))
         .app_data(error::query_config())
         .app_data(error::path_config())
         .service(health::scope())
         .service(
             web::scope("/api/v1")
                 .service(auth::login)
+                .service(auth::refresh)
+                .service(auth::logout)
+                .service(auth::change_password)
                 .service(auth::me)
+                .configure(user::routes)
+                .configure(audit::routes)
                 .configure(patient::routes)
                 .configure(practitioner::routes)
                 .configure(appointment::routes),

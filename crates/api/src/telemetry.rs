@@ -5,13 +5,17 @@
 
 use std::time::Instant;
 
-use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 use uuid::Uuid;
+
+/// The id of the request being handled, kept in the request's extensions for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(pub Uuid);
 
 /// Header carrying the request id back to the client.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -22,6 +26,7 @@ pub async fn trace_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let request_id = Uuid::now_v7();
+    req.extensions_mut().insert(RequestId(request_id));
     let method = req.method().to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
     let started = Instant::now();

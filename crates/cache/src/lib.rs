@@ -1,107 +1,13 @@
-//! Cache adapters for the `Cache` port. For now the in-process one: a bounded LRU-style
-//! cache with per-entry time to live (moka), for the embedded default and as the local
-//! level in front of Redis later.
+//! Adapters for the cache and rate-limit ports of clinicflow: `LocalCache`, an in-process
+//! cache with per-entry TTL; `LocalRateLimiter`, in-process fixed-window counters for the
+//! embedded default; and `RedisRateLimiter`, counters shared by every server instance through
+//! Redis that fall back to in-process counting while Redis is unreachable.
 //!
-//! This crate knows the cache port and its backends only: never the store or the API.
+//! This crate knows only the cache and limit ports and their backends (moka, Redis): never
+//! the domain rules, the store, the services or the API.
 
-use std::time::{Duration, Instant};
+mod cache;
+mod limit;
 
-use async_trait::async_trait;
-use clinicflow_ports::Cache;
-use moka::Expiry;
-use moka::future::Cache as Moka;
-
-/// A cached value with the time it expires.
-#[derive(Clone)]
-struct Entry {
-    value: Vec<u8>,
-    ttl: Duration,
-}
-
-/// Each entry lives as long as the TTL it was stored with.
-struct PerEntryTtl;
-
-impl Expiry<String, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &String, value: &Entry, _now: Instant) -> Option<Duration> {
-        Some(value.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        value: &Entry,
-        _now: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.ttl)
-    }
-}
-
-/// An in-process cache bounded by total bytes.
-#[derive(Clone)]
-pub struct LocalCache {
-    inner: Moka<String, Entry>,
-}
-
-impl std::fmt::Debug for LocalCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalCache")
-            .field("entries", &self.inner.entry_count())
-            .finish()
-    }
-}
-
-impl LocalCache {
-    /// A cache holding at most about `max_bytes` of keys and values.
-    pub fn new(max_bytes: u64) -> Self {
-        let inner = Moka::builder()
-            .max_capacity(max_bytes)
-            .weigher(|k: &String, v: &Entry| {
-                u32::try_from(k.len() + v.value.len()).unwrap_or(u32::MAX)
-            })
-            .expire_after(PerEntryTtl)
-            .build();
-        Self { inner }
-    }
-}
-
-#[async_trait]
-impl Cache for LocalCache {
-    async fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.inner.get(key).await.map(|e| e.value)
-    }
-
-    async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
-        self.inner
-            .insert(key.to_owned(), Entry { value, ttl })
-            .await;
-    }
-
-    async fn remove(&self, key: &str) {
-        self.inner.invalidate(key).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn values_come_back_until_removed() {
-        let cache = LocalCache::new(1 << 20);
-        cache.set("k", b"v".to_vec(), Duration::from_secs(60)).await;
-        assert_eq!(cache.get("k").await, Some(b"v".to_vec()));
-        cache.remove("k").await;
-        assert_eq!(cache.get("k").await, None);
-    }
-
-    #[tokio::test]
-    async fn values_expire_after_their_ttl() {
-        let cache = LocalCache::new(1 << 20);
-        cache
-            .set("k", b"v".to_vec(), Duration::from_millis(20))
-            .await;
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(cache.get("k").await, None);
-    }
-}
+pub use cache::LocalCache;
+pub use limit::{InvalidRedisUrl, LocalRateLimiter, RedisRateLimiter};

@@ -69,3 +69,15 @@ entity_id!(
     /// Identifies a schedule exception (time off or extra hours).
     ScheduleExceptionId
 );
+entity_id!(
+    /// Identifies an audit event.
+    AuditEventId
+);
+entity_id!(
+    /// Identifies a refresh token.
+    RefreshTokenId
+);
+entity_id!(
+    /// Identifies a login session's chain of refresh tokens.
+    TokenFamilyId
+);

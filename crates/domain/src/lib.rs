@@ -6,28 +6,37 @@
 //! ORM or HTTP traits.
 
 pub mod appointment;
+pub mod audit;
 pub mod clinic;
 pub mod contact;
 pub mod id;
 pub mod interval;
 pub mod page;
 pub mod patient;
+pub mod permission;
 pub mod practitioner;
 pub mod schedule;
+pub mod token;
 pub mod user;
 
 pub use appointment::{
     Appointment, AppointmentStatus, BookingRequest, BookingViolation, IllegalTransition, Urgency,
 };
+pub use audit::{AuditAction, AuditEvent, Outcome, ResourceType};
 pub use clinic::{Clinic, ClinicName, TimeZone};
 pub use contact::{Email, Phone};
-pub use id::{AppointmentId, ClinicId, PatientId, PractitionerId, ScheduleExceptionId, UserId};
+pub use id::{
+    AppointmentId, AuditEventId, ClinicId, PatientId, PractitionerId, RefreshTokenId,
+    ScheduleExceptionId, TokenFamilyId, UserId,
+};
 pub use interval::Interval;
 pub use page::{Page, PageRequest};
 pub use patient::{BirthDate, EmergencyContact, Insurance, Patient, PersonName, Sex};
+pub use permission::Permission;
 pub use practitioner::Practitioner;
 pub use schedule::{Availability, ExceptionKind, Schedule, ScheduleException, WeeklyRule};
-pub use user::{Actor, Role, User};
+pub use token::{RefreshToken, RefreshVerdict};
+pub use user::{Actor, LockoutPolicy, Role, User};
 
 /// A value that failed to parse, with a human-readable reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

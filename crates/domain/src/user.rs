@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Duration, Utc};
+
 use crate::{ClinicId, Email, InvalidValue, PractitionerId, UserId};
 
 /// What a staff member is allowed to do.
@@ -27,11 +29,6 @@ impl Role {
             Role::Receptionist => "receptionist",
             Role::Nurse => "nurse",
         }
-    }
-
-    /// Whether this role may book outside availability or in the past (overbooking).
-    pub fn may_overbook(&self) -> bool {
-        matches!(self, Role::Admin | Role::Practitioner)
     }
 }
 
@@ -74,11 +71,79 @@ pub struct User {
     pub practitioner_id: Option<PractitionerId>,
     /// Disabled users cannot log in.
     pub active: bool,
+    /// Consecutive failed logins since the last success or lock.
+    pub failed_logins: u32,
+    /// Until when logins are refused after too many failures.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// Whether logins are refused at `now` because of repeated failures.
+    pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|until| now < until)
+    }
+}
+
+/// When repeated failed logins lock an account, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Consecutive failures that lock the account.
+    pub max_failures: u32,
+    /// How long the lock lasts.
+    pub lock_for: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lock_for: Duration::minutes(15),
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// The counter and lock after one more failed login at `now`: the failure that reaches
+    /// the limit locks the account and starts the count again.
+    pub fn after_failure(&self, user: &User, now: DateTime<Utc>) -> (u32, Option<DateTime<Utc>>) {
+        let failures = user.failed_logins.saturating_add(1);
+        if failures >= self.max_failures {
+            (0, Some(now + self.lock_for))
+        } else {
+            (failures, user.locked_until.filter(|until| now < *until))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(failed_logins: u32, locked_until: Option<DateTime<Utc>>) -> User {
+        User {
+            id: UserId::from_uuid(uuid::Uuid::nil()),
+            clinic_id: ClinicId::from_uuid(uuid::Uuid::nil()),
+            email: Email::parse("a@example.org").expect("valid"),
+            password_hash: String::new(),
+            role: Role::Receptionist,
+            practitioner_id: None,
+            active: true,
+            failed_logins,
+            locked_until,
+        }
+    }
+
+    #[test]
+    fn the_fifth_failure_locks_for_fifteen_minutes() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let policy = LockoutPolicy::default();
+        assert_eq!(policy.after_failure(&user(3, None), now), (4, None));
+        let (count, until) = policy.after_failure(&user(4, None), now);
+        assert_eq!((count, until), (0, Some(now + Duration::minutes(15))));
+        let locked = user(0, until);
+        assert!(locked.is_locked(now + Duration::minutes(14)));
+        assert!(!locked.is_locked(now + Duration::minutes(15)));
+    }
 
     #[test]
     fn roles_round_trip() {
@@ -103,4 +168,22 @@ pub struct Actor {
     pub clinic_id: ClinicId,
     /// What they may do.
     pub role: Role,
+    /// The practitioner this user is, if any: practitioners see their own schedule and patients.
+    pub practitioner_id: Option<PractitionerId>,
+    /// The HTTP request this runs in, for the audit log.
+    pub request_id: Option<uuid::Uuid>,
+}
+
+impl Actor {
+    /// `Ok` when the actor's role grants `permission`.
+    pub fn require(&self, permission: crate::Permission) -> Result<(), crate::permission::Denied> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(crate::permission::Denied {
+                role: self.role,
+                permission,
+            })
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Repository traits, one per aggregate. Every method takes the open transaction and,
-//! except for login's lookup by e-mail, the clinic id: tenant isolation is part of each
+//! except for login's lookup by e-mail and the refresh token's lookup by its hash (both
+//! before any clinic is known), the clinic id: tenant isolation is part of each
 //! signature, so no query can be written without it.
 //!
 //! Reads never return soft-deleted rows.
@@ -7,9 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clinicflow_domain::{
-    Appointment, AppointmentId, AppointmentStatus, Clinic, ClinicId, Email, Interval, Page,
-    PageRequest, Patient, PatientId, Phone, Practitioner, PractitionerId, Schedule,
-    ScheduleException, User, UserId,
+    Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Clinic, ClinicId,
+    Email, Interval, Page, PageRequest, Patient, PatientId, Phone, Practitioner, PractitionerId,
+    RefreshToken, RefreshTokenId, Schedule, ScheduleException, TokenFamilyId, User, UserId,
 };
 
 use crate::{RepoError, Tx};
@@ -45,6 +46,17 @@ pub trait UserRepo: Send + Sync {
 
     /// Every user with this e-mail in any clinic: login knows no clinic yet.
     async fn find_by_email(&self, tx: &mut Tx, email: &Email) -> Result<Vec<User>, RepoError>;
+
+    /// Writes every field of `user` but its id, clinic and e-mail; MUST return `NotFound` if absent.
+    async fn update(&self, tx: &mut Tx, user: &User) -> Result<(), RepoError>;
+
+    /// One page of the clinic's users, ordered by e-mail.
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        page: PageRequest,
+    ) -> Result<Page<User>, RepoError>;
 }
 
 /// How `GET /patients?q=` searches.
@@ -64,6 +76,8 @@ pub enum PatientSearch {
 pub struct PatientFilter {
     /// Optional search.
     pub search: Option<PatientSearch>,
+    /// Only patients with at least one appointment (of any status) with this practitioner.
+    pub seen_by: Option<PractitionerId>,
 }
 
 /// Patients.
@@ -249,4 +263,77 @@ pub trait AppointmentRepo: Send + Sync {
         filter: &AppointmentFilter,
         page: PageRequest,
     ) -> Result<Page<Appointment>, RepoError>;
+}
+
+/// Filters for reading the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// About this patient.
+    pub patient_id: Option<PatientId>,
+    /// By this user.
+    pub actor_id: Option<UserId>,
+    /// At or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The append-only audit log.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AuditRepo: Send + Sync {
+    /// Appends an event in the caller's transaction, so it commits with the change it records.
+    async fn append(&self, tx: &mut Tx, event: &AuditEvent) -> Result<(), RepoError>;
+
+    /// Up to `limit` events newest first, strictly older than `before` when given (keyset pagination by id).
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &AuditFilter,
+        before: Option<AuditEventId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, RepoError>;
+}
+
+/// Refresh tokens, stored by hash.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RefreshTokenRepo: Send + Sync {
+    /// Stores a new token.
+    async fn insert(&self, tx: &mut Tx, token: &RefreshToken) -> Result<(), RepoError>;
+
+    /// The token with this hash, in any state; a refresh knows no clinic until it finds the token.
+    async fn find_by_hash(
+        &self,
+        tx: &mut Tx,
+        token_hash: &str,
+    ) -> Result<Option<RefreshToken>, RepoError>;
+
+    /// Marks a token exchanged for its successor; MUST return `StaleVersion` when it was already
+    /// rotated or revoked (or is unknown), so two concurrent refreshes with one token cannot both succeed.
+    async fn mark_rotated(
+        &self,
+        tx: &mut Tx,
+        id: RefreshTokenId,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
+
+    /// Revokes every token of a family not yet revoked; returns how many.
+    async fn revoke_family(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        family: TokenFamilyId,
+        at: DateTime<Utc>,
+    ) -> Result<u64, RepoError>;
+
+    /// Revokes every token of a user not yet revoked; returns how many.
+    async fn revoke_user(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<u64, RepoError>;
 }

@@ -69,12 +69,27 @@ impl Default for DbSettings {
 pub struct AuthSettings {
     /// Lifetime of access tokens in seconds.
     pub access_token_ttl_secs: u64,
+    /// Lifetime of refresh tokens in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Login attempts per client IP per minute.
+    pub login_per_ip_per_minute: u32,
+    /// Login attempts per account per minute.
+    pub login_per_account_per_minute: u32,
+    /// Consecutive failed logins that lock an account.
+    pub lockout_failures: u32,
+    /// Seconds a locked account stays locked.
+    pub lockout_secs: u32,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 14 * 24 * 3600,
+            login_per_ip_per_minute: 10,
+            login_per_account_per_minute: 5,
+            lockout_failures: 5,
+            lockout_secs: 900,
         }
     }
 }
@@ -87,6 +102,18 @@ pub struct HttpSettings {
     pub workers: Option<usize>,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+    /// Longest JSON string accepted, in characters.
+    pub max_json_string_chars: usize,
+    /// Requests per hour of one authenticated user.
+    pub per_user_per_hour: u32,
+    /// Requests per hour from one IP without a token.
+    pub per_ip_per_hour: u32,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -94,6 +121,12 @@ impl Default for HttpSettings {
         Self {
             workers: None,
             shutdown_timeout_secs: 30,
+            max_body_bytes: 256 * 1024,
+            max_json_depth: 16,
+            max_json_string_chars: 10_000,
+            per_user_per_hour: 1000,
+            per_ip_per_hour: 100,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -308,6 +341,64 @@ impl Settings {
             "CLINICFLOW_CACHE_LOCAL_MAX_BYTES",
             &mut s.cache.local_max_bytes,
         )?;
+        parse_env(
+            env,
+            "CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS",
+            &mut s.auth.refresh_token_ttl_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE",
+            &mut s.auth.login_per_ip_per_minute,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE",
+            &mut s.auth.login_per_account_per_minute,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_AUTH_LOCKOUT_FAILURES",
+            &mut s.auth.lockout_failures,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_AUTH_LOCKOUT_SECS",
+            &mut s.auth.lockout_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_MAX_BODY_BYTES",
+            &mut s.http.max_body_bytes,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_MAX_JSON_DEPTH",
+            &mut s.http.max_json_depth,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_MAX_JSON_STRING_CHARS",
+            &mut s.http.max_json_string_chars,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_PER_USER_PER_HOUR",
+            &mut s.http.per_user_per_hour,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_PER_IP_PER_HOUR",
+            &mut s.http.per_ip_per_hour,
+        )?;
+        if let Some(raw) = env("CLINICFLOW_HTTP_CORS_ORIGINS") {
+            s.http.cors_origins = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         if let Some(raw) = env("CLINICFLOW_HTTP_WORKERS") {
             s.http.workers = Some(raw.trim().parse().map_err(|_| {
                 invalid(
@@ -355,6 +446,65 @@ impl Settings {
                 "must be between 60 and 86400",
             ));
         }
+        for (key, value) in [
+            (
+                "CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE",
+                self.auth.login_per_ip_per_minute,
+            ),
+            (
+                "CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE",
+                self.auth.login_per_account_per_minute,
+            ),
+            (
+                "CLINICFLOW_AUTH_LOCKOUT_FAILURES",
+                self.auth.lockout_failures,
+            ),
+            ("CLINICFLOW_AUTH_LOCKOUT_SECS", self.auth.lockout_secs),
+            (
+                "CLINICFLOW_HTTP_PER_USER_PER_HOUR",
+                self.http.per_user_per_hour,
+            ),
+            ("CLINICFLOW_HTTP_PER_IP_PER_HOUR", self.http.per_ip_per_hour),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.auth.refresh_token_ttl_secs < 60 {
+            return Err(invalid(
+                "CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS",
+                "must be at least 60",
+            ));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid(
+                "CLINICFLOW_HTTP_MAX_BODY_BYTES",
+                "must be at least 1024",
+            ));
+        }
+        if self.http.max_json_depth == 0 {
+            return Err(invalid(
+                "CLINICFLOW_HTTP_MAX_JSON_DEPTH",
+                "must be at least 1",
+            ));
+        }
+        if self.http.max_json_string_chars == 0 {
+            return Err(invalid(
+                "CLINICFLOW_HTTP_MAX_JSON_STRING_CHARS",
+                "must be at least 1",
+            ));
+        }
+        if let Some(bad) = self
+            .http
+            .cors_origins
+            .iter()
+            .find(|o| !(o.starts_with("https://") || o.starts_with("http://")))
+        {
+            return Err(invalid(
+                "CLINICFLOW_HTTP_CORS_ORIGINS",
+                format!("`{bad}` is not an origin such as https://app.example"),
+            ));
+        }
         if self.http.workers == Some(0) {
             return Err(invalid("CLINICFLOW_HTTP_WORKERS", "must be at least 1"));
         }
@@ -387,6 +537,34 @@ impl Settings {
             acquire_timeout: Duration::from_secs(self.db.acquire_timeout_secs),
             idle_timeout: Duration::from_secs(self.db.idle_timeout_secs),
             max_lifetime: Duration::from_secs(self.db.max_lifetime_secs),
+        }
+    }
+}
+
+impl Settings {
+    /// The login limits and token lifetimes for the services.
+    pub fn auth_policy(&self) -> clinicflow_services::AuthPolicy {
+        clinicflow_services::AuthPolicy {
+            lockout: clinicflow_domain::LockoutPolicy {
+                max_failures: self.auth.lockout_failures,
+                lock_for: chrono::Duration::seconds(i64::from(self.auth.lockout_secs)),
+            },
+            login_per_ip_per_minute: self.auth.login_per_ip_per_minute,
+            login_per_account_per_minute: self.auth.login_per_account_per_minute,
+            refresh_ttl: chrono::Duration::seconds(
+                i64::try_from(self.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
+            ),
+        }
+    }
+
+    /// The request limits for the API.
+    pub fn api_limits(&self) -> clinicflow_api::ApiLimits {
+        clinicflow_api::ApiLimits {
+            max_body_bytes: self.http.max_body_bytes,
+            max_json_depth: self.http.max_json_depth,
+            max_json_string_chars: self.http.max_json_string_chars,
+            per_user_per_hour: self.http.per_user_per_hour,
+            per_ip_per_hour: self.http.per_ip_per_hour,
         }
     }
 }

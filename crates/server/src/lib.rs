@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer};
 use clinicflow_api::{AppState, TokenConfig, Tokens};
-use clinicflow_cache::LocalCache;
-use clinicflow_ports::SystemClock;
+use clinicflow_cache::{LocalCache, LocalRateLimiter, RedisRateLimiter};
+use clinicflow_ports::{RateLimiter, SystemClock};
 use clinicflow_services::{Ports, Services};
 use clinicflow_store::Store;
 use secrecy::ExposeSecret;
@@ -31,6 +31,9 @@ pub enum StartError {
     /// The database could not be reached or migrated.
     #[error("database: {0}")]
     Store(#[from] clinicflow_store::StoreError),
+    /// The Redis URL is invalid.
+    #[error("invalid REDIS_URL: {0}")]
+    Redis(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -41,10 +44,37 @@ pub enum StartError {
     },
 }
 
+/// Every adapter built from the configuration, and the services over them.
+#[derive(Clone)]
+pub struct Wiring {
+    /// The use cases.
+    pub services: Services,
+    /// The database.
+    pub store: Store,
+    /// Login and API counters (Redis when configured, else in-process).
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+impl std::fmt::Debug for Wiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wiring")
+    }
+}
+
+/// Keys the in-process limiter remembers at most.
+const LOCAL_LIMITER_KEYS: u64 = 100_000;
+
 /// Connects to the configured database, applies migrations and builds every service.
-pub async fn connect(settings: &Settings) -> Result<(Services, Store), StartError> {
+pub async fn connect(settings: &Settings) -> Result<Wiring, StartError> {
     let store = Store::connect(settings.database_url.expose_secret(), &settings.pool()).await?;
     store.migrate().await?;
+    let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
+        Some(url) => Arc::new(
+            RedisRateLimiter::connect(url.expose_secret())
+                .map_err(|e| StartError::Redis(e.to_string()))?,
+        ),
+        None => Arc::new(LocalRateLimiter::new(LOCAL_LIMITER_KEYS)),
+    };
     let shared = Arc::new(store.clone());
     let ports = Ports {
         db: shared.clone(),
@@ -53,12 +83,36 @@ pub async fn connect(settings: &Settings) -> Result<(Services, Store), StartErro
         patients: shared.clone(),
         practitioners: shared.clone(),
         schedules: shared.clone(),
-        appointments: shared,
+        appointments: shared.clone(),
+        audit: shared.clone(),
+        tokens: shared,
+        limiter: limiter.clone(),
         cache: Arc::new(LocalCache::new(settings.cache.local_max_bytes)),
         clock: Arc::new(SystemClock),
         hasher: Arc::new(password::Argon2Hasher),
     };
-    Ok((Services::new(ports), store))
+    Ok(Wiring {
+        services: Services::new(ports, settings.auth_policy()),
+        store,
+        limiter,
+    })
+}
+
+/// CORS from configuration only: no origin is allowed unless listed.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    origins
+        .iter()
+        .fold(actix_cors::Cors::default(), |c, o| c.allowed_origin(o))
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            "authorization",
+            "content-type",
+            "if-match",
+            "if-none-match",
+            "idempotency-key",
+        ])
+        .expose_headers(["etag", "location", "retry-after", "x-request-id"])
+        .max_age(600)
 }
 
 /// The token secret: configured, or (development only, enforced by config validation) random per start.
@@ -96,7 +150,11 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Connects, migrates, binds the configured address (port 0 picks a free one) and builds the server.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let (services, store) = connect(settings).await?;
+        let Wiring {
+            services,
+            store,
+            limiter,
+        } = connect(settings).await?;
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),
             source,
@@ -112,10 +170,15 @@ impl Application {
             services: services.clone(),
             tokens: Tokens::new(&token_config(settings)),
             db: Arc::new(store),
+            limiter,
+            limits: settings.api_limits(),
         };
+        let origins = settings.http.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             let state = state.clone();
             App::new()
+                .wrap(from_fn(clinicflow_api::limits::guard))
+                .wrap(cors(&origins))
                 .wrap(
                     DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))

@@ -93,7 +93,7 @@ async fn main() -> ExitCode {
             admin_password,
         } => {
             let services = match clinicflow::connect(&settings).await {
-                Ok((s, _)) => s,
+                Ok(w) => w.services,
                 Err(e) => return fail(e),
             };
             let input = NewClinic {
@@ -138,7 +138,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run_seed(settings: &Settings, options: SeedOptions) -> Result<(), ExitCode> {
-    let (services, _) = clinicflow::connect(settings).await.map_err(fail)?;
+    let services = clinicflow::connect(settings).await.map_err(fail)?.services;
     let report = seed::seed(&services, options, chrono::Utc::now())
         .await
         .map_err(fail)?;

@@ -138,6 +138,8 @@ pub async fn seed(
         user_id: admin.id,
         clinic_id: clinic.id,
         role: admin.role,
+        practitioner_id: None,
+        request_id: None,
     };
     let mut rng = StdRng::seed_from_u64(7);
     let mut report = SeedReport::default();

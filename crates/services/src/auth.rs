@@ -1,42 +1,122 @@
-//! Login: checking staff credentials.
+//! Login, refresh-token rotation with reuse detection, logout and password changes.
 
-use clinicflow_domain::{Actor, Clinic, ClinicId, Email, User};
-use clinicflow_ports::TxMode;
+use std::time::Duration as StdDuration;
 
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use clinicflow_domain::{
+    Actor, Clinic, ClinicId, Email, LockoutPolicy, RefreshToken, RefreshTokenId, RefreshVerdict,
+    TokenFamilyId, User,
+};
+use clinicflow_ports::{RepoError, TxMode};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::clinic::check_password;
 use crate::{FieldErrors, Ports, ServiceError};
 
 /// A valid argon2id hash of a random password, verified when no account matches so that
 /// an unknown e-mail takes about as long to reject as a wrong password.
 pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$TzLaGnuNzWcY/K8Eqm1YIQ$N/pEzhekuFiB3PgFHPku9Z66yuZURfWD6jCgM/M26wg";
 
-/// Checks credentials and reads the logged-in user.
+/// The login limits and token lifetimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// When failed logins lock an account.
+    pub lockout: LockoutPolicy,
+    /// Login attempts per client IP per minute.
+    pub login_per_ip_per_minute: u32,
+    /// Login attempts per account (e-mail) per minute.
+    pub login_per_account_per_minute: u32,
+    /// Lifetime of a refresh token.
+    pub refresh_ttl: Duration,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            lockout: LockoutPolicy::default(),
+            login_per_ip_per_minute: 10,
+            login_per_account_per_minute: 5,
+            refresh_ttl: Duration::days(14),
+        }
+    }
+}
+
+/// A logged-in user and a fresh refresh token (shown to the client once, stored only hashed).
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who.
+    pub user: User,
+    /// The opaque refresh token.
+    pub refresh_token: String,
+    /// When it stops working.
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// Checks credentials and manages sessions.
 #[derive(Debug, Clone)]
 pub struct AuthService {
     ports: Ports,
+    policy: AuthPolicy,
 }
+
+/// SHA-256 of a token in hex: tokens are random 256-bit values, so a fast hash is enough.
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+const MINUTE: StdDuration = StdDuration::from_secs(60);
 
 impl AuthService {
     /// Builds the service.
-    pub fn new(ports: Ports) -> Self {
-        Self { ports }
+    pub fn new(ports: Ports, policy: AuthPolicy) -> Self {
+        Self { ports, policy }
     }
 
-    /// The active user whose e-mail and password match, in `clinic` when given.
+    async fn limit(&self, key: &str, limit: u32) -> Result<(), ServiceError> {
+        let decision = self.ports.limiter.hit(key, limit, MINUTE).await;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(ServiceError::RateLimited {
+                retry_after_secs: decision.retry_after.as_secs().max(1),
+            })
+        }
+    }
+
+    /// Logs in: the active, unlocked user whose e-mail and password match, with a new token family.
     ///
-    /// Every failure (unknown e-mail, wrong password, disabled account) is the same
-    /// `InvalidCredentials`. An e-mail registered in several clinics with the same
-    /// password needs `clinic` to choose.
+    /// Every failure (unknown e-mail, wrong password, disabled or locked account) is the same
+    /// `InvalidCredentials` after a password verification of the same cost. Attempts are limited
+    /// per client IP and per e-mail; consecutive failures lock the account.
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         clinic: Option<ClinicId>,
-    ) -> Result<User, ServiceError> {
-        let Ok(email) = Email::parse(email) else {
+        client_ip: Option<&str>,
+    ) -> Result<Session, ServiceError> {
+        if let Some(ip) = client_ip {
+            self.limit(
+                &format!("login:ip:{ip}"),
+                self.policy.login_per_ip_per_minute,
+            )
+            .await?;
+        }
+        let parsed = Email::parse(email);
+        let account_key = format!("login:account:{}", token_hash(&email.trim().to_lowercase()));
+        self.limit(&account_key, self.policy.login_per_account_per_minute)
+            .await?;
+        let Ok(email) = parsed else {
             self.ports.hasher.verify(password, DUMMY_HASH).await;
             return Err(ServiceError::InvalidCredentials);
         };
+        let now = self.ports.clock.now();
         let candidates: Vec<User> = {
             let mut tx = self.ports.db.begin(TxMode::Read).await?;
             self.ports.users.find_by_email(&mut tx, &email).await?
@@ -50,23 +130,200 @@ impl AuthService {
         }
         let mut matching = Vec::new();
         for user in candidates {
-            if self
+            let good = self
                 .ports
                 .hasher
                 .verify(password, &user.password_hash)
+                .await;
+            if user.is_locked(now) {
+                continue;
+            }
+            let mut tx = self.ports.db.begin(TxMode::Write).await?;
+            let mut current = self
+                .ports
+                .users
+                .get(&mut tx, user.clinic_id, user.id)
+                .await?
+                .unwrap_or(user);
+            if good {
+                if current.failed_logins != 0 || current.locked_until.is_some() {
+                    current.failed_logins = 0;
+                    current.locked_until = None;
+                    self.ports.users.update(&mut tx, &current).await?;
+                }
+                matching.push(current);
+            } else {
+                let (failures, locked_until) = self.policy.lockout.after_failure(&current, now);
+                current.failed_logins = failures;
+                current.locked_until = locked_until;
+                self.ports.users.update(&mut tx, &current).await?;
+                if locked_until.is_some() {
+                    tracing::warn!(user_id = %current.id, "account locked after repeated failed logins");
+                }
+            }
+            tx.commit().await?;
+        }
+        let user = match matching.len() {
+            0 => return Err(ServiceError::InvalidCredentials),
+            1 => matching.remove(0),
+            _ => {
+                return Err(FieldErrors::single(
+                    "clinic_id",
+                    "this account exists in several clinics: say which one with clinic_id",
+                ));
+            }
+        };
+        self.ports.limiter.reset(&account_key).await;
+        self.start_session(user, TokenFamilyId::from_uuid(Uuid::now_v7()))
+            .await
+    }
+
+    async fn start_session(
+        &self,
+        user: User,
+        family: TokenFamilyId,
+    ) -> Result<Session, ServiceError> {
+        let now = self.ports.clock.now();
+        let token =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let stored = RefreshToken {
+            id: RefreshTokenId::from_uuid(Uuid::now_v7()),
+            family_id: family,
+            user_id: user.id,
+            clinic_id: user.clinic_id,
+            token_hash: token_hash(&token),
+            issued_at: now,
+            expires_at: now + self.policy.refresh_ttl,
+            rotated_at: None,
+            revoked_at: None,
+        };
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.ports.tokens.insert(&mut tx, &stored).await?;
+        tx.commit().await?;
+        Ok(Session {
+            user,
+            refresh_token: token,
+            refresh_expires_at: stored.expires_at,
+        })
+    }
+
+    /// Exchanges a refresh token for a new session of the same family. A token that was
+    /// already exchanged revokes its whole family: whoever replays it, thief or owner, ends
+    /// the session for both.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, token: &str) -> Result<Session, ServiceError> {
+        let now = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let Some(stored) = self
+            .ports
+            .tokens
+            .find_by_hash(&mut tx, &token_hash(token))
+            .await?
+        else {
+            return Err(ServiceError::InvalidCredentials);
+        };
+        let verdict = match stored.verdict(now) {
+            RefreshVerdict::Rotate => match self
+                .ports
+                .tokens
+                .mark_rotated(&mut tx, stored.id, now)
                 .await
             {
-                matching.push(user);
+                Ok(()) => RefreshVerdict::Rotate,
+                // Another request rotated it first: this one is a replay.
+                Err(RepoError::StaleVersion) => RefreshVerdict::Reuse,
+                Err(e) => return Err(e.into()),
+            },
+            other => other,
+        };
+        match verdict {
+            RefreshVerdict::Rotate => {}
+            RefreshVerdict::Reuse => {
+                let revoked = self
+                    .ports
+                    .tokens
+                    .revoke_family(&mut tx, stored.clinic_id, stored.family_id, now)
+                    .await?;
+                tx.commit().await?;
+                tracing::warn!(user_id = %stored.user_id, revoked, "refresh token reused: token family revoked");
+                return Err(ServiceError::InvalidCredentials);
             }
+            RefreshVerdict::Dead => return Err(ServiceError::InvalidCredentials),
         }
-        match matching.len() {
-            0 => Err(ServiceError::InvalidCredentials),
-            1 => Ok(matching.remove(0)),
-            _ => Err(FieldErrors::single(
-                "clinic_id",
-                "this account exists in several clinics: say which one with clinic_id",
-            )),
+        let user = self
+            .ports
+            .users
+            .get(&mut tx, stored.clinic_id, stored.user_id)
+            .await?;
+        let Some(user) = user.filter(|u| u.active) else {
+            self.ports
+                .tokens
+                .revoke_family(&mut tx, stored.clinic_id, stored.family_id, now)
+                .await?;
+            tx.commit().await?;
+            return Err(ServiceError::InvalidCredentials);
+        };
+        tx.commit().await?;
+        self.start_session(user, stored.family_id).await
+    }
+
+    /// Ends the session a refresh token belongs to; an unknown token is already ended.
+    pub async fn logout(&self, token: &str) -> Result<(), ServiceError> {
+        let now = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        if let Some(stored) = self
+            .ports
+            .tokens
+            .find_by_hash(&mut tx, &token_hash(token))
+            .await?
+        {
+            self.ports
+                .tokens
+                .revoke_family(&mut tx, stored.clinic_id, stored.family_id, now)
+                .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Changes the actor's password after checking the current one, and ends every session of the user.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        current: &str,
+        new: &str,
+    ) -> Result<(), ServiceError> {
+        check_password(new).map_err(|e| FieldErrors::single("new_password", e.0))?;
+        let mut user = {
+            let mut tx = self.ports.db.begin(TxMode::Read).await?;
+            self.ports
+                .users
+                .get(&mut tx, actor.clinic_id, actor.user_id)
+                .await?
+                .ok_or(ServiceError::NotFound("user"))?
+        };
+        if !self.ports.hasher.verify(current, &user.password_hash).await {
+            return Err(FieldErrors::single(
+                "current_password",
+                "is not the current password",
+            ));
+        }
+        user.password_hash = self
+            .ports
+            .hasher
+            .hash(new)
+            .await
+            .map_err(ServiceError::Unexpected)?;
+        let now = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.ports.users.update(&mut tx, &user).await?;
+        self.ports
+            .tokens
+            .revoke_user(&mut tx, actor.clinic_id, actor.user_id, now)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The actor's own user record and clinic.
@@ -80,5 +337,18 @@ impl AuthService {
             .ok_or(ServiceError::NotFound("user"))?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         Ok((user, clinic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hashes_are_hex_sha256() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -9,12 +9,14 @@ use chrono::Duration;
 use clinicflow_domain::appointment::{parse_duration_minutes, parse_reason, parse_start};
 use clinicflow_domain::schedule::utc_span;
 use clinicflow_domain::{
-    Actor, Appointment, AppointmentId, AppointmentStatus, BookingRequest, BookingViolation,
-    Interval, Page, PageRequest, PatientId, PractitionerId, Urgency,
+    Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, BookingRequest,
+    BookingViolation, Interval, Page, PageRequest, PatientId, Permission, PractitionerId,
+    ResourceType, Urgency,
 };
 use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError, Tx, TxMode};
 use uuid::Uuid;
 
+use crate::audit::{self, Access, own_practitioner};
 use crate::error::ConflictKind;
 use crate::schedule::{Calendar, local_date, next_free_slots};
 use crate::{Conflict, FieldErrors, Ports, ServiceError, input};
@@ -65,6 +67,13 @@ pub enum AppointmentAction {
 }
 
 impl AppointmentAction {
+    fn permission(&self) -> Permission {
+        match self {
+            AppointmentAction::Cancel(_) => Permission::BookAppointments,
+            _ => Permission::RunAppointments,
+        }
+    }
+
     fn target(&self) -> AppointmentStatus {
         match self {
             AppointmentAction::Confirm => AppointmentStatus::Confirmed,
@@ -117,6 +126,11 @@ impl BookingService {
     /// Books an appointment, or explains the conflict with the next free slots.
     #[tracing::instrument(skip_all)]
     pub async fn book(&self, actor: &Actor, input: BookInput) -> Result<Appointment, ServiceError> {
+        let create = Access::kind(AuditAction::Create, ResourceType::Appointment);
+        audit::require(&self.ports, actor, Permission::BookAppointments, create).await?;
+        if input.overbook {
+            audit::require(&self.ports, actor, Permission::Overbook, create).await?;
+        }
         let mut errors = FieldErrors::new();
         let patient_id = errors
             .check("patient_id", input::id(&input.patient_id))
@@ -146,12 +160,6 @@ impl BookingService {
         else {
             unreachable!("every field parsed when no error was recorded")
         };
-        if input.overbook && !actor.role.may_overbook() {
-            return Err(ServiceError::Forbidden(
-                "only admins and practitioners may overbook",
-            ));
-        }
-
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let practitioner = self
             .ports
@@ -216,6 +224,8 @@ impl BookingService {
             }
             Err(e) => return Err(e.into()),
         }
+        let access = Access::appointment(AuditAction::Create, appointment.id, patient_id);
+        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
         tracing::debug!(appointment_id = %appointment.id, "appointment booked");
         Ok(appointment)
@@ -374,11 +384,32 @@ impl BookingService {
 
     /// One appointment of the actor's clinic.
     pub async fn get(&self, actor: &Actor, id: AppointmentId) -> Result<Appointment, ServiceError> {
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let read = Access {
+            resource_id: Some(id.as_uuid()),
+            ..Access::kind(AuditAction::Read, ResourceType::Appointment)
+        };
+        audit::require(&self.ports, actor, Permission::ReadAppointments, read).await?;
+        // A write transaction: the read is recorded in the audit log in the same unit of work.
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let appointment = self.visible(&mut tx, actor, id).await?;
+        let access = Access::appointment(AuditAction::Read, id, appointment.patient_id);
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        Ok(appointment)
+    }
+
+    /// The appointment, if the actor may see it: a practitioner sees only their own.
+    async fn visible(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        id: AppointmentId,
+    ) -> Result<Appointment, ServiceError> {
         self.ports
             .appointments
-            .get(&mut tx, actor.clinic_id, id)
+            .get(tx, actor.clinic_id, id)
             .await?
+            .filter(|a| own_practitioner(actor).is_none_or(|own| a.practitioner_id == own))
             .ok_or(ServiceError::NotFound("appointment"))
     }
 
@@ -389,8 +420,10 @@ impl BookingService {
         query: AppointmentQuery,
         page: PageRequest,
     ) -> Result<Page<Appointment>, ServiceError> {
+        let access = Access::list(ResourceType::Appointment, None);
+        audit::require(&self.ports, actor, Permission::ReadAppointments, access).await?;
         let mut errors = FieldErrors::new();
-        let filter = AppointmentFilter {
+        let mut filter = AppointmentFilter {
             practitioner_id: query
                 .practitioner_id
                 .as_deref()
@@ -415,12 +448,26 @@ impl BookingService {
                 .and_then(|v| errors.check("to", input::instant(v))),
         };
         errors.into_result()?;
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        Ok(self
+        if let Some(own) = own_practitioner(actor) {
+            if filter.practitioner_id.is_some_and(|p| p != own) {
+                return Ok(Page {
+                    items: Vec::new(),
+                    total: 0,
+                    request: page,
+                });
+            }
+            filter.practitioner_id = Some(own);
+        }
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let found = self
             .ports
             .appointments
             .list(&mut tx, actor.clinic_id, &filter, page)
-            .await?)
+            .await?;
+        let access = Access::list(ResourceType::Appointment, filter.patient_id);
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn load_for_change(
@@ -430,12 +477,7 @@ impl BookingService {
         id: AppointmentId,
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
-        let appointment = self
-            .ports
-            .appointments
-            .get(tx, actor.clinic_id, id)
-            .await?
-            .ok_or(ServiceError::NotFound("appointment"))?;
+        let appointment = self.visible(tx, actor, id).await?;
         if if_match.is_some_and(|v| v != appointment.version) {
             return Err(ServiceError::PreconditionFailed {
                 current: Some(appointment.version),
@@ -453,6 +495,11 @@ impl BookingService {
         action: AppointmentAction,
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
+        let update = Access {
+            resource_id: Some(id.as_uuid()),
+            ..Access::kind(AuditAction::Update, ResourceType::Appointment)
+        };
+        audit::require(&self.ports, actor, action.permission(), update).await?;
         let cancel_reason = match &action {
             AppointmentAction::Cancel(reason) => {
                 parse_reason(reason.as_deref()).map_err(|e| FieldErrors::single("reason", e.0))?
@@ -473,6 +520,9 @@ impl BookingService {
             .appointments
             .update(&mut tx, &appointment, expected)
             .await?;
+        let access =
+            Access::appointment(AuditAction::Update, appointment.id, appointment.patient_id);
+        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
         Ok(appointment)
     }
@@ -487,6 +537,11 @@ impl BookingService {
         input: RescheduleInput,
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
+        let update = Access {
+            resource_id: Some(id.as_uuid()),
+            ..Access::kind(AuditAction::Update, ResourceType::Appointment)
+        };
+        audit::require(&self.ports, actor, Permission::BookAppointments, update).await?;
         let mut errors = FieldErrors::new();
         let start = errors.check(
             "starts_at",
@@ -551,6 +606,20 @@ impl BookingService {
             }
             Err(e) => return Err(e.into()),
         }
+        audit::record(
+            &self.ports,
+            &mut tx,
+            actor,
+            Access::appointment(AuditAction::Update, old.id, old.patient_id),
+        )
+        .await?;
+        audit::record(
+            &self.ports,
+            &mut tx,
+            actor,
+            Access::appointment(AuditAction::Create, new.id, new.patient_id),
+        )
+        .await?;
         tx.commit().await?;
         Ok(new)
     }

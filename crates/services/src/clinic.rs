@@ -86,6 +86,8 @@ impl ClinicService {
             role: Role::Admin,
             practitioner_id: None,
             active: true,
+            failed_logins: 0,
+            locked_until: None,
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         self.ports.clinics.insert(&mut tx, &clinic).await?;
@@ -98,44 +100,6 @@ impl ClinicService {
     pub async fn find_by_name(&self, name: &str) -> Result<Option<Clinic>, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         Ok(self.ports.clinics.find_by_name(&mut tx, name).await?)
-    }
-
-    /// Adds a staff user to a clinic.
-    #[tracing::instrument(skip_all)]
-    pub async fn add_user(
-        &self,
-        clinic_id: ClinicId,
-        email: &str,
-        password: &str,
-        role: Role,
-        practitioner_id: Option<clinicflow_domain::PractitionerId>,
-    ) -> Result<User, ServiceError> {
-        let mut errors = FieldErrors::new();
-        let email = errors.check("email", Email::parse(email));
-        errors.check("password", check_password(password));
-        errors.into_result()?;
-        let Some(email) = email else {
-            unreachable!("parsed when no error was recorded")
-        };
-        let password_hash = self
-            .ports
-            .hasher
-            .hash(password)
-            .await
-            .map_err(ServiceError::Unexpected)?;
-        let user = User {
-            id: UserId::from_uuid(Uuid::now_v7()),
-            clinic_id,
-            email,
-            password_hash,
-            role,
-            practitioner_id,
-            active: true,
-        };
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        self.ports.users.insert(&mut tx, &user).await?;
-        tx.commit().await?;
-        Ok(user)
     }
 }
 

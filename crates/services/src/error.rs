@@ -115,7 +115,13 @@ pub enum ServiceError {
     InvalidCredentials,
     /// The actor's role does not allow this.
     #[error("forbidden: {0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
+    /// Too many attempts; the client may retry after the given time.
+    #[error("too many requests")]
+    RateLimited {
+        /// Seconds until the limit resets.
+        retry_after_secs: u64,
+    },
     /// The database is unreachable or overloaded.
     #[error("service unavailable")]
     Unavailable(#[source] clinicflow_ports::BoxError),
@@ -136,5 +142,11 @@ impl From<RepoError> for ServiceError {
             }
             RepoError::Other(e) => ServiceError::Unexpected(e),
         }
+    }
+}
+
+impl From<clinicflow_domain::permission::Denied> for ServiceError {
+    fn from(d: clinicflow_domain::permission::Denied) -> Self {
+        ServiceError::Forbidden(d.to_string())
     }
 }

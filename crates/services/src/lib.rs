@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use clinicflow_ports::{
-    AppointmentRepo, Cache, ClinicRepo, Clock, Database, PasswordHasher, PatientRepo,
-    PractitionerRepo, ScheduleRepo, UserRepo,
+    AppointmentRepo, AuditRepo, Cache, ClinicRepo, Clock, Database, PasswordHasher, PatientRepo,
+    PractitionerRepo, RateLimiter, RefreshTokenRepo, ScheduleRepo, UserRepo,
 };
 
+pub mod audit;
 pub mod auth;
 pub mod booking;
 pub mod clinic;
@@ -20,8 +21,10 @@ pub mod input;
 pub mod patient;
 pub mod practitioner;
 pub mod schedule;
+pub mod user;
 
-pub use auth::AuthService;
+pub use audit::{AuditQuery, AuditService};
+pub use auth::{AuthPolicy, AuthService, Session};
 pub use booking::{
     AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput,
 };
@@ -30,6 +33,7 @@ pub use error::{Conflict, FieldErrors, ServiceError};
 pub use patient::{NewPatient, PatientChanges, PatientService};
 pub use practitioner::{NewPractitioner, PractitionerChanges, PractitionerService};
 pub use schedule::{ScheduleInput, ScheduleService, SlotQuery, TimeOffInput};
+pub use user::{NewUser, UserChanges, UserService};
 
 /// Every port the services use, handed in by the composition root.
 #[derive(Clone)]
@@ -48,6 +52,12 @@ pub struct Ports {
     pub schedules: Arc<dyn ScheduleRepo>,
     /// Appointments.
     pub appointments: Arc<dyn AppointmentRepo>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditRepo>,
+    /// Refresh tokens.
+    pub tokens: Arc<dyn RefreshTokenRepo>,
+    /// Counters for login and API limits.
+    pub limiter: Arc<dyn RateLimiter>,
     /// Cache for hot, rarely changing reads.
     pub cache: Arc<dyn Cache>,
     /// The time.
@@ -77,13 +87,19 @@ pub struct Services {
     pub schedules: ScheduleService,
     /// Appointments.
     pub booking: BookingService,
+    /// Staff users.
+    pub users: UserService,
+    /// The audit log.
+    pub audit: AuditService,
 }
 
 impl Services {
     /// Builds every service over the same ports.
-    pub fn new(ports: Ports) -> Self {
+    pub fn new(ports: Ports, policy: AuthPolicy) -> Self {
         Self {
-            auth: AuthService::new(ports.clone()),
+            auth: AuthService::new(ports.clone(), policy),
+            users: UserService::new(ports.clone()),
+            audit: AuditService::new(ports.clone()),
             clinics: ClinicService::new(ports.clone()),
             patients: PatientService::new(ports.clone()),
             practitioners: PractitionerService::new(ports.clone()),

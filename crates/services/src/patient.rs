@@ -2,12 +2,13 @@
 
 use chrono::TimeZone as _;
 use clinicflow_domain::{
-    Actor, BirthDate, Email, EmergencyContact, Insurance, Page, PageRequest, Patient, PatientId,
-    PersonName, Phone, Sex,
+    Actor, AuditAction, BirthDate, Email, EmergencyContact, Insurance, Page, PageRequest, Patient,
+    PatientId, Permission, PersonName, Phone, ResourceType, Sex,
 };
-use clinicflow_ports::{PatientFilter, PatientSearch, TxMode};
+use clinicflow_ports::{AppointmentFilter, PatientFilter, PatientSearch, Tx, TxMode};
 use uuid::Uuid;
 
+use crate::audit::{self, Access, own_practitioner};
 use crate::{FieldErrors, Ports, ServiceError, input};
 
 /// An emergency contact as sent by a client.
@@ -106,6 +107,13 @@ impl PatientService {
     /// Registers a patient in the actor's clinic.
     #[tracing::instrument(skip_all)]
     pub async fn create(&self, actor: &Actor, input: NewPatient) -> Result<Patient, ServiceError> {
+        audit::require(
+            &self.ports,
+            actor,
+            Permission::WritePatients,
+            Access::kind(AuditAction::Create, ResourceType::Patient),
+        )
+        .await?;
         let today = self.today(actor).await?;
         let mut errors = FieldErrors::new();
         let name = PersonName::parse(&input.given_name, &input.family_name);
@@ -169,18 +177,62 @@ impl PatientService {
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         self.ports.patients.insert(&mut tx, &patient).await?;
+        audit::record(
+            &self.ports,
+            &mut tx,
+            actor,
+            Access::patient(AuditAction::Create, patient.id),
+        )
+        .await?;
         tx.commit().await?;
+        Ok(patient)
+    }
+
+    /// The patient, if the actor may see it: a practitioner sees only patients booked with them.
+    async fn visible(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        id: PatientId,
+    ) -> Result<Patient, ServiceError> {
+        let patient = self
+            .ports
+            .patients
+            .get(tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("patient"))?;
+        if let Some(own) = own_practitioner(actor) {
+            let filter = AppointmentFilter {
+                practitioner_id: Some(own),
+                patient_id: Some(id),
+                ..AppointmentFilter::default()
+            };
+            let one = PageRequest::parse(Some(1), Some(1))
+                .map_err(|e| ServiceError::Unexpected(e.into()))?;
+            if self
+                .ports
+                .appointments
+                .list(tx, actor.clinic_id, &filter, one)
+                .await?
+                .total
+                == 0
+            {
+                return Err(ServiceError::NotFound("patient"));
+            }
+        }
         Ok(patient)
     }
 
     /// One patient of the actor's clinic.
     pub async fn get(&self, actor: &Actor, id: PatientId) -> Result<Patient, ServiceError> {
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        self.ports
-            .patients
-            .get(&mut tx, actor.clinic_id, id)
-            .await?
-            .ok_or(ServiceError::NotFound("patient"))
+        let access = Access::patient(AuditAction::Read, id);
+        audit::require(&self.ports, actor, Permission::ReadPatients, access).await?;
+        // A write transaction: the read is recorded in the audit log in the same unit of work.
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let patient = self.visible(&mut tx, actor, id).await?;
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        Ok(patient)
     }
 
     /// Applies a partial change; `if_match` (a version) guards against lost updates.
@@ -192,14 +244,11 @@ impl PatientService {
         changes: PatientChanges,
         if_match: Option<i32>,
     ) -> Result<Patient, ServiceError> {
+        let access = Access::patient(AuditAction::Update, id);
+        audit::require(&self.ports, actor, Permission::WritePatients, access).await?;
         let today = self.today(actor).await?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        let mut patient = self
-            .ports
-            .patients
-            .get(&mut tx, actor.clinic_id, id)
-            .await?
-            .ok_or(ServiceError::NotFound("patient"))?;
+        let mut patient = self.visible(&mut tx, actor, id).await?;
         if if_match.is_some_and(|v| v != patient.version) {
             return Err(ServiceError::PreconditionFailed {
                 current: Some(patient.version),
@@ -256,6 +305,7 @@ impl PatientService {
             .patients
             .update(&mut tx, &patient, expected)
             .await?;
+        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
         Ok(patient)
     }
@@ -263,6 +313,8 @@ impl PatientService {
     /// Soft-deletes a patient: hidden from every read, kept for the record.
     #[tracing::instrument(skip_all)]
     pub async fn delete(&self, actor: &Actor, id: PatientId) -> Result<(), ServiceError> {
+        let access = Access::patient(AuditAction::Delete, id);
+        audit::require(&self.ports, actor, Permission::DeletePatients, access).await?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let mut patient = self
             .ports
@@ -279,6 +331,7 @@ impl PatientService {
             .patients
             .update(&mut tx, &patient, expected)
             .await?;
+        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -290,15 +343,21 @@ impl PatientService {
         q: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<Patient>, ServiceError> {
+        let access = Access::list(ResourceType::Patient, None);
+        audit::require(&self.ports, actor, Permission::ReadPatients, access).await?;
         let filter = PatientFilter {
             search: q.and_then(search_for),
+            seen_by: own_practitioner(actor),
         };
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        Ok(self
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let page = self
             .ports
             .patients
             .list(&mut tx, actor.clinic_id, &filter, page)
-            .await?)
+            .await?;
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        Ok(page)
     }
 }
 

@@ -1,7 +1,9 @@
 //! Practitioners: registration, reading, changes and listing.
 
 use clinicflow_domain::practitioner::{parse_buffer_minutes, parse_code, parse_slot_minutes};
-use clinicflow_domain::{Actor, Page, PageRequest, PersonName, Practitioner, PractitionerId};
+use clinicflow_domain::{
+    Actor, Page, PageRequest, Permission, PersonName, Practitioner, PractitionerId,
+};
 use clinicflow_ports::{PractitionerFilter, TxMode};
 use uuid::Uuid;
 
@@ -77,6 +79,7 @@ impl PractitionerService {
         actor: &Actor,
         input: NewPractitioner,
     ) -> Result<Practitioner, ServiceError> {
+        actor.require(Permission::WritePractitioners)?;
         let mut errors = FieldErrors::new();
         let name = errors.check(
             "name",
@@ -129,6 +132,7 @@ impl PractitionerService {
         actor: &Actor,
         id: PractitionerId,
     ) -> Result<Practitioner, ServiceError> {
+        actor.require(Permission::ReadPractitioners)?;
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         self.ports
             .practitioners
@@ -146,6 +150,7 @@ impl PractitionerService {
         changes: PractitionerChanges,
         if_match: Option<i32>,
     ) -> Result<Practitioner, ServiceError> {
+        actor.require(Permission::WritePractitioners)?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let mut p = self
             .ports
@@ -204,6 +209,7 @@ impl PractitionerService {
         department: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<Practitioner>, ServiceError> {
+        actor.require(Permission::ReadPractitioners)?;
         let mut errors = FieldErrors::new();
         let filter = PractitionerFilter {
             specialty: specialty.and_then(|s| errors.check("specialty", parse_code(s))),

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
 use clinicflow_domain::schedule::{ExceptionKind, check_range, parse_weekday, utc_span};
 use clinicflow_domain::{
-    Actor, Availability, Clinic, Interval, Practitioner, PractitionerId, Schedule,
+    Actor, Availability, Clinic, Interval, Permission, Practitioner, PractitionerId, Schedule,
     ScheduleException, ScheduleExceptionId, WeeklyRule,
 };
 use clinicflow_ports::{PractitionerFilter, Tx, TxMode};
@@ -197,6 +197,17 @@ impl ScheduleService {
         Self { ports }
     }
 
+    /// Practitioners may change only their own schedule and time off.
+    fn may_change(actor: &Actor, id: PractitionerId) -> Result<(), ServiceError> {
+        actor.require(Permission::WriteSchedules)?;
+        match crate::audit::own_practitioner(actor) {
+            Some(own) if own != id => Err(ServiceError::Forbidden(
+                "a practitioner may change only their own schedule".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     async fn practitioner(
         &self,
         tx: &mut Tx,
@@ -218,6 +229,7 @@ impl ScheduleService {
         practitioner_id: PractitionerId,
         input: ScheduleInput,
     ) -> Result<Schedule, ServiceError> {
+        Self::may_change(actor, practitioner_id)?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         self.practitioner(&mut tx, actor, practitioner_id).await?;
@@ -264,6 +276,7 @@ impl ScheduleService {
         actor: &Actor,
         practitioner_id: PractitionerId,
     ) -> Result<(Schedule, Clinic), ServiceError> {
+        actor.require(Permission::ReadPractitioners)?;
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         self.practitioner(&mut tx, actor, practitioner_id).await?;
@@ -284,6 +297,7 @@ impl ScheduleService {
         practitioner_id: PractitionerId,
         input: TimeOffInput,
     ) -> Result<ScheduleException, ServiceError> {
+        Self::may_change(actor, practitioner_id)?;
         let mut errors = FieldErrors::new();
         let start = errors.check("starts_at", input::instant(&input.starts_at));
         let end = errors.check("ends_at", input::instant(&input.ends_at));
@@ -331,6 +345,7 @@ impl ScheduleService {
         from: &str,
         to: &str,
     ) -> Result<(Vec<Interval>, Clinic), ServiceError> {
+        actor.require(Permission::ReadPractitioners)?;
         let mut errors = FieldErrors::new();
         let range = parse_range(&mut errors, from, to);
         errors.into_result()?;
@@ -358,6 +373,7 @@ impl ScheduleService {
         actor: &Actor,
         query: SlotQuery,
     ) -> Result<Vec<(PractitionerId, Interval)>, ServiceError> {
+        actor.require(Permission::ReadPractitioners)?;
         let mut errors = FieldErrors::new();
         let range = parse_range(&mut errors, &query.from, &query.to);
         let limit = query.limit.unwrap_or(20);

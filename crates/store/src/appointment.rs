@@ -12,13 +12,14 @@ use clinicflow_domain::{
 use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::Store;
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
 use crate::transaction::db;
+use crate::version::update_versioned;
 
 fn to_domain(row: appointment::Model) -> Result<Appointment, RepoError> {
     let invalid = |reason: String| invalid_row("appointments", row.id, reason);
@@ -68,11 +69,16 @@ fn changes(a: &Appointment) -> appointment::ActiveModel {
     }
 }
 
+/// Rows of the clinic's appointments that are not soft-deleted.
+fn live_in(clinic: ClinicId) -> Condition {
+    Condition::all()
+        .add(appointment::Column::ClinicId.eq(clinic.as_uuid()))
+        .add(appointment::Column::DeletedAt.is_null())
+}
+
 /// The clinic's appointments that are not soft-deleted.
 fn live(clinic: ClinicId) -> sea_orm::Select<appointment::Entity> {
-    appointment::Entity::find()
-        .filter(appointment::Column::ClinicId.eq(clinic.as_uuid()))
-        .filter(appointment::Column::DeletedAt.is_null())
+    appointment::Entity::find().filter(live_in(clinic))
 }
 
 /// Live appointments in an active status that overlap `span`, ordered by start.
@@ -137,29 +143,15 @@ impl AppointmentRepo for Store {
         appointment: &Appointment,
         expected_version: i32,
     ) -> Result<(), RepoError> {
-        let txn = db(tx);
-        let updated = appointment::Entity::update_many()
-            .set(changes(appointment))
-            .filter(appointment::Column::Id.eq(appointment.id.as_uuid()))
-            .filter(appointment::Column::ClinicId.eq(appointment.clinic_id.as_uuid()))
-            .filter(appointment::Column::Version.eq(expected_version))
-            .filter(appointment::Column::DeletedAt.is_null())
-            .exec(txn)
-            .await
-            .map_err(repo_error)?;
-        if updated.rows_affected > 0 {
-            return Ok(());
-        }
-        let exists = live(appointment.clinic_id)
-            .filter(appointment::Column::Id.eq(appointment.id.as_uuid()))
-            .count(txn)
-            .await
-            .map_err(repo_error)?;
-        Err(if exists > 0 {
-            RepoError::StaleVersion
-        } else {
-            RepoError::NotFound
-        })
+        update_versioned::<appointment::Entity>(
+            db(tx),
+            live_in(appointment.clinic_id)
+                .add(appointment::Column::Id.eq(appointment.id.as_uuid())),
+            appointment::Column::Version,
+            expected_version,
+            changes(appointment),
+        )
+        .await
     }
 
     async fn active_for_practitioner(

@@ -3,10 +3,12 @@
 //! types, and nothing outside this crate sees them.
 
 pub(crate) mod appointment;
+pub(crate) mod audit_event;
 pub(crate) mod clinic;
 pub(crate) mod patient;
 pub(crate) mod practitioner;
 pub(crate) mod practitioner_specialty;
+pub(crate) mod refresh_token;
 pub(crate) mod schedule;
 pub(crate) mod schedule_exception;
 pub(crate) mod schedule_rule;

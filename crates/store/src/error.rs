@@ -94,6 +94,10 @@ fn violation(db: &dyn DatabaseError) -> Option<RepoError> {
             let message = db.message();
             if constraint == "users_clinic_id_email_key" || message.contains("users.email") {
                 Some(RepoError::Duplicate("email"))
+            } else if constraint == "refresh_tokens_token_hash_key"
+                || message.contains("refresh_tokens.token_hash")
+            {
+                Some(RepoError::Duplicate("token_hash"))
             } else if constraint.ends_with("_pkey") || message.ends_with(".id") {
                 Some(RepoError::Duplicate("id"))
             } else {

@@ -19,12 +19,19 @@
 //! transactions could both read "free", and the second would then fail to upgrade its read
 //! lock with `SQLITE_BUSY` (the contract suite's concurrency test fails that way).
 //!
+//! # The audit log and refresh tokens
+//! `audit_events` is append-only in the database itself: triggers on both backends (see
+//! `clinicflow-migration`) refuse every update and delete, and the store only inserts.
+//! Rotating a refresh token is a compare-and-set on `rotated_at IS NULL AND revoked_at IS
+//! NULL`, so of two refreshes racing with one token exactly one wins (`token.rs`).
+//!
 //! # Instants
 //! Every instant is written truncated to whole microseconds (PostgreSQL's precision), so it
 //! reads back equal on both databases; on SQLite it is RFC 3339 text that sorts in time
 //! order (see `entity.rs`).
 
 mod appointment;
+mod audit;
 mod clinic;
 mod entity;
 mod error;
@@ -33,8 +40,10 @@ mod practitioner;
 mod schedule;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token;
 mod transaction;
 mod user;
+mod version;
 
 use std::time::Duration;
 

@@ -4,18 +4,20 @@ use async_trait::async_trait;
 use clinicflow_domain::patient::normalize_name;
 use clinicflow_domain::{
     BirthDate, ClinicId, Email, EmergencyContact, Insurance, Page, PageRequest, Patient, PatientId,
-    PersonName, Phone,
+    PersonName, Phone, PractitionerId,
 };
 use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError, Tx};
+use sea_orm::sea_query::{Expr, ExprTrait, Query, SimpleExpr};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::Store;
-use crate::entity::{instant, patient};
+use crate::entity::{appointment, instant, patient};
 use crate::error::{invalid_row, repo_error};
 use crate::transaction::db;
+use crate::version::update_versioned;
 
 /// The smallest string greater than every string that starts with `prefix`, if any.
 ///
@@ -117,11 +119,35 @@ fn changes(patient: &Patient) -> patient::ActiveModel {
     }
 }
 
+/// Rows of the clinic's patients that are not soft-deleted.
+fn live_in(clinic: ClinicId) -> Condition {
+    Condition::all()
+        .add(patient::Column::ClinicId.eq(clinic.as_uuid()))
+        .add(patient::Column::DeletedAt.is_null())
+}
+
 /// The clinic's patients that are not soft-deleted.
 fn live(clinic: ClinicId) -> sea_orm::Select<patient::Entity> {
-    patient::Entity::find()
-        .filter(patient::Column::ClinicId.eq(clinic.as_uuid()))
-        .filter(patient::Column::DeletedAt.is_null())
+    patient::Entity::find().filter(live_in(clinic))
+}
+
+/// Patients with at least one live appointment, of any status, with `practitioner` in `clinic`.
+///
+/// A correlated `EXISTS`, so a patient seen many times is still listed once.
+fn seen_by(clinic: ClinicId, practitioner: PractitionerId) -> SimpleExpr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(appointment::Entity)
+            .and_where(appointment::Column::ClinicId.eq(clinic.as_uuid()))
+            .and_where(appointment::Column::PractitionerId.eq(practitioner.as_uuid()))
+            .and_where(appointment::Column::DeletedAt.is_null())
+            .and_where(
+                Expr::col((appointment::Entity, appointment::Column::PatientId))
+                    .equals((patient::Entity, patient::Column::Id)),
+            )
+            .to_owned(),
+    )
 }
 
 fn search_condition(search: &PatientSearch) -> Condition {
@@ -183,29 +209,14 @@ impl PatientRepo for Store {
         patient: &Patient,
         expected_version: i32,
     ) -> Result<(), RepoError> {
-        let txn = db(tx);
-        let updated = patient::Entity::update_many()
-            .set(changes(patient))
-            .filter(patient::Column::Id.eq(patient.id.as_uuid()))
-            .filter(patient::Column::ClinicId.eq(patient.clinic_id.as_uuid()))
-            .filter(patient::Column::Version.eq(expected_version))
-            .filter(patient::Column::DeletedAt.is_null())
-            .exec(txn)
-            .await
-            .map_err(repo_error)?;
-        if updated.rows_affected > 0 {
-            return Ok(());
-        }
-        let exists = live(patient.clinic_id)
-            .filter(patient::Column::Id.eq(patient.id.as_uuid()))
-            .count(txn)
-            .await
-            .map_err(repo_error)?;
-        Err(if exists > 0 {
-            RepoError::StaleVersion
-        } else {
-            RepoError::NotFound
-        })
+        update_versioned::<patient::Entity>(
+            db(tx),
+            live_in(patient.clinic_id).add(patient::Column::Id.eq(patient.id.as_uuid())),
+            patient::Column::Version,
+            expected_version,
+            changes(patient),
+        )
+        .await
     }
 
     async fn list(
@@ -219,6 +230,9 @@ impl PatientRepo for Store {
         let mut query = live(clinic);
         if let Some(search) = &filter.search {
             query = query.filter(search_condition(search));
+        }
+        if let Some(practitioner) = filter.seen_by {
+            query = query.filter(seen_by(clinic, practitioner));
         }
         let total = query.clone().count(txn).await.map_err(repo_error)?;
         let items = query

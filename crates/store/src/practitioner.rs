@@ -8,8 +8,8 @@ use clinicflow_ports::{PractitionerFilter, PractitionerRepo, RepoError, Tx};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -17,6 +17,7 @@ use crate::Store;
 use crate::entity::{instant, practitioner, practitioner_specialty};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::transaction::db;
+use crate::version::update_versioned;
 
 fn to_domain(
     row: practitioner::Model,
@@ -163,26 +164,16 @@ impl PractitionerRepo for Store {
         let txn = db(tx);
         let id = practitioner.id.as_uuid();
         let clinic = practitioner.clinic_id.as_uuid();
-        let updated = practitioner::Entity::update_many()
-            .set(changes(practitioner)?)
-            .filter(practitioner::Column::Id.eq(id))
-            .filter(practitioner::Column::ClinicId.eq(clinic))
-            .filter(practitioner::Column::Version.eq(expected_version))
-            .exec(txn)
-            .await
-            .map_err(repo_error)?;
-        if updated.rows_affected == 0 {
-            let exists = of_clinic(practitioner.clinic_id)
-                .filter(practitioner::Column::Id.eq(id))
-                .count(txn)
-                .await
-                .map_err(repo_error)?;
-            return Err(if exists > 0 {
-                RepoError::StaleVersion
-            } else {
-                RepoError::NotFound
-            });
-        }
+        update_versioned::<practitioner::Entity>(
+            txn,
+            Condition::all()
+                .add(practitioner::Column::ClinicId.eq(clinic))
+                .add(practitioner::Column::Id.eq(id)),
+            practitioner::Column::Version,
+            expected_version,
+            changes(practitioner)?,
+        )
+        .await?;
         practitioner_specialty::Entity::delete_many()
             .filter(practitioner_specialty::Column::ClinicId.eq(clinic))
             .filter(practitioner_specialty::Column::PractitionerId.eq(id))

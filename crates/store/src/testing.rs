@@ -6,10 +6,12 @@
 //! [`TestDatabase`] is dropped. Without that variable PostgreSQL tests are skipped, unless
 //! `CLINICFLOW_REQUIRE_SERVICES=1` (as in CI), where a missing server is an error.
 
+use clinicflow_ports::RepoError;
 use sea_orm::{ConnectOptions, ConnectionTrait};
 use tempfile::TempDir;
 use uuid::Uuid;
 
+use crate::error::repo_error;
 use crate::{PoolOptions, Store};
 
 /// Admin URL of the PostgreSQL server that test databases are created on.
@@ -122,6 +124,18 @@ impl Drop for TestDatabase {
         });
         let _ = dropped.join();
     }
+}
+
+/// Runs `sql` as it is on `store`'s pool, outside any unit of work, and returns the rows it
+/// changed; for tests that must reach past the repositories, such as proving that the
+/// database itself refuses to change the audit log. Errors map as the repositories' do.
+pub async fn execute_raw(store: &Store, sql: &str) -> Result<u64, RepoError> {
+    let result = store
+        .conn
+        .execute_unprepared(sql)
+        .await
+        .map_err(repo_error)?;
+    Ok(result.rows_affected())
 }
 
 /// The admin URL, `None` to skip, or a panic when services are required.

@@ -2,13 +2,16 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use clinicflow_domain::{ClinicId, Email, PractitionerId, Role, User, UserId};
+use clinicflow_domain::{ClinicId, Email, Page, PageRequest, PractitionerId, Role, User, UserId};
 use clinicflow_ports::{RepoError, Tx, UserRepo};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::Store;
 use crate::entity::{instant, user};
-use crate::error::{invalid_row, repo_error};
+use crate::error::{invalid_row, repo_error, to_i32};
 use crate::transaction::db;
 
 fn to_domain(row: user::Model) -> Result<User, RepoError> {
@@ -23,27 +26,42 @@ fn to_domain(row: user::Model) -> Result<User, RepoError> {
             .map_err(|e| invalid(e.to_string()))?,
         practitioner_id: row.practitioner_id.map(PractitionerId::from_uuid),
         active: row.active,
+        failed_logins: u32::try_from(row.failed_logins).map_err(|e| invalid(e.to_string()))?,
+        locked_until: row.locked_until,
         password_hash: row.password_hash,
     })
+}
+
+/// Every column that a change may write; identity, tenant, e-mail and creation time stay
+/// as they are, and `updated_at` is the time of the write.
+fn changes(user: &User) -> Result<user::ActiveModel, RepoError> {
+    Ok(user::ActiveModel {
+        id: NotSet,
+        clinic_id: NotSet,
+        email: NotSet,
+        password_hash: Set(user.password_hash.clone()),
+        role: Set(user.role.as_str().to_owned()),
+        practitioner_id: Set(user.practitioner_id.map(|p| p.as_uuid())),
+        active: Set(user.active),
+        failed_logins: Set(to_i32("failed_logins", user.failed_logins)?),
+        locked_until: Set(user.locked_until.map(instant)),
+        created_at: NotSet,
+        updated_at: Set(instant(Utc::now())),
+    })
+}
+
+fn of_clinic(clinic: ClinicId) -> sea_orm::Select<user::Entity> {
+    user::Entity::find().filter(user::Column::ClinicId.eq(clinic.as_uuid()))
 }
 
 #[async_trait]
 impl UserRepo for Store {
     async fn insert(&self, tx: &mut Tx, user: &User) -> Result<(), RepoError> {
-        let now = instant(Utc::now());
-        let row = user::ActiveModel {
-            id: Set(user.id.as_uuid()),
-            clinic_id: Set(user.clinic_id.as_uuid()),
-            email: Set(user.email.as_ref().to_owned()),
-            password_hash: Set(user.password_hash.clone()),
-            role: Set(user.role.as_str().to_owned()),
-            practitioner_id: Set(user.practitioner_id.map(|p| p.as_uuid())),
-            active: Set(user.active),
-            failed_logins: Set(0),
-            locked_until: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
+        let mut row = changes(user)?;
+        row.id = Set(user.id.as_uuid());
+        row.clinic_id = Set(user.clinic_id.as_uuid());
+        row.email = Set(user.email.as_ref().to_owned());
+        row.created_at = row.updated_at.clone();
         user::Entity::insert(row)
             .exec_without_returning(db(tx))
             .await
@@ -57,9 +75,8 @@ impl UserRepo for Store {
         clinic: ClinicId,
         id: UserId,
     ) -> Result<Option<User>, RepoError> {
-        user::Entity::find()
+        of_clinic(clinic)
             .filter(user::Column::Id.eq(id.as_uuid()))
-            .filter(user::Column::ClinicId.eq(clinic.as_uuid()))
             .one(db(tx))
             .await
             .map_err(repo_error)?
@@ -78,5 +95,46 @@ impl UserRepo for Store {
             .into_iter()
             .map(to_domain)
             .collect()
+    }
+
+    async fn update(&self, tx: &mut Tx, user: &User) -> Result<(), RepoError> {
+        let updated = user::Entity::update_many()
+            .set(changes(user)?)
+            .filter(user::Column::Id.eq(user.id.as_uuid()))
+            .filter(user::Column::ClinicId.eq(user.clinic_id.as_uuid()))
+            .exec(db(tx))
+            .await
+            .map_err(repo_error)?;
+        if updated.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        page: PageRequest,
+    ) -> Result<Page<User>, RepoError> {
+        let txn = db(tx);
+        let query = of_clinic(clinic);
+        let total = query.clone().count(txn).await.map_err(repo_error)?;
+        // E-mails are unique within a clinic, so this order is total.
+        let items = query
+            .order_by_asc(user::Column::Email)
+            .offset(page.offset())
+            .limit(u64::from(page.size()))
+            .all(txn)
+            .await
+            .map_err(repo_error)?
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            total,
+            request: page,
+        })
     }
 }

@@ -44,6 +44,14 @@ impl TestApp {
     /// Starts the app on a fresh database with one clinic (UTC) and its admin logged in;
     /// `None` when the backend is not available (PostgreSQL tests skip outside `cargo xtask test`).
     pub async fn spawn(backend: TestBackend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// As [`TestApp::spawn`], with settings changed by `configure` first.
+    pub async fn spawn_with(
+        backend: TestBackend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<TestApp> {
         let Some(db) = TestDatabase::new(backend).await else {
             eprintln!("skipped: no PostgreSQL server (run through `cargo xtask test`)");
             return None;
@@ -56,6 +64,8 @@ impl TestApp {
             )),
             ..Settings::default()
         };
+        let mut settings = settings;
+        configure(&mut settings);
         let app = clinicflow::Application::build(&settings)
             .await
             .expect("the app starts");
@@ -93,6 +103,33 @@ impl TestApp {
         };
         test.token = test.login("admin@clinic-a.example").await;
         Some(test)
+    }
+
+    /// Creates a staff user of `role` (as the admin) and returns their access token.
+    pub async fn staff(&self, email: &str, role: &str, practitioner_id: Option<&str>) -> String {
+        let res = self
+            .post(
+                "/api/v1/users",
+                json!({"email": email, "password": ADMIN_PASSWORD, "role": role, "practitioner_id": practitioner_id}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "user {email} created");
+        self.login(email).await
+    }
+
+    /// Logs in and returns the whole answer.
+    pub async fn login_answer(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// Sends `req` with another access token.
+    pub async fn as_user(&self, token: &str, req: reqwest::RequestBuilder) -> Response {
+        req.bearer_auth(token).send().await.expect("request")
     }
 
     /// Logs in and returns an access token.

@@ -4,3 +4,4 @@
 mod booking;
 mod helpers;
 mod patients;
+mod security;

@@ -10,8 +10,9 @@ use clinicflow_domain::{
     WeeklyRule,
 };
 use clinicflow_ports::{
-    FakeTransaction, MockAppointmentRepo, MockCache, MockClinicRepo, MockClock, MockDatabase,
-    MockPasswordHasher, MockPatientRepo, MockPractitionerRepo, MockScheduleRepo, MockUserRepo,
+    FakeTransaction, MockAppointmentRepo, MockAuditRepo, MockCache, MockClinicRepo, MockClock,
+    MockDatabase, MockPasswordHasher, MockPatientRepo, MockPractitionerRepo, MockRateLimiter,
+    MockRefreshTokenRepo, MockScheduleRepo, MockUserRepo,
 };
 use mockall::predicate::always;
 
@@ -38,6 +39,8 @@ fn actor(role: Role) -> Actor {
         user_id: UserId::from_uuid(Uuid::from_u128(2)),
         clinic_id: clinic().id,
         role,
+        practitioner_id: None,
+        request_id: None,
     }
 }
 
@@ -122,6 +125,7 @@ struct World {
     practitioners: MockPractitionerRepo,
     schedules: MockScheduleRepo,
     appointments: MockAppointmentRepo,
+    audit: MockAuditRepo,
     commits: Arc<std::sync::atomic::AtomicUsize>,
     now: DateTime<Utc>,
 }
@@ -150,6 +154,8 @@ impl World {
         schedules
             .expect_exceptions_overlapping()
             .returning(|_, _, _, _| Ok(Vec::new()));
+        let mut audit = MockAuditRepo::new();
+        audit.expect_append().returning(|_, _| Ok(()));
         let mut appointments = MockAppointmentRepo::new();
         appointments
             .expect_active_for_practitioner()
@@ -170,6 +176,7 @@ impl World {
             practitioners,
             schedules,
             appointments,
+            audit,
             commits,
             now: at("2026-11-30T12:00:00Z"),
         }
@@ -193,6 +200,9 @@ impl World {
             cache: Arc::new(cache),
             clock: Arc::new(clock),
             hasher: Arc::new(MockPasswordHasher::new()),
+            audit: Arc::new(self.audit),
+            tokens: Arc::new(MockRefreshTokenRepo::new()),
+            limiter: Arc::new(MockRateLimiter::new()),
         };
         (BookingService::new(ports), self.commits)
     }
@@ -331,8 +341,13 @@ async fn a_race_lost_at_the_database_becomes_a_conflict() {
 async fn receptionists_may_not_overbook() {
     let mut world = World::new(Vec::new());
     world.appointments.expect_insert().never();
-    world.db = MockDatabase::new();
-    world.db.expect_begin().never();
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(|_, e| e.outcome == clinicflow_domain::Outcome::Denied)
+        .returning(|_, _| Ok(()));
     let (service, _) = world.service();
     let mut input = request("2026-12-01T12:00:00Z");
     input.overbook = true;
@@ -537,4 +552,75 @@ fn local_dates_follow_the_clinic_zone() {
         local_date(&c, at("2026-11-30T23:30:00Z")),
         NaiveDate::from_ymd_opt(2026, 12, 1).expect("valid")
     );
+}
+
+#[tokio::test]
+async fn a_booking_is_audited_in_its_own_unit_of_work() {
+    let mut world = World::new(Vec::new());
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(|_, e| {
+            e.action == clinicflow_domain::AuditAction::Create
+                && e.resource_type == clinicflow_domain::ResourceType::Appointment
+                && e.patient_id == Some(patient().id)
+                && e.outcome == clinicflow_domain::Outcome::Success
+        })
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_nurse_may_not_book_and_the_refusal_is_audited() {
+    let mut world = World::new(Vec::new());
+    world.appointments.expect_insert().never();
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(|_, e| e.outcome == clinicflow_domain::Outcome::Denied)
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    let err = service
+        .book(&actor(Role::Nurse), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("nurses do not book");
+    assert!(matches!(err, ServiceError::Forbidden(_)), "got {err:?}");
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        1,
+        "only the denial's audit event is committed"
+    );
+}
+
+#[tokio::test]
+async fn a_practitioner_does_not_see_another_practitioners_appointment() {
+    let mut world = World::new(Vec::new());
+    let current = existing("2026-12-01T08:00:00Z", 30);
+    let id = current.id;
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
+    let (service, _) = world.service();
+    let mut other = actor(Role::Practitioner);
+    other.practitioner_id = Some(PractitionerId::from_uuid(Uuid::from_u128(77)));
+    let err = service.get(&other, id).await.expect_err("not theirs");
+    assert!(matches!(err, ServiceError::NotFound(_)), "got {err:?}");
+    let mut own = actor(Role::Practitioner);
+    own.practitioner_id = Some(practitioner().id);
+    assert_eq!(service.get(&own, id).await.expect("theirs").id, id);
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod appointment;
+mod audit;
 mod clinic;
 mod database;
 mod patient;
@@ -15,6 +16,7 @@ mod schedule;
 mod support;
 mod tenancy;
 mod time;
+mod token;
 mod user;
 
 /// Instantiates every listed `module::test` once per backend, as `sqlite::test` and `postgres::test`.
@@ -60,12 +62,16 @@ contract_tests! {
     user::a_user_reads_back_by_id_and_by_email,
     user::a_duplicate_email_in_one_clinic_is_rejected,
     user::a_user_linked_to_another_clinics_practitioner_is_not_found,
+    user::the_lockout_fields_read_back_as_written,
+    user::a_user_update_writes_every_field_but_identity_and_email,
+    user::the_user_list_is_ordered_by_email_and_paged,
     patient::a_patient_reads_back_with_every_field,
     patient::a_patient_update_checks_the_version,
     patient::a_soft_deleted_patient_is_invisible,
     patient::the_patient_list_is_ordered_and_paged,
     patient::patients_are_found_by_name_prefix_in_either_order,
     patient::patients_are_found_by_exact_phone_and_email,
+    patient::patients_seen_by_a_practitioner_are_listed_once_and_can_be_searched,
     tenancy::another_clinic_can_neither_see_nor_change_rows,
     practitioner::a_practitioner_reads_back_with_specialties,
     practitioner::a_practitioner_update_replaces_fields_and_specialties,
@@ -79,5 +85,13 @@ contract_tests! {
     appointment::active_queries_skip_cancelled_deleted_and_touching_appointments,
     appointment::appointment_overlap_is_rejected,
     appointment::concurrent_bookings_leave_exactly_one_active,
+    audit::audit_events_read_back_newest_first_and_filter,
+    audit::audit_pages_follow_the_cursor_without_overlap,
+    audit::the_audit_log_is_per_clinic,
+    audit::audit_events_cannot_be_changed_or_removed,
+    token::a_refresh_token_reads_back_by_hash_and_rotates_once,
+    token::a_refresh_token_needs_a_unique_hash_and_a_user_of_its_clinic,
+    token::revoking_reaches_exactly_the_family_or_the_user,
+    token::concurrent_refreshes_with_one_token_rotate_it_once,
     time::stored_instants_compare_in_time_order,
 }

@@ -1,11 +1,12 @@
 use chrono::Duration;
 use clinicflow_domain::{
-    ClinicId, EmergencyContact, Insurance, PageRequest, Patient, PatientId, PersonName, Phone, Sex,
+    AppointmentStatus, ClinicId, EmergencyContact, Insurance, PageRequest, Patient, PatientId,
+    PersonName, Phone, PractitionerId, Sex,
 };
 use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError};
 use uuid::Uuid;
 
-use crate::support::{Ctx, created, email, patient};
+use crate::support::{Ctx, appointment, at, created, email, patient};
 
 fn names(patients: &[Patient]) -> Vec<String> {
     patients
@@ -18,6 +19,7 @@ async fn search(ctx: &Ctx, clinic: ClinicId, search: PatientSearch) -> Vec<Strin
     let mut tx = ctx.read().await;
     let filter = PatientFilter {
         search: Some(search),
+        ..PatientFilter::default()
     };
     let page = PatientRepo::list(&ctx.store, &mut tx, clinic, &filter, PageRequest::default())
         .await
@@ -287,4 +289,104 @@ pub async fn patients_are_found_by_exact_phone_and_email(ctx: Ctx) {
         search(&ctx, clinic, by_email("grace@example.org")).await,
         Vec::<String>::new()
     );
+}
+
+async fn seen_by(
+    ctx: &Ctx,
+    clinic: ClinicId,
+    practitioner: PractitionerId,
+    search: Option<PatientSearch>,
+) -> Vec<String> {
+    let mut tx = ctx.read().await;
+    let filter = PatientFilter {
+        search,
+        seen_by: Some(practitioner),
+    };
+    let page = PatientRepo::list(&ctx.store, &mut tx, clinic, &filter, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.total, page.items.len() as u64);
+    names(&page.items)
+}
+
+pub async fn patients_seen_by_a_practitioner_are_listed_once_and_can_be_searched(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let adam = ctx.patient(clinic, "Adam", "Smith").await;
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let annie = ctx.patient(clinic, "Annie", "Easley").await;
+    ctx.patient(clinic, "Alan", "Turing").await;
+    // Ada twice with House, once cancelled: listed once, whatever the status.
+    ctx.appointment(appointment(&ada, &house, at(9, 0), 30))
+        .await;
+    let mut cancelled = appointment(&ada, &house, at(10, 0), 30);
+    cancelled.status = AppointmentStatus::Cancelled;
+    ctx.appointment(cancelled).await;
+    ctx.appointment(appointment(&adam, &wilson, at(9, 0), 30))
+        .await;
+    ctx.appointment(appointment(&grace, &house, at(11, 0), 30))
+        .await;
+    ctx.appointment(appointment(&grace, &wilson, at(12, 0), 30))
+        .await;
+    // Soft-deleted rows are never read, so they do not count as having seen someone.
+    let mut deleted = appointment(&annie, &house, at(13, 0), 30);
+    deleted.deleted_at = Some(created());
+    ctx.appointment(deleted).await;
+    let ada_b = ctx.patient(other, "Ada", "Byron").await;
+    let cuddy = ctx.practitioner(other, "Lisa", "Cuddy").await;
+    ctx.appointment(appointment(&ada_b, &cuddy, at(9, 0), 30))
+        .await;
+
+    assert_eq!(
+        seen_by(&ctx, clinic, house.id, None).await,
+        ["Grace Hopper", "Ada Lovelace"]
+    );
+    assert_eq!(
+        seen_by(&ctx, clinic, wilson.id, None).await,
+        ["Grace Hopper", "Adam Smith"]
+    );
+    let ada_prefix = || Some(PatientSearch::NamePrefix("ada".into()));
+    assert_eq!(
+        seen_by(&ctx, clinic, house.id, ada_prefix()).await,
+        ["Ada Lovelace"]
+    );
+    assert_eq!(
+        seen_by(&ctx, clinic, wilson.id, ada_prefix()).await,
+        ["Adam Smith"]
+    );
+    assert_eq!(
+        search(&ctx, clinic, PatientSearch::NamePrefix("ada".into())).await,
+        ["Ada Lovelace", "Adam Smith"],
+        "without seen_by the search finds both"
+    );
+    assert_eq!(
+        seen_by(&ctx, clinic, cuddy.id, None).await,
+        Vec::<String>::new(),
+        "another clinic's practitioner sees no one here"
+    );
+    assert_eq!(
+        seen_by(&ctx, other, house.id, None).await,
+        Vec::<String>::new(),
+        "nor does this clinic's practitioner there"
+    );
+    assert_eq!(seen_by(&ctx, other, cuddy.id, None).await, ["Ada Byron"]);
+
+    // Paging counts each patient once.
+    let mut tx = ctx.read().await;
+    let filter = PatientFilter {
+        search: None,
+        seen_by: Some(house.id),
+    };
+    let first = PageRequest::parse(Some(1), Some(1)).unwrap();
+    let page = PatientRepo::list(&ctx.store, &mut tx, clinic, &filter, first)
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.total, names(&page.items)),
+        (2, vec!["Grace Hopper".into()])
+    );
+    assert!(page.has_next());
 }

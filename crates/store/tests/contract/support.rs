@@ -3,10 +3,11 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, BirthDate, Clinic, ClinicId, ClinicName, Email,
-    Interval, Patient, PatientId, PersonName, Practitioner, PractitionerId, Sex, TimeZone, Urgency,
+    Interval, Patient, PatientId, PersonName, Practitioner, PractitionerId, Role, Sex, TimeZone,
+    Urgency, User, UserId,
 };
 use clinicflow_ports::{
-    AppointmentRepo, ClinicRepo, Database, PatientRepo, PractitionerRepo, Tx, TxMode,
+    AppointmentRepo, ClinicRepo, Database, PatientRepo, PractitionerRepo, Tx, TxMode, UserRepo,
 };
 use clinicflow_store::testing::{TestBackend, TestDatabase};
 use clinicflow_store::{Backend, Store};
@@ -70,6 +71,15 @@ impl Ctx {
         p
     }
 
+    /// Stores a receptionist and returns them.
+    pub async fn user(&self, clinic: ClinicId, address: &str) -> User {
+        let u = user(clinic, address);
+        let mut tx = self.write().await;
+        UserRepo::insert(&self.store, &mut tx, &u).await.unwrap();
+        tx.commit().await.unwrap();
+        u
+    }
+
     /// Stores an appointment and returns it.
     pub async fn appointment(&self, a: Appointment) -> Appointment {
         let mut tx = self.write().await;
@@ -102,6 +112,21 @@ pub fn created() -> DateTime<Utc> {
         .single()
         .unwrap()
         + Duration::microseconds(123_456)
+}
+
+/// An active receptionist who has never failed to log in.
+pub fn user(clinic: ClinicId, address: &str) -> User {
+    User {
+        id: UserId::from_uuid(Uuid::now_v7()),
+        clinic_id: clinic,
+        email: email(address),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role: Role::Receptionist,
+        practitioner_id: None,
+        active: true,
+        failed_logins: 0,
+        locked_until: None,
+    }
 }
 
 /// A patient with only the required fields.

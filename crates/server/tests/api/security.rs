@@ -1,0 +1,545 @@
+//! Security through HTTP: token rotation and reuse detection, brute-force limits and
+//! lockout, roles, the audit log, request hardening.
+
+use std::time::Duration;
+
+use clinicflow_store::testing::TestBackend;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_PASSWORD, TestApp, future_day, id_of};
+
+crate::on_both_backends!(
+    a_replayed_refresh_token_revokes_the_whole_family,
+    logout_and_password_change_end_sessions,
+    brute_force_is_throttled_and_locks_the_account,
+    roles_limit_what_each_user_may_do,
+    practitioners_see_only_their_own_patients_and_appointments,
+    every_patient_data_access_is_audited,
+    oversized_deep_and_unknown_input_is_refused,
+);
+
+const ADMIN: &str = "admin@clinic-a.example";
+
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": token}))
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn tokens_of(res: reqwest::Response) -> (String, String) {
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.expect("json");
+    (
+        body["access_token"].as_str().expect("access").to_owned(),
+        body["refresh_token"].as_str().expect("refresh").to_owned(),
+    )
+}
+
+async fn a_replayed_refresh_token_revokes_the_whole_family(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (_, first) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
+    // The legitimate client rotates: the old token stops working, a new pair comes back.
+    let (access, second) = tokens_of(refresh(&app, &first).await).await;
+    assert_ne!(first, second);
+    assert_eq!(
+        app.as_user(&access, app.client.get(app.url("/api/v1/me")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // A thief replays the stolen first token: refused, and the whole family dies with it.
+    assert_eq!(
+        refresh(&app, &first).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh(&app, &second).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the legitimate session is revoked too"
+    );
+    // Another login is a new family and works.
+    let (_, other) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
+    assert_eq!(refresh(&app, &other).await.status(), StatusCode::OK);
+    assert_eq!(
+        refresh(&app, "not-a-token").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn logout_and_password_change_end_sessions(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (_, a) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/logout"))
+        .json(&json!({"refresh_token": a}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(refresh(&app, &a).await.status(), StatusCode::UNAUTHORIZED);
+
+    let (access, b) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
+    let (_, c) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
+    let wrong = app
+        .as_user(
+            &access,
+            app.client
+                .post(app.url("/api/v1/auth/change-password"))
+                .json(&json!({"current_password": "not it at all", "new_password": "a brand new password"})),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let changed = app
+        .as_user(
+            &access,
+            app.client
+                .post(app.url("/api/v1/auth/change-password"))
+                .json(&json!({"current_password": ADMIN_PASSWORD, "new_password": "a brand new password"})),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        refresh(&app, &b).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "every family of the user is revoked"
+    );
+    assert_eq!(refresh(&app, &c).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login_answer(ADMIN, ADMIN_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login_answer(ADMIN, "a brand new password")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+async fn brute_force_is_throttled_and_locks_the_account(backend: TestBackend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.auth.lockout_secs = 3;
+        s.auth.login_per_account_per_minute = 1000;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let res = app.login_answer(ADMIN, "wrong password!").await;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = res.headers()["retry-after"]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!((1..=60).contains(&retry), "Retry-After {retry}");
+            assert_eq!(
+                res.json::<Value>().await.expect("json")["code"],
+                "rate_limited"
+            );
+            statuses.push(429);
+        } else {
+            statuses.push(res.status().as_u16());
+        }
+    }
+    // The per-IP limit is 10 a minute and the setup's own login was the first: nine attempts are
+    // judged (and refused), every later one is throttled.
+    let judged = statuses.iter().take_while(|s| **s == 401).count();
+    assert_eq!(judged, 9, "{statuses:?}");
+    assert!(statuses[judged..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    // From another address: the account is locked, so even the right password is a plain 401.
+    let other_ip = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let login = |password: &'static str| {
+        other_ip
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": ADMIN, "password": password}))
+            .send()
+    };
+    let locked = login(ADMIN_PASSWORD).await.expect("request");
+    assert_eq!(locked.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        locked.json::<Value>().await.expect("json")["code"],
+        "invalid_credentials"
+    );
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(
+        login(ADMIN_PASSWORD).await.expect("request").status(),
+        StatusCode::OK,
+        "the lock has expired"
+    );
+}
+
+async fn roles_limit_what_each_user_may_do(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let practitioner = app.practitioner().await;
+    let patient = app.patient(1).await;
+    let nurse = app.staff("nurse@clinic-a.example", "nurse", None).await;
+    let desk = app
+        .staff("desk@clinic-a.example", "receptionist", None)
+        .await;
+    let day = future_day();
+    let booking = json!({"patient_id": patient, "practitioner_id": practitioner, "starts_at": format!("{day}T09:00:00Z")});
+
+    let res = app
+        .as_user(
+            &nurse,
+            app.client
+                .post(app.url("/api/v1/appointments"))
+                .json(&booking),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "nurses do not book");
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["code"],
+        "forbidden"
+    );
+    let res = app
+        .as_user(
+            &desk,
+            app.client
+                .post(app.url("/api/v1/appointments"))
+                .json(&booking),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "receptionists book");
+    assert_eq!(
+        app.as_user(
+            &nurse,
+            app.client
+                .get(app.url(&format!("/api/v1/patients/{patient}")))
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+    for (token, path) in [
+        (&desk, "/api/v1/users"),
+        (&nurse, "/api/v1/users"),
+        (&desk, "/api/v1/audit-events"),
+    ] {
+        assert_eq!(
+            app.as_user(token, app.client.get(app.url(path)))
+                .await
+                .status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let res = app
+        .as_user(
+            &desk,
+            app.client
+                .delete(app.url(&format!("/api/v1/patients/{patient}"))),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "only admins delete patients"
+    );
+    let res = app
+        .as_user(
+            &desk,
+            app.client
+                .put(app.url(&format!("/api/v1/practitioners/{practitioner}/schedule")))
+                .json(&json!({"rules": []})),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "receptionists do not set schedules"
+    );
+
+    // Admins manage users: listing shows them, disabling ends their logins.
+    let users: Value = app.get("/api/v1/users").await.json().await.expect("json");
+    assert_eq!(users["count"], 3);
+    let desk_id = users["results"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["role"] == "receptionist")
+        .expect("desk")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/users/{desk_id}")))
+        .bearer_auth(&app.token)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.login_answer("desk@clinic-a.example", ADMIN_PASSWORD)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = app
+        .client
+        .patch(app.url(&format!("/api/v1/users/{desk_id}")))
+        .bearer_auth(&app.token)
+        .json(&json!({"role": "root"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn practitioners_see_only_their_own_patients_and_appointments(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (house, wilson) = (app.practitioner().await, app.practitioner().await);
+    let (mine, theirs) = (app.patient(1).await, app.patient(2).await);
+    let day = future_day();
+    let own_appointment = id_of(
+        app.post("/api/v1/appointments", json!({"patient_id": mine, "practitioner_id": house, "starts_at": format!("{day}T09:00:00Z")}))
+            .await,
+    )
+    .await;
+    let other_appointment = id_of(
+        app.post("/api/v1/appointments", json!({"patient_id": theirs, "practitioner_id": wilson, "starts_at": format!("{day}T09:00:00Z")}))
+            .await,
+    )
+    .await;
+    let doctor = app
+        .staff("house@clinic-a.example", "practitioner", Some(&house))
+        .await;
+    let get = |path: String| app.as_user(&doctor, app.client.get(app.url(&path)));
+    let patients: Value = get("/api/v1/patients".into())
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(patients["count"], 1);
+    assert_eq!(patients["results"][0]["id"], mine.as_str());
+    assert_eq!(
+        get(format!("/api/v1/patients/{mine}")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(format!("/api/v1/patients/{theirs}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(format!("/api/v1/appointments/{own_appointment}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(format!("/api/v1/appointments/{other_appointment}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let list: Value = get("/api/v1/appointments".into())
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["count"], 1);
+    let res = app
+        .as_user(&doctor, app.client.post(app.url(&format!("/api/v1/practitioners/{wilson}/time-off"))).json(&json!({"starts_at": format!("{day}T00:00:00Z"), "ends_at": format!("{day}T23:00:00Z")})))
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "only their own schedule"
+    );
+    let res = app
+        .as_user(&doctor, app.client.post(app.url(&format!("/api/v1/practitioners/{house}/time-off"))).json(&json!({"starts_at": format!("{day}T12:00:00Z"), "ends_at": format!("{day}T13:00:00Z")})))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+async fn every_patient_data_access_is_audited(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let patient = app.patient(1).await;
+    let read = app.get(&format!("/api/v1/patients/{patient}")).await;
+    let request_id = read.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    app.get("/api/v1/patients?q=tester").await;
+    let desk = app
+        .staff("desk@clinic-a.example", "receptionist", None)
+        .await;
+    let denied = app
+        .as_user(
+            &desk,
+            app.client
+                .delete(app.url(&format!("/api/v1/patients/{patient}"))),
+        )
+        .await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+
+    let log: Value = app
+        .get(&format!("/api/v1/audit-events?patient_id={patient}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let events = log["results"].as_array().expect("events");
+    let summary: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().expect("action"),
+                e["outcome"].as_str().expect("outcome"),
+            )
+        })
+        .collect();
+    // Newest first: the refused delete, the read, the creation.
+    assert_eq!(
+        summary,
+        [
+            ("delete", "denied"),
+            ("read", "success"),
+            ("create", "success")
+        ]
+    );
+    assert_eq!(
+        events[1]["request_id"],
+        request_id.as_str(),
+        "the read carries its request id"
+    );
+    assert_eq!(events[1]["actor_role"], "admin");
+
+    // Keyset pages do not overlap and end with no cursor.
+    let first: Value = app
+        .get("/api/v1/audit-events?limit=2")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second: Value = app
+        .get(&format!("/api/v1/audit-events?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|e| e["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    assert!(ids(&first).iter().all(|id| !ids(&second).contains(id)));
+    let all: Value = app
+        .get("/api/v1/audit-events?limit=200")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(all["next_cursor"].is_null());
+    // Append-only: there is no route that changes the log.
+    let res = app
+        .client
+        .delete(app.url("/api/v1/audit-events"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("request");
+    assert!(
+        res.status() == StatusCode::NOT_FOUND || res.status() == StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+async fn oversized_deep_and_unknown_input_is_refused(backend: TestBackend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.http.cors_origins = vec!["https://desk.example".into()]
+    })
+    .await
+    else {
+        return;
+    };
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let res = app
+        .client
+        .post(app.url("/api/v1/patients"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["code"],
+        "json_too_deep"
+    );
+    let long =
+        json!({"given_name": "x".repeat(20_000), "family_name": "Y", "birth_date": "1980-01-01"});
+    let res = app.post("/api/v1/patients", long).await;
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["code"],
+        "string_too_long"
+    );
+    let res = app.get("/api/v1/me").await;
+    for header in [
+        "x-content-type-options",
+        "referrer-policy",
+        "x-frame-options",
+    ] {
+        assert!(res.headers().contains_key(header), "{header}");
+    }
+    let allowed = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&app.token)
+        .header("origin", "https://desk.example")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://desk.example"
+    );
+    let other = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&app.token)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("request");
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    let patients: Value = app
+        .get("/api/v1/patients")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(patients["count"], 0, "nothing was written");
+}

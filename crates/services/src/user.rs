@@ -1,0 +1,179 @@
+//! Staff users: admins create them, list them, change their role or disable them.
+
+use clinicflow_domain::{
+    Actor, Email, Page, PageRequest, Permission, PractitionerId, Role, User, UserId,
+};
+use clinicflow_ports::TxMode;
+use uuid::Uuid;
+
+use crate::clinic::check_password;
+use crate::{FieldErrors, Ports, ServiceError, input};
+
+/// A user to create, as sent by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewUser {
+    /// Login e-mail.
+    pub email: String,
+    /// Initial password.
+    pub password: String,
+    /// admin, practitioner, receptionist or nurse.
+    pub role: String,
+    /// The practitioner record this user is (for the practitioner role).
+    pub practitioner_id: Option<String>,
+}
+
+/// A partial change: `None` keeps a field, `Some(None)` clears the practitioner link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserChanges {
+    /// New role.
+    pub role: Option<String>,
+    /// Enable or disable logins.
+    pub active: Option<bool>,
+    /// New practitioner link.
+    pub practitioner_id: Option<Option<String>>,
+}
+
+/// Manages staff users.
+#[derive(Debug, Clone)]
+pub struct UserService {
+    ports: Ports,
+}
+
+impl UserService {
+    /// Builds the service.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    async fn practitioner_link(
+        &self,
+        actor: &Actor,
+        errors: &mut FieldErrors,
+        raw: Option<&str>,
+    ) -> Result<Option<PractitionerId>, ServiceError> {
+        let Some(id) = raw
+            .and_then(|v| errors.check("practitioner_id", input::id(v)))
+            .map(PractitionerId::from_uuid)
+        else {
+            return Ok(None);
+        };
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        if self
+            .ports
+            .practitioners
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .is_none()
+        {
+            errors.add("practitioner_id", "no such practitioner in this clinic");
+        }
+        Ok(Some(id))
+    }
+
+    /// Creates a user in the admin's clinic.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, actor: &Actor, input: NewUser) -> Result<User, ServiceError> {
+        actor.require(Permission::ManageUsers)?;
+        let mut errors = FieldErrors::new();
+        let email = errors.check("email", Email::parse(&input.email));
+        errors.check("password", check_password(&input.password));
+        let role = errors.check("role", input.role.parse::<Role>());
+        let practitioner_id = self
+            .practitioner_link(actor, &mut errors, input.practitioner_id.as_deref())
+            .await?;
+        errors.into_result()?;
+        let (Some(email), Some(role)) = (email, role) else {
+            unreachable!("parsed when no error was recorded")
+        };
+        let password_hash = self
+            .ports
+            .hasher
+            .hash(&input.password)
+            .await
+            .map_err(ServiceError::Unexpected)?;
+        let user = User {
+            id: UserId::from_uuid(Uuid::now_v7()),
+            clinic_id: actor.clinic_id,
+            email,
+            password_hash,
+            role,
+            practitioner_id,
+            active: true,
+            failed_logins: 0,
+            locked_until: None,
+        };
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.ports.users.insert(&mut tx, &user).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// One page of the clinic's users.
+    pub async fn list(&self, actor: &Actor, page: PageRequest) -> Result<Page<User>, ServiceError> {
+        actor.require(Permission::ManageUsers)?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        Ok(self
+            .ports
+            .users
+            .list(&mut tx, actor.clinic_id, page)
+            .await?)
+    }
+
+    /// Changes a user's role, practitioner link or whether they may log in; disabling ends their sessions.
+    #[tracing::instrument(skip_all)]
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        changes: UserChanges,
+    ) -> Result<User, ServiceError> {
+        actor.require(Permission::ManageUsers)?;
+        let mut errors = FieldErrors::new();
+        let role = changes
+            .role
+            .as_deref()
+            .and_then(|r| errors.check("role", r.parse::<Role>()));
+        let link = match &changes.practitioner_id {
+            Some(raw) => Some(
+                self.practitioner_link(actor, &mut errors, raw.as_deref())
+                    .await?,
+            ),
+            None => None,
+        };
+        if id == actor.user_id
+            && (changes.active == Some(false) || role.is_some_and(|r| r != Role::Admin))
+        {
+            errors.add(
+                "role",
+                "admins cannot disable or demote themselves; ask another admin",
+            );
+        }
+        errors.into_result()?;
+        let now = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut user = self
+            .ports
+            .users
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
+        if let Some(role) = role {
+            user.role = role;
+        }
+        if let Some(link) = link {
+            user.practitioner_id = link;
+        }
+        if let Some(active) = changes.active {
+            user.active = active;
+            if !active {
+                self.ports
+                    .tokens
+                    .revoke_user(&mut tx, actor.clinic_id, id, now)
+                    .await?;
+            }
+        }
+        self.ports.users.update(&mut tx, &user).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+}
