@@ -155,6 +155,9 @@ async fn run_seed(settings: &Settings, options: SeedOptions) -> Result<(), ExitC
         seed::DEMO_ADMIN_EMAIL,
         seed::DEMO_ADMIN_PASSWORD
     );
+    for (email, role) in seed::DEMO_STAFF {
+        println!("demo {role}: {email} / {}", seed::DEMO_STAFF_PASSWORD);
+    }
     Ok(())
 }
 

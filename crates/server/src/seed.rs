@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use clinicflow_domain::{Actor, Availability, Interval};
 use clinicflow_services::schedule::RuleInput;
 use clinicflow_services::{
-    AppointmentAction, BookInput, NewClinic, NewPatient, NewPractitioner, ScheduleInput,
+    AppointmentAction, BookInput, NewClinic, NewPatient, NewPractitioner, NewUser, ScheduleInput,
     ServiceError, Services,
 };
 use rand::rngs::StdRng;
@@ -16,6 +16,15 @@ pub const DEMO_CLINIC: &str = "clinicflow Demo Clinic";
 pub const DEMO_ADMIN_EMAIL: &str = "admin@demo-clinic.example";
 /// The demo admin's password (demo data only).
 pub const DEMO_ADMIN_PASSWORD: &str = "demo-admin-password";
+
+/// Demo staff of the other roles, all with [`DEMO_STAFF_PASSWORD`].
+pub const DEMO_STAFF: [(&str, &str); 3] = [
+    ("desk@demo-clinic.example", "receptionist"),
+    ("nurse@demo-clinic.example", "nurse"),
+    ("doctor@demo-clinic.example", "practitioner"),
+];
+/// The demo staff's password (demo data only).
+pub const DEMO_STAFF_PASSWORD: &str = "demo-staff-password";
 
 /// How much to create.
 #[derive(Debug, Clone, Copy)]
@@ -181,6 +190,23 @@ pub async fn seed(
         practitioners.push(p);
     }
     report.practitioners = practitioners.len();
+    for (email, role) in DEMO_STAFF {
+        let practitioner_id = (role == "practitioner")
+            .then(|| practitioners.first().map(|p| p.id.to_string()))
+            .flatten();
+        services
+            .users
+            .create(
+                &actor,
+                NewUser {
+                    email: email.into(),
+                    password: DEMO_STAFF_PASSWORD.into(),
+                    role: role.into(),
+                    practitioner_id,
+                },
+            )
+            .await?;
+    }
 
     let mut patients = Vec::with_capacity(options.patients);
     for i in 0..options.patients {

@@ -12,7 +12,6 @@ crate::on_both_backends!(
     a_double_booking_answers_409_with_the_taken_interval_and_next_slots,
     appointments_move_through_their_statuses_and_refuse_illegal_moves,
     a_reschedule_links_old_and_new,
-    another_clinics_resources_are_not_found,
 );
 
 async fn two_hundred_concurrent_overlapping_bookings_yield_exactly_one(backend: TestBackend) {
@@ -282,55 +281,4 @@ async fn a_reschedule_links_old_and_new(backend: TestBackend) {
         StatusCode::CONFLICT,
         "a cancelled appointment cannot be rescheduled"
     );
-}
-
-async fn another_clinics_resources_are_not_found(backend: TestBackend) {
-    let Some(mut app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let practitioner = app.practitioner().await;
-    let patient = app.patient(1).await;
-    let day = future_day();
-    let appointment = id_of(
-        app.post("/api/v1/appointments", json!({"patient_id": patient, "practitioner_id": practitioner, "starts_at": format!("{day}T10:00:00Z")}))
-            .await,
-    )
-    .await;
-    app.token = app.login("admin@clinic-b.example").await;
-    for path in [
-        format!("/api/v1/patients/{patient}"),
-        format!("/api/v1/practitioners/{practitioner}"),
-        format!("/api/v1/appointments/{appointment}"),
-        format!("/api/v1/practitioners/{practitioner}/slots?from={day}&to=2099-01-01"),
-    ] {
-        let res = app.get(&path).await;
-        assert!(
-            res.status() == StatusCode::NOT_FOUND
-                || res.status() == StatusCode::UNPROCESSABLE_ENTITY,
-            "{path}: {}",
-            res.status()
-        );
-    }
-    let res = app
-        .post(
-            &format!("/api/v1/appointments/{appointment}/cancel"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = app
-        .post("/api/v1/appointments", json!({"patient_id": patient, "practitioner_id": practitioner, "starts_at": format!("{day}T11:00:00Z")}))
-        .await;
-    assert_eq!(
-        res.status(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "another clinic's ids are unknown here"
-    );
-    let list: Value = app
-        .get("/api/v1/patients")
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(list["count"], 0);
 }

@@ -3,5 +3,7 @@
 
 mod booking;
 mod helpers;
+mod logs;
 mod patients;
 mod security;
+mod tenancy;

@@ -1,0 +1,207 @@
+//! Tenant isolation through HTTP: clinic B's admin tries every route on clinic A's ids.
+
+use clinicflow_store::testing::TestBackend;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, future_day, id_of};
+
+crate::on_both_backends!(another_clinics_ids_are_not_found_anywhere_and_nothing_changes);
+
+async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend: TestBackend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let practitioner = app.practitioner().await;
+    let patient = app.patient(1).await;
+    let day = future_day();
+    let appointment = id_of(
+        app.post(
+            "/api/v1/appointments",
+            json!({"patient_id": patient, "practitioner_id": practitioner, "starts_at": format!("{day}T10:00:00Z")}),
+        )
+        .await,
+    )
+    .await;
+    let users: Value = app.get("/api/v1/users").await.json().await.expect("json");
+    let user = users["results"][0]["id"]
+        .as_str()
+        .expect("a user")
+        .to_owned();
+    let snapshot = |app: &TestApp| {
+        let (patient, practitioner, appointment) =
+            (patient.clone(), practitioner.clone(), appointment.clone());
+        let token = app.token.clone();
+        let (client, base) = (app.client.clone(), app.base.clone());
+        async move {
+            let mut out = Vec::new();
+            for path in [
+                format!("/api/v1/patients/{patient}"),
+                format!("/api/v1/practitioners/{practitioner}"),
+                format!("/api/v1/appointments/{appointment}"),
+                format!("/api/v1/practitioners/{practitioner}/schedule"),
+            ] {
+                let res = client
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(res.status(), StatusCode::OK, "{path}");
+                out.push(res.json::<Value>().await.expect("json"));
+            }
+            out
+        }
+    };
+    let before = snapshot(&app).await;
+
+    let clinic_a_token = app.token.clone();
+    app.token = app.login("admin@clinic-b.example").await;
+    let own_patient = app.patient(9).await;
+    let own_practitioner = app.practitioner().await;
+    let not_found: Vec<(Method, String, Value)> = vec![
+        (
+            Method::GET,
+            format!("/api/v1/patients/{patient}"),
+            json!(null),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/patients/{patient}"),
+            json!({"family_name": "Hijacked"}),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/patients/{patient}"),
+            json!(null),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/practitioners/{practitioner}"),
+            json!(null),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/practitioners/{practitioner}"),
+            json!({"slot_minutes": 5}),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/practitioners/{practitioner}/schedule"),
+            json!(null),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/practitioners/{practitioner}/schedule"),
+            json!({"rules": []}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/practitioners/{practitioner}/time-off"),
+            json!({"starts_at": format!("{day}T00:00:00Z"), "ends_at": format!("{day}T23:00:00Z")}),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/practitioners/{practitioner}/slots?from={day}&to=2099-01-01"),
+            json!(null),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/appointments/{appointment}"),
+            json!(null),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/appointments/{appointment}/confirm"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/appointments/{appointment}/cancel"),
+            json!({"reason": "x"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/appointments/{appointment}/reschedule"),
+            json!({"starts_at": format!("{day}T11:00:00Z")}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{user}"),
+            json!({"active": false}),
+        ),
+    ];
+    for (method, path, body) in not_found {
+        let mut req = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&app.token);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        // A slot range request is checked before the practitioner, so it may be a 422 for the range.
+        let ok = status == StatusCode::NOT_FOUND
+            || (path.contains("/slots") && status == StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(ok, "{method} {path}: {status}");
+    }
+    // Clinic A's ids inside a body are unknown here, even next to clinic B's own.
+    for body in [
+        json!({"patient_id": patient, "practitioner_id": own_practitioner, "starts_at": format!("{day}T09:00:00Z")}),
+        json!({"patient_id": own_patient, "practitioner_id": practitioner, "starts_at": format!("{day}T09:00:00Z")}),
+    ] {
+        let res = app.post("/api/v1/appointments", body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Lists, filters and search show nothing of clinic A.
+    for (path, key) in [
+        ("/api/v1/patients?q=tester".to_owned(), "count"),
+        (
+            format!("/api/v1/appointments?patient_id={patient}"),
+            "count",
+        ),
+        (
+            format!("/api/v1/appointments?practitioner_id={practitioner}"),
+            "count",
+        ),
+        (
+            "/api/v1/practitioners?specialty=diagnostics".to_owned(),
+            "count",
+        ),
+    ] {
+        let page: Value = app.get(&path).await.json().await.expect("json");
+        let expected = if path.starts_with("/api/v1/practitioners") {
+            1
+        } else if path.contains("q=tester") {
+            1
+        } else {
+            0
+        };
+        assert_eq!(page[key], expected, "{path}: only clinic B's own records");
+    }
+    // Clinic B's log holds only clinic B's own actions (its list query naming that id), none of clinic A's.
+    let me: Value = app.get("/api/v1/me").await.json().await.expect("json");
+    let log: Value = app
+        .get(&format!("/api/v1/audit-events?patient_id={patient}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let events = log["results"].as_array().expect("events");
+    assert!(events.iter().all(|e| e["actor_id"] == me["id"]), "{log}");
+    assert!(events.iter().all(|e| e["action"] == "list"), "{log}");
+    let slots: Value = app
+        .get(&format!("/api/v1/slots?from={day}&to=2099-01-01"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        slots["code"], "validation_failed",
+        "a too long range is refused before anything is read"
+    );
+
+    app.token = clinic_a_token;
+    assert_eq!(snapshot(&app).await, before, "nothing of clinic A changed");
+}
