@@ -342,7 +342,77 @@ impl AuthService {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use clinicflow_domain::{Role, UserId};
+    use clinicflow_ports::{
+        FakeTransaction, MockAppointmentRepo, MockAuditRepo, MockCache, MockClinicRepo, MockClock,
+        MockDatabase, MockPasswordHasher, MockPatientRepo, MockPractitionerRepo, MockRateLimiter,
+        MockRefreshTokenRepo, MockScheduleRepo, MockUserRepo, RateDecision,
+    };
+
     use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)
+    }
+
+    fn user(failed_logins: u32, locked_until: Option<DateTime<Utc>>) -> User {
+        User {
+            id: UserId::from_uuid(Uuid::from_u128(5)),
+            clinic_id: ClinicId::from_uuid(Uuid::from_u128(1)),
+            email: Email::parse("desk@clinic.example").expect("valid"),
+            password_hash: "$argon2id$stored".into(),
+            role: Role::Receptionist,
+            practitioner_id: None,
+            active: true,
+            failed_logins,
+            locked_until,
+        }
+    }
+
+    fn allowing() -> MockRateLimiter {
+        let mut limiter = MockRateLimiter::new();
+        limiter.expect_hit().returning(|_, limit, _| RateDecision {
+            allowed: true,
+            remaining: limit,
+            retry_after: StdDuration::ZERO,
+        });
+        limiter.expect_reset().return_const(());
+        limiter
+    }
+
+    fn service(
+        users: MockUserRepo,
+        tokens: MockRefreshTokenRepo,
+        hasher: MockPasswordHasher,
+        limiter: MockRateLimiter,
+    ) -> (AuthService, Arc<AtomicUsize>) {
+        let commits = Arc::new(AtomicUsize::new(0));
+        let mut db = MockDatabase::new();
+        let counter = commits.clone();
+        db.expect_begin()
+            .returning(move |_| Ok(FakeTransaction::counting(counter.clone())));
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(now());
+        let ports = Ports {
+            db: Arc::new(db),
+            clinics: Arc::new(MockClinicRepo::new()),
+            users: Arc::new(users),
+            patients: Arc::new(MockPatientRepo::new()),
+            practitioners: Arc::new(MockPractitionerRepo::new()),
+            schedules: Arc::new(MockScheduleRepo::new()),
+            appointments: Arc::new(MockAppointmentRepo::new()),
+            audit: Arc::new(MockAuditRepo::new()),
+            tokens: Arc::new(tokens),
+            limiter: Arc::new(limiter),
+            cache: Arc::new(MockCache::new()),
+            clock: Arc::new(clock),
+            hasher: Arc::new(hasher),
+        };
+        (AuthService::new(ports, AuthPolicy::default()), commits)
+    }
 
     #[test]
     fn token_hashes_are_hex_sha256() {
@@ -350,5 +420,180 @@ mod tests {
             token_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[tokio::test]
+    async fn the_fifth_wrong_password_locks_the_account() {
+        let mut users = MockUserRepo::new();
+        users
+            .expect_find_by_email()
+            .returning(|_, _| Ok(vec![user(4, None)]));
+        users
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(user(4, None))));
+        users
+            .expect_update()
+            .times(1)
+            .withf(|_, u| {
+                u.failed_logins == 0 && u.locked_until == Some(now() + Duration::minutes(15))
+            })
+            .returning(|_, _| Ok(()));
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().times(1).return_const(false);
+        let (auth, commits) = service(users, MockRefreshTokenRepo::new(), hasher, allowing());
+        let err = auth
+            .login("desk@clinic.example", "guess", None, Some("10.0.0.1"))
+            .await
+            .expect_err("wrong");
+        assert!(matches!(err, ServiceError::InvalidCredentials));
+        assert_eq!(commits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_locked_account_refuses_even_the_right_password_and_changes_nothing() {
+        let mut users = MockUserRepo::new();
+        let locked = user(0, Some(now() + Duration::minutes(3)));
+        users
+            .expect_find_by_email()
+            .returning(move |_, _| Ok(vec![locked.clone()]));
+        users.expect_update().never();
+        let mut hasher = MockPasswordHasher::new();
+        // The password is still verified, so a locked account costs as much time as any other.
+        hasher.expect_verify().times(1).return_const(true);
+        let mut tokens = MockRefreshTokenRepo::new();
+        tokens.expect_insert().never();
+        let (auth, _) = service(users, tokens, hasher, allowing());
+        let err = auth
+            .login("desk@clinic.example", "right", None, None)
+            .await
+            .expect_err("locked");
+        assert!(matches!(err, ServiceError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_costs_a_dummy_verification() {
+        let mut users = MockUserRepo::new();
+        users
+            .expect_find_by_email()
+            .returning(|_, _| Ok(Vec::new()));
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .times(1)
+            .withf(|_, hash| hash == DUMMY_HASH)
+            .return_const(false);
+        let (auth, _) = service(users, MockRefreshTokenRepo::new(), hasher, allowing());
+        let err = auth
+            .login("nobody@clinic.example", "x", None, None)
+            .await
+            .expect_err("unknown");
+        assert!(matches!(err, ServiceError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn logins_over_the_ip_limit_are_refused_before_any_password_is_checked() {
+        let mut limiter = MockRateLimiter::new();
+        limiter
+            .expect_hit()
+            .times(1)
+            .withf(|key, limit, _| key == "login:ip:10.0.0.1" && *limit == 10)
+            .returning(|_, _, _| RateDecision {
+                allowed: false,
+                remaining: 0,
+                retry_after: StdDuration::from_secs(42),
+            });
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().never();
+        let (auth, _) = service(
+            MockUserRepo::new(),
+            MockRefreshTokenRepo::new(),
+            hasher,
+            limiter,
+        );
+        let err = auth
+            .login("desk@clinic.example", "x", None, Some("10.0.0.1"))
+            .await
+            .expect_err("throttled");
+        assert!(
+            matches!(
+                err,
+                ServiceError::RateLimited {
+                    retry_after_secs: 42
+                }
+            ),
+            "got {err:?}"
+        );
+    }
+
+    fn stored(rotated: bool) -> RefreshToken {
+        RefreshToken {
+            id: RefreshTokenId::from_uuid(Uuid::from_u128(7)),
+            family_id: TokenFamilyId::from_uuid(Uuid::from_u128(8)),
+            user_id: user(0, None).id,
+            clinic_id: user(0, None).clinic_id,
+            token_hash: token_hash("presented"),
+            issued_at: now() - Duration::hours(1),
+            expires_at: now() + Duration::days(13),
+            rotated_at: rotated.then(|| now() - Duration::minutes(30)),
+            revoked_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_refresh_token_revokes_its_family() {
+        let mut tokens = MockRefreshTokenRepo::new();
+        tokens
+            .expect_find_by_hash()
+            .withf(|_, h| h == token_hash("presented"))
+            .returning(|_, _| Ok(Some(stored(true))));
+        tokens.expect_mark_rotated().never();
+        tokens
+            .expect_revoke_family()
+            .times(1)
+            .withf(|_, clinic, family, _| {
+                *clinic == stored(true).clinic_id && *family == stored(true).family_id
+            })
+            .returning(|_, _, _, _| Ok(3));
+        tokens.expect_insert().never();
+        let (auth, commits) = service(
+            MockUserRepo::new(),
+            tokens,
+            MockPasswordHasher::new(),
+            allowing(),
+        );
+        let err = auth.refresh("presented").await.expect_err("replay");
+        assert!(matches!(err, ServiceError::InvalidCredentials));
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            1,
+            "the revocation is committed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fresh_refresh_token_rotates_into_a_child_of_the_same_family() {
+        let mut tokens = MockRefreshTokenRepo::new();
+        tokens
+            .expect_find_by_hash()
+            .returning(|_, _| Ok(Some(stored(false))));
+        tokens
+            .expect_mark_rotated()
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        tokens
+            .expect_insert()
+            .times(1)
+            .withf(|_, t| {
+                t.family_id == stored(false).family_id && t.token_hash != token_hash("presented")
+            })
+            .returning(|_, _| Ok(()));
+        let mut users = MockUserRepo::new();
+        users
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(user(0, None))));
+        let (auth, _) = service(users, tokens, MockPasswordHasher::new(), allowing());
+        let session = auth.refresh("presented").await.expect("rotated");
+        assert_ne!(session.refresh_token, "presented");
+        assert_eq!(session.refresh_expires_at, now() + Duration::days(14));
     }
 }
