@@ -12,12 +12,13 @@ use clinicflow_domain::{
 use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
 };
 
 use crate::Store;
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
+use crate::page::page_rows;
 use crate::transaction::db;
 use crate::version::update_versioned;
 
@@ -201,14 +202,13 @@ impl AppointmentRepo for Store {
         if let Some(to) = filter.to {
             query = query.filter(appointment::Column::StartsAt.lt(not_before(to)));
         }
-        let total = query.clone().count(db(tx)).await.map_err(repo_error)?;
-        let query = query
-            .order_by_asc(appointment::Column::StartsAt)
-            .order_by_asc(appointment::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.size()));
+        let order = |q: sea_orm::Select<appointment::Entity>| {
+            q.order_by_asc(appointment::Column::StartsAt)
+                .order_by_asc(appointment::Column::Id)
+        };
+        let (rows, total) = page_rows(db(tx), query, order, page).await?;
         Ok(Page {
-            items: all(tx, query).await?,
+            items: rows.into_iter().map(to_domain).collect::<Result<_, _>>()?,
             total,
             request: page,
         })

@@ -35,6 +35,7 @@ mod audit;
 mod clinic;
 mod entity;
 mod error;
+mod page;
 mod patient;
 mod practitioner;
 mod schedule;

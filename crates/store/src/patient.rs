@@ -10,12 +10,13 @@ use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError, Tx}
 use sea_orm::sea_query::{Expr, ExprTrait, Query, SimpleExpr};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
 };
 
 use crate::Store;
 use crate::entity::{appointment, instant, patient};
 use crate::error::{invalid_row, repo_error};
+use crate::page::page_rows;
 use crate::transaction::db;
 use crate::version::update_versioned;
 
@@ -234,19 +235,13 @@ impl PatientRepo for Store {
         if let Some(practitioner) = filter.seen_by {
             query = query.filter(seen_by(clinic, practitioner));
         }
-        let total = query.clone().count(txn).await.map_err(repo_error)?;
-        let items = query
-            .order_by_asc(patient::Column::FamilyName)
-            .order_by_asc(patient::Column::GivenName)
-            .order_by_asc(patient::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.size()))
-            .all(txn)
-            .await
-            .map_err(repo_error)?
-            .into_iter()
-            .map(to_domain)
-            .collect::<Result<_, _>>()?;
+        let order = |q: sea_orm::Select<patient::Entity>| {
+            q.order_by_asc(patient::Column::FamilyName)
+                .order_by_asc(patient::Column::GivenName)
+                .order_by_asc(patient::Column::Id)
+        };
+        let (rows, total) = page_rows(txn, query, order, page).await?;
+        let items = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
         Ok(Page {
             items,
             total,

@@ -8,14 +8,14 @@ use clinicflow_ports::{PractitionerFilter, PractitionerRepo, RepoError, Tx};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
 };
 use uuid::Uuid;
 
 use crate::Store;
 use crate::entity::{instant, practitioner, practitioner_specialty};
 use crate::error::{invalid_row, repo_error, to_i32};
+use crate::page::page_rows;
 use crate::transaction::db;
 use crate::version::update_versioned;
 
@@ -207,16 +207,12 @@ impl PractitionerRepo for Store {
         if let Some(department) = &filter.department {
             query = query.filter(practitioner::Column::Department.eq(department));
         }
-        let total = query.clone().count(txn).await.map_err(repo_error)?;
-        let rows = query
-            .order_by_asc(practitioner::Column::FamilyName)
-            .order_by_asc(practitioner::Column::GivenName)
-            .order_by_asc(practitioner::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.size()))
-            .all(txn)
-            .await
-            .map_err(repo_error)?;
+        let order = |q: sea_orm::Select<practitioner::Entity>| {
+            q.order_by_asc(practitioner::Column::FamilyName)
+                .order_by_asc(practitioner::Column::GivenName)
+                .order_by_asc(practitioner::Column::Id)
+        };
+        let (rows, total) = page_rows(txn, query, order, page).await?;
         Ok(Page {
             items: with_specialties(txn, clinic, rows).await?,
             total,

@@ -6,12 +6,13 @@ use clinicflow_domain::{ClinicId, Email, Page, PageRequest, PractitionerId, Role
 use clinicflow_ports::{RepoError, Tx, UserRepo};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 
 use crate::Store;
 use crate::entity::{instant, user};
 use crate::error::{invalid_row, repo_error, to_i32};
+use crate::page::page_rows;
 use crate::transaction::db;
 
 fn to_domain(row: user::Model) -> Result<User, RepoError> {
@@ -119,18 +120,10 @@ impl UserRepo for Store {
     ) -> Result<Page<User>, RepoError> {
         let txn = db(tx);
         let query = of_clinic(clinic);
-        let total = query.clone().count(txn).await.map_err(repo_error)?;
         // E-mails are unique within a clinic, so this order is total.
-        let items = query
-            .order_by_asc(user::Column::Email)
-            .offset(page.offset())
-            .limit(u64::from(page.size()))
-            .all(txn)
-            .await
-            .map_err(repo_error)?
-            .into_iter()
-            .map(to_domain)
-            .collect::<Result<_, _>>()?;
+        let (rows, total) =
+            page_rows(txn, query, |q| q.order_by_asc(user::Column::Email), page).await?;
+        let items = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
         Ok(Page {
             items,
             total,
