@@ -16,6 +16,7 @@ pub use sea_orm_migration::MigratorTrait;
 
 mod m20260101_000001_initial_schema;
 mod m20260301_000002_audit_log_and_refresh_tokens;
+mod m20260401_000003_queue_and_encounters;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20260101_000001_initial_schema::Migration),
             Box::new(m20260301_000002_audit_log_and_refresh_tokens::Migration),
+            Box::new(m20260401_000003_queue_and_encounters::Migration),
         ]
     }
 }

@@ -157,6 +157,18 @@ impl ApiError {
                     )
                     .with("allowed_from", json!(allowed_from)),
                 },
+                ServiceError::IllegalQueueMove(m) => Problem::new(
+                    StatusCode::CONFLICT,
+                    "illegal_transition",
+                    "Illegal status transition",
+                    m.to_string(),
+                )
+                .with("from", json!(m.from.as_str()))
+                .with("to", json!(m.to.as_str()))
+                .with(
+                    "allowed",
+                    json!(m.allowed.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+                ),
                 ServiceError::PreconditionFailed { current } => Problem::new(
                     StatusCode::PRECONDITION_FAILED,
                     "precondition_failed",
@@ -184,6 +196,12 @@ impl ApiError {
                     "rate_limited",
                     "Too many requests",
                     format!("too many requests; retry after {retry_after_secs} s"),
+                ),
+                ServiceError::Transient(_) => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "concurrent_update",
+                    "Concurrent update",
+                    "a concurrent request held the same records; retry",
                 ),
                 ServiceError::Unavailable(_) => Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -265,7 +283,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::Service(ServiceError::Unavailable(_)) => {
+            ApiError::Service(ServiceError::Unavailable(_) | ServiceError::Transient(_)) => {
                 res.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::Service(ServiceError::RateLimited { retry_after_secs }) => {

@@ -7,18 +7,20 @@
 use std::sync::Arc;
 
 use actix_web::web;
-use clinicflow_ports::{Database, RateLimiter};
+use clinicflow_ports::{Database, EventBus, RateLimiter};
 use clinicflow_services::Services;
 
 pub mod appointment;
 pub mod audit;
 pub mod auth;
+pub mod encounter;
 pub mod error;
 pub mod health;
 pub mod limits;
 pub mod page;
 pub mod patient;
 pub mod practitioner;
+pub mod queue;
 pub mod telemetry;
 pub mod user;
 
@@ -39,6 +41,10 @@ pub struct AppState {
     pub limiter: Arc<dyn RateLimiter>,
     /// Body, JSON and throttle limits.
     pub limits: ApiLimits,
+    /// Change notifications, for live streams.
+    pub events: Arc<dyn EventBus>,
+    /// Live streams held per user.
+    pub streams: queue::StreamSlots,
 }
 
 impl std::fmt::Debug for AppState {
@@ -64,6 +70,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .service(auth::change_password)
                 .service(auth::me)
                 .configure(user::routes)
+                .configure(queue::routes)
+                .configure(encounter::routes)
                 .configure(audit::routes)
                 .configure(patient::routes)
                 .configure(practitioner::routes)

@@ -22,6 +22,10 @@ pub struct ApiLimits {
     pub per_user_per_hour: u32,
     /// Requests per hour from one IP without a token.
     pub per_ip_per_hour: u32,
+    /// Live streams (queue board) one user may hold open at once.
+    pub max_streams_per_user: u32,
+    /// Seconds between keep-alive comments on a live stream.
+    pub stream_heartbeat_secs: u64,
 }
 
 impl Default for ApiLimits {
@@ -32,6 +36,8 @@ impl Default for ApiLimits {
             max_json_string_chars: 10_000,
             per_user_per_hour: 1000,
             per_ip_per_hour: 100,
+            max_streams_per_user: 5,
+            stream_heartbeat_secs: 15,
         }
     }
 }

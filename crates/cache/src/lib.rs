@@ -1,13 +1,18 @@
-//! Adapters for the cache and rate-limit ports of clinicflow: `LocalCache`, an in-process
-//! cache with per-entry TTL; `LocalRateLimiter`, in-process fixed-window counters for the
-//! embedded default; and `RedisRateLimiter`, counters shared by every server instance through
-//! Redis that fall back to in-process counting while Redis is unreachable.
+//! Adapters for the cache, rate-limit and event ports of clinicflow: `LocalCache`, an
+//! in-process cache with per-entry TTL; `LocalRateLimiter`, in-process fixed-window counters
+//! for the embedded default; `RedisRateLimiter`, counters shared by every server instance
+//! through Redis that fall back to in-process counting while Redis is unreachable;
+//! `LocalEventBus`, an in-process fan-out of events to subscribers; and `RedisEventBus`,
+//! events shared by every instance through Redis pub/sub (one subscription per topic and
+//! instance) that still reach this instance's subscribers while Redis is unreachable.
 //!
-//! This crate knows only the cache and limit ports and their backends (moka, Redis): never
-//! the domain rules, the store, the services or the API.
+//! This crate knows only the cache, limit and event ports and their backends (moka, tokio
+//! channels, Redis): never the domain rules, the store, the services or the API.
 
 mod cache;
+mod events;
 mod limit;
 
 pub use cache::LocalCache;
+pub use events::{LocalEventBus, RedisEventBus};
 pub use limit::{InvalidRedisUrl, LocalRateLimiter, RedisRateLimiter};

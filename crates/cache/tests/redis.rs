@@ -1,37 +1,19 @@
 //! `RedisRateLimiter` against a real Redis (`CLINICFLOW_TEST_REDIS_URL`), and its fallback
 //! when Redis cannot be reached. Tests share one Redis: each counts under its own uuid keys.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use clinicflow_cache::RedisRateLimiter;
 use clinicflow_ports::limit::RateLimiter;
+use common::*;
 use deadpool_redis::redis;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 use uuid::Uuid;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// Generous for a loaded test machine, so Redis-backed tests never fall back by accident.
-const TEST_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The test Redis, or `None` (after saying so) when none is configured and none is required.
-fn redis_url() -> Option<String> {
-    match std::env::var("CLINICFLOW_TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CLINICFLOW_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "CLINICFLOW_REQUIRE_SERVICES=1 but CLINICFLOW_TEST_REDIS_URL is not set: \
-                 start a Redis and set it, e.g. CLINICFLOW_TEST_REDIS_URL=redis://127.0.0.1:6379"
-            );
-            println!("skipped: CLINICFLOW_TEST_REDIS_URL is not set");
-            None
-        }
-    }
-}
 
 /// A limiter on the test Redis.
 fn limiter(url: &str) -> RedisRateLimiter {
@@ -43,24 +25,6 @@ fn limiter(url: &str) -> RedisRateLimiter {
 /// A key no other test uses.
 fn unique_key(name: &str) -> String {
     format!("test:{}:{name}", Uuid::now_v7())
-}
-
-/// A direct connection to the test Redis, to look at what the limiter stored.
-async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("the test Redis URL is valid")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the test Redis answers")
-}
-
-/// A port on 127.0.0.1 where nothing listens.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port can be bound");
-    listener
-        .local_addr()
-        .expect("a bound socket has an address")
-        .port()
 }
 
 #[tokio::test]
@@ -202,76 +166,6 @@ async fn an_unreachable_redis_falls_back_to_counting_in_process() {
     assert!(limiter.hit(key, 3, MINUTE).await.allowed);
 }
 
-/// A TCP relay to Redis that can be cut, as a network failure or a Redis restart would.
-struct Relay {
-    addr: SocketAddr,
-    up: watch::Sender<bool>,
-}
-
-impl Relay {
-    /// Relays 127.0.0.1:<some port> to `target` until cut.
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port can be bound");
-        let addr = listener
-            .local_addr()
-            .expect("a bound socket has an address");
-        let (up, watching) = watch::channel(true);
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let mut watching = watching.clone();
-                if !*watching.borrow() {
-                    continue; // cut: the client is dropped at once
-                }
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = watching.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, up }
-    }
-
-    /// Drops every relayed connection and refuses new ones until `restore`.
-    fn cut(&self) {
-        self.up.send_replace(false);
-    }
-
-    /// Relays new connections again.
-    fn restore(&self) {
-        self.up.send_replace(true);
-    }
-}
-
-/// `url` with its host and port replaced by `addr`.
-fn url_through(url: &str, addr: SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a Redis URL has a scheme");
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let credentials = authority.rsplit_once('@').map(|(c, _)| c);
-    match credentials {
-        Some(credentials) => format!("{scheme}://{credentials}@{addr}{path}"),
-        None => format!("{scheme}://{addr}{path}"),
-    }
-}
-
-/// The address the test Redis listens on.
-async fn redis_addr(url: &str) -> SocketAddr {
-    let rest = url.split_once("://").expect("a Redis URL has a scheme").1;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    tokio::net::lookup_host(host_port)
-        .await
-        .expect("the test Redis host resolves")
-        .next()
-        .expect("the test Redis host has an address")
-}
-
 #[tokio::test]
 async fn the_limiter_returns_to_redis_when_redis_returns() {
     let Some(url) = redis_url() else { return };
@@ -342,34 +236,6 @@ async fn a_redis_that_never_answers_is_given_up_on_after_the_timeout() {
     assert_eq!(decision.remaining, 2);
     assert_eq!(limiter.redis_errors(), 1);
     silent.abort();
-}
-
-/// Log output captured for one test.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        let bytes = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]

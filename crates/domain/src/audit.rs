@@ -30,6 +30,10 @@ pub enum ResourceType {
     Patient,
     /// An appointment.
     Appointment,
+    /// A queue entry.
+    QueueEntry,
+    /// An encounter (visit record).
+    Encounter,
 }
 
 /// Whether it was allowed.
@@ -70,7 +74,12 @@ macro_rules! wire_enum {
 }
 
 wire_enum!(AuditAction { Read => "read", List => "list", Create => "create", Update => "update", Delete => "delete" });
-wire_enum!(ResourceType { Patient => "patient", Appointment => "appointment" });
+wire_enum!(ResourceType {
+    Patient => "patient",
+    Appointment => "appointment",
+    QueueEntry => "queue_entry",
+    Encounter => "encounter",
+});
 wire_enum!(Outcome { Success => "success", Denied => "denied" });
 
 /// One append-only entry of the audit log.

@@ -66,6 +66,8 @@ pub struct Clinic {
     pub time_zone: TimeZone,
     /// Minutes after an appointment's start before it may be marked a no-show.
     pub no_show_grace_minutes: u32,
+    /// Target waits per triage category and the check-in grace.
+    pub queue: crate::QueueSettings,
 }
 
 #[cfg(test)]

@@ -81,3 +81,11 @@ entity_id!(
     /// Identifies a login session's chain of refresh tokens.
     TokenFamilyId
 );
+entity_id!(
+    /// Identifies a queue entry.
+    QueueEntryId
+);
+entity_id!(
+    /// Identifies an encounter (visit).
+    EncounterId
+);

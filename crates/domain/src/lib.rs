@@ -9,12 +9,14 @@ pub mod appointment;
 pub mod audit;
 pub mod clinic;
 pub mod contact;
+pub mod encounter;
 pub mod id;
 pub mod interval;
 pub mod page;
 pub mod patient;
 pub mod permission;
 pub mod practitioner;
+pub mod queue;
 pub mod schedule;
 pub mod token;
 pub mod user;
@@ -25,15 +27,17 @@ pub use appointment::{
 pub use audit::{AuditAction, AuditEvent, Outcome, ResourceType};
 pub use clinic::{Clinic, ClinicName, TimeZone};
 pub use contact::{Email, Phone};
+pub use encounter::Encounter;
 pub use id::{
-    AppointmentId, AuditEventId, ClinicId, PatientId, PractitionerId, RefreshTokenId,
-    ScheduleExceptionId, TokenFamilyId, UserId,
+    AppointmentId, AuditEventId, ClinicId, EncounterId, PatientId, PractitionerId, QueueEntryId,
+    RefreshTokenId, ScheduleExceptionId, TokenFamilyId, UserId,
 };
 pub use interval::Interval;
 pub use page::{Page, PageRequest};
 pub use patient::{BirthDate, EmergencyContact, Insurance, Patient, PersonName, Sex};
 pub use permission::Permission;
 pub use practitioner::Practitioner;
+pub use queue::{DeadlineRule, QueueEntry, QueueSettings, QueueStatus, TriageCategory};
 pub use schedule::{Availability, ExceptionKind, Schedule, ScheduleException, WeeklyRule};
 pub use token::{RefreshToken, RefreshVerdict};
 pub use user::{Actor, LockoutPolicy, Role, User};

@@ -31,11 +31,17 @@ pub enum Permission {
     ManageUsers,
     /// Read the audit log.
     ReadAudit,
+    /// See the queue and its board.
+    ReadQueue,
+    /// Add walk-ins, re-triage, recall, and record that a patient left.
+    ManageQueue,
+    /// Call the next patient, start and finish service, write visit notes.
+    ServePatients,
 }
 
 impl Permission {
     /// Every permission, for the table in the docs and for tests.
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 15] = [
         Permission::ReadPatients,
         Permission::WritePatients,
         Permission::DeletePatients,
@@ -48,6 +54,9 @@ impl Permission {
         Permission::Overbook,
         Permission::ManageUsers,
         Permission::ReadAudit,
+        Permission::ReadQueue,
+        Permission::ManageQueue,
+        Permission::ServePatients,
     ];
 
     /// The stable snake_case name.
@@ -65,6 +74,9 @@ impl Permission {
             Permission::Overbook => "overbook",
             Permission::ManageUsers => "manage_users",
             Permission::ReadAudit => "read_audit",
+            Permission::ReadQueue => "read_queue",
+            Permission::ManageQueue => "manage_queue",
+            Permission::ServePatients => "serve_patients",
         }
     }
 }
@@ -91,6 +103,9 @@ impl Role {
                     | BookAppointments
                     | RunAppointments
                     | Overbook
+                    | ReadQueue
+                    | ManageQueue
+                    | ServePatients
             ),
             Role::Receptionist => matches!(
                 permission,
@@ -100,11 +115,19 @@ impl Role {
                     | ReadAppointments
                     | BookAppointments
                     | RunAppointments
+                    | ReadQueue
+                    | ManageQueue
             ),
             Role::Nurse => {
                 matches!(
                     permission,
-                    ReadPatients | ReadPractitioners | ReadAppointments | RunAppointments
+                    ReadPatients
+                        | ReadPractitioners
+                        | ReadAppointments
+                        | RunAppointments
+                        | ReadQueue
+                        | ManageQueue
+                        | ServePatients
                 )
             }
         }
@@ -135,6 +158,17 @@ mod tests {
             assert!(!role.allows(Permission::ReadAudit));
             assert!(!role.allows(Permission::DeletePatients));
         }
+    }
+
+    #[test]
+    fn nurses_triage_and_serve_receptionists_add_walk_ins_but_do_not_serve() {
+        assert!(
+            Role::Nurse.allows(Permission::ManageQueue)
+                && Role::Nurse.allows(Permission::ServePatients)
+        );
+        assert!(Role::Receptionist.allows(Permission::ManageQueue));
+        assert!(!Role::Receptionist.allows(Permission::ServePatients));
+        assert!(Role::Practitioner.allows(Permission::ServePatients));
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub enum RepoError {
     /// An optimistic update found another version than it expected.
     #[error("the record changed since it was read")]
     StaleVersion,
+    /// The database aborted the transaction to break a deadlock or a serialization conflict
+    /// between concurrent writers; running the whole unit of work again is expected to succeed.
+    /// Adapters MUST return this (not `Unavailable`) for such aborts.
+    #[error("transaction aborted by a concurrent writer")]
+    Retry(#[source] BoxError),
     /// The database cannot be reached or is overloaded; the request may be retried.
     #[error("database unavailable")]
     Unavailable(#[source] BoxError),

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod limit;
 pub mod password;
 pub mod repo;
@@ -17,19 +18,22 @@ pub mod transaction;
 pub use cache::Cache;
 pub use clock::{Clock, SystemClock};
 pub use error::{BoxError, OverlapParty, RepoError};
+pub use events::{EventBus, EventStream};
 pub use limit::{RateDecision, RateLimiter};
 pub use password::PasswordHasher;
 pub use repo::{
-    AppointmentFilter, AppointmentRepo, AuditFilter, AuditRepo, ClinicRepo, PatientFilter,
-    PatientRepo, PatientSearch, PractitionerFilter, PractitionerRepo, RefreshTokenRepo,
-    ScheduleRepo, UserRepo,
+    AppointmentFilter, AppointmentRepo, AuditFilter, AuditRepo, ClinicRepo, EncounterRepo,
+    PatientFilter, PatientRepo, PatientSearch, PractitionerFilter, PractitionerRepo, QueueRepo,
+    QueueScope, RefreshTokenRepo, ScheduleRepo, UserRepo,
 };
 pub use transaction::{Database, Transaction, Tx, TxMode};
 
 #[cfg(feature = "mock")]
 pub use {
-    cache::MockCache, clock::MockClock, limit::MockRateLimiter, password::MockPasswordHasher,
-    repo::MockAppointmentRepo, repo::MockAuditRepo, repo::MockClinicRepo, repo::MockPatientRepo,
-    repo::MockPractitionerRepo, repo::MockRefreshTokenRepo, repo::MockScheduleRepo,
-    repo::MockUserRepo, transaction::FakeTransaction, transaction::MockDatabase,
+    cache::MockCache, clock::MockClock, events::MockEventBus, limit::MockRateLimiter,
+    password::MockPasswordHasher, repo::MockAppointmentRepo, repo::MockAuditRepo,
+    repo::MockClinicRepo, repo::MockEncounterRepo, repo::MockPatientRepo,
+    repo::MockPractitionerRepo, repo::MockQueueRepo, repo::MockRefreshTokenRepo,
+    repo::MockScheduleRepo, repo::MockUserRepo, transaction::FakeTransaction,
+    transaction::MockDatabase,
 };

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Clinic, ClinicId,
-    Email, Interval, Page, PageRequest, Patient, PatientId, Phone, Practitioner, PractitionerId,
-    RefreshToken, RefreshTokenId, Schedule, ScheduleException, TokenFamilyId, User, UserId,
+    Email, Encounter, EncounterId, Interval, Page, PageRequest, Patient, PatientId, Phone,
+    Practitioner, PractitionerId, QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule,
+    ScheduleException, TokenFamilyId, User, UserId,
 };
 
 use crate::{RepoError, Tx};
@@ -336,4 +337,133 @@ pub trait RefreshTokenRepo: Send + Sync {
         user: UserId,
         at: DateTime<Utc>,
     ) -> Result<u64, RepoError>;
+}
+
+/// Which queue entries a practitioner (or a board) looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueScope {
+    /// Entries waiting for this practitioner, plus (with `department`) that department's and
+    /// the clinic's general entries (those naming neither). `None`: no practitioner filter.
+    pub practitioner_id: Option<PractitionerId>,
+    /// Entries waiting for this department (and, with a practitioner, the general ones).
+    pub department: Option<String>,
+}
+
+/// The walk-in queue.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait QueueRepo: Send + Sync {
+    /// Stores a new entry. MUST return `Duplicate("appointment_id")` when the appointment already
+    /// has an open entry, and `NotFound` when the patient, practitioner or appointment is not of the clinic.
+    async fn insert(&self, tx: &mut Tx, entry: &QueueEntry) -> Result<(), RepoError>;
+
+    /// The entry of this clinic, if any.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: QueueEntryId,
+    ) -> Result<Option<QueueEntry>, RepoError>;
+
+    /// Writes every field if the stored version is `expected_version`; MUST return `StaleVersion` or `NotFound`.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        entry: &QueueEntry,
+        expected_version: i32,
+    ) -> Result<(), RepoError>;
+
+    /// Open entries (waiting, called, in service) in `scope`, in serve order:
+    /// deadline, category rank, arrival, id.
+    ///
+    /// With a practitioner in the scope, an entry is in it when it names that practitioner, or
+    /// names no practitioner and either no department or the scope's department. With only a
+    /// department, when it names that department. With neither, every open entry.
+    async fn open(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        scope: &QueueScope,
+    ) -> Result<Vec<QueueEntry>, RepoError>;
+
+    /// The first waiting entry in `scope` in serve order, locked for the rest of `tx` so that a
+    /// concurrent caller skips it (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the write
+    /// transaction already excludes other writers). `None` when nobody waits. Commit soon after:
+    /// until `tx` ends, the entry is hidden from every other caller.
+    async fn lock_next_waiting(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        scope: &QueueScope,
+    ) -> Result<Option<QueueEntry>, RepoError>;
+
+    /// The open entry of an appointment, if it is in the queue.
+    async fn for_appointment(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        appointment: AppointmentId,
+    ) -> Result<Option<QueueEntry>, RepoError>;
+
+    /// Every entry (any status) that arrived within `span` (start included, end excluded),
+    /// optionally of one practitioner (called by or waiting for them), in arrival order, for
+    /// daily statistics.
+    async fn arrived_within(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        span: Interval,
+        practitioner: Option<PractitionerId>,
+    ) -> Result<Vec<QueueEntry>, RepoError>;
+}
+
+/// Encounters (visit records).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EncounterRepo: Send + Sync {
+    /// Stores a new encounter.
+    async fn insert(&self, tx: &mut Tx, encounter: &Encounter) -> Result<(), RepoError>;
+
+    /// The encounter of this clinic, if any.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: EncounterId,
+    ) -> Result<Option<Encounter>, RepoError>;
+
+    /// Writes every field if the stored version is `expected_version`; MUST return `StaleVersion` or `NotFound`.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        encounter: &Encounter,
+        expected_version: i32,
+    ) -> Result<(), RepoError>;
+
+    /// The open (not ended) encounter of a queue entry, if any.
+    async fn open_for_entry(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        entry: QueueEntryId,
+    ) -> Result<Option<Encounter>, RepoError>;
+
+    /// One page of a patient's encounters, newest first.
+    async fn for_patient(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        patient: PatientId,
+        page: PageRequest,
+    ) -> Result<Page<Encounter>, RepoError>;
+
+    /// The last `limit` ended encounters, newest first, optionally of some practitioners only:
+    /// the history that wait estimates are made from.
+    async fn recently_ended(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioners: &[PractitionerId],
+        limit: u32,
+    ) -> Result<Vec<Encounter>, RepoError>;
 }

@@ -114,6 +114,10 @@ pub struct HttpSettings {
     pub per_ip_per_hour: u32,
     /// Origins allowed to call the API from a browser (CORS), comma-separated; none by default.
     pub cors_origins: Vec<String>,
+    /// Live streams (queue board) one user may hold open at once.
+    pub max_streams_per_user: u32,
+    /// Seconds between keep-alive comments on a live stream.
+    pub stream_heartbeat_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -127,6 +131,8 @@ impl Default for HttpSettings {
             per_user_per_hour: 1000,
             per_ip_per_hour: 100,
             cors_origins: Vec::new(),
+            max_streams_per_user: 5,
+            stream_heartbeat_secs: 15,
         }
     }
 }
@@ -391,6 +397,16 @@ impl Settings {
             "CLINICFLOW_HTTP_PER_IP_PER_HOUR",
             &mut s.http.per_ip_per_hour,
         )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_MAX_STREAMS_PER_USER",
+            &mut s.http.max_streams_per_user,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS",
+            &mut s.http.stream_heartbeat_secs,
+        )?;
         if let Some(raw) = env("CLINICFLOW_HTTP_CORS_ORIGINS") {
             s.http.cors_origins = raw
                 .split(',')
@@ -465,6 +481,10 @@ impl Settings {
                 self.http.per_user_per_hour,
             ),
             ("CLINICFLOW_HTTP_PER_IP_PER_HOUR", self.http.per_ip_per_hour),
+            (
+                "CLINICFLOW_HTTP_MAX_STREAMS_PER_USER",
+                self.http.max_streams_per_user,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -474,6 +494,12 @@ impl Settings {
             return Err(invalid(
                 "CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS",
                 "must be at least 60",
+            ));
+        }
+        if !(1..=300).contains(&self.http.stream_heartbeat_secs) {
+            return Err(invalid(
+                "CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS",
+                "must be between 1 and 300",
             ));
         }
         if self.http.max_body_bytes < 1024 {
@@ -565,6 +591,8 @@ impl Settings {
             max_json_string_chars: self.http.max_json_string_chars,
             per_user_per_hour: self.http.per_user_per_hour,
             per_ip_per_hour: self.http.per_ip_per_hour,
+            max_streams_per_user: self.http.max_streams_per_user,
+            stream_heartbeat_secs: self.http.stream_heartbeat_secs,
         }
     }
 }

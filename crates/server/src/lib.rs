@@ -9,8 +9,10 @@ use std::time::Duration;
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer};
 use clinicflow_api::{AppState, TokenConfig, Tokens};
-use clinicflow_cache::{LocalCache, LocalRateLimiter, RedisRateLimiter};
-use clinicflow_ports::{RateLimiter, SystemClock};
+use clinicflow_cache::{
+    LocalCache, LocalEventBus, LocalRateLimiter, RedisEventBus, RedisRateLimiter,
+};
+use clinicflow_ports::{EventBus, RateLimiter, SystemClock};
 use clinicflow_services::{Ports, Services};
 use clinicflow_store::Store;
 use secrecy::ExposeSecret;
@@ -53,6 +55,8 @@ pub struct Wiring {
     pub store: Store,
     /// Login and API counters (Redis when configured, else in-process).
     pub limiter: Arc<dyn RateLimiter>,
+    /// Change notifications (Redis pub/sub when configured, else in-process).
+    pub events: Arc<dyn EventBus>,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -68,12 +72,21 @@ const LOCAL_LIMITER_KEYS: u64 = 100_000;
 pub async fn connect(settings: &Settings) -> Result<Wiring, StartError> {
     let store = Store::connect(settings.database_url.expose_secret(), &settings.pool()).await?;
     store.migrate().await?;
-    let limiter: Arc<dyn RateLimiter> = match &settings.redis_url {
-        Some(url) => Arc::new(
-            RedisRateLimiter::connect(url.expose_secret())
-                .map_err(|e| StartError::Redis(e.to_string()))?,
+    let (limiter, events): (Arc<dyn RateLimiter>, Arc<dyn EventBus>) = match &settings.redis_url {
+        Some(url) => (
+            Arc::new(
+                RedisRateLimiter::connect(url.expose_secret())
+                    .map_err(|e| StartError::Redis(e.to_string()))?,
+            ),
+            Arc::new(
+                RedisEventBus::connect(url.expose_secret())
+                    .map_err(|e| StartError::Redis(e.to_string()))?,
+            ),
         ),
-        None => Arc::new(LocalRateLimiter::new(LOCAL_LIMITER_KEYS)),
+        None => (
+            Arc::new(LocalRateLimiter::new(LOCAL_LIMITER_KEYS)),
+            Arc::new(LocalEventBus::new()),
+        ),
     };
     let shared = Arc::new(store.clone());
     let ports = Ports {
@@ -85,6 +98,9 @@ pub async fn connect(settings: &Settings) -> Result<Wiring, StartError> {
         schedules: shared.clone(),
         appointments: shared.clone(),
         audit: shared.clone(),
+        queue: shared.clone(),
+        encounters: shared.clone(),
+        events: events.clone(),
         tokens: shared,
         limiter: limiter.clone(),
         cache: Arc::new(LocalCache::new(settings.cache.local_max_bytes)),
@@ -95,6 +111,7 @@ pub async fn connect(settings: &Settings) -> Result<Wiring, StartError> {
         services: Services::new(ports, settings.auth_policy()),
         store,
         limiter,
+        events,
     })
 }
 
@@ -154,6 +171,7 @@ impl Application {
             services,
             store,
             limiter,
+            events,
         } = connect(settings).await?;
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),
@@ -172,6 +190,8 @@ impl Application {
             db: Arc::new(store),
             limiter,
             limits: settings.api_limits(),
+            events,
+            streams: clinicflow_api::queue::StreamSlots::default(),
         };
         let origins = settings.http.cors_origins.clone();
         let mut server = HttpServer::new(move || {

@@ -347,10 +347,10 @@ mod tests {
 
     use clinicflow_domain::{Role, UserId};
     use clinicflow_ports::{
-        FakeTransaction, MockAppointmentRepo, MockAuditRepo, MockCache, MockClinicRepo, MockClock,
-        MockDatabase, MockPasswordHasher, MockPatientRepo, MockPractitionerRepo, MockRateLimiter,
-        MockRefreshTokenRepo, MockScheduleRepo, MockUserRepo, RateDecision,
+        MockPasswordHasher, MockRateLimiter, MockRefreshTokenRepo, MockUserRepo, RateDecision,
     };
+
+    use crate::mocks::Mocks;
 
     use super::*;
 
@@ -389,28 +389,12 @@ mod tests {
         hasher: MockPasswordHasher,
         limiter: MockRateLimiter,
     ) -> (AuthService, Arc<AtomicUsize>) {
-        let commits = Arc::new(AtomicUsize::new(0));
-        let mut db = MockDatabase::new();
-        let counter = commits.clone();
-        db.expect_begin()
-            .returning(move |_| Ok(FakeTransaction::counting(counter.clone())));
-        let mut clock = MockClock::new();
-        clock.expect_now().return_const(now());
-        let ports = Ports {
-            db: Arc::new(db),
-            clinics: Arc::new(MockClinicRepo::new()),
-            users: Arc::new(users),
-            patients: Arc::new(MockPatientRepo::new()),
-            practitioners: Arc::new(MockPractitionerRepo::new()),
-            schedules: Arc::new(MockScheduleRepo::new()),
-            appointments: Arc::new(MockAppointmentRepo::new()),
-            audit: Arc::new(MockAuditRepo::new()),
-            tokens: Arc::new(tokens),
-            limiter: Arc::new(limiter),
-            cache: Arc::new(MockCache::new()),
-            clock: Arc::new(clock),
-            hasher: Arc::new(hasher),
-        };
+        let mut mocks = Mocks::new(now());
+        mocks.users = users;
+        mocks.tokens = tokens;
+        mocks.hasher = hasher;
+        mocks.limiter = limiter;
+        let (ports, commits) = mocks.ports();
         (AuthService::new(ports, AuthPolicy::default()), commits)
     }
 

@@ -126,6 +126,16 @@ impl BookingService {
     /// Books an appointment, or explains the conflict with the next free slots.
     #[tracing::instrument(skip_all)]
     pub async fn book(&self, actor: &Actor, input: BookInput) -> Result<Appointment, ServiceError> {
+        // Concurrent inserts can deadlock in PostgreSQL's exclusion-constraint checks; the
+        // database aborts one, and running it again turns it into the conflict it is.
+        crate::error::retrying(|| self.book_once(actor, &input)).await
+    }
+
+    async fn book_once(
+        &self,
+        actor: &Actor,
+        input: &BookInput,
+    ) -> Result<Appointment, ServiceError> {
         let create = Access::kind(AuditAction::Create, ResourceType::Appointment);
         audit::require(&self.ports, actor, Permission::BookAppointments, create).await?;
         if input.overbook {
@@ -523,7 +533,22 @@ impl BookingService {
         let access =
             Access::appointment(AuditAction::Update, appointment.id, appointment.patient_id);
         audit::record(&self.ports, &mut tx, actor, access).await?;
+        let checked_in = matches!(action, AppointmentAction::CheckIn);
+        if checked_in {
+            // The patient joins the queue in the same unit of work as the check-in.
+            crate::queue::enqueue_appointment(
+                &self.ports,
+                &mut tx,
+                &clinic,
+                &appointment,
+                self.ports.clock.now(),
+            )
+            .await?;
+        }
         tx.commit().await?;
+        if checked_in {
+            crate::queue::announce(&self.ports, actor.clinic_id).await;
+        }
         Ok(appointment)
     }
 
@@ -535,6 +560,16 @@ impl BookingService {
         actor: &Actor,
         id: AppointmentId,
         input: RescheduleInput,
+        if_match: Option<i32>,
+    ) -> Result<Appointment, ServiceError> {
+        crate::error::retrying(|| self.reschedule_once(actor, id, &input, if_match)).await
+    }
+
+    async fn reschedule_once(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        input: &RescheduleInput,
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
         let update = Access {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use clinicflow_domain::{Clinic, ClinicId, ClinicName, Email, Role, TimeZone, User, UserId};
+use clinicflow_domain::{
+    Clinic, ClinicId, ClinicName, Email, QueueSettings, Role, TimeZone, User, UserId,
+};
 use clinicflow_ports::{Tx, TxMode};
 use uuid::Uuid;
 
@@ -77,6 +79,7 @@ impl ClinicService {
             name,
             time_zone,
             no_show_grace_minutes: 15,
+            queue: QueueSettings::default(),
         };
         let admin = User {
             id: UserId::from_uuid(Uuid::now_v7()),
@@ -128,10 +131,13 @@ pub(crate) async fn clinic_settings(
 }
 
 fn encode_clinic(c: &Clinic) -> Vec<u8> {
+    let targets: Vec<String> = c.queue.target_minutes.iter().map(u32::to_string).collect();
     format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}",
         c.time_zone.name(),
         c.no_show_grace_minutes,
+        targets.join(","),
+        c.queue.checkin_grace_minutes,
         c.name.as_ref()
     )
     .into_bytes()
@@ -139,15 +145,26 @@ fn encode_clinic(c: &Clinic) -> Vec<u8> {
 
 fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut parts = text.splitn(3, '\n');
+    let mut parts = text.splitn(5, '\n');
     let time_zone = TimeZone::parse(parts.next()?).ok()?;
     let no_show_grace_minutes = parts.next()?.parse().ok()?;
+    let targets: Vec<u32> = parts
+        .next()?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let checkin_grace_minutes = parts.next()?.parse().ok()?;
     let name = ClinicName::parse(parts.next()?).ok()?;
     Some(Clinic {
         id,
         name,
         time_zone,
         no_show_grace_minutes,
+        queue: QueueSettings {
+            target_minutes: targets.try_into().ok()?,
+            checkin_grace_minutes,
+        },
     })
 }
 
@@ -162,6 +179,7 @@ mod tests {
             name: ClinicName::parse("Praxis Mitte").expect("valid"),
             time_zone: TimeZone::parse("Europe/Berlin").expect("valid"),
             no_show_grace_minutes: 15,
+            queue: QueueSettings::default(),
         };
         let bytes = encode_clinic(&clinic);
         assert_eq!(decode_clinic(clinic.id, &bytes), Some(clinic.clone()));

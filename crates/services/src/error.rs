@@ -101,6 +101,9 @@ pub enum ServiceError {
     /// The status machine forbids the move.
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
+    /// The queue's status machine forbids the move.
+    #[error(transparent)]
+    IllegalQueueMove(#[from] clinicflow_domain::queue::IllegalQueueMove),
     /// The client's version (If-Match) is not the stored one.
     #[error("the resource changed since the version the client holds")]
     PreconditionFailed {
@@ -122,6 +125,10 @@ pub enum ServiceError {
         /// Seconds until the limit resets.
         retry_after_secs: u64,
     },
+    /// A concurrent writer made the database abort the unit of work; use cases that expect
+    /// contention run again, and a client seeing it may retry.
+    #[error("transaction aborted by a concurrent writer")]
+    Transient(#[source] clinicflow_ports::BoxError),
     /// The database is unreachable or overloaded.
     #[error("service unavailable")]
     Unavailable(#[source] clinicflow_ports::BoxError),
@@ -137,6 +144,7 @@ impl From<RepoError> for ServiceError {
             RepoError::Duplicate(field) => ServiceError::Duplicate(field),
             RepoError::StaleVersion => ServiceError::PreconditionFailed { current: None },
             RepoError::Unavailable(e) => ServiceError::Unavailable(e),
+            RepoError::Retry(e) => ServiceError::Transient(e),
             RepoError::Overlap(party) => {
                 ServiceError::Unexpected(format!("unexpected overlap of the {party:?}").into())
             }
@@ -148,5 +156,27 @@ impl From<RepoError> for ServiceError {
 impl From<clinicflow_domain::permission::Denied> for ServiceError {
     fn from(d: clinicflow_domain::permission::Denied) -> Self {
         ServiceError::Forbidden(d.to_string())
+    }
+}
+
+/// Attempts a unit of work gets when the database keeps aborting it for concurrency.
+const ATTEMPTS: u32 = 3;
+
+/// Runs `attempt` again when the database aborted it for a concurrent writer (a deadlock
+/// between exclusion-constraint checks, for instance), up to [`ATTEMPTS`] times.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ServiceError>>,
+{
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(ServiceError::Transient(e)) if n < ATTEMPTS => {
+                tracing::debug!(attempt = n, error = %e, "unit of work aborted by a concurrent writer; running it again");
+                n += 1;
+            }
+            other => return other,
+        }
     }
 }

@@ -8,18 +8,23 @@
 use std::sync::Arc;
 
 use clinicflow_ports::{
-    AppointmentRepo, AuditRepo, Cache, ClinicRepo, Clock, Database, PasswordHasher, PatientRepo,
-    PractitionerRepo, RateLimiter, RefreshTokenRepo, ScheduleRepo, UserRepo,
+    AppointmentRepo, AuditRepo, Cache, ClinicRepo, Clock, Database, EncounterRepo, EventBus,
+    PasswordHasher, PatientRepo, PractitionerRepo, QueueRepo, RateLimiter, RefreshTokenRepo,
+    ScheduleRepo, UserRepo,
 };
 
 pub mod audit;
 pub mod auth;
 pub mod booking;
 pub mod clinic;
+pub mod encounter;
 pub mod error;
 pub mod input;
+#[cfg(test)]
+mod mocks;
 pub mod patient;
 pub mod practitioner;
+pub mod queue;
 pub mod schedule;
 pub mod user;
 
@@ -29,9 +34,11 @@ pub use booking::{
     AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput,
 };
 pub use clinic::{ClinicService, NewClinic};
+pub use encounter::EncounterService;
 pub use error::{Conflict, FieldErrors, ServiceError};
 pub use patient::{NewPatient, PatientChanges, PatientService};
 pub use practitioner::{NewPractitioner, PractitionerChanges, PractitionerService};
+pub use queue::{Board, BoardEntry, DayStats, JoinInput, QueueAction, QueueService};
 pub use schedule::{ScheduleInput, ScheduleService, SlotQuery, TimeOffInput};
 pub use user::{NewUser, UserChanges, UserService};
 
@@ -54,6 +61,12 @@ pub struct Ports {
     pub appointments: Arc<dyn AppointmentRepo>,
     /// The audit log.
     pub audit: Arc<dyn AuditRepo>,
+    /// The walk-in queue.
+    pub queue: Arc<dyn QueueRepo>,
+    /// Visit records.
+    pub encounters: Arc<dyn EncounterRepo>,
+    /// Change notifications to every instance.
+    pub events: Arc<dyn EventBus>,
     /// Refresh tokens.
     pub tokens: Arc<dyn RefreshTokenRepo>,
     /// Counters for login and API limits.
@@ -91,6 +104,10 @@ pub struct Services {
     pub users: UserService,
     /// The audit log.
     pub audit: AuditService,
+    /// The walk-in queue.
+    pub queue: QueueService,
+    /// Visit records.
+    pub encounters: EncounterService,
 }
 
 impl Services {
@@ -100,6 +117,8 @@ impl Services {
             auth: AuthService::new(ports.clone(), policy),
             users: UserService::new(ports.clone()),
             audit: AuditService::new(ports.clone()),
+            queue: QueueService::new(ports.clone()),
+            encounters: EncounterService::new(ports.clone()),
             clinics: ClinicService::new(ports.clone()),
             patients: PatientService::new(ports.clone()),
             practitioners: PractitionerService::new(ports.clone()),

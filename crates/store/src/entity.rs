@@ -5,9 +5,11 @@
 pub(crate) mod appointment;
 pub(crate) mod audit_event;
 pub(crate) mod clinic;
+pub(crate) mod encounter;
 pub(crate) mod patient;
 pub(crate) mod practitioner;
 pub(crate) mod practitioner_specialty;
+pub(crate) mod queue_entry;
 pub(crate) mod refresh_token;
 pub(crate) mod schedule;
 pub(crate) mod schedule_exception;

@@ -66,6 +66,7 @@ pub(crate) fn repo_error(err: DbErr) -> RepoError {
     match sqlx_err.as_ref() {
         sea_orm::sqlx::Error::Database(db) => match violation(db.as_ref()) {
             Some(mapped) => mapped,
+            None if is_concurrency_abort(db.as_ref()) => RepoError::Retry(Box::new(err)),
             None if is_transient(db.as_ref()) => RepoError::Unavailable(Box::new(err)),
             None => RepoError::Other(Box::new(err)),
         },
@@ -98,7 +99,15 @@ fn violation(db: &dyn DatabaseError) -> Option<RepoError> {
                 || message.contains("refresh_tokens.token_hash")
             {
                 Some(RepoError::Duplicate("token_hash"))
-            } else if constraint.ends_with("_pkey") || message.ends_with(".id") {
+            } else if constraint == "queue_entries_open_appointment_key"
+                || message.contains("queue_entries.appointment_id")
+            {
+                // The partial unique index: an appointment has at most one open queue entry.
+                Some(RepoError::Duplicate("appointment_id"))
+            } else if constraint.ends_with("_pkey")
+                || constraint.ends_with("_clinic_id_id_key")
+                || message.ends_with(".id")
+            {
                 Some(RepoError::Duplicate("id"))
             } else {
                 None
@@ -110,17 +119,18 @@ fn violation(db: &dyn DatabaseError) -> Option<RepoError> {
     }
 }
 
+/// Whether PostgreSQL aborted the transaction to resolve a deadlock (40P01) or a
+/// serialization failure (40001): concurrent exclusion-constraint checks can deadlock.
+fn is_concurrency_abort(db: &dyn DatabaseError) -> bool {
+    matches!(db.code().as_deref(), Some("40P01" | "40001"))
+}
+
 /// Whether the failure is about load or connectivity, so the request may be retried.
 fn is_transient(db: &dyn DatabaseError) -> bool {
     let code = db.code().unwrap_or_default();
     let code = code.as_ref();
-    // PostgreSQL SQLSTATE classes 08 (connection), 53 (resources), 57P (shutdown),
-    // and serialization or deadlock failures.
-    let postgres = code.starts_with("08")
-        || code.starts_with("53")
-        || code.starts_with("57P")
-        || code == "40001"
-        || code == "40P01";
+    // PostgreSQL SQLSTATE classes 08 (connection), 53 (resources), 57P (shutdown).
+    let postgres = code.starts_with("08") || code.starts_with("53") || code.starts_with("57P");
     // SQLite (extended) result codes of SQLITE_BUSY and SQLITE_LOCKED: the write lock
     // was not had within busy_timeout.
     let sqlite = matches!(code, "5" | "6" | "261" | "262" | "517");

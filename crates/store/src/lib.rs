@@ -25,6 +25,14 @@
 //! Rotating a refresh token is a compare-and-set on `rotated_at IS NULL AND revoked_at IS
 //! NULL`, so of two refreshes racing with one token exactly one wins (`token.rs`).
 //!
+//! # The queue
+//! Queue entries are read in serve order (deadline, category rank, arrival, id), an index
+//! scan because each deadline is stored when the entry joins. Calling the next patient locks
+//! the first waiting entry with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent callers
+//! each get a different patient; on SQLite the `BEGIN IMMEDIATE` write transaction does the
+//! same by keeping other writers out (`queue.rs`). A partial unique index keeps one
+//! appointment to at most one open entry; its violation is `Duplicate("appointment_id")`.
+//!
 //! # Instants
 //! Every instant is written truncated to whole microseconds (PostgreSQL's precision), so it
 //! reads back equal on both databases; on SQLite it is RFC 3339 text that sorts in time
@@ -33,11 +41,13 @@
 mod appointment;
 mod audit;
 mod clinic;
+mod encounter;
 mod entity;
 mod error;
 mod page;
 mod patient;
 mod practitioner;
+mod queue;
 mod schedule;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -204,7 +214,8 @@ impl Store {
         };
         PoolStats {
             open,
-            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            // sqlx derives the idle count from racing counters; it can briefly exceed the size.
+            idle: u32::try_from(idle).unwrap_or(u32::MAX).min(open),
         }
     }
 

@@ -41,10 +41,10 @@ end
 return {count, left}
 ";
 
-/// The Redis URL given to [`RedisRateLimiter::connect`] cannot be used.
+/// The Redis URL given to the `connect` of a Redis adapter cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid Redis URL")]
-pub struct InvalidRedisUrl(#[source] CreatePoolError);
+pub struct InvalidRedisUrl(#[source] pub(crate) CreatePoolError);
 
 /// Why one Redis call gave no answer.
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,7 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub token: String,
+    settings: Settings,
     _db: TestDatabase,
 }
 
@@ -99,6 +100,7 @@ impl TestApp {
             base,
             client,
             token: String::new(),
+            settings,
             _db: db,
         };
         test.token = test.login("admin@clinic-a.example").await;
@@ -130,6 +132,17 @@ impl TestApp {
     /// Sends `req` with another access token.
     pub async fn as_user(&self, token: &str, req: reqwest::RequestBuilder) -> Response {
         req.bearer_auth(token).send().await.expect("request")
+    }
+
+    /// Starts a second server instance on the same database (and Redis, when configured) and
+    /// returns its base URL; tokens of the first work there too.
+    pub async fn another_instance(&self) -> String {
+        let app = clinicflow::Application::build(&self.settings)
+            .await
+            .expect("the second instance starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        base
     }
 
     /// Logs in and returns an access token.

@@ -5,5 +5,6 @@ mod booking;
 mod helpers;
 mod logs;
 mod patients;
+mod queue;
 mod security;
 mod tenancy;

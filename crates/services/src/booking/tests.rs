@@ -9,15 +9,10 @@ use clinicflow_domain::{
     Clinic, ClinicId, ClinicName, PersonName, Practitioner, Role, Schedule, TimeZone, UserId,
     WeeklyRule,
 };
-use clinicflow_ports::{
-    FakeTransaction, MockAppointmentRepo, MockAuditRepo, MockCache, MockClinicRepo, MockClock,
-    MockDatabase, MockPasswordHasher, MockPatientRepo, MockPractitionerRepo, MockRateLimiter,
-    MockRefreshTokenRepo, MockScheduleRepo, MockUserRepo,
-};
 use mockall::predicate::always;
 
 use super::*;
-use crate::Ports;
+use crate::mocks::Mocks;
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(rfc3339)
@@ -31,6 +26,7 @@ fn clinic() -> Clinic {
         name: ClinicName::parse("Praxis").expect("valid"),
         time_zone: TimeZone::parse("Europe/Berlin").expect("valid"),
         no_show_grace_minutes: 15,
+        queue: clinicflow_domain::QueueSettings::default(),
     }
 }
 
@@ -118,93 +114,48 @@ fn existing(start: &str, minutes: i64) -> Appointment {
 }
 
 /// Mocks that answer the reads every booking makes; tests add the expectations they are about.
-struct World {
-    db: MockDatabase,
-    clinics: MockClinicRepo,
-    patients: MockPatientRepo,
-    practitioners: MockPractitionerRepo,
-    schedules: MockScheduleRepo,
-    appointments: MockAppointmentRepo,
-    audit: MockAuditRepo,
-    commits: Arc<std::sync::atomic::AtomicUsize>,
-    now: DateTime<Utc>,
+type World = Mocks;
+
+fn world(practitioner_busy: Vec<Appointment>) -> World {
+    let mut m = Mocks::new(at("2026-11-30T12:00:00Z"));
+    m.clinics.expect_get().returning(|_, _| Ok(Some(clinic())));
+    m.patients
+        .expect_get()
+        .returning(|_, _, id| Ok((id == patient().id).then(patient)));
+    m.practitioners
+        .expect_get()
+        .returning(|_, _, id| Ok((id == practitioner().id).then(practitioner)));
+    m.schedules
+        .expect_get()
+        .returning(|_, _, _| Ok(Some(tuesday_mornings())));
+    m.schedules
+        .expect_exceptions_overlapping()
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    m.audit.expect_append().returning(|_, _| Ok(()));
+    m.appointments
+        .expect_active_for_practitioner()
+        .returning(move |_, _, _, span| {
+            Ok(practitioner_busy
+                .iter()
+                .filter(|a| a.interval.overlaps(&span))
+                .cloned()
+                .collect())
+        });
+    m.appointments
+        .expect_active_for_patient()
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    m
 }
 
-impl World {
-    fn new(practitioner_busy: Vec<Appointment>) -> Self {
-        let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut db = MockDatabase::new();
-        let counter = commits.clone();
-        db.expect_begin()
-            .returning(move |_| Ok(FakeTransaction::counting(counter.clone())));
-        let mut clinics = MockClinicRepo::new();
-        clinics.expect_get().returning(|_, _| Ok(Some(clinic())));
-        let mut patients = MockPatientRepo::new();
-        patients
-            .expect_get()
-            .returning(|_, _, id| Ok((id == patient().id).then(patient)));
-        let mut practitioners = MockPractitionerRepo::new();
-        practitioners
-            .expect_get()
-            .returning(|_, _, id| Ok((id == practitioner().id).then(practitioner)));
-        let mut schedules = MockScheduleRepo::new();
-        schedules
-            .expect_get()
-            .returning(|_, _, _| Ok(Some(tuesday_mornings())));
-        schedules
-            .expect_exceptions_overlapping()
-            .returning(|_, _, _, _| Ok(Vec::new()));
-        let mut audit = MockAuditRepo::new();
-        audit.expect_append().returning(|_, _| Ok(()));
-        let mut appointments = MockAppointmentRepo::new();
-        appointments
-            .expect_active_for_practitioner()
-            .returning(move |_, _, _, span| {
-                Ok(practitioner_busy
-                    .iter()
-                    .filter(|a| a.interval.overlaps(&span))
-                    .cloned()
-                    .collect())
-            });
-        appointments
-            .expect_active_for_patient()
-            .returning(|_, _, _, _| Ok(Vec::new()));
-        Self {
-            db,
-            clinics,
-            patients,
-            practitioners,
-            schedules,
-            appointments,
-            audit,
-            commits,
-            now: at("2026-11-30T12:00:00Z"),
-        }
-    }
+/// The booking service over a world.
+trait Booking {
+    fn service(self) -> (BookingService, Arc<std::sync::atomic::AtomicUsize>);
+}
 
+impl Booking for World {
     fn service(self) -> (BookingService, Arc<std::sync::atomic::AtomicUsize>) {
-        let mut clock = MockClock::new();
-        let now = self.now;
-        clock.expect_now().return_const(now);
-        let mut cache = MockCache::new();
-        cache.expect_get().returning(|_| None);
-        cache.expect_set().return_const(());
-        let ports = Ports {
-            db: Arc::new(self.db),
-            clinics: Arc::new(self.clinics),
-            users: Arc::new(MockUserRepo::new()),
-            patients: Arc::new(self.patients),
-            practitioners: Arc::new(self.practitioners),
-            schedules: Arc::new(self.schedules),
-            appointments: Arc::new(self.appointments),
-            cache: Arc::new(cache),
-            clock: Arc::new(clock),
-            hasher: Arc::new(MockPasswordHasher::new()),
-            audit: Arc::new(self.audit),
-            tokens: Arc::new(MockRefreshTokenRepo::new()),
-            limiter: Arc::new(MockRateLimiter::new()),
-        };
-        (BookingService::new(ports), self.commits)
+        let (ports, commits) = self.ports();
+        (BookingService::new(ports), commits)
     }
 }
 
@@ -222,7 +173,7 @@ fn request(starts_at: &str) -> BookInput {
 
 #[tokio::test]
 async fn a_free_slot_inside_availability_is_booked_and_committed() {
-    let mut world = World::new(vec![existing("2026-12-01T09:00:00Z", 30)]);
+    let mut world = world(vec![existing("2026-12-01T09:00:00Z", 30)]);
     world
         .appointments
         .expect_insert()
@@ -247,7 +198,7 @@ async fn a_free_slot_inside_availability_is_booked_and_committed() {
 #[tokio::test]
 async fn an_overlapping_booking_is_refused_with_the_taken_interval_and_next_slots() {
     let taken = existing("2026-12-01T08:00:00Z", 30);
-    let mut world = World::new(vec![taken.clone()]);
+    let mut world = world(vec![taken.clone()]);
     world.appointments.expect_insert().never();
     let (service, commits) = world.service();
     let err = service
@@ -278,7 +229,7 @@ async fn an_overlapping_booking_is_refused_with_the_taken_interval_and_next_slot
 
 #[tokio::test]
 async fn a_booking_outside_availability_is_refused() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     world.appointments.expect_insert().never();
     let (service, _) = world.service();
     // 13:00 Berlin is after the Tuesday window closes at 12:00.
@@ -297,7 +248,7 @@ async fn a_booking_outside_availability_is_refused() {
 
 #[tokio::test]
 async fn booking_in_the_past_is_rejected() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     world.now = at("2026-12-01T09:00:00Z");
     world.appointments.expect_insert().never();
     let (service, _) = world.service();
@@ -310,7 +261,7 @@ async fn booking_in_the_past_is_rejected() {
 
 #[tokio::test]
 async fn a_race_lost_at_the_database_becomes_a_conflict() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     world
         .appointments
         .expect_insert()
@@ -339,7 +290,7 @@ async fn a_race_lost_at_the_database_becomes_a_conflict() {
 
 #[tokio::test]
 async fn receptionists_may_not_overbook() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     world.appointments.expect_insert().never();
     world.audit.checkpoint();
     world
@@ -360,8 +311,8 @@ async fn receptionists_may_not_overbook() {
 
 #[tokio::test]
 async fn invalid_input_names_every_bad_field_and_touches_nothing() {
-    let mut world = World::new(Vec::new());
-    world.db = MockDatabase::new();
+    let mut world = world(Vec::new());
+    world.db = clinicflow_ports::MockDatabase::new();
     world.db.expect_begin().never();
     let (service, _) = world.service();
     let input = BookInput {
@@ -389,7 +340,7 @@ async fn invalid_input_names_every_bad_field_and_touches_nothing() {
 
 #[tokio::test]
 async fn an_illegal_status_move_is_refused_and_nothing_is_written() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     let current = existing("2026-12-01T08:00:00Z", 30);
     let id = current.id;
     world
@@ -424,7 +375,7 @@ async fn an_illegal_status_move_is_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_stale_if_match_is_a_failed_precondition() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     let current = existing("2026-12-01T08:00:00Z", 30);
     let id = current.id;
     world
@@ -450,7 +401,7 @@ async fn a_stale_if_match_is_a_failed_precondition() {
 
 #[tokio::test]
 async fn a_confirmation_writes_the_new_status_against_the_read_version() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     let current = existing("2026-12-01T08:00:00Z", 30);
     let id = current.id;
     world
@@ -481,7 +432,7 @@ async fn a_confirmation_writes_the_new_status_against_the_read_version() {
 
 #[tokio::test]
 async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     let mut current = existing("2026-12-01T08:00:00Z", 30);
     current.patient_id = patient().id;
     let id = current.id;
@@ -556,7 +507,7 @@ fn local_dates_follow_the_clinic_zone() {
 
 #[tokio::test]
 async fn a_booking_is_audited_in_its_own_unit_of_work() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     world
         .appointments
         .expect_insert()
@@ -584,7 +535,7 @@ async fn a_booking_is_audited_in_its_own_unit_of_work() {
 
 #[tokio::test]
 async fn a_nurse_may_not_book_and_the_refusal_is_audited() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     world.appointments.expect_insert().never();
     world.audit.checkpoint();
     world
@@ -608,7 +559,7 @@ async fn a_nurse_may_not_book_and_the_refusal_is_audited() {
 
 #[tokio::test]
 async fn a_practitioner_does_not_see_another_practitioners_appointment() {
-    let mut world = World::new(Vec::new());
+    let mut world = world(Vec::new());
     let current = existing("2026-12-01T08:00:00Z", 30);
     let id = current.id;
     world
@@ -623,4 +574,93 @@ async fn a_practitioner_does_not_see_another_practitioners_appointment() {
     let mut own = actor(Role::Practitioner);
     own.practitioner_id = Some(practitioner().id);
     assert_eq!(service.get(&own, id).await.expect("theirs").id, id);
+}
+
+#[tokio::test]
+async fn checking_in_puts_the_patient_in_the_queue_in_the_same_unit_of_work() {
+    let mut world = world(Vec::new());
+    let mut current = existing("2026-12-01T08:00:00Z", 30);
+    current.status = AppointmentStatus::Confirmed;
+    current.patient_id = patient().id;
+    let id = current.id;
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_update()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    world
+        .queue
+        .expect_insert()
+        .times(1)
+        .withf(move |_, e| {
+            e.appointment_id == Some(id)
+                && e.patient_id == patient().id
+                && e.practitioner_id == Some(practitioner().id)
+                && e.status == clinicflow_domain::QueueStatus::Waiting
+                // Checked in the day before an 08:00 appointment: due at its start + 10 minutes grace.
+                && e.deadline == at("2026-12-01T08:10:00Z")
+        })
+        .returning(|_, _| Ok(()));
+    world
+        .events
+        .expect_publish()
+        .times(1)
+        .withf(|topic, _| topic.starts_with("queue:"))
+        .return_const(());
+    let (service, commits) = world.service();
+    let a = service
+        .act(
+            &actor(Role::Receptionist),
+            id,
+            AppointmentAction::CheckIn,
+            None,
+        )
+        .await
+        .expect("checked in");
+    assert_eq!(a.status, AppointmentStatus::CheckedIn);
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        1,
+        "appointment and queue entry commit together"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_queue_insert_leaves_the_check_in_uncommitted() {
+    let mut world = world(Vec::new());
+    let mut current = existing("2026-12-01T08:00:00Z", 30);
+    current.status = AppointmentStatus::Confirmed;
+    let id = current.id;
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_update()
+        .returning(|_, _, _| Ok(()));
+    world
+        .queue
+        .expect_insert()
+        .returning(|_, _| Err(RepoError::Duplicate("appointment_id")));
+    world.events.expect_publish().never();
+    let (service, commits) = world.service();
+    let err = service
+        .act(
+            &actor(Role::Receptionist),
+            id,
+            AppointmentAction::CheckIn,
+            None,
+        )
+        .await
+        .expect_err("duplicate");
+    assert!(
+        matches!(err, ServiceError::Duplicate("appointment_id")),
+        "got {err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
 }

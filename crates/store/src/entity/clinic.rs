@@ -11,6 +11,12 @@ pub struct Model {
     pub name: String,
     pub time_zone: String,
     pub no_show_grace_minutes: i32,
+    pub triage_target_immediate: i32,
+    pub triage_target_very_urgent: i32,
+    pub triage_target_urgent: i32,
+    pub triage_target_standard: i32,
+    pub triage_target_non_urgent: i32,
+    pub checkin_grace_minutes: i32,
     pub created_at: DateTimeUtc,
 }
 

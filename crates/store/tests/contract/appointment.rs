@@ -393,8 +393,20 @@ pub async fn appointment_overlap_is_rejected(ctx: Ctx) {
     }
 }
 
-/// One booking attempt as the services make it: check for overlap, insert if free, commit.
+/// One booking as the services make it: check for overlap, insert if free, commit, and run
+/// again when PostgreSQL aborts the transaction to break a deadlock between concurrent
+/// exclusion-constraint checks (`RepoError::Retry`).
 async fn book(store: Arc<Store>, a: Appointment) -> Result<bool, RepoError> {
+    let mut attempts = 0;
+    loop {
+        match book_once(store.clone(), a.clone()).await {
+            Err(RepoError::Retry(_)) if attempts < 5 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn book_once(store: Arc<Store>, a: Appointment) -> Result<bool, RepoError> {
     let mut tx = store.begin(TxMode::Write).await?;
     let busy = store
         .active_for_practitioner(&mut tx, a.clinic_id, a.practitioner_id, a.interval)

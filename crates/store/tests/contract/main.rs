@@ -10,8 +10,10 @@ mod appointment;
 mod audit;
 mod clinic;
 mod database;
+mod encounter;
 mod patient;
 mod practitioner;
+mod queue;
 mod schedule;
 mod support;
 mod tenancy;
@@ -94,4 +96,18 @@ contract_tests! {
     token::revoking_reaches_exactly_the_family_or_the_user,
     token::concurrent_refreshes_with_one_token_rotate_it_once,
     time::stored_instants_compare_in_time_order,
+    clinic::queue_settings_read_back_and_default_for_clinics_stored_without_them,
+    queue::a_queue_entry_reads_back_and_updates_every_field,
+    queue::open_entries_come_in_serve_order,
+    queue::open_and_next_respect_each_scope_rule,
+    queue::the_next_waiting_entry_skips_called_and_served_ones,
+    queue::concurrent_calls_take_each_waiting_entry_exactly_once,
+    queue::one_appointment_has_at_most_one_open_entry,
+    queue::entries_arrived_within_a_span_filter_by_practitioner,
+    queue::another_clinic_can_neither_see_nor_change_queue_entries,
+    encounter::an_encounter_reads_back_and_updates_every_field,
+    encounter::the_open_encounter_of_an_entry_is_the_one_not_ended,
+    encounter::a_patients_encounters_are_paged_newest_first,
+    encounter::recently_ended_encounters_are_newest_first_and_filter_by_practitioner,
+    encounter::another_clinic_can_neither_see_nor_change_encounters,
 }

@@ -2,12 +2,14 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
 use clinicflow_domain::{
-    Appointment, AppointmentId, AppointmentStatus, BirthDate, Clinic, ClinicId, ClinicName, Email,
-    Interval, Patient, PatientId, PersonName, Practitioner, PractitionerId, Role, Sex, TimeZone,
-    Urgency, User, UserId,
+    Appointment, AppointmentId, AppointmentStatus, BirthDate, Clinic, ClinicId, ClinicName,
+    DeadlineRule, Email, Encounter, EncounterId, Interval, Patient, PatientId, PersonName,
+    Practitioner, PractitionerId, QueueEntry, QueueEntryId, QueueSettings, QueueStatus, Role, Sex,
+    TimeZone, TriageCategory, Urgency, User, UserId,
 };
 use clinicflow_ports::{
-    AppointmentRepo, ClinicRepo, Database, PatientRepo, PractitionerRepo, Tx, TxMode, UserRepo,
+    AppointmentRepo, ClinicRepo, Database, EncounterRepo, PatientRepo, PractitionerRepo, QueueRepo,
+    Tx, TxMode, UserRepo,
 };
 use clinicflow_store::testing::{TestBackend, TestDatabase};
 use clinicflow_store::{Backend, Store};
@@ -89,6 +91,24 @@ impl Ctx {
         tx.commit().await.unwrap();
         a
     }
+
+    /// Stores a queue entry and returns it.
+    pub async fn queue_entry(&self, e: QueueEntry) -> QueueEntry {
+        let mut tx = self.write().await;
+        QueueRepo::insert(&self.store, &mut tx, &e).await.unwrap();
+        tx.commit().await.unwrap();
+        e
+    }
+
+    /// Stores an encounter and returns it.
+    pub async fn encounter(&self, e: Encounter) -> Encounter {
+        let mut tx = self.write().await;
+        EncounterRepo::insert(&self.store, &mut tx, &e)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        e
+    }
 }
 
 /// A clinic in Berlin.
@@ -98,6 +118,7 @@ pub fn clinic(name: &str) -> Clinic {
         name: ClinicName::parse(name).unwrap(),
         time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
         no_show_grace_minutes: 15,
+        queue: QueueSettings::default(),
     }
 }
 
@@ -195,6 +216,58 @@ pub fn appointment(
         created_at: created(),
         updated_at: created(),
         deleted_at: None,
+    }
+}
+
+/// A waiting walk-in of `category` who arrived at `arrived_at`, due at `deadline`, for
+/// nobody in particular.
+pub fn queue_entry(
+    patient: &Patient,
+    category: TriageCategory,
+    arrived_at: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+) -> QueueEntry {
+    QueueEntry {
+        id: QueueEntryId::from_uuid(Uuid::now_v7()),
+        clinic_id: patient.clinic_id,
+        patient_id: patient.id,
+        practitioner_id: None,
+        department: None,
+        appointment_id: None,
+        category,
+        rule: DeadlineRule::WalkIn,
+        arrived_at,
+        deadline,
+        status: QueueStatus::Waiting,
+        note: None,
+        called_by: None,
+        called_at: None,
+        started_at: None,
+        finished_at: None,
+        left_at: None,
+        version: 1,
+        updated_at: arrived_at,
+    }
+}
+
+/// An open encounter of `patient` with `practitioner` that started at `started_at`.
+pub fn encounter(
+    patient: &Patient,
+    practitioner: &Practitioner,
+    started_at: DateTime<Utc>,
+) -> Encounter {
+    Encounter {
+        id: EncounterId::from_uuid(Uuid::now_v7()),
+        clinic_id: patient.clinic_id,
+        patient_id: patient.id,
+        practitioner_id: practitioner.id,
+        appointment_id: None,
+        queue_entry_id: None,
+        started_at,
+        ended_at: None,
+        notes: None,
+        version: 1,
+        updated_at: started_at,
     }
 }
 

@@ -1,0 +1,880 @@
+//! The walk-in queue: joining, the ordered board with wait estimates, calling the next
+//! patient atomically, service (which opens and closes the encounter), and daily statistics.
+
+use chrono::{DateTime, Duration, NaiveTime, TimeZone as _, Utc};
+use clinicflow_domain::queue::{appointment_deadline, estimated_wait, walk_in_deadline};
+use clinicflow_domain::{
+    Actor, Appointment, AppointmentStatus, AuditAction, Clinic, DeadlineRule, Encounter,
+    EncounterId, Interval, PageRequest, PatientId, Permission, PractitionerId, QueueEntry,
+    QueueEntryId, QueueStatus, ResourceType, TriageCategory,
+};
+use clinicflow_ports::{AppointmentFilter, PractitionerFilter, QueueScope, Tx, TxMode};
+use uuid::Uuid;
+
+use crate::audit::{self, Access, own_practitioner};
+use crate::{FieldErrors, Ports, ServiceError, input};
+
+/// Service time assumed when a queue has no history yet.
+pub const DEFAULT_SERVICE_MINUTES: i64 = 15;
+/// How many recent visits the mean service time is taken over.
+const SERVICE_HISTORY: u32 = 20;
+/// Longest note on a queue entry.
+const MAX_NOTE_CHARS: usize = 500;
+
+/// The event topic of a clinic's queue.
+pub fn topic(clinic: clinicflow_domain::ClinicId) -> String {
+    format!("queue:{clinic}")
+}
+
+/// A walk-in joining the queue, as sent by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinInput {
+    /// The patient.
+    pub patient_id: String,
+    /// Waiting for this practitioner.
+    pub practitioner_id: Option<String>,
+    /// Or for this department.
+    pub department: Option<String>,
+    /// Triage category.
+    pub category: String,
+    /// Free text.
+    pub note: Option<String>,
+}
+
+/// A move of a queue entry requested through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueAction {
+    /// called -> in_service; opens the encounter.
+    Start,
+    /// in_service -> done; closes the encounter and completes the appointment.
+    Finish,
+    /// waiting|called -> left.
+    Leave,
+    /// called -> waiting, keeping the deadline.
+    Recall,
+    /// A new triage category; recomputes this entry's deadline.
+    Retriage(String),
+}
+
+/// One entry on the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardEntry {
+    /// The entry.
+    pub entry: QueueEntry,
+    /// 1-based place among the waiting; `None` once called.
+    pub position: Option<usize>,
+    /// Expected wait from now, for the waiting.
+    pub estimated_wait: Option<Duration>,
+}
+
+/// The ordered queue of a scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    /// Open entries in serve order.
+    pub entries: Vec<BoardEntry>,
+    /// The clinic (its queue settings explain the deadlines).
+    pub clinic: Clinic,
+    /// Mean service time the estimates use.
+    pub mean_service: Duration,
+    /// Practitioners the waiting are shared across.
+    pub practitioners: u32,
+    /// When the board was computed.
+    pub now: DateTime<Utc>,
+}
+
+/// A day's queue figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayStats {
+    /// The clinic-local date.
+    pub date: chrono::NaiveDate,
+    /// Entries now waiting, called, in service, done and left, among those that arrived that day.
+    pub counts: [(QueueStatus, u64); 5],
+    /// Mean wait from arrival to call.
+    pub mean_wait: Option<Duration>,
+    /// 90th percentile of that wait.
+    pub p90_wait: Option<Duration>,
+    /// Mean service time.
+    pub mean_service: Option<Duration>,
+    /// Appointments of that day marked no-show.
+    pub no_shows: u64,
+}
+
+/// Runs the queue.
+#[derive(Debug, Clone)]
+pub struct QueueService {
+    ports: Ports,
+}
+
+fn parse_note(errors: &mut FieldErrors, raw: Option<&str>) -> Option<String> {
+    match raw.map(str::trim) {
+        None | Some("") => None,
+        Some(s) if s.chars().count() > MAX_NOTE_CHARS => {
+            errors.add(
+                "note",
+                format!("must be at most {MAX_NOTE_CHARS} characters"),
+            );
+            None
+        }
+        Some(s) => Some(s.to_owned()),
+    }
+}
+
+/// Puts a checked-in appointment in the queue, in the caller's unit of work.
+pub(crate) async fn enqueue_appointment(
+    ports: &Ports,
+    tx: &mut Tx,
+    clinic: &Clinic,
+    appointment: &Appointment,
+    now: DateTime<Utc>,
+) -> Result<QueueEntry, ServiceError> {
+    let starts_at = appointment.interval.start();
+    let entry = QueueEntry {
+        id: QueueEntryId::from_uuid(Uuid::now_v7()),
+        clinic_id: clinic.id,
+        patient_id: appointment.patient_id,
+        practitioner_id: Some(appointment.practitioner_id),
+        department: None,
+        appointment_id: Some(appointment.id),
+        category: TriageCategory::for_urgency(appointment.urgency),
+        rule: DeadlineRule::Appointment { starts_at },
+        arrived_at: now,
+        deadline: appointment_deadline(now, starts_at, &clinic.queue),
+        status: QueueStatus::Waiting,
+        note: None,
+        called_by: None,
+        called_at: None,
+        started_at: None,
+        finished_at: None,
+        left_at: None,
+        version: 1,
+        updated_at: now,
+    };
+    ports.queue.insert(tx, &entry).await?;
+    Ok(entry)
+}
+
+/// Tells every board of the clinic, on every instance, that the queue changed.
+pub(crate) async fn announce(ports: &Ports, clinic: clinicflow_domain::ClinicId) {
+    ports
+        .events
+        .publish(&topic(clinic), b"changed".to_vec())
+        .await;
+}
+
+impl QueueService {
+    /// Builds the service.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    /// Adds a walk-in with its triage category; the deadline follows from arrival and category.
+    #[tracing::instrument(skip_all)]
+    pub async fn join(&self, actor: &Actor, input: JoinInput) -> Result<QueueEntry, ServiceError> {
+        let create = Access::kind(AuditAction::Create, ResourceType::QueueEntry);
+        audit::require(&self.ports, actor, Permission::ManageQueue, create).await?;
+        let mut errors = FieldErrors::new();
+        let patient_id = errors
+            .check("patient_id", input::id(&input.patient_id))
+            .map(PatientId::from_uuid);
+        let practitioner_id = input
+            .practitioner_id
+            .as_deref()
+            .and_then(|v| errors.check("practitioner_id", input::id(v)))
+            .map(PractitionerId::from_uuid);
+        let department = input.department.as_deref().and_then(|d| {
+            errors.check("department", clinicflow_domain::practitioner::parse_code(d))
+        });
+        if practitioner_id.is_some() && department.is_some() {
+            errors.add(
+                "department",
+                "name a practitioner or a department, not both",
+            );
+        }
+        let category = errors.check("category", input.category.parse::<TriageCategory>());
+        let note = parse_note(&mut errors, input.note.as_deref());
+        errors.into_result()?;
+        let (Some(patient_id), Some(category)) = (patient_id, category) else {
+            unreachable!("parsed when no error was recorded")
+        };
+        let now = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        if self
+            .ports
+            .patients
+            .get(&mut tx, actor.clinic_id, patient_id)
+            .await?
+            .is_none()
+        {
+            return Err(FieldErrors::single(
+                "patient_id",
+                "no such patient in this clinic",
+            ));
+        }
+        if let Some(p) = practitioner_id
+            && self
+                .ports
+                .practitioners
+                .get(&mut tx, actor.clinic_id, p)
+                .await?
+                .is_none()
+        {
+            return Err(FieldErrors::single(
+                "practitioner_id",
+                "no such practitioner in this clinic",
+            ));
+        }
+        let entry = QueueEntry {
+            id: QueueEntryId::from_uuid(Uuid::now_v7()),
+            clinic_id: actor.clinic_id,
+            patient_id,
+            practitioner_id,
+            department,
+            appointment_id: None,
+            category,
+            rule: DeadlineRule::WalkIn,
+            arrived_at: now,
+            deadline: walk_in_deadline(now, category, &clinic.queue),
+            status: QueueStatus::Waiting,
+            note,
+            called_by: None,
+            called_at: None,
+            started_at: None,
+            finished_at: None,
+            left_at: None,
+            version: 1,
+            updated_at: now,
+        };
+        self.ports.queue.insert(&mut tx, &entry).await?;
+        let access = Access {
+            resource_id: Some(entry.id.as_uuid()),
+            ..Access::patient(AuditAction::Create, patient_id)
+        };
+        audit::record(
+            &self.ports,
+            &mut tx,
+            actor,
+            Access {
+                resource_type: ResourceType::QueueEntry,
+                ..access
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        announce(&self.ports, actor.clinic_id).await;
+        Ok(entry)
+    }
+
+    async fn scope(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        practitioner: Option<PractitionerId>,
+        department: Option<String>,
+    ) -> Result<QueueScope, ServiceError> {
+        let Some(id) = practitioner else {
+            return Ok(QueueScope {
+                practitioner_id: None,
+                department,
+            });
+        };
+        let p = self
+            .ports
+            .practitioners
+            .get(tx, actor.clinic_id, id)
+            .await?
+            .ok_or_else(|| {
+                FieldErrors::single("practitioner_id", "no such practitioner in this clinic")
+            })?;
+        Ok(QueueScope {
+            practitioner_id: Some(id),
+            department: p.department,
+        })
+    }
+
+    /// The open entries of a scope in serve order, with positions and wait estimates.
+    pub async fn board(
+        &self,
+        actor: &Actor,
+        practitioner_id: Option<&str>,
+        department: Option<&str>,
+    ) -> Result<Board, ServiceError> {
+        self.read_board(actor, practitioner_id, department, true)
+            .await
+    }
+
+    /// The board again for a live stream whose opening [`QueueService::board`] was audited:
+    /// pushes of the same view are not logged one by one.
+    pub async fn board_refresh(
+        &self,
+        actor: &Actor,
+        practitioner_id: Option<&str>,
+        department: Option<&str>,
+    ) -> Result<Board, ServiceError> {
+        self.read_board(actor, practitioner_id, department, false)
+            .await
+    }
+
+    async fn read_board(
+        &self,
+        actor: &Actor,
+        practitioner_id: Option<&str>,
+        department: Option<&str>,
+        audited: bool,
+    ) -> Result<Board, ServiceError> {
+        let access = Access::list(ResourceType::QueueEntry, None);
+        audit::require(&self.ports, actor, Permission::ReadQueue, access).await?;
+        let mut errors = FieldErrors::new();
+        let practitioner = practitioner_id
+            .and_then(|v| errors.check("practitioner_id", input::id(v)))
+            .map(PractitionerId::from_uuid);
+        let department = department.and_then(|d| {
+            errors.check("department", clinicflow_domain::practitioner::parse_code(d))
+        });
+        errors.into_result()?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let scope = self.scope(&mut tx, actor, practitioner, department).await?;
+        let entries = self
+            .ports
+            .queue
+            .open(&mut tx, actor.clinic_id, &scope)
+            .await?;
+        let serving: Vec<PractitionerId> = match scope.practitioner_id {
+            Some(p) => vec![p],
+            None => {
+                let filter = PractitionerFilter {
+                    specialty: None,
+                    department: scope.department.clone(),
+                };
+                let page = PageRequest::parse(Some(1), Some(200))
+                    .map_err(|e| ServiceError::Unexpected(e.into()))?;
+                self.ports
+                    .practitioners
+                    .list(&mut tx, actor.clinic_id, &filter, page)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect()
+            }
+        };
+        let history = self
+            .ports
+            .encounters
+            .recently_ended(&mut tx, actor.clinic_id, &serving, SERVICE_HISTORY)
+            .await?;
+        if audited {
+            audit::record(&self.ports, &mut tx, actor, access).await?;
+        }
+        tx.commit().await?;
+        let times: Vec<Duration> = history.iter().filter_map(Encounter::service_time).collect();
+        let mean_service = mean(&times).unwrap_or(Duration::minutes(DEFAULT_SERVICE_MINUTES));
+        let practitioners = u32::try_from(serving.len()).unwrap_or(u32::MAX).max(1);
+        let mut position = 0;
+        let entries = entries
+            .into_iter()
+            .map(|entry| {
+                if entry.status == QueueStatus::Waiting {
+                    position += 1;
+                    BoardEntry {
+                        entry,
+                        position: Some(position),
+                        estimated_wait: Some(estimated_wait(
+                            position - 1,
+                            mean_service,
+                            practitioners,
+                        )),
+                    }
+                } else {
+                    BoardEntry {
+                        entry,
+                        position: None,
+                        estimated_wait: None,
+                    }
+                }
+            })
+            .collect();
+        Ok(Board {
+            entries,
+            clinic,
+            mean_service,
+            practitioners,
+            now: self.ports.clock.now(),
+        })
+    }
+
+    /// Calls the first waiting patient the practitioner may serve; `None` when nobody waits.
+    /// Two practitioners calling at once never get the same patient.
+    #[tracing::instrument(skip_all)]
+    pub async fn call_next(
+        &self,
+        actor: &Actor,
+        practitioner_id: &str,
+    ) -> Result<Option<QueueEntry>, ServiceError> {
+        let update = Access::kind(AuditAction::Update, ResourceType::QueueEntry);
+        audit::require(&self.ports, actor, Permission::ServePatients, update).await?;
+        let practitioner = PractitionerId::from_uuid(
+            input::id(practitioner_id).map_err(|e| FieldErrors::single("practitioner_id", e.0))?,
+        );
+        if own_practitioner(actor).is_some_and(|own| own != practitioner) {
+            return Err(ServiceError::Forbidden(
+                "a practitioner calls patients for themselves only".into(),
+            ));
+        }
+        let now = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let scope = self.scope(&mut tx, actor, Some(practitioner), None).await?;
+        let Some(mut entry) = self
+            .ports
+            .queue
+            .lock_next_waiting(&mut tx, actor.clinic_id, &scope)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let expected = entry.version;
+        entry
+            .transition(QueueStatus::Called, now)
+            .map_err(|e| ServiceError::Unexpected(e.into()))?;
+        entry.called_by = Some(practitioner);
+        self.ports.queue.update(&mut tx, &entry, expected).await?;
+        audit::record(
+            &self.ports,
+            &mut tx,
+            actor,
+            entry_access(AuditAction::Update, &entry),
+        )
+        .await?;
+        tx.commit().await?;
+        announce(&self.ports, actor.clinic_id).await;
+        Ok(Some(entry))
+    }
+
+    /// Moves an entry (start, finish, leave, recall, re-triage); starting and finishing open and
+    /// close the encounter and move the appointment along, in the same unit of work.
+    #[tracing::instrument(skip_all, fields(queue_entry_id = %id))]
+    pub async fn act(
+        &self,
+        actor: &Actor,
+        id: QueueEntryId,
+        action: QueueAction,
+    ) -> Result<QueueEntry, ServiceError> {
+        let permission = match action {
+            QueueAction::Start | QueueAction::Finish => Permission::ServePatients,
+            QueueAction::Leave | QueueAction::Recall | QueueAction::Retriage(_) => {
+                Permission::ManageQueue
+            }
+        };
+        let update = Access {
+            resource_id: Some(id.as_uuid()),
+            ..Access::kind(AuditAction::Update, ResourceType::QueueEntry)
+        };
+        audit::require(&self.ports, actor, permission, update).await?;
+        let category = match &action {
+            QueueAction::Retriage(raw) => Some(
+                raw.parse::<TriageCategory>()
+                    .map_err(|e| FieldErrors::single("category", e.0))?,
+            ),
+            _ => None,
+        };
+        let now = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let mut entry = self
+            .ports
+            .queue
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("queue entry"))?;
+        let expected = entry.version;
+        let illegal =
+            |e: clinicflow_domain::queue::IllegalQueueMove| ServiceError::IllegalQueueMove(e);
+        match action {
+            QueueAction::Start => {
+                entry
+                    .transition(QueueStatus::InService, now)
+                    .map_err(illegal)?;
+                self.open_encounter(&mut tx, actor, &entry, now).await?;
+            }
+            QueueAction::Finish => {
+                entry.transition(QueueStatus::Done, now).map_err(illegal)?;
+                self.close_encounter(&mut tx, actor, &clinic, &entry, now)
+                    .await?;
+            }
+            QueueAction::Leave => entry.transition(QueueStatus::Left, now).map_err(illegal)?,
+            QueueAction::Recall => entry
+                .transition(QueueStatus::Waiting, now)
+                .map_err(illegal)?,
+            QueueAction::Retriage(_) => {
+                if !entry.status.is_open() || entry.status == QueueStatus::InService {
+                    return Err(illegal(clinicflow_domain::queue::IllegalQueueMove {
+                        from: entry.status,
+                        to: entry.status,
+                        allowed: entry.status.allowed_moves().to_vec(),
+                    }));
+                }
+                let Some(category) = category else {
+                    unreachable!("parsed above")
+                };
+                entry.retriage(category, &clinic.queue, now);
+            }
+        }
+        self.ports.queue.update(&mut tx, &entry, expected).await?;
+        audit::record(
+            &self.ports,
+            &mut tx,
+            actor,
+            entry_access(AuditAction::Update, &entry),
+        )
+        .await?;
+        tx.commit().await?;
+        announce(&self.ports, actor.clinic_id).await;
+        Ok(entry)
+    }
+
+    async fn open_encounter(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        entry: &QueueEntry,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let practitioner_id = entry.called_by.or(entry.practitioner_id).ok_or_else(|| {
+            FieldErrors::single("practitioner_id", "the entry was called by no practitioner")
+        })?;
+        let encounter = Encounter {
+            id: EncounterId::from_uuid(Uuid::now_v7()),
+            clinic_id: actor.clinic_id,
+            patient_id: entry.patient_id,
+            practitioner_id,
+            appointment_id: entry.appointment_id,
+            queue_entry_id: Some(entry.id),
+            started_at: now,
+            ended_at: None,
+            notes: None,
+            version: 1,
+            updated_at: now,
+        };
+        self.ports.encounters.insert(tx, &encounter).await?;
+        let access = Access {
+            resource_id: Some(encounter.id.as_uuid()),
+            ..Access::patient(AuditAction::Create, entry.patient_id)
+        };
+        audit::record(
+            &self.ports,
+            tx,
+            actor,
+            Access {
+                resource_type: ResourceType::Encounter,
+                ..access
+            },
+        )
+        .await?;
+        if let Some(id) = entry.appointment_id {
+            self.move_appointment(tx, actor, id, AppointmentStatus::InProgress, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn close_encounter(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        clinic: &Clinic,
+        entry: &QueueEntry,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        if let Some(mut encounter) = self
+            .ports
+            .encounters
+            .open_for_entry(tx, clinic.id, entry.id)
+            .await?
+        {
+            let expected = encounter.version;
+            encounter.ended_at = Some(now);
+            encounter.version += 1;
+            encounter.updated_at = now;
+            self.ports
+                .encounters
+                .update(tx, &encounter, expected)
+                .await?;
+        }
+        if let Some(id) = entry.appointment_id {
+            self.move_appointment(tx, actor, id, AppointmentStatus::Completed, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the linked appointment along with the visit when its status allows it.
+    async fn move_appointment(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        id: clinicflow_domain::AppointmentId,
+        to: AppointmentStatus,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let Some(mut appointment) = self.ports.appointments.get(tx, actor.clinic_id, id).await?
+        else {
+            return Ok(());
+        };
+        if !appointment.status.allowed_moves().contains(&to) {
+            return Ok(());
+        }
+        let expected = appointment.version;
+        appointment.transition(to, now, Duration::zero())?;
+        self.ports
+            .appointments
+            .update(tx, &appointment, expected)
+            .await?;
+        let access =
+            Access::appointment(AuditAction::Update, appointment.id, appointment.patient_id);
+        audit::record(&self.ports, tx, actor, access).await
+    }
+
+    /// A clinic-local day's figures, optionally of one practitioner.
+    pub async fn stats(
+        &self,
+        actor: &Actor,
+        date: Option<&str>,
+        practitioner_id: Option<&str>,
+    ) -> Result<DayStats, ServiceError> {
+        actor.require(Permission::ReadQueue)?;
+        let mut errors = FieldErrors::new();
+        let date = date.and_then(|d| errors.check("date", input::date(d)));
+        let practitioner = practitioner_id
+            .and_then(|v| errors.check("practitioner_id", input::id(v)))
+            .map(PractitionerId::from_uuid);
+        errors.into_result()?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let date =
+            date.unwrap_or_else(|| crate::schedule::local_date(&clinic, self.ports.clock.now()));
+        let day = local_day(&clinic, date)?;
+        let entries = self
+            .ports
+            .queue
+            .arrived_within(&mut tx, actor.clinic_id, day, practitioner)
+            .await?;
+        let filter = AppointmentFilter {
+            practitioner_id: practitioner,
+            status: Some(AppointmentStatus::NoShow),
+            from: Some(day.start()),
+            to: Some(day.end()),
+            ..AppointmentFilter::default()
+        };
+        let one =
+            PageRequest::parse(Some(1), Some(1)).map_err(|e| ServiceError::Unexpected(e.into()))?;
+        let no_shows = self
+            .ports
+            .appointments
+            .list(&mut tx, actor.clinic_id, &filter, one)
+            .await?
+            .total;
+        let counts =
+            QueueStatus::ALL.map(|s| (s, entries.iter().filter(|e| e.status == s).count() as u64));
+        let waits: Vec<Duration> = entries
+            .iter()
+            .filter_map(|e| e.called_at.map(|c| c - e.arrived_at))
+            .collect();
+        let services: Vec<Duration> = entries
+            .iter()
+            .filter_map(|e| Some(e.finished_at? - e.started_at?))
+            .collect();
+        Ok(DayStats {
+            date,
+            counts,
+            mean_wait: mean(&waits),
+            p90_wait: percentile(&waits, 0.9),
+            mean_service: mean(&services),
+            no_shows,
+        })
+    }
+}
+
+fn entry_access(action: AuditAction, entry: &QueueEntry) -> Access {
+    Access {
+        action,
+        resource_type: ResourceType::QueueEntry,
+        resource_id: Some(entry.id.as_uuid()),
+        patient_id: Some(entry.patient_id),
+    }
+}
+
+/// The UTC interval of a clinic-local calendar day (23 or 25 hours long across DST changes).
+fn local_day(clinic: &Clinic, date: chrono::NaiveDate) -> Result<Interval, ServiceError> {
+    let tz = clinic.time_zone.tz();
+    let start_of = |d: chrono::NaiveDate| {
+        tz.from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| d.and_time(NaiveTime::MIN).and_utc())
+    };
+    let next = date
+        .succ_opt()
+        .ok_or_else(|| FieldErrors::single("date", "is out of range"))?;
+    Interval::new(start_of(date), start_of(next)).map_err(|e| FieldErrors::single("date", e.0))
+}
+
+fn mean(values: &[Duration]) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    let total: i64 = values.iter().map(Duration::num_milliseconds).sum();
+    Some(Duration::milliseconds(total / values.len() as i64))
+}
+
+/// The `quantile` of `values` from an HDR histogram at millisecond resolution.
+fn percentile(values: &[Duration], quantile: f64) -> Option<Duration> {
+    let mut histogram = hdrhistogram::Histogram::<u64>::new(3).ok()?;
+    for v in values {
+        histogram
+            .record(u64::try_from(v.num_milliseconds()).unwrap_or(0))
+            .ok()?;
+    }
+    (!histogram.is_empty()).then(|| {
+        Duration::milliseconds(
+            i64::try_from(histogram.value_at_quantile(quantile)).unwrap_or(i64::MAX),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_p90_of_one_to_ten_minutes_is_nine_minutes() {
+        let waits: Vec<Duration> = (1..=10).map(Duration::minutes).collect();
+        let p90 = percentile(&waits, 0.9).expect("values");
+        assert!(
+            (p90 - Duration::minutes(9)).num_seconds().abs() <= 1,
+            "{p90}"
+        );
+        assert_eq!(mean(&waits), Some(Duration::seconds(330)));
+        assert_eq!(percentile(&[], 0.9), None);
+    }
+
+    #[test]
+    fn a_local_day_spans_23_hours_on_the_spring_change() {
+        let clinic = Clinic {
+            id: clinicflow_domain::ClinicId::from_uuid(Uuid::nil()),
+            name: clinicflow_domain::ClinicName::parse("X").expect("valid"),
+            time_zone: clinicflow_domain::TimeZone::parse("Europe/Berlin").expect("valid"),
+            no_show_grace_minutes: 15,
+            queue: clinicflow_domain::QueueSettings::default(),
+        };
+        let day = local_day(
+            &clinic,
+            chrono::NaiveDate::from_ymd_opt(2026, 3, 29).expect("valid"),
+        )
+        .expect("a day");
+        assert_eq!(day.duration(), Duration::hours(23));
+    }
+
+    fn entry(n: u128, status: QueueStatus) -> QueueEntry {
+        let at = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000);
+        QueueEntry {
+            id: QueueEntryId::from_uuid(Uuid::from_u128(n)),
+            clinic_id: clinicflow_domain::ClinicId::from_uuid(Uuid::from_u128(1)),
+            patient_id: PatientId::from_uuid(Uuid::from_u128(100 + n)),
+            practitioner_id: None,
+            department: None,
+            appointment_id: None,
+            category: TriageCategory::Standard,
+            rule: DeadlineRule::WalkIn,
+            arrived_at: at,
+            deadline: at + Duration::minutes(120),
+            status,
+            note: None,
+            called_by: None,
+            called_at: None,
+            started_at: None,
+            finished_at: None,
+            left_at: None,
+            version: 1,
+            updated_at: at,
+        }
+    }
+
+    fn nurse() -> Actor {
+        Actor {
+            user_id: clinicflow_domain::UserId::from_uuid(Uuid::from_u128(9)),
+            clinic_id: clinicflow_domain::ClinicId::from_uuid(Uuid::from_u128(1)),
+            role: clinicflow_domain::Role::Nurse,
+            practitioner_id: None,
+            request_id: None,
+        }
+    }
+
+    fn house() -> clinicflow_domain::Practitioner {
+        clinicflow_domain::Practitioner {
+            id: PractitionerId::from_uuid(Uuid::from_u128(3)),
+            clinic_id: clinicflow_domain::ClinicId::from_uuid(Uuid::from_u128(1)),
+            name: clinicflow_domain::PersonName::parse("Gregory", "House").expect("valid"),
+            specialties: Vec::new(),
+            department: Some("internal-medicine".into()),
+            slot_minutes: 30,
+            buffer_minutes: 0,
+            version: 1,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn calling_next_takes_the_locked_entry_for_that_practitioner_and_announces_it() {
+        let mut m = crate::mocks::Mocks::new(DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_001));
+        m.practitioners
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(house())));
+        m.queue
+            .expect_lock_next_waiting()
+            .times(1)
+            .withf(|_, _, scope| {
+                scope.practitioner_id == Some(house().id)
+                    && scope.department.as_deref() == Some("internal-medicine")
+            })
+            .returning(|_, _, _| Ok(Some(entry(1, QueueStatus::Waiting))));
+        m.queue
+            .expect_update()
+            .times(1)
+            .withf(|_, e, expected| {
+                e.status == QueueStatus::Called && e.called_by == Some(house().id) && *expected == 1
+            })
+            .returning(|_, _, _| Ok(()));
+        m.audit.expect_append().times(1).returning(|_, _| Ok(()));
+        m.events.expect_publish().times(1).return_const(());
+        let (ports, commits) = m.ports();
+        let called = QueueService::new(ports)
+            .call_next(&nurse(), &house().id.to_string())
+            .await
+            .expect("called")
+            .expect("someone waits");
+        assert_eq!(called.id, entry(1, QueueStatus::Waiting).id);
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_empty_queue_calls_nobody_and_writes_nothing() {
+        let mut m = crate::mocks::Mocks::new(DateTime::<Utc>::UNIX_EPOCH);
+        m.practitioners
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(house())));
+        m.queue
+            .expect_lock_next_waiting()
+            .returning(|_, _, _| Ok(None));
+        m.queue.expect_update().never();
+        m.events.expect_publish().never();
+        let (ports, commits) = m.ports();
+        let called = QueueService::new(ports)
+            .call_next(&nurse(), &house().id.to_string())
+            .await
+            .expect("answered");
+        assert_eq!(called, None);
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+}
