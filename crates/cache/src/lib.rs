@@ -9,10 +9,12 @@
 //! This crate knows only the cache, limit and event ports and their backends (moka, tokio
 //! channels, Redis): never the domain rules, the store, the services or the API.
 
+mod backend;
 mod cache;
 mod events;
 mod limit;
 
+pub use backend::InvalidRedisUrl;
 pub use cache::LocalCache;
 pub use events::{LocalEventBus, RedisEventBus};
-pub use limit::{InvalidRedisUrl, LocalRateLimiter, RedisRateLimiter};
+pub use limit::{LocalRateLimiter, RedisRateLimiter};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clinicflow_ports::limit::RateDecision;
 
 pub use local::LocalRateLimiter;
-pub use redis::{InvalidRedisUrl, RedisRateLimiter};
+pub use redis::RedisRateLimiter;
 
 /// The shortest window counted: shorter ones are counted as this.
 const MIN_WINDOW: Duration = Duration::from_millis(1);

@@ -16,14 +16,14 @@ use async_trait::async_trait;
 use clinicflow_ports::{EventBus, EventStream};
 use deadpool_redis::redis::aio::PubSubSink;
 use deadpool_redis::redis::{self, Msg, RedisError, Value};
-use deadpool_redis::{ConfigError, CreatePoolError, Pool, PoolError, Runtime};
+use deadpool_redis::{ConfigError, CreatePoolError, Pool, PoolError};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use super::{Fanout, ForgetIfUnused, event_stream};
-use crate::InvalidRedisUrl;
+use crate::backend::{self, InvalidRedisUrl, Warnings};
 
 /// Every Redis channel of the bus starts with this, so it shares a Redis with other users.
 const CHANNEL_PREFIX: &str = "clinicflow:ev:";
@@ -56,9 +56,6 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// is tried again, so an unreachable Redis costs one timeout per interval, not per event.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// At most one warning per kind of failure (publishing, subscription) per this interval.
-const WARN_INTERVAL: Duration = Duration::from_secs(30);
-
 /// Tells the buses sharing a Redis apart.
 type BusId = [u8; 16];
 
@@ -77,38 +74,6 @@ enum Failure {
     /// The subscription connection was closed.
     #[error("the Redis subscription connection closed")]
     Closed,
-}
-
-/// Warnings about one kind of failure, at most one per interval.
-#[derive(Debug, Default)]
-struct Warnings {
-    /// When the last warning was logged.
-    last: Option<Instant>,
-    /// Failures since the last warning.
-    unreported: u64,
-    /// Whether a warning was logged since Redis last answered.
-    warned: bool,
-}
-
-impl Warnings {
-    /// Notes a failure at `now`: the failures since the last warning when one is due.
-    fn failed(&mut self, now: Instant) -> Option<u64> {
-        self.unreported = self.unreported.saturating_add(1);
-        let due = self
-            .last
-            .is_none_or(|at| now.saturating_duration_since(at) >= WARN_INTERVAL);
-        if !due {
-            return None;
-        }
-        self.last = Some(now);
-        self.warned = true;
-        Some(std::mem::take(&mut self.unreported))
-    }
-
-    /// Notes that Redis answered: whether failures were warned about since it last did.
-    fn answered(&mut self) -> bool {
-        std::mem::take(&mut self.warned)
-    }
 }
 
 /// What the bus remembers about failed publishes.
@@ -201,9 +166,7 @@ impl RedisEventBus {
     /// A bus on the Redis at `url` (`redis://…`). Connections are opened on first use, so a
     /// Redis that is down at start is no error; a URL that cannot be used is.
     pub fn connect(url: &str) -> Result<Self, InvalidRedisUrl> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(InvalidRedisUrl)?;
+        let pool = backend::pool(url)?;
         let client = redis::Client::open(url)
             .map_err(|e| InvalidRedisUrl(CreatePoolError::Config(ConfigError::Redis(e))))?;
         let shared = Shared {
@@ -553,22 +516,6 @@ mod tests {
         assert_eq!(open(b""), (None, &b""[..]));
         let cut_short = &seal(&[7; 16], b"")[..ENVELOPE_TAG.len() + 3];
         assert_eq!(open(cut_short), (None, cut_short));
-    }
-
-    #[test]
-    fn failures_are_warned_about_at_most_once_per_interval() {
-        let start = Instant::now();
-        let mut warnings = Warnings::default();
-        assert_eq!(warnings.failed(start), Some(1));
-        assert_eq!(warnings.failed(start + Duration::from_secs(1)), None);
-        assert_eq!(warnings.failed(start + Duration::from_secs(2)), None);
-        assert_eq!(
-            warnings.failed(start + WARN_INTERVAL),
-            Some(3),
-            "the two unreported failures and this one"
-        );
-        assert!(warnings.answered(), "the outage was warned about");
-        assert!(!warnings.answered(), "and its end is told once");
     }
 
     #[test]

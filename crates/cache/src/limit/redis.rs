@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use clinicflow_ports::limit::{RateDecision, RateLimiter};
 use deadpool_redis::redis::{self, RedisError, Script};
-use deadpool_redis::{CreatePoolError, Pool, PoolError, Runtime};
+use deadpool_redis::{Pool, PoolError};
 
 use super::{LocalRateLimiter, clamp_window, decide};
+use crate::backend::{self, InvalidRedisUrl, Warnings};
 
 /// Every Redis key of the limiter starts with this, so it shares a Redis with other users.
 const KEY_PREFIX: &str = "clinicflow:rl:";
@@ -21,9 +22,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// After a failure, hits are counted in-process for this long before Redis is tried again,
 /// so an unreachable Redis costs one timeout per interval rather than one per request.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// At most one warning about Redis failures per this interval.
-const WARN_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How many keys the in-process fallback keeps at most.
 const FALLBACK_MAX_KEYS: u64 = 100_000;
@@ -40,11 +38,6 @@ if count == 1 or left < 0 then
 end
 return {count, left}
 ";
-
-/// The Redis URL given to the `connect` of a Redis adapter cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid Redis URL")]
-pub struct InvalidRedisUrl(#[source] pub(crate) CreatePoolError);
 
 /// Why one Redis call gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +58,8 @@ enum Failure {
 struct Outage {
     /// Until then, hits go straight to the fallback.
     probe_at: Option<Instant>,
-    /// When the last warning was logged.
-    last_warning: Option<Instant>,
-    /// Failures since the last warning.
-    unreported: u64,
-    /// Whether a warning was logged since Redis last answered.
-    warned: bool,
+    /// Warnings about the failures.
+    warnings: Warnings,
 }
 
 /// Fixed-window counters in Redis, so limits hold across every server instance.
@@ -106,9 +95,7 @@ impl RedisRateLimiter {
     /// A limiter on the Redis at `url` (`redis://…`). Connections are opened on first use, so
     /// a Redis that is down at start is no error; a URL that cannot be used is.
     pub fn connect(url: &str) -> Result<Self, InvalidRedisUrl> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(InvalidRedisUrl)?;
+        let pool = backend::pool(url)?;
         Ok(Self {
             pool,
             hit_script: Script::new(HIT_SCRIPT),
@@ -195,7 +182,7 @@ impl RedisRateLimiter {
         }
         let mut outage = self.outage();
         outage.probe_at = None;
-        if std::mem::take(&mut outage.warned) {
+        if outage.warnings.answered() {
             drop(outage);
             tracing::info!(
                 redis_errors = self.redis_errors(),
@@ -214,16 +201,9 @@ impl RedisRateLimiter {
         let now = Instant::now();
         let mut outage = self.outage();
         outage.probe_at = now.checked_add(PROBE_INTERVAL);
-        outage.unreported = outage.unreported.saturating_add(1);
-        let due = outage
-            .last_warning
-            .is_none_or(|at| now.saturating_duration_since(at) >= WARN_INTERVAL);
-        if !due {
+        let Some(failures) = outage.warnings.failed(now) else {
             return;
-        }
-        let failures = std::mem::take(&mut outage.unreported);
-        outage.last_warning = Some(now);
-        outage.warned = true;
+        };
         drop(outage);
         tracing::warn!(
             error = %failure,
