@@ -146,8 +146,8 @@ async fn run_seed(settings: &Settings, options: SeedOptions) -> Result<(), ExitC
         println!("the demo clinic already exists; nothing created");
     } else {
         println!(
-            "created the demo clinic: {} practitioners, {} patients, {} appointments",
-            report.practitioners, report.patients, report.appointments
+            "created the demo clinic: {} practitioners, {} patients, {} appointments, {} walk-ins waiting",
+            report.practitioners, report.patients, report.appointments, report.walk_ins
         );
     }
     println!(

@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use clinicflow_domain::{Actor, Availability, Interval};
 use clinicflow_services::schedule::RuleInput;
 use clinicflow_services::{
-    AppointmentAction, BookInput, NewClinic, NewPatient, NewPractitioner, NewUser, ScheduleInput,
-    ServiceError, Services,
+    AppointmentAction, BookInput, JoinInput, NewClinic, NewPatient, NewPractitioner, NewUser,
+    ScheduleInput, ServiceError, Services,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -61,6 +61,8 @@ pub struct SeedReport {
     pub patients: usize,
     /// Appointments booked.
     pub appointments: usize,
+    /// Walk-ins waiting in the queue.
+    pub walk_ins: usize,
 }
 
 const GIVEN: [&str; 16] = [
@@ -307,6 +309,27 @@ pub async fn seed(
                     .await?;
             }
         }
+    }
+    // A lobby to look at: a few walk-ins of mixed urgency.
+    for (n, category) in ["standard", "urgent", "non_urgent", "very_urgent"]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(patient) = patients.get(n) else {
+            break;
+        };
+        services
+            .queue
+            .join(
+                &actor,
+                JoinInput {
+                    patient_id: patient.to_string(),
+                    category: category.into(),
+                    ..JoinInput::default()
+                },
+            )
+            .await?;
+        report.walk_ins += 1;
     }
     Ok(report)
 }

@@ -533,20 +533,22 @@ impl BookingService {
         let access =
             Access::appointment(AuditAction::Update, appointment.id, appointment.patient_id);
         audit::record(&self.ports, &mut tx, actor, access).await?;
-        let checked_in = matches!(action, AppointmentAction::CheckIn);
-        if checked_in {
-            // The patient joins the queue in the same unit of work as the check-in.
-            crate::queue::enqueue_appointment(
-                &self.ports,
-                &mut tx,
-                &clinic,
-                &appointment,
-                self.ports.clock.now(),
-            )
-            .await?;
-        }
+        let now = self.ports.clock.now();
+        // The queue follows the appointment in the same unit of work: a check-in joins it
+        // (unless the appointment's time is already over, as when staff record a past
+        // visit), and starting, completing, cancelling or a no-show move its open entry along.
+        let queue_changed = if matches!(action, AppointmentAction::CheckIn) {
+            let due = now < appointment.interval.end();
+            if due {
+                crate::queue::enqueue_appointment(&self.ports, &mut tx, &clinic, &appointment, now)
+                    .await?;
+            }
+            due
+        } else {
+            crate::queue::follow_appointment(&self.ports, &mut tx, &appointment, now).await?
+        };
         tx.commit().await?;
-        if checked_in {
+        if queue_changed {
             crate::queue::announce(&self.ports, actor.clinic_id).await;
         }
         Ok(appointment)

@@ -153,6 +153,53 @@ pub(crate) async fn enqueue_appointment(
     Ok(entry)
 }
 
+/// Moves an appointment's open queue entry to match the appointment's new status (in
+/// progress -> in service, completed -> done, cancelled or no-show -> left), stepping through
+/// the entry's own machine; whether an entry moved.
+pub(crate) async fn follow_appointment(
+    ports: &Ports,
+    tx: &mut Tx,
+    appointment: &Appointment,
+    now: DateTime<Utc>,
+) -> Result<bool, ServiceError> {
+    let target = match appointment.status {
+        AppointmentStatus::InProgress => QueueStatus::InService,
+        AppointmentStatus::Completed => QueueStatus::Done,
+        AppointmentStatus::Cancelled | AppointmentStatus::NoShow => QueueStatus::Left,
+        _ => return Ok(false),
+    };
+    let Some(mut entry) = ports
+        .queue
+        .for_appointment(tx, appointment.clinic_id, appointment.id)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let expected = entry.version;
+    while entry.status != target {
+        let next = match (entry.status, target) {
+            (QueueStatus::Waiting | QueueStatus::Called, QueueStatus::Left) => QueueStatus::Left,
+            (QueueStatus::Waiting, _) => QueueStatus::Called,
+            (QueueStatus::Called, _) => QueueStatus::InService,
+            (QueueStatus::InService, QueueStatus::Done) => QueueStatus::Done,
+            // Nothing sensible to follow (an entry in service cannot be "left").
+            _ => break,
+        };
+        if next == QueueStatus::Called {
+            entry.called_by = Some(appointment.practitioner_id);
+        }
+        entry
+            .transition(next, now)
+            .map_err(ServiceError::IllegalQueueMove)?;
+    }
+    if entry.version == expected {
+        return Ok(false);
+    }
+    // The entry moved several steps in one write: it is stored once, at its new version.
+    ports.queue.update(tx, &entry, expected).await?;
+    Ok(true)
+}
+
 /// Tells every board of the clinic, on every instance, that the queue changed.
 pub(crate) async fn announce(ports: &Ports, clinic: clinicflow_domain::ClinicId) {
     ports

@@ -210,17 +210,30 @@ async fn appointments_move_through_their_statuses_and_refuse_illegal_moves(backe
         .expect("request");
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
 
-    for (action, status) in [
-        ("confirm", "confirmed"),
-        ("check-in", "checked_in"),
-        ("start", "in_progress"),
-        ("complete", "completed"),
+    // The queue follows: the check-in queues the patient, starting serves them, completing ends it.
+    for (action, status, queue_status) in [
+        ("confirm", "confirmed", None),
+        ("check-in", "checked_in", Some("waiting")),
+        ("start", "in_progress", Some("in_service")),
+        ("complete", "completed", None),
     ] {
         let res = app
             .post(&format!("/api/v1/appointments/{id}/{action}"), json!({}))
             .await;
         assert_eq!(res.status(), StatusCode::OK, "{action}");
         assert_eq!(res.json::<Value>().await.expect("json")["status"], status);
+        let board: Value = app.get("/api/v1/queue").await.json().await.expect("json");
+        let statuses: Vec<&str> = board["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["status"].as_str().expect("status"))
+            .collect();
+        assert_eq!(
+            statuses,
+            queue_status.into_iter().collect::<Vec<_>>(),
+            "after {action}"
+        );
     }
     let read = app.get(&format!("/api/v1/appointments/{id}")).await;
     assert_eq!(read.headers()["etag"], "\"5\"");

@@ -7,4 +7,5 @@ mod logs;
 mod patients;
 mod queue;
 mod security;
+mod seed;
 mod tenancy;
