@@ -12,6 +12,7 @@ pub mod contact;
 pub mod encounter;
 pub mod id;
 pub mod interval;
+pub mod outbox;
 pub mod page;
 pub mod patient;
 pub mod permission;
@@ -33,6 +34,7 @@ pub use id::{
     RefreshTokenId, ScheduleExceptionId, TokenFamilyId, UserId,
 };
 pub use interval::Interval;
+pub use outbox::{AttemptOutcome, DeliveryStatus, ReminderOffsets, RetryPolicy};
 pub use page::{Page, PageRequest};
 pub use patient::{BirthDate, EmergencyContact, Insurance, Patient, PersonName, Sex};
 pub use permission::Permission;
