@@ -23,6 +23,36 @@ async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend:
         .await,
     )
     .await;
+    // A visit in progress: a walk-in called and started, so it has an encounter.
+    let walk_in = id_of(
+        app.post(
+            "/api/v1/queue/entries",
+            json!({"patient_id": patient, "category": "urgent"}),
+        )
+        .await,
+    )
+    .await;
+    let called = app
+        .post(
+            "/api/v1/queue/call-next",
+            json!({"practitioner_id": practitioner}),
+        )
+        .await;
+    assert_eq!(called.status(), StatusCode::OK);
+    let started = app
+        .post(&format!("/api/v1/queue/entries/{walk_in}/start"), json!({}))
+        .await;
+    assert_eq!(started.status(), StatusCode::OK);
+    let visits: Value = app
+        .get(&format!("/api/v1/patients/{patient}/encounters"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let encounter = visits["results"][0]["id"]
+        .as_str()
+        .expect("an encounter")
+        .to_owned();
     let users: Value = app.get("/api/v1/users").await.json().await.expect("json");
     let user = users["results"][0]["id"]
         .as_str()
@@ -130,6 +160,31 @@ async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend:
             format!("/api/v1/users/{user}"),
             json!({"active": false}),
         ),
+        (
+            Method::POST,
+            format!("/api/v1/queue/entries/{walk_in}/finish"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/queue/entries/{walk_in}/retriage"),
+            json!({"category": "immediate"}),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/encounters/{encounter}"),
+            json!(null),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/encounters/{encounter}"),
+            json!({"notes": "x"}),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/patients/{patient}/encounters"),
+            json!(null),
+        ),
     ];
     for (method, path, body) in not_found {
         let mut req = app
@@ -154,6 +209,27 @@ async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend:
         let res = app.post("/api/v1/appointments", body).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
+    // Clinic A's practitioner and patient are unknown to the queue routes here.
+    let res = app
+        .post(
+            "/api/v1/queue/call-next",
+            json!({"practitioner_id": practitioner}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = app
+        .post(
+            "/api/v1/queue/entries",
+            json!({"patient_id": patient, "category": "urgent"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let board: Value = app.get("/api/v1/queue").await.json().await.expect("json");
+    assert_eq!(
+        board["entries"],
+        json!([]),
+        "clinic A's lobby is not on clinic B's board"
+    );
     // Lists, filters and search show nothing of clinic A: only clinic B's own patient (a
     // "Tester" too) and practitioner (also in diagnostics).
     for (path, expected) in [
