@@ -5,7 +5,8 @@
 //! databases; what only PostgreSQL can do (the `btree_gist` exclusion constraints that
 //! keep active appointments from overlapping, the `C` collation of the name-search keys)
 //! is raw SQL guarded by the backend, and so are the triggers that keep the audit log
-//! append-only (they differ in syntax on the two databases). Only `clinicflow-store`
+//! append-only (they differ in syntax on the two databases). Partial indexes (one open queue
+//! entry per appointment, the outbox's pending messages) work on both. Only `clinicflow-store`
 //! depends on this crate; it must never depend on the domain, the services or any other
 //! crate of the workspace.
 
@@ -17,6 +18,7 @@ pub use sea_orm_migration::MigratorTrait;
 mod m20260101_000001_initial_schema;
 mod m20260301_000002_audit_log_and_refresh_tokens;
 mod m20260401_000003_queue_and_encounters;
+mod m20260501_000004_outbox;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -29,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000001_initial_schema::Migration),
             Box::new(m20260301_000002_audit_log_and_refresh_tokens::Migration),
             Box::new(m20260401_000003_queue_and_encounters::Migration),
+            Box::new(m20260501_000004_outbox::Migration),
         ]
     }
 }

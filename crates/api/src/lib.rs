@@ -17,6 +17,7 @@ pub mod encounter;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod outbox;
 pub mod page;
 pub mod patient;
 pub mod practitioner;
@@ -72,6 +73,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .configure(user::routes)
                 .configure(queue::routes)
                 .configure(encounter::routes)
+                .configure(outbox::routes)
                 .configure(audit::routes)
                 .configure(patient::routes)
                 .configure(practitioner::routes)

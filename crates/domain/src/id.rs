@@ -89,3 +89,7 @@ entity_id!(
     /// Identifies an encounter (visit).
     EncounterId
 );
+entity_id!(
+    /// Identifies an outbox message; receivers deduplicate by it.
+    OutboxMessageId
+);

@@ -30,11 +30,13 @@ pub use clinic::{Clinic, ClinicName, TimeZone};
 pub use contact::{Email, Phone};
 pub use encounter::Encounter;
 pub use id::{
-    AppointmentId, AuditEventId, ClinicId, EncounterId, PatientId, PractitionerId, QueueEntryId,
-    RefreshTokenId, ScheduleExceptionId, TokenFamilyId, UserId,
+    AppointmentId, AuditEventId, ClinicId, EncounterId, OutboxMessageId, PatientId, PractitionerId,
+    QueueEntryId, RefreshTokenId, ScheduleExceptionId, TokenFamilyId, UserId,
 };
 pub use interval::Interval;
-pub use outbox::{AttemptOutcome, DeliveryStatus, ReminderOffsets, RetryPolicy};
+pub use outbox::{
+    AttemptOutcome, DeliveryStatus, EventKind, OutboxMessage, ReminderOffsets, RetryPolicy,
+};
 pub use page::{Page, PageRequest};
 pub use patient::{BirthDate, EmergencyContact, Insurance, Patient, PersonName, Sex};
 pub use permission::Permission;

@@ -186,6 +186,91 @@ pub fn reminder_still_useful(appointment_start: DateTime<Utc>, now: DateTime<Utc
     now < appointment_start
 }
 
+/// What an outbox message announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// An appointment was booked.
+    BookingConfirmed,
+    /// An appointment was cancelled.
+    BookingCancelled,
+    /// An appointment was moved (its replacement was booked).
+    BookingRescheduled,
+    /// An appointment is coming up.
+    ReminderDue,
+    /// A patient was called from the queue.
+    PatientCalled,
+    /// An appointment was marked a no-show.
+    NoShow,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::BookingConfirmed,
+        EventKind::BookingCancelled,
+        EventKind::BookingRescheduled,
+        EventKind::ReminderDue,
+        EventKind::PatientCalled,
+        EventKind::NoShow,
+    ];
+
+    /// The stable wire and storage name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventKind::BookingConfirmed => "booking.confirmed",
+            EventKind::BookingCancelled => "booking.cancelled",
+            EventKind::BookingRescheduled => "booking.rescheduled",
+            EventKind::ReminderDue => "reminder.due",
+            EventKind::PatientCalled => "queue.called",
+            EventKind::NoShow => "appointment.no_show",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| InvalidValue::new("unknown event kind"))
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event waiting in the outbox, or delivered from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Identity, and the id receivers deduplicate by: the same on every attempt.
+    pub id: crate::OutboxMessageId,
+    /// The clinic.
+    pub clinic_id: crate::ClinicId,
+    /// What it announces.
+    pub kind: EventKind,
+    /// The appointment concerned, if any (reminders are cancelled by it).
+    pub appointment_id: Option<crate::AppointmentId>,
+    /// The JSON body delivered (ids and times only: receivers look up the rest).
+    pub payload: String,
+    /// Delivery status.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// When delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When written.
+    pub created_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod limit;
+pub mod notify;
 pub mod password;
 pub mod repo;
 pub mod transaction;
@@ -20,20 +21,21 @@ pub use clock::{Clock, SystemClock};
 pub use error::{BoxError, OverlapParty, RepoError};
 pub use events::{EventBus, EventStream};
 pub use limit::{RateDecision, RateLimiter};
+pub use notify::Notifier;
 pub use password::PasswordHasher;
 pub use repo::{
     AppointmentFilter, AppointmentRepo, AuditFilter, AuditRepo, ClinicRepo, EncounterRepo,
-    PatientFilter, PatientRepo, PatientSearch, PractitionerFilter, PractitionerRepo, QueueRepo,
-    QueueScope, RefreshTokenRepo, ScheduleRepo, UserRepo,
+    OutboxRepo, PatientFilter, PatientRepo, PatientSearch, PractitionerFilter, PractitionerRepo,
+    QueueRepo, QueueScope, RefreshTokenRepo, ScheduleRepo, UserRepo,
 };
 pub use transaction::{Database, Transaction, Tx, TxMode};
 
 #[cfg(feature = "mock")]
 pub use {
     cache::MockCache, clock::MockClock, events::MockEventBus, limit::MockRateLimiter,
-    password::MockPasswordHasher, repo::MockAppointmentRepo, repo::MockAuditRepo,
-    repo::MockClinicRepo, repo::MockEncounterRepo, repo::MockPatientRepo,
-    repo::MockPractitionerRepo, repo::MockQueueRepo, repo::MockRefreshTokenRepo,
-    repo::MockScheduleRepo, repo::MockUserRepo, transaction::FakeTransaction,
-    transaction::MockDatabase,
+    notify::MockNotifier, password::MockPasswordHasher, repo::MockAppointmentRepo,
+    repo::MockAuditRepo, repo::MockClinicRepo, repo::MockEncounterRepo, repo::MockOutboxRepo,
+    repo::MockPatientRepo, repo::MockPractitionerRepo, repo::MockQueueRepo,
+    repo::MockRefreshTokenRepo, repo::MockScheduleRepo, repo::MockUserRepo,
+    transaction::FakeTransaction, transaction::MockDatabase,
 };

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Clinic, ClinicId,
-    Email, Encounter, EncounterId, Interval, Page, PageRequest, Patient, PatientId, Phone,
-    Practitioner, PractitionerId, QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule,
-    ScheduleException, TokenFamilyId, User, UserId,
+    DeliveryStatus, Email, Encounter, EncounterId, EventKind, Interval, OutboxMessage,
+    OutboxMessageId, Page, PageRequest, Patient, PatientId, Phone, Practitioner, PractitionerId,
+    QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule, ScheduleException,
+    TokenFamilyId, User, UserId,
 };
 
 use crate::{RepoError, Tx};
@@ -466,4 +467,56 @@ pub trait EncounterRepo: Send + Sync {
         practitioners: &[PractitionerId],
         limit: u32,
     ) -> Result<Vec<Encounter>, RepoError>;
+}
+
+/// The transactional outbox.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait OutboxRepo: Send + Sync {
+    /// Stores a message in the caller's transaction, so it exists exactly when the change that
+    /// caused it commits.
+    async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError>;
+
+    /// Up to `limit` pending messages due at `now` (any clinic: the dispatcher serves them all),
+    /// oldest due first, locked for the rest of `tx` so that other dispatchers skip them
+    /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the write transaction excludes other writers).
+    async fn claim_due(
+        &self,
+        tx: &mut Tx,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, RepoError>;
+
+    /// Writes a message's delivery state (status, attempts, next attempt, last error, delivered at).
+    async fn record(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError>;
+
+    /// Cancels the pending messages of `kind` about an appointment (reminders of a cancelled
+    /// booking); returns how many.
+    async fn cancel_pending(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        appointment: AppointmentId,
+        kind: EventKind,
+    ) -> Result<u64, RepoError>;
+
+    /// The message of this clinic, if any.
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: OutboxMessageId,
+    ) -> Result<Option<OutboxMessage>, RepoError>;
+
+    /// One page of the clinic's messages, optionally in one status, newest first.
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<OutboxMessage>, RepoError>;
+
+    /// Pending messages of every clinic, for the depth gauge.
+    async fn pending_count(&self, tx: &mut Tx) -> Result<u64, RepoError>;
 }

@@ -137,6 +137,37 @@ impl Default for HttpSettings {
     }
 }
 
+/// Outbox dispatch settings (`[outbox]`, `CLINICFLOW_OUTBOX_*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Milliseconds between rounds when nothing was due.
+    pub poll_interval_ms: u64,
+    /// Messages claimed per round.
+    pub claim_limit: u32,
+    /// Messages of one clinic sent in one request.
+    pub batch_size: usize,
+    /// Seconds of the first retry delay (doubling, with full jitter).
+    pub retry_base_secs: u64,
+    /// Longest retry delay in seconds.
+    pub retry_cap_secs: u64,
+    /// Attempts before a message is dead.
+    pub max_attempts: u32,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            claim_limit: 100,
+            batch_size: 50,
+            retry_base_secs: 5,
+            retry_cap_secs: 3600,
+            max_attempts: 8,
+        }
+    }
+}
+
 /// Cache settings (`[cache]`, `CLINICFLOW_CACHE_*`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -177,6 +208,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Cache.
     pub cache: CacheSettings,
+    /// Outbox dispatch.
+    pub outbox: OutboxSettings,
 }
 
 impl Default for Settings {
@@ -192,6 +225,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             http: HttpSettings::default(),
             cache: CacheSettings::default(),
+            outbox: OutboxSettings::default(),
         }
     }
 }
@@ -407,6 +441,36 @@ impl Settings {
             "CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS",
             &mut s.http.stream_heartbeat_secs,
         )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_POLL_INTERVAL_MS",
+            &mut s.outbox.poll_interval_ms,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_CLAIM_LIMIT",
+            &mut s.outbox.claim_limit,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_BATCH_SIZE",
+            &mut s.outbox.batch_size,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_RETRY_BASE_SECS",
+            &mut s.outbox.retry_base_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_RETRY_CAP_SECS",
+            &mut s.outbox.retry_cap_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_MAX_ATTEMPTS",
+            &mut s.outbox.max_attempts,
+        )?;
         if let Some(raw) = env("CLINICFLOW_HTTP_CORS_ORIGINS") {
             s.http.cors_origins = raw
                 .split(',')
@@ -485,6 +549,8 @@ impl Settings {
                 "CLINICFLOW_HTTP_MAX_STREAMS_PER_USER",
                 self.http.max_streams_per_user,
             ),
+            ("CLINICFLOW_OUTBOX_CLAIM_LIMIT", self.outbox.claim_limit),
+            ("CLINICFLOW_OUTBOX_MAX_ATTEMPTS", self.outbox.max_attempts),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -500,6 +566,21 @@ impl Settings {
             return Err(invalid(
                 "CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS",
                 "must be between 1 and 300",
+            ));
+        }
+        if self.outbox.batch_size == 0
+            || self.outbox.poll_interval_ms == 0
+            || self.outbox.retry_base_secs == 0
+        {
+            return Err(invalid(
+                "CLINICFLOW_OUTBOX_BATCH_SIZE",
+                "batch size, poll interval and retry base must be at least 1",
+            ));
+        }
+        if self.outbox.retry_cap_secs < self.outbox.retry_base_secs {
+            return Err(invalid(
+                "CLINICFLOW_OUTBOX_RETRY_CAP_SECS",
+                "must not be below CLINICFLOW_OUTBOX_RETRY_BASE_SECS",
             ));
         }
         if self.http.max_body_bytes < 1024 {
@@ -580,6 +661,21 @@ impl Settings {
             refresh_ttl: chrono::Duration::seconds(
                 i64::try_from(self.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 2),
             ),
+        }
+    }
+
+    /// How the outbox dispatcher works.
+    pub fn dispatch(&self) -> crate::dispatcher::DispatchSettings {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        crate::dispatcher::DispatchSettings {
+            poll_interval: Duration::from_millis(self.outbox.poll_interval_ms),
+            claim_limit: self.outbox.claim_limit,
+            batch_size: self.outbox.batch_size,
+            retry: clinicflow_domain::RetryPolicy {
+                base: secs(self.outbox.retry_base_secs),
+                cap: secs(self.outbox.retry_cap_secs),
+                max_attempts: self.outbox.max_attempts,
+            },
         }
     }
 

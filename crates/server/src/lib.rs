@@ -18,6 +18,7 @@ use clinicflow_store::Store;
 use secrecy::ExposeSecret;
 
 pub mod config;
+pub mod dispatcher;
 pub mod password;
 pub mod seed;
 pub mod telemetry;
@@ -100,6 +101,7 @@ pub async fn connect(settings: &Settings) -> Result<Wiring, StartError> {
         audit: shared.clone(),
         queue: shared.clone(),
         encounters: shared.clone(),
+        outbox: shared.clone(),
         events: events.clone(),
         tokens: shared,
         limiter: limiter.clone(),
@@ -152,6 +154,7 @@ fn token_config(settings: &Settings) -> TokenConfig {
 /// A bound, ready-to-run server.
 pub struct Application {
     server: actix_web::dev::Server,
+    dispatcher: dispatcher::Dispatcher,
     port: u16,
     services: Services,
 }
@@ -223,8 +226,14 @@ impl Application {
                 source,
             })?
             .run();
+        let dispatcher = dispatcher::Dispatcher::start(
+            services.outbox.clone(),
+            Arc::new(dispatcher::LogNotifier),
+            settings.dispatch(),
+        );
         Ok(Self {
             server,
+            dispatcher,
             port,
             services,
         })
@@ -242,6 +251,9 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        // In-flight requests are done; let the dispatcher finish its round before leaving.
+        self.dispatcher.stop().await;
+        served
     }
 }

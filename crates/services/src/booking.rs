@@ -10,14 +10,15 @@ use clinicflow_domain::appointment::{parse_duration_minutes, parse_reason, parse
 use clinicflow_domain::schedule::utc_span;
 use clinicflow_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, BookingRequest,
-    BookingViolation, Interval, Page, PageRequest, PatientId, Permission, PractitionerId,
-    ResourceType, Urgency,
+    BookingViolation, EventKind, Interval, Page, PageRequest, PatientId, Permission,
+    PractitionerId, ResourceType, Urgency,
 };
 use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError, Tx, TxMode};
 use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
 use crate::error::ConflictKind;
+use crate::outbox::announce_appointment;
 use crate::schedule::{Calendar, local_date, next_free_slots};
 use crate::{Conflict, FieldErrors, Ports, ServiceError, input};
 
@@ -236,6 +237,14 @@ impl BookingService {
         }
         let access = Access::appointment(AuditAction::Create, appointment.id, patient_id);
         audit::record(&self.ports, &mut tx, actor, access).await?;
+        announce_appointment(
+            &self.ports,
+            &mut tx,
+            EventKind::BookingConfirmed,
+            &appointment,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         tracing::debug!(appointment_id = %appointment.id, "appointment booked");
         Ok(appointment)
@@ -534,6 +543,14 @@ impl BookingService {
             Access::appointment(AuditAction::Update, appointment.id, appointment.patient_id);
         audit::record(&self.ports, &mut tx, actor, access).await?;
         let now = self.ports.clock.now();
+        let event = match action {
+            AppointmentAction::Cancel(_) => Some(EventKind::BookingCancelled),
+            AppointmentAction::NoShow => Some(EventKind::NoShow),
+            _ => None,
+        };
+        if let Some(kind) = event {
+            announce_appointment(&self.ports, &mut tx, kind, &appointment, now).await?;
+        }
         // The queue follows the appointment in the same unit of work: a check-in joins it
         // (unless the appointment's time is already over, as when staff record a past
         // visit), and starting, completing, cancelling or a no-show move its open entry along.
@@ -657,6 +674,15 @@ impl BookingService {
             Access::appointment(AuditAction::Create, new.id, new.patient_id),
         )
         .await?;
+        announce_appointment(
+            &self.ports,
+            &mut tx,
+            EventKind::BookingRescheduled,
+            &old,
+            now,
+        )
+        .await?;
+        announce_appointment(&self.ports, &mut tx, EventKind::BookingConfirmed, &new, now).await?;
         tx.commit().await?;
         Ok(new)
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use clinicflow_ports::{
     AppointmentRepo, AuditRepo, Cache, ClinicRepo, Clock, Database, EncounterRepo, EventBus,
-    PasswordHasher, PatientRepo, PractitionerRepo, QueueRepo, RateLimiter, RefreshTokenRepo,
-    ScheduleRepo, UserRepo,
+    OutboxRepo, PasswordHasher, PatientRepo, PractitionerRepo, QueueRepo, RateLimiter,
+    RefreshTokenRepo, ScheduleRepo, UserRepo,
 };
 
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod error;
 pub mod input;
 #[cfg(test)]
 mod mocks;
+pub mod outbox;
 pub mod patient;
 pub mod practitioner;
 pub mod queue;
@@ -36,6 +37,7 @@ pub use booking::{
 pub use clinic::{ClinicService, NewClinic};
 pub use encounter::EncounterService;
 pub use error::{Conflict, FieldErrors, ServiceError};
+pub use outbox::{DispatchReport, OutboxService};
 pub use patient::{NewPatient, PatientChanges, PatientService};
 pub use practitioner::{NewPractitioner, PractitionerChanges, PractitionerService};
 pub use queue::{Board, BoardEntry, DayStats, JoinInput, QueueAction, QueueService};
@@ -67,6 +69,8 @@ pub struct Ports {
     pub encounters: Arc<dyn EncounterRepo>,
     /// Change notifications to every instance.
     pub events: Arc<dyn EventBus>,
+    /// Events to deliver to the outside, written with the changes that cause them.
+    pub outbox: Arc<dyn OutboxRepo>,
     /// Refresh tokens.
     pub tokens: Arc<dyn RefreshTokenRepo>,
     /// Counters for login and API limits.
@@ -108,6 +112,8 @@ pub struct Services {
     pub queue: QueueService,
     /// Visit records.
     pub encounters: EncounterService,
+    /// The outbox and its dispatch.
+    pub outbox: OutboxService,
 }
 
 impl Services {
@@ -119,6 +125,7 @@ impl Services {
             audit: AuditService::new(ports.clone()),
             queue: QueueService::new(ports.clone()),
             encounters: EncounterService::new(ports.clone()),
+            outbox: OutboxService::new(ports.clone()),
             clinics: ClinicService::new(ports.clone()),
             patients: PatientService::new(ports.clone()),
             practitioners: PractitionerService::new(ports.clone()),

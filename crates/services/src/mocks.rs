@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicUsize;
 use chrono::{DateTime, Utc};
 use clinicflow_ports::{
     FakeTransaction, MockAppointmentRepo, MockAuditRepo, MockCache, MockClinicRepo, MockClock,
-    MockDatabase, MockEncounterRepo, MockEventBus, MockPasswordHasher, MockPatientRepo,
-    MockPractitionerRepo, MockQueueRepo, MockRateLimiter, MockRefreshTokenRepo, MockScheduleRepo,
-    MockUserRepo,
+    MockDatabase, MockEncounterRepo, MockEventBus, MockOutboxRepo, MockPasswordHasher,
+    MockPatientRepo, MockPractitionerRepo, MockQueueRepo, MockRateLimiter, MockRefreshTokenRepo,
+    MockScheduleRepo, MockUserRepo,
 };
 
 use crate::Ports;
@@ -28,6 +28,7 @@ pub(crate) struct Mocks {
     pub queue: MockQueueRepo,
     pub encounters: MockEncounterRepo,
     pub events: MockEventBus,
+    pub outbox: MockOutboxRepo,
     pub tokens: MockRefreshTokenRepo,
     pub limiter: MockRateLimiter,
     pub hasher: MockPasswordHasher,
@@ -57,6 +58,7 @@ impl Mocks {
             queue: MockQueueRepo::new(),
             encounters: MockEncounterRepo::new(),
             events: MockEventBus::new(),
+            outbox: MockOutboxRepo::new(),
             tokens: MockRefreshTokenRepo::new(),
             limiter: MockRateLimiter::new(),
             hasher: MockPasswordHasher::new(),
@@ -84,6 +86,7 @@ impl Mocks {
             queue: Arc::new(self.queue),
             encounters: Arc::new(self.encounters),
             events: Arc::new(self.events),
+            outbox: Arc::new(self.outbox),
             tokens: Arc::new(self.tokens),
             limiter: Arc::new(self.limiter),
             cache: Arc::new(cache),

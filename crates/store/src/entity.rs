@@ -6,6 +6,7 @@ pub(crate) mod appointment;
 pub(crate) mod audit_event;
 pub(crate) mod clinic;
 pub(crate) mod encounter;
+pub(crate) mod outbox_message;
 pub(crate) mod patient;
 pub(crate) mod practitioner;
 pub(crate) mod practitioner_specialty;

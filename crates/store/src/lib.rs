@@ -33,6 +33,12 @@
 //! same by keeping other writers out (`queue.rs`). A partial unique index keeps one
 //! appointment to at most one open entry; its violation is `Duplicate("appointment_id")`.
 //!
+//! # The outbox
+//! Messages are enqueued in the caller's transaction. Dispatchers claim due pending ones the
+//! way the queue's next patient is taken: `FOR UPDATE SKIP LOCKED` on PostgreSQL, the
+//! `BEGIN IMMEDIATE` write transaction on SQLite, so each message goes to one dispatcher at
+//! a time (`outbox.rs`). A partial index on pending rows keeps that scan short.
+//!
 //! # Instants
 //! Every instant is written truncated to whole microseconds (PostgreSQL's precision), so it
 //! reads back equal on both databases; on SQLite it is RFC 3339 text that sorts in time
@@ -44,6 +50,7 @@ mod clinic;
 mod encounter;
 mod entity;
 mod error;
+mod outbox;
 mod page;
 mod patient;
 mod practitioner;

@@ -4,6 +4,7 @@
 mod booking;
 mod helpers;
 mod logs;
+mod outbox;
 mod patients;
 mod queue;
 mod security;

@@ -144,6 +144,10 @@ fn world(practitioner_busy: Vec<Appointment>) -> World {
     m.appointments
         .expect_active_for_patient()
         .returning(|_, _, _, _| Ok(Vec::new()));
+    m.outbox.expect_enqueue().returning(|_, _| Ok(()));
+    m.outbox
+        .expect_cancel_pending()
+        .returning(|_, _, _, _| Ok(0));
     m
 }
 
@@ -663,4 +667,43 @@ async fn a_failed_queue_insert_leaves_the_check_in_uncommitted() {
         "got {err:?}"
     );
     assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_booking_writes_its_confirmation_and_the_reminders_still_ahead_in_its_unit_of_work() {
+    let mut world = world(Vec::new());
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    world.outbox.checkpoint();
+    let mut seq = mockall::Sequence::new();
+    world
+        .outbox
+        .expect_enqueue()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(|_, m| {
+            m.kind == clinicflow_domain::EventKind::BookingConfirmed
+                && m.payload.contains("\"event\":\"booking.confirmed\"")
+        })
+        .returning(|_, _| Ok(()));
+    // Booked at 12:00 for 08:00 the next day: the 24-hour reminder is already past, the 2-hour one is not.
+    world
+        .outbox
+        .expect_enqueue()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(|_, m| {
+            m.kind == clinicflow_domain::EventKind::ReminderDue
+                && m.next_attempt_at == at("2026-12-01T06:00:00Z")
+        })
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
 }

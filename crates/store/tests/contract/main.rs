@@ -11,6 +11,7 @@ mod audit;
 mod clinic;
 mod database;
 mod encounter;
+mod outbox;
 mod patient;
 mod practitioner;
 mod queue;
@@ -110,4 +111,11 @@ contract_tests! {
     encounter::a_patients_encounters_are_paged_newest_first,
     encounter::recently_ended_encounters_are_newest_first_and_filter_by_practitioner,
     encounter::another_clinic_can_neither_see_nor_change_encounters,
+    outbox::an_outbox_message_reads_back_with_every_field,
+    outbox::due_pending_messages_are_claimed_oldest_due_first_up_to_the_limit,
+    outbox::recording_writes_the_delivery_state,
+    outbox::cancelling_reaches_only_matching_pending_messages,
+    outbox::the_outbox_list_filters_pages_and_is_per_clinic,
+    outbox::pending_messages_are_counted_across_clinics,
+    outbox::concurrent_dispatchers_claim_each_message_exactly_once,
 }

@@ -1,0 +1,422 @@
+//! The transactional outbox: what booking, cancelling, rescheduling and the queue announce,
+//! written in the same unit of work as the change, and the dispatch that delivers it at least
+//! once with backoff.
+//!
+//! Dispatch leases messages instead of holding a transaction while a channel is slow: a
+//! short write transaction claims due messages (skipping those another dispatcher holds) and
+//! pushes their next attempt a lease ahead; delivery runs outside any transaction; a second
+//! transaction records each outcome. A dispatcher that dies mid-delivery leaves its messages
+//! due again when the lease ends, so nothing acknowledged is lost, and receivers deduplicate
+//! the rare second delivery by the message id.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use clinicflow_domain::outbox::reminder_still_useful;
+use clinicflow_domain::{
+    Actor, Appointment, AttemptOutcome, DeliveryStatus, EventKind, OutboxMessage, OutboxMessageId,
+    Page, PageRequest, Permission, ReminderOffsets, RetryPolicy,
+};
+use clinicflow_ports::{Notifier, Tx, TxMode};
+use uuid::Uuid;
+
+use crate::{FieldErrors, Ports, ServiceError};
+
+/// How long claimed messages are held before another dispatcher may take them again; longer
+/// than any channel's delivery timeout.
+pub const LEASE: Duration = Duration::seconds(120);
+
+/// The JSON body of an event about an appointment: ids and times only, never patient data,
+/// so receivers look up what they are allowed to see.
+fn appointment_payload(
+    id: OutboxMessageId,
+    kind: EventKind,
+    a: &Appointment,
+    at: Option<DateTime<Utc>>,
+) -> String {
+    let reminder = at
+        .map(|t| format!(",\"remind_at\":\"{}\"", t.to_rfc3339()))
+        .unwrap_or_default();
+    format!(
+        "{{\"id\":\"{id}\",\"event\":\"{kind}\",\"clinic_id\":\"{}\",\"appointment_id\":\"{}\",\"patient_id\":\"{}\",\
+         \"practitioner_id\":\"{}\",\"starts_at\":\"{}\",\"ends_at\":\"{}\",\"status\":\"{}\"{reminder}}}",
+        a.clinic_id,
+        a.id,
+        a.patient_id,
+        a.practitioner_id,
+        a.interval.start().to_rfc3339(),
+        a.interval.end().to_rfc3339(),
+        a.status,
+    )
+}
+
+fn message(
+    kind: EventKind,
+    a: &Appointment,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+    remind_at: Option<DateTime<Utc>>,
+) -> OutboxMessage {
+    let id = OutboxMessageId::from_uuid(Uuid::now_v7());
+    OutboxMessage {
+        id,
+        clinic_id: a.clinic_id,
+        kind,
+        appointment_id: Some(a.id),
+        payload: appointment_payload(id, kind, a, remind_at),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: due,
+        last_error: None,
+        delivered_at: None,
+        created_at: now,
+    }
+}
+
+/// Writes, in the caller's unit of work, the event of an appointment's change and the
+/// reminders it needs: a booking is confirmed and reminded of; a cancellation withdraws its
+/// reminders; a no-show is announced.
+pub(crate) async fn announce_appointment(
+    ports: &Ports,
+    tx: &mut Tx,
+    kind: EventKind,
+    appointment: &Appointment,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    ports
+        .outbox
+        .enqueue(tx, &message(kind, appointment, now, now, None))
+        .await?;
+    match kind {
+        EventKind::BookingConfirmed => {
+            for at in ReminderOffsets::default().due_times(appointment.interval.start(), now) {
+                ports
+                    .outbox
+                    .enqueue(
+                        tx,
+                        &message(EventKind::ReminderDue, appointment, at, now, Some(at)),
+                    )
+                    .await?;
+            }
+        }
+        EventKind::BookingCancelled | EventKind::BookingRescheduled | EventKind::NoShow => {
+            ports
+                .outbox
+                .cancel_pending(
+                    tx,
+                    appointment.clinic_id,
+                    appointment.id,
+                    EventKind::ReminderDue,
+                )
+                .await?;
+        }
+        EventKind::ReminderDue | EventKind::PatientCalled => {}
+    }
+    Ok(())
+}
+
+/// What one dispatch round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Messages claimed.
+    pub claimed: usize,
+    /// Accepted by their receivers.
+    pub delivered: usize,
+    /// To be tried again later.
+    pub retried: usize,
+    /// Given up on.
+    pub dead: usize,
+    /// Withdrawn at send time (reminders of appointments that started or ended).
+    pub withdrawn: usize,
+}
+
+/// Delivers the outbox, and lets admins look at it.
+#[derive(Debug, Clone)]
+pub struct OutboxService {
+    ports: Ports,
+}
+
+impl OutboxService {
+    /// Builds the service.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    /// One round: claims up to `limit` due messages, delivers them per clinic in batches of at
+    /// most `batch` through `notifier`, and records each outcome under `policy`.
+    pub async fn dispatch(
+        &self,
+        notifier: &dyn Notifier,
+        policy: &RetryPolicy,
+        limit: u32,
+        batch: usize,
+    ) -> Result<DispatchReport, ServiceError> {
+        let now = self.ports.clock.now();
+        let mut report = DispatchReport::default();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let claimed = self.ports.outbox.claim_due(&mut tx, now, limit).await?;
+        report.claimed = claimed.len();
+        if claimed.is_empty() {
+            return Ok(report);
+        }
+        let mut sendable = Vec::with_capacity(claimed.len());
+        for mut m in claimed {
+            if m.kind == EventKind::ReminderDue && !self.reminder_wanted(&mut tx, &m, now).await? {
+                // Checked at send time too: a reminder never goes out once the appointment has started.
+                m.status = DeliveryStatus::Cancelled;
+                report.withdrawn += 1;
+            } else {
+                m.attempts += 1;
+                m.next_attempt_at = now + LEASE;
+                sendable.push(m.clone());
+            }
+            self.ports.outbox.record(&mut tx, &m).await?;
+        }
+        tx.commit().await?;
+
+        let mut by_clinic: BTreeMap<_, Vec<OutboxMessage>> = BTreeMap::new();
+        for m in sendable {
+            by_clinic.entry(m.clinic_id).or_default().push(m);
+        }
+        let mut outcomes = Vec::new();
+        for messages in by_clinic.into_values() {
+            for chunk in messages.chunks(batch.max(1)) {
+                let results = notifier.deliver(chunk).await;
+                outcomes.extend(chunk.iter().cloned().zip(results));
+            }
+        }
+        let done = self.ports.clock.now();
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        for (mut m, outcome) in outcomes {
+            let (status, next) = policy.after(&outcome, m.attempts, done, rand::random::<f64>());
+            m.status = status;
+            match (&outcome, status) {
+                (AttemptOutcome::Delivered, _) => {
+                    m.delivered_at = Some(done);
+                    report.delivered += 1;
+                }
+                (
+                    AttemptOutcome::Retry(e) | AttemptOutcome::Refused(e),
+                    DeliveryStatus::Pending,
+                ) => {
+                    m.last_error = Some(e.clone());
+                    report.retried += 1;
+                }
+                (AttemptOutcome::Retry(e) | AttemptOutcome::Refused(e), _) => {
+                    m.last_error = Some(e.clone());
+                    report.dead += 1;
+                }
+            }
+            if let Some(next) = next {
+                m.next_attempt_at = next;
+            }
+            self.ports.outbox.record(&mut tx, &m).await?;
+        }
+        tx.commit().await?;
+        if report.dead > 0 {
+            tracing::warn!(
+                dead = report.dead,
+                "outbox messages gave up after their last attempt"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn reminder_wanted(
+        &self,
+        tx: &mut Tx,
+        m: &OutboxMessage,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ServiceError> {
+        let Some(id) = m.appointment_id else {
+            return Ok(false);
+        };
+        let appointment = self.ports.appointments.get(tx, m.clinic_id, id).await?;
+        Ok(appointment
+            .is_some_and(|a| a.is_active() && reminder_still_useful(a.interval.start(), now)))
+    }
+
+    /// One page of the clinic's messages (admins).
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        status: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<OutboxMessage>, ServiceError> {
+        actor.require(Permission::ManageUsers)?;
+        let status = status
+            .map(|s| s.parse::<DeliveryStatus>())
+            .transpose()
+            .map_err(|e| FieldErrors::single("status", e.0))?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        Ok(self
+            .ports
+            .outbox
+            .list(&mut tx, actor.clinic_id, status, page)
+            .await?)
+    }
+
+    /// Sends a dead (or pending) message again at once, with a fresh attempt count (admins).
+    pub async fn retry(
+        &self,
+        actor: &Actor,
+        id: OutboxMessageId,
+    ) -> Result<OutboxMessage, ServiceError> {
+        actor.require(Permission::ManageUsers)?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut m = self
+            .ports
+            .outbox
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("outbox message"))?;
+        if matches!(
+            m.status,
+            DeliveryStatus::Delivered | DeliveryStatus::Cancelled
+        ) {
+            return Err(FieldErrors::single(
+                "status",
+                format!("a {} message is not sent again", m.status),
+            ));
+        }
+        m.status = DeliveryStatus::Pending;
+        m.attempts = 0;
+        m.next_attempt_at = self.ports.clock.now();
+        self.ports.outbox.record(&mut tx, &m).await?;
+        tx.commit().await?;
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use clinicflow_domain::{
+        AppointmentId, AppointmentStatus, ClinicId, Interval, PatientId, PractitionerId, Urgency,
+    };
+    use clinicflow_ports::MockNotifier;
+
+    use super::*;
+    use crate::mocks::Mocks;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)
+    }
+
+    fn appointment(starts_in: Duration) -> Appointment {
+        Appointment {
+            id: AppointmentId::from_uuid(Uuid::from_u128(50)),
+            clinic_id: ClinicId::from_uuid(Uuid::from_u128(1)),
+            patient_id: PatientId::from_uuid(Uuid::from_u128(2)),
+            practitioner_id: PractitionerId::from_uuid(Uuid::from_u128(3)),
+            interval: Interval::starting_at(now() + starts_in, Duration::minutes(30))
+                .expect("valid"),
+            urgency: Urgency::Routine,
+            reason: None,
+            status: AppointmentStatus::Booked,
+            version: 1,
+            rescheduled_from: None,
+            rescheduled_to: None,
+            cancelled_by: None,
+            cancel_reason: None,
+            overbooked: false,
+            created_at: now(),
+            updated_at: now(),
+            deleted_at: None,
+        }
+    }
+
+    fn pending(kind: EventKind, n: u128) -> OutboxMessage {
+        let mut m = message(kind, &appointment(Duration::hours(1)), now(), now(), None);
+        m.id = OutboxMessageId::from_uuid(Uuid::from_u128(n));
+        m
+    }
+
+    #[tokio::test]
+    async fn a_round_delivers_retries_and_withdraws_reminders_of_started_appointments() {
+        let mut m = Mocks::new(now());
+        m.outbox.expect_claim_due().times(1).returning(|_, _, _| {
+            Ok(vec![
+                pending(EventKind::BookingConfirmed, 1),
+                pending(EventKind::BookingCancelled, 2),
+                pending(EventKind::ReminderDue, 3),
+            ])
+        });
+        // The reminder's appointment started five minutes ago.
+        m.appointments
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(appointment(-Duration::minutes(5)))));
+        let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = recorded.clone();
+        m.outbox.expect_record().returning(move |_, msg| {
+            sink.lock().expect("records").push((
+                msg.id.as_uuid().as_u128(),
+                msg.status,
+                msg.attempts,
+            ));
+            Ok(())
+        });
+        let (ports, commits) = m.ports();
+        let mut notifier = MockNotifier::new();
+        notifier
+            .expect_deliver()
+            .times(1)
+            .withf(|batch| batch.len() == 2 && batch.iter().all(|m| m.attempts == 1))
+            .returning(|_| {
+                vec![
+                    AttemptOutcome::Delivered,
+                    AttemptOutcome::Retry("503".into()),
+                ]
+            });
+        let report = OutboxService::new(ports)
+            .dispatch(&notifier, &RetryPolicy::default(), 10, 50)
+            .await
+            .expect("a round");
+        assert_eq!(
+            report,
+            DispatchReport {
+                claimed: 3,
+                delivered: 1,
+                retried: 1,
+                dead: 0,
+                withdrawn: 1
+            }
+        );
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            2,
+            "the claim and the outcomes"
+        );
+        let records = recorded.lock().expect("records").clone();
+        // First the lease (and the withdrawal), then the outcomes.
+        assert_eq!(
+            records,
+            [
+                (1, DeliveryStatus::Pending, 1),
+                (2, DeliveryStatus::Pending, 1),
+                (3, DeliveryStatus::Cancelled, 0),
+                (1, DeliveryStatus::Delivered, 1),
+                (2, DeliveryStatus::Pending, 1),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_due_is_a_quiet_round() {
+        let mut m = Mocks::new(now());
+        m.outbox
+            .expect_claim_due()
+            .returning(|_, _, _| Ok(Vec::new()));
+        m.outbox.expect_record().never();
+        let (ports, commits) = m.ports();
+        let mut notifier = MockNotifier::new();
+        notifier.expect_deliver().never();
+        let report = OutboxService::new(ports)
+            .dispatch(&notifier, &RetryPolicy::default(), 10, 50)
+            .await
+            .expect("a round");
+        assert_eq!(report, DispatchReport::default());
+        assert_eq!(commits.load(Ordering::SeqCst), 0);
+    }
+}

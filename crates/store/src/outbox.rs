@@ -1,0 +1,262 @@
+//! [`OutboxRepo`] on the `outbox_messages` table.
+//!
+//! Claiming due messages works like calling the next queue entry (`queue.rs`): on PostgreSQL
+//! the select takes its rows with `FOR UPDATE SKIP LOCKED`, so concurrent dispatchers each
+//! get different messages instead of blocking; on SQLite the dispatcher's `BEGIN IMMEDIATE`
+//! write transaction keeps every other writer out, so the plain select is enough. The scan
+//! is served by the partial index `outbox_messages_due_idx` on pending rows.
+//!
+//! `last_error` is cut to [`LAST_ERROR_MAX_CHARS`] characters on write: a receiver's error
+//! body is unbounded, and only its beginning helps anyone.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use clinicflow_domain::{
+    AppointmentId, ClinicId, DeliveryStatus, EventKind, InvalidValue, OutboxMessage,
+    OutboxMessageId, Page, PageRequest,
+};
+use clinicflow_ports::{OutboxRepo, RepoError, Tx};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
+
+use crate::entity::{instant, outbox_message};
+use crate::error::{invalid_row, repo_error, to_i32};
+use crate::page::page_rows;
+use crate::transaction::db;
+use crate::{Backend, Store};
+
+/// The most characters of `last_error` that are stored.
+pub(crate) const LAST_ERROR_MAX_CHARS: usize = 1000;
+
+fn to_domain(row: outbox_message::Model) -> Result<OutboxMessage, RepoError> {
+    let invalid = |reason: String| invalid_row("outbox_messages", row.id, reason);
+    let parse_failed = |e: InvalidValue| invalid(e.to_string());
+    let kind: EventKind = row.kind.parse().map_err(parse_failed)?;
+    let status: DeliveryStatus = row.status.parse().map_err(parse_failed)?;
+    let attempts = u32::try_from(row.attempts)
+        .map_err(|_| invalid(format!("attempts {} is negative", row.attempts)))?;
+    Ok(OutboxMessage {
+        id: OutboxMessageId::from_uuid(row.id),
+        clinic_id: ClinicId::from_uuid(row.clinic_id),
+        kind,
+        appointment_id: row.appointment_id.map(AppointmentId::from_uuid),
+        payload: row.payload,
+        status,
+        attempts,
+        next_attempt_at: row.next_attempt_at,
+        last_error: row.last_error,
+        delivered_at: row.delivered_at,
+        created_at: row.created_at,
+    })
+}
+
+/// `error` as stored: at most [`LAST_ERROR_MAX_CHARS`] characters.
+fn stored_error(error: &str) -> String {
+    error.chars().take(LAST_ERROR_MAX_CHARS).collect()
+}
+
+/// The delivery state of `m`: every column that `record` writes.
+fn delivery_state(m: &OutboxMessage) -> Result<outbox_message::ActiveModel, RepoError> {
+    Ok(outbox_message::ActiveModel {
+        id: NotSet,
+        clinic_id: NotSet,
+        kind: NotSet,
+        appointment_id: NotSet,
+        payload: NotSet,
+        status: Set(m.status.as_str().to_owned()),
+        attempts: Set(to_i32("attempts", m.attempts)?),
+        next_attempt_at: Set(instant(m.next_attempt_at)),
+        last_error: Set(m.last_error.as_deref().map(stored_error)),
+        delivered_at: Set(m.delivered_at.map(instant)),
+        created_at: NotSet,
+    })
+}
+
+/// The clinic's messages.
+fn of_clinic(clinic: ClinicId) -> Select<outbox_message::Entity> {
+    outbox_message::Entity::find().filter(outbox_message::Column::ClinicId.eq(clinic.as_uuid()))
+}
+
+fn pending() -> Select<outbox_message::Entity> {
+    outbox_message::Entity::find()
+        .filter(outbox_message::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+}
+
+/// Up to `limit` pending messages due at `now`, earliest due first, locked on PostgreSQL so
+/// that concurrent dispatchers skip them.
+fn due(now: DateTime<Utc>, limit: u32, backend: Backend) -> Select<outbox_message::Entity> {
+    let query = pending()
+        // Stored instants are whole microseconds, so `instant(now)` is the exact `<=` bound.
+        .filter(outbox_message::Column::NextAttemptAt.lte(instant(now)))
+        .order_by_asc(outbox_message::Column::NextAttemptAt)
+        .order_by_asc(outbox_message::Column::Id)
+        .limit(u64::from(limit));
+    match backend {
+        Backend::Postgres => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
+        // SQLite has no row locks; its BEGIN IMMEDIATE already keeps other writers out.
+        Backend::Sqlite => query,
+    }
+}
+
+async fn all(
+    tx: &mut Tx,
+    query: Select<outbox_message::Entity>,
+) -> Result<Vec<OutboxMessage>, RepoError> {
+    query
+        .all(db(tx))
+        .await
+        .map_err(repo_error)?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+#[async_trait]
+impl OutboxRepo for Store {
+    async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError> {
+        let mut row = delivery_state(message)?;
+        row.id = Set(message.id.as_uuid());
+        row.clinic_id = Set(message.clinic_id.as_uuid());
+        row.kind = Set(message.kind.as_str().to_owned());
+        row.appointment_id = Set(message.appointment_id.map(|id| id.as_uuid()));
+        row.payload = Set(message.payload.clone());
+        row.created_at = Set(instant(message.created_at));
+        outbox_message::Entity::insert(row)
+            .exec_without_returning(db(tx))
+            .await
+            .map_err(repo_error)?;
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        tx: &mut Tx,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, RepoError> {
+        all(tx, due(now, limit, self.backend)).await
+    }
+
+    async fn record(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError> {
+        let updated = outbox_message::Entity::update_many()
+            .set(delivery_state(message)?)
+            .filter(outbox_message::Column::Id.eq(message.id.as_uuid()))
+            .filter(outbox_message::Column::ClinicId.eq(message.clinic_id.as_uuid()))
+            .exec(db(tx))
+            .await
+            .map_err(repo_error)?;
+        if updated.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn cancel_pending(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        appointment: AppointmentId,
+        kind: EventKind,
+    ) -> Result<u64, RepoError> {
+        let cancelled = outbox_message::Entity::update_many()
+            .col_expr(
+                outbox_message::Column::Status,
+                Expr::value(DeliveryStatus::Cancelled.as_str()),
+            )
+            .filter(outbox_message::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(outbox_message::Column::AppointmentId.eq(appointment.as_uuid()))
+            .filter(outbox_message::Column::Kind.eq(kind.as_str()))
+            .filter(outbox_message::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .exec(db(tx))
+            .await
+            .map_err(repo_error)?;
+        Ok(cancelled.rows_affected)
+    }
+
+    async fn get(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: OutboxMessageId,
+    ) -> Result<Option<OutboxMessage>, RepoError> {
+        of_clinic(clinic)
+            .filter(outbox_message::Column::Id.eq(id.as_uuid()))
+            .one(db(tx))
+            .await
+            .map_err(repo_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn list(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<OutboxMessage>, RepoError> {
+        let mut query = of_clinic(clinic);
+        if let Some(status) = status {
+            query = query.filter(outbox_message::Column::Status.eq(status.as_str()));
+        }
+        let order = |q: Select<outbox_message::Entity>| {
+            q.order_by_desc(outbox_message::Column::CreatedAt)
+                .order_by_desc(outbox_message::Column::Id)
+        };
+        let (rows, total) = page_rows(db(tx), query, order, page).await?;
+        Ok(Page {
+            items: rows.into_iter().map(to_domain).collect::<Result<_, _>>()?,
+            total,
+            request: page,
+        })
+    }
+
+    async fn pending_count(&self, tx: &mut Tx) -> Result<u64, RepoError> {
+        pending().count(db(tx)).await.map_err(repo_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::{LAST_ERROR_MAX_CHARS, due, stored_error};
+    use crate::Backend;
+
+    fn sql(backend: Backend, db: DbBackend) -> String {
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 1, 9, 0, 0)
+            .single()
+            .expect("valid");
+        due(now, 10, backend).build(db).to_string()
+    }
+
+    #[test]
+    fn due_messages_are_claimed_with_skip_locked_on_postgres_only() {
+        let postgres = sql(Backend::Postgres, DbBackend::Postgres);
+        assert!(
+            postgres.ends_with(
+                r#"ORDER BY "outbox_messages"."next_attempt_at" ASC, "outbox_messages"."id" ASC LIMIT 10 FOR UPDATE SKIP LOCKED"#
+            ),
+            "{postgres}"
+        );
+        let sqlite = sql(Backend::Sqlite, DbBackend::Sqlite);
+        assert!(sqlite.ends_with(r#""id" ASC LIMIT 10"#), "{sqlite}");
+        assert!(
+            sqlite.contains(r#""outbox_messages"."status" = 'pending'"#),
+            "{sqlite}"
+        );
+    }
+
+    #[test]
+    fn a_long_error_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(LAST_ERROR_MAX_CHARS + 5);
+        let stored = stored_error(&long);
+        assert_eq!(stored.chars().count(), LAST_ERROR_MAX_CHARS);
+        assert_eq!(stored_error("short"), "short");
+    }
+}

@@ -1,0 +1,516 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use clinicflow_domain::{
+    AppointmentId, ClinicId, DeliveryStatus, EventKind, OutboxMessage, OutboxMessageId, PageRequest,
+};
+use clinicflow_ports::{Database, OutboxRepo, RepoError, TxMode};
+use clinicflow_store::Store;
+use uuid::Uuid;
+
+use crate::support::{Ctx, at, created};
+
+use EventKind::{BookingCancelled, BookingConfirmed, ReminderDue};
+
+/// A pending message about `appointment`, due at `due`, never tried.
+fn message(
+    clinic: ClinicId,
+    kind: EventKind,
+    appointment: Option<AppointmentId>,
+    due: DateTime<Utc>,
+) -> OutboxMessage {
+    OutboxMessage {
+        id: OutboxMessageId::from_uuid(Uuid::now_v7()),
+        clinic_id: clinic,
+        kind,
+        appointment_id: appointment,
+        payload: r#"{"appointment_id":null}"#.to_owned(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: due,
+        last_error: None,
+        delivered_at: None,
+        created_at: created(),
+    }
+}
+
+/// Two message ids, the first smaller, whatever the clock did between them.
+fn ascending_pair() -> (OutboxMessageId, OutboxMessageId) {
+    let mut ids = [Uuid::now_v7(), Uuid::now_v7()];
+    ids.sort();
+    (
+        OutboxMessageId::from_uuid(ids[0]),
+        OutboxMessageId::from_uuid(ids[1]),
+    )
+}
+
+fn appointment_id() -> AppointmentId {
+    AppointmentId::from_uuid(Uuid::now_v7())
+}
+
+/// `m` as it reads back: every instant cut to whole microseconds.
+fn as_stored(m: &OutboxMessage) -> OutboxMessage {
+    let cut = |t: DateTime<Utc>| t.trunc_subsecs(6);
+    OutboxMessage {
+        next_attempt_at: cut(m.next_attempt_at),
+        delivered_at: m.delivered_at.map(cut),
+        created_at: cut(m.created_at),
+        ..m.clone()
+    }
+}
+
+async fn enqueue(ctx: &Ctx, messages: &[&OutboxMessage]) {
+    let mut tx = ctx.write().await;
+    for m in messages {
+        ctx.store.enqueue(&mut tx, m).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn get(ctx: &Ctx, clinic: ClinicId, id: OutboxMessageId) -> Option<OutboxMessage> {
+    let mut tx = ctx.read().await;
+    OutboxRepo::get(&ctx.store, &mut tx, clinic, id)
+        .await
+        .unwrap()
+}
+
+async fn claim(ctx: &Ctx, now: DateTime<Utc>, limit: u32) -> Vec<OutboxMessageId> {
+    let mut tx = ctx.write().await;
+    let claimed = ctx.store.claim_due(&mut tx, now, limit).await.unwrap();
+    tx.commit().await.unwrap();
+    claimed.into_iter().map(|m| m.id).collect()
+}
+
+fn page(page: u64, size: u64) -> PageRequest {
+    PageRequest::parse(Some(page), Some(size)).unwrap()
+}
+
+pub async fn an_outbox_message_reads_back_with_every_field(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    // The appointment need not exist: a message outlives what it is about.
+    let odd = Duration::nanoseconds(123_456_789);
+    let about = OutboxMessage {
+        payload: r#"{"appointment_id":"x","starts_at":"2026-12-01T09:00:00Z"}"#.to_owned(),
+        next_attempt_at: at(9, 0) + odd,
+        created_at: at(8, 0) + odd,
+        ..message(clinic, BookingConfirmed, Some(appointment_id()), at(9, 0))
+    };
+    let general = OutboxMessage {
+        status: DeliveryStatus::Dead,
+        attempts: 8,
+        last_error: Some("HTTP 410 Gone".to_owned()),
+        delivered_at: Some(at(9, 30) + odd),
+        ..message(clinic, EventKind::PatientCalled, None, at(9, 15))
+    };
+    enqueue(&ctx, &[&about, &general]).await;
+
+    assert_eq!(get(&ctx, clinic, about.id).await, Some(as_stored(&about)));
+    assert_eq!(
+        get(&ctx, clinic, general.id).await,
+        Some(as_stored(&general))
+    );
+    assert_eq!(get(&ctx, other, about.id).await, None);
+    assert_eq!(
+        get(&ctx, clinic, OutboxMessageId::from_uuid(Uuid::now_v7())).await,
+        None
+    );
+
+    let mut tx = ctx.write().await;
+    let err = ctx.store.enqueue(&mut tx, &about).await.unwrap_err();
+    assert!(matches!(err, RepoError::Duplicate("id")), "{err:?}");
+    drop(tx);
+    let mut tx = ctx.write().await;
+    let unknown_clinic = message(
+        ClinicId::from_uuid(Uuid::now_v7()),
+        ReminderDue,
+        None,
+        at(9, 0),
+    );
+    let err = ctx
+        .store
+        .enqueue(&mut tx, &unknown_clinic)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::NotFound), "{err:?}");
+}
+
+pub async fn due_pending_messages_are_claimed_oldest_due_first_up_to_the_limit(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let b = ctx.clinic("B").await;
+    let now = at(10, 0) + Duration::nanoseconds(500);
+    let mut names = HashMap::new();
+    let mut label = |m: OutboxMessage, name: &'static str| {
+        names.insert(m.id, name);
+        m
+    };
+    // Due at the same time: the smaller id first.
+    let (small, large) = ascending_pair();
+    let tie_first = label(
+        OutboxMessage {
+            id: small,
+            ..message(a, ReminderDue, None, at(9, 0))
+        },
+        "tie_first",
+    );
+    let tie_second = label(
+        OutboxMessage {
+            id: large,
+            ..message(b, BookingConfirmed, None, at(9, 0))
+        },
+        "tie_second",
+    );
+    let oldest = label(message(b, ReminderDue, None, at(8, 0)), "oldest");
+    let exactly_now = label(message(a, ReminderDue, None, now), "exactly_now");
+    let later = label(
+        message(a, ReminderDue, None, now + Duration::microseconds(1)),
+        "later",
+    );
+    let delivered = label(
+        OutboxMessage {
+            status: DeliveryStatus::Delivered,
+            delivered_at: Some(at(7, 0)),
+            ..message(a, ReminderDue, None, at(7, 0))
+        },
+        "delivered",
+    );
+    let dead = label(
+        OutboxMessage {
+            status: DeliveryStatus::Dead,
+            ..message(a, ReminderDue, None, at(7, 0))
+        },
+        "dead",
+    );
+    let cancelled = label(
+        OutboxMessage {
+            status: DeliveryStatus::Cancelled,
+            ..message(b, ReminderDue, None, at(7, 0))
+        },
+        "cancelled",
+    );
+    enqueue(
+        &ctx,
+        &[
+            &later,
+            &tie_second,
+            &exactly_now,
+            &delivered,
+            &oldest,
+            &dead,
+            &tie_first,
+            &cancelled,
+        ],
+    )
+    .await;
+    let named = |ids: Vec<OutboxMessageId>| ids.iter().map(|id| names[id]).collect::<Vec<_>>();
+
+    assert_eq!(
+        named(claim(&ctx, now, 10).await),
+        ["oldest", "tie_first", "tie_second", "exactly_now"]
+    );
+    assert_eq!(named(claim(&ctx, now, 2).await), ["oldest", "tie_first"]);
+    assert_eq!(named(claim(&ctx, at(8, 30), 10).await), ["oldest"]);
+    assert!(claim(&ctx, at(7, 59), 10).await.is_empty());
+
+    // Claimed messages come back whole.
+    let mut tx = ctx.write().await;
+    let claimed = ctx.store.claim_due(&mut tx, now, 1).await.unwrap();
+    assert_eq!(claimed, [as_stored(&oldest)]);
+}
+
+pub async fn recording_writes_the_delivery_state(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let m = message(clinic, ReminderDue, Some(appointment_id()), at(9, 0));
+    enqueue(&ctx, &[&m]).await;
+
+    let odd = Duration::nanoseconds(987_654_321);
+    let retried = OutboxMessage {
+        attempts: 3,
+        next_attempt_at: at(9, 5) + odd,
+        last_error: Some("x".repeat(1500)),
+        ..m.clone()
+    };
+    let mut tx = ctx.write().await;
+    ctx.store.record(&mut tx, &retried).await.unwrap();
+    tx.commit().await.unwrap();
+    let expected = OutboxMessage {
+        last_error: Some("x".repeat(1000)),
+        ..as_stored(&retried)
+    };
+    assert_eq!(get(&ctx, clinic, m.id).await, Some(expected));
+
+    // Only the delivery state is written: what the message says stays as enqueued.
+    let delivered = OutboxMessage {
+        status: DeliveryStatus::Delivered,
+        attempts: 4,
+        last_error: None,
+        delivered_at: Some(at(9, 6) + odd),
+        payload: "changed".to_owned(),
+        kind: BookingCancelled,
+        appointment_id: None,
+        created_at: at(12, 0),
+        ..retried.clone()
+    };
+    let mut tx = ctx.write().await;
+    ctx.store.record(&mut tx, &delivered).await.unwrap();
+    tx.commit().await.unwrap();
+    let expected = OutboxMessage {
+        status: DeliveryStatus::Delivered,
+        attempts: 4,
+        last_error: None,
+        delivered_at: Some((at(9, 6) + odd).trunc_subsecs(6)),
+        ..as_stored(&retried)
+    };
+    assert_eq!(get(&ctx, clinic, m.id).await, Some(expected));
+
+    let mut tx = ctx.write().await;
+    let unknown = message(clinic, ReminderDue, None, at(9, 0));
+    let err = ctx.store.record(&mut tx, &unknown).await.unwrap_err();
+    assert!(matches!(err, RepoError::NotFound), "{err:?}");
+}
+
+pub async fn cancelling_reaches_only_matching_pending_messages(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let b = ctx.clinic("B").await;
+    let visit = appointment_id();
+    let other_visit = appointment_id();
+    let reminder = message(a, ReminderDue, Some(visit), at(8, 0));
+    let second_reminder = message(a, ReminderDue, Some(visit), at(8, 30));
+    let sent_reminder = OutboxMessage {
+        status: DeliveryStatus::Delivered,
+        delivered_at: Some(at(7, 0)),
+        ..message(a, ReminderDue, Some(visit), at(7, 0))
+    };
+    let confirmation = message(a, BookingConfirmed, Some(visit), at(7, 0));
+    let other_visits_reminder = message(a, ReminderDue, Some(other_visit), at(8, 0));
+    let other_clinics_reminder = message(b, ReminderDue, Some(visit), at(8, 0));
+    let all = [
+        &reminder,
+        &second_reminder,
+        &sent_reminder,
+        &confirmation,
+        &other_visits_reminder,
+        &other_clinics_reminder,
+    ];
+    enqueue(&ctx, &all).await;
+
+    let mut tx = ctx.write().await;
+    let cancelled = ctx
+        .store
+        .cancel_pending(&mut tx, a, visit, ReminderDue)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(cancelled, 2);
+
+    for m in all {
+        let expected = if m.id == reminder.id || m.id == second_reminder.id {
+            DeliveryStatus::Cancelled
+        } else {
+            m.status
+        };
+        let stored = get(&ctx, m.clinic_id, m.id).await.unwrap();
+        assert_eq!(
+            stored.status, expected,
+            "{:?} {:?}",
+            m.kind, m.appointment_id
+        );
+    }
+
+    let mut tx = ctx.write().await;
+    let again = ctx
+        .store
+        .cancel_pending(&mut tx, a, visit, ReminderDue)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+}
+
+pub async fn the_outbox_list_filters_pages_and_is_per_clinic(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let b = ctx.clinic("B").await;
+    let written = |minutes: i64, status: DeliveryStatus| OutboxMessage {
+        status,
+        created_at: created() + Duration::minutes(minutes),
+        ..message(a, BookingConfirmed, None, at(9, 0))
+    };
+    let oldest = written(0, DeliveryStatus::Pending);
+    let delivered = written(1, DeliveryStatus::Delivered);
+    // Same creation time: the larger id comes first.
+    let (small, large) = ascending_pair();
+    let tie_small = OutboxMessage {
+        id: small,
+        ..written(2, DeliveryStatus::Pending)
+    };
+    let tie_large = OutboxMessage {
+        id: large,
+        ..written(2, DeliveryStatus::Dead)
+    };
+    let newest = written(3, DeliveryStatus::Pending);
+    let elsewhere = message(b, BookingConfirmed, None, at(9, 0));
+    enqueue(
+        &ctx,
+        &[
+            &tie_small, &newest, &elsewhere, &oldest, &tie_large, &delivered,
+        ],
+    )
+    .await;
+
+    let list = |clinic: ClinicId, status: Option<DeliveryStatus>, request: PageRequest| {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.read().await;
+            let page = OutboxRepo::list(&ctx.store, &mut tx, clinic, status, request)
+                .await
+                .unwrap();
+            (
+                page.items.iter().map(|m| m.id).collect::<Vec<_>>(),
+                page.total,
+            )
+        }
+    };
+    assert_eq!(
+        list(a, None, page(1, 50)).await,
+        (
+            vec![
+                newest.id,
+                tie_large.id,
+                tie_small.id,
+                delivered.id,
+                oldest.id
+            ],
+            5
+        )
+    );
+    assert_eq!(
+        list(a, None, page(2, 2)).await,
+        (vec![tie_small.id, delivered.id], 5)
+    );
+    assert_eq!(list(a, None, page(3, 2)).await, (vec![oldest.id], 5));
+    assert_eq!(
+        list(a, Some(DeliveryStatus::Pending), page(1, 2)).await,
+        (vec![newest.id, tie_small.id], 3)
+    );
+    assert_eq!(
+        list(a, Some(DeliveryStatus::Pending), page(2, 2)).await,
+        (vec![oldest.id], 3)
+    );
+    assert_eq!(
+        list(a, Some(DeliveryStatus::Cancelled), page(1, 50)).await,
+        (vec![], 0)
+    );
+    assert_eq!(list(b, None, page(1, 50)).await, (vec![elsewhere.id], 1));
+    assert_eq!(
+        list(b, Some(DeliveryStatus::Delivered), page(1, 50)).await,
+        (vec![], 0)
+    );
+    let nobody = ClinicId::from_uuid(Uuid::now_v7());
+    assert_eq!(list(nobody, None, page(1, 50)).await, (vec![], 0));
+}
+
+pub async fn pending_messages_are_counted_across_clinics(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let b = ctx.clinic("B").await;
+    let count = || {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.read().await;
+            ctx.store.pending_count(&mut tx).await.unwrap()
+        }
+    };
+    assert_eq!(count().await, 0);
+    let visit = appointment_id();
+    let later = message(a, ReminderDue, Some(visit), at(23, 0));
+    let delivered = OutboxMessage {
+        status: DeliveryStatus::Delivered,
+        ..message(a, BookingConfirmed, None, at(9, 0))
+    };
+    enqueue(
+        &ctx,
+        &[
+            &message(a, BookingConfirmed, None, at(9, 0)),
+            &later,
+            &message(b, BookingConfirmed, None, at(9, 0)),
+            &delivered,
+        ],
+    )
+    .await;
+    // Pending counts whether due or not.
+    assert_eq!(count().await, 3);
+
+    let mut tx = ctx.write().await;
+    ctx.store
+        .cancel_pending(&mut tx, a, visit, ReminderDue)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(count().await, 2);
+}
+
+/// A dispatcher: claims up to 10 due messages at a time and marks them delivered, until none
+/// is left; returns what it claimed.
+async fn dispatch(
+    store: Arc<Store>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxMessageId>, RepoError> {
+    let mut claimed = Vec::new();
+    loop {
+        let mut tx = store.begin(TxMode::Write).await?;
+        let batch = store.claim_due(&mut tx, now, 10).await?;
+        if batch.is_empty() {
+            return Ok(claimed);
+        }
+        for m in batch {
+            let delivered = OutboxMessage {
+                status: DeliveryStatus::Delivered,
+                attempts: m.attempts + 1,
+                delivered_at: Some(now),
+                ..m
+            };
+            store.record(&mut tx, &delivered).await?;
+            claimed.push(delivered.id);
+        }
+        // Hold the rows a moment, so that the other dispatchers really meet the locks.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tx.commit().await?;
+    }
+}
+
+pub async fn concurrent_dispatchers_claim_each_message_exactly_once(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let b = ctx.clinic("B").await;
+    let messages = (0..30)
+        .map(|i| {
+            let clinic = if i % 2 == 0 { a } else { b };
+            message(clinic, ReminderDue, None, at(9, 0) + Duration::seconds(i))
+        })
+        .collect::<Vec<_>>();
+    enqueue(&ctx, &messages.iter().collect::<Vec<_>>()).await;
+
+    let store = Arc::new(ctx.store.clone());
+    let tasks = (0..6)
+        .map(|_| tokio::spawn(dispatch(Arc::clone(&store), at(10, 0))))
+        .collect::<Vec<_>>();
+    let mut claimed = Vec::new();
+    for outcome in futures::future::join_all(tasks).await {
+        claimed.extend(outcome.unwrap().unwrap());
+    }
+    claimed.sort();
+    let mut expected = messages.iter().map(|m| m.id).collect::<Vec<_>>();
+    expected.sort();
+    assert_eq!(claimed, expected, "every message is claimed exactly once");
+
+    let mut tx = ctx.read().await;
+    assert_eq!(ctx.store.pending_count(&mut tx).await.unwrap(), 0);
+    for m in &messages {
+        let stored = OutboxRepo::get(&ctx.store, &mut tx, m.clinic_id, m.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (stored.status, stored.attempts),
+            (DeliveryStatus::Delivered, 1)
+        );
+    }
+}
