@@ -19,6 +19,7 @@ use crate::Store;
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
 use crate::page::page_rows;
+use crate::query::all_parsed;
 use crate::transaction::db;
 use crate::version::update_versioned;
 
@@ -96,19 +97,6 @@ fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appoi
         .order_by_asc(appointment::Column::Id)
 }
 
-async fn all(
-    tx: &mut Tx,
-    query: sea_orm::Select<appointment::Entity>,
-) -> Result<Vec<Appointment>, RepoError> {
-    query
-        .all(db(tx))
-        .await
-        .map_err(repo_error)?
-        .into_iter()
-        .map(to_domain)
-        .collect()
-}
-
 #[async_trait]
 impl AppointmentRepo for Store {
     async fn insert(&self, tx: &mut Tx, appointment: &Appointment) -> Result<(), RepoError> {
@@ -164,7 +152,7 @@ impl AppointmentRepo for Store {
     ) -> Result<Vec<Appointment>, RepoError> {
         let query = active_overlapping(clinic, span)
             .filter(appointment::Column::PractitionerId.eq(practitioner.as_uuid()));
-        all(tx, query).await
+        all_parsed(tx, query, to_domain).await
     }
 
     async fn active_for_patient(
@@ -176,7 +164,7 @@ impl AppointmentRepo for Store {
     ) -> Result<Vec<Appointment>, RepoError> {
         let query = active_overlapping(clinic, span)
             .filter(appointment::Column::PatientId.eq(patient.as_uuid()));
-        all(tx, query).await
+        all_parsed(tx, query, to_domain).await
     }
 
     async fn list(

@@ -54,6 +54,7 @@ mod outbox;
 mod page;
 mod patient;
 mod practitioner;
+mod query;
 mod queue;
 mod schedule;
 #[cfg(feature = "testing")]

@@ -16,7 +16,7 @@ use clinicflow_domain::{
     OutboxMessageId, Page, PageRequest,
 };
 use clinicflow_ports::{OutboxRepo, RepoError, Tx};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
@@ -25,6 +25,7 @@ use sea_orm::{
 use crate::entity::{instant, outbox_message};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::page::page_rows;
+use crate::query::{all_parsed, skip_locked};
 use crate::transaction::db;
 use crate::{Backend, Store};
 
@@ -94,24 +95,7 @@ fn due(now: DateTime<Utc>, limit: u32, backend: Backend) -> Select<outbox_messag
         .order_by_asc(outbox_message::Column::NextAttemptAt)
         .order_by_asc(outbox_message::Column::Id)
         .limit(u64::from(limit));
-    match backend {
-        Backend::Postgres => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
-        // SQLite has no row locks; its BEGIN IMMEDIATE already keeps other writers out.
-        Backend::Sqlite => query,
-    }
-}
-
-async fn all(
-    tx: &mut Tx,
-    query: Select<outbox_message::Entity>,
-) -> Result<Vec<OutboxMessage>, RepoError> {
-    query
-        .all(db(tx))
-        .await
-        .map_err(repo_error)?
-        .into_iter()
-        .map(to_domain)
-        .collect()
+    skip_locked(backend, query)
 }
 
 #[async_trait]
@@ -137,7 +121,7 @@ impl OutboxRepo for Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, RepoError> {
-        all(tx, due(now, limit, self.backend)).await
+        all_parsed(tx, due(now, limit, self.backend), to_domain).await
     }
 
     async fn record(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError> {

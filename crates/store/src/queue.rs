@@ -19,7 +19,6 @@ use clinicflow_domain::{
     QueueEntryId, QueueStatus,
 };
 use clinicflow_ports::{QueueRepo, QueueScope, RepoError, Tx};
-use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
@@ -27,6 +26,7 @@ use sea_orm::{
 
 use crate::entity::{instant, not_before, queue_entry};
 use crate::error::{invalid_row, repo_error};
+use crate::query::{all_parsed, skip_locked};
 use crate::transaction::db;
 use crate::version::update_versioned;
 use crate::{Backend, Store};
@@ -168,24 +168,7 @@ fn next_waiting(
             .filter(in_scope(scope)),
     )
     .limit(1);
-    match backend {
-        Backend::Postgres => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
-        // SQLite has no row locks; its BEGIN IMMEDIATE already keeps other writers out.
-        Backend::Sqlite => query,
-    }
-}
-
-async fn all(
-    tx: &mut Tx,
-    query: Select<queue_entry::Entity>,
-) -> Result<Vec<QueueEntry>, RepoError> {
-    query
-        .all(db(tx))
-        .await
-        .map_err(repo_error)?
-        .into_iter()
-        .map(to_domain)
-        .collect()
+    skip_locked(backend, query)
 }
 
 async fn one(
@@ -255,7 +238,7 @@ impl QueueRepo for Store {
         let query = of_clinic(clinic)
             .filter(queue_entry::Column::Status.is_in(open_statuses()))
             .filter(in_scope(scope));
-        all(tx, in_serve_order(query)).await
+        all_parsed(tx, in_serve_order(query), to_domain).await
     }
 
     async fn lock_next_waiting(
@@ -300,7 +283,7 @@ impl QueueRepo for Store {
         let query = query
             .order_by_asc(queue_entry::Column::ArrivedAt)
             .order_by_asc(queue_entry::Column::Id);
-        all(tx, query).await
+        all_parsed(tx, query, to_domain).await
     }
 }
 
