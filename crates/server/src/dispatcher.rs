@@ -27,6 +27,9 @@ impl Notifier for LogNotifier {
     }
 }
 
+/// How often the dispatcher logs the outbox depth.
+const DEPTH_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How the dispatcher works.
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchSettings {
@@ -56,7 +59,16 @@ impl Dispatcher {
     ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
+            let mut last_depth_report: Option<std::time::Instant> = None;
             loop {
+                // The outbox depth, once a minute: the gauge operators watch for a stuck channel.
+                if last_depth_report.is_none_or(|at| at.elapsed() >= DEPTH_REPORT_INTERVAL) {
+                    last_depth_report = Some(std::time::Instant::now());
+                    match outbox.depth().await {
+                        Ok(depth) => tracing::info!(outbox_depth = depth, "outbox depth"),
+                        Err(e) => tracing::warn!(error = %e, "outbox depth unavailable"),
+                    }
+                }
                 let busy = match outbox
                     .dispatch(
                         notifier.as_ref(),
@@ -66,7 +78,19 @@ impl Dispatcher {
                     )
                     .await
                 {
-                    Ok(report) => report.claimed > 0,
+                    Ok(report) => {
+                        if report.claimed > 0 {
+                            tracing::info!(
+                                claimed = report.claimed,
+                                delivered = report.delivered,
+                                retried = report.retried,
+                                dead = report.dead,
+                                withdrawn = report.withdrawn,
+                                "outbox round"
+                            );
+                        }
+                        report.claimed > 0
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "outbox round failed; trying again shortly");
                         false

@@ -73,6 +73,43 @@ fn message(
     }
 }
 
+/// Writes, in the caller's unit of work, that a patient was called from the queue (for a
+/// waiting-room display or a pager): ids and times only.
+pub(crate) async fn announce_call(
+    ports: &Ports,
+    tx: &mut Tx,
+    entry: &clinicflow_domain::QueueEntry,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let id = OutboxMessageId::from_uuid(Uuid::now_v7());
+    let kind = EventKind::PatientCalled;
+    let practitioner = entry
+        .called_by
+        .map(|p| format!(",\"practitioner_id\":\"{p}\""))
+        .unwrap_or_default();
+    let payload = format!(
+        "{{\"id\":\"{id}\",\"event\":\"{kind}\",\"clinic_id\":\"{}\",\"queue_entry_id\":\"{}\",\"patient_id\":\"{}\",\"called_at\":\"{}\"{practitioner}}}",
+        entry.clinic_id,
+        entry.id,
+        entry.patient_id,
+        now.to_rfc3339(),
+    );
+    let message = OutboxMessage {
+        id,
+        clinic_id: entry.clinic_id,
+        kind,
+        appointment_id: entry.appointment_id,
+        payload,
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        delivered_at: None,
+        created_at: now,
+    };
+    Ok(ports.outbox.enqueue(tx, &message).await?)
+}
+
 /// Writes, in the caller's unit of work, the event of an appointment's change and the
 /// reminders it needs: a booking is confirmed and reminded of; a cancellation withdraws its
 /// reminders; a no-show is announced.
@@ -234,6 +271,12 @@ impl OutboxService {
         let appointment = self.ports.appointments.get(tx, m.clinic_id, id).await?;
         Ok(appointment
             .is_some_and(|a| a.is_active() && reminder_still_useful(a.interval.start(), now)))
+    }
+
+    /// Pending messages of every clinic: the outbox depth.
+    pub async fn depth(&self) -> Result<u64, ServiceError> {
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        Ok(self.ports.outbox.pending_count(&mut tx).await?)
     }
 
     /// One page of the clinic's messages (admins).

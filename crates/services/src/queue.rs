@@ -493,6 +493,7 @@ impl QueueService {
             entry_access(AuditAction::Update, &entry),
         )
         .await?;
+        crate::outbox::announce_call(&self.ports, &mut tx, &entry, now).await?;
         tx.commit().await?;
         announce(&self.ports, actor.clinic_id).await;
         Ok(Some(entry))
@@ -894,6 +895,14 @@ mod tests {
             })
             .returning(|_, _, _| Ok(()));
         m.audit.expect_append().times(1).returning(|_, _| Ok(()));
+        m.outbox
+            .expect_enqueue()
+            .times(1)
+            .withf(|_, msg| {
+                msg.kind == clinicflow_domain::EventKind::PatientCalled
+                    && msg.payload.contains(&house().id.to_string())
+            })
+            .returning(|_, _| Ok(()));
         m.events.expect_publish().times(1).return_const(());
         let (ports, commits) = m.ports();
         let called = QueueService::new(ports)
