@@ -70,6 +70,17 @@ pub struct Clinic {
     pub queue: crate::QueueSettings,
 }
 
+impl Clinic {
+    /// The clinic-local calendar date of an instant.
+    pub fn local_date(&self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        use chrono::TimeZone as _;
+        self.time_zone
+            .tz()
+            .from_utc_datetime(&at.naive_utc())
+            .date_naive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,22 @@ impl PageRequest {
         })
     }
 
+    /// The first page of `size` items (clamped to 1..=MAX_PAGE_SIZE), for internal reads.
+    pub fn first(size: u32) -> Self {
+        Self {
+            page: 1,
+            size: size.clamp(1, MAX_PAGE_SIZE),
+        }
+    }
+
+    /// The page after this one.
+    pub fn next(&self) -> Self {
+        Self {
+            page: self.page.saturating_add(1),
+            size: self.size,
+        }
+    }
+
     /// The 1-based page number.
     pub fn page(&self) -> u32 {
         self.page
@@ -109,6 +125,14 @@ mod tests {
             PageRequest::parse(Some(3), Some(20)).map(|p| p.offset()),
             Ok(40)
         );
+    }
+
+    #[test]
+    fn first_pages_are_clamped_and_next_keeps_the_size() {
+        assert_eq!(PageRequest::first(500).size(), MAX_PAGE_SIZE);
+        assert_eq!(PageRequest::first(0).size(), 1);
+        let next = PageRequest::first(20).next();
+        assert_eq!((next.page(), next.size(), next.offset()), (2, 20, 20));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Demo and benchmark data, created through the services so it passes the same rules as API input.
 
-use chrono::{DateTime, Duration, TimeZone as _, Utc};
+use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::{Actor, Availability, Interval};
 use clinicflow_services::schedule::RuleInput;
 use clinicflow_services::{
@@ -154,11 +154,7 @@ pub async fn seed(
     };
     let mut rng = StdRng::seed_from_u64(7);
     let mut report = SeedReport::default();
-    let today = clinic
-        .time_zone
-        .tz()
-        .from_utc_datetime(&now.naive_utc())
-        .date_naive();
+    let today = clinic.local_date(now);
 
     let mut practitioners = Vec::new();
     for i in 0..options.practitioners {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::audit::{self, Access, own_practitioner};
 use crate::error::ConflictKind;
 use crate::outbox::announce_appointment;
-use crate::schedule::{Calendar, local_date, next_free_slots};
+use crate::schedule::{Calendar, next_free_slots};
 use crate::{Conflict, FieldErrors, Ports, ServiceError, input};
 
 /// An appointment to book, as sent by a client.
@@ -265,8 +265,8 @@ impl BookingService {
             .await?
             .ok_or(ServiceError::NotFound("practitioner"))?;
         let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
-        let from = local_date(&clinic, booking.interval.start());
-        let to = local_date(&clinic, booking.interval.end()) + Duration::days(1);
+        let from = clinic.local_date(booking.interval.start());
+        let to = clinic.local_date(booking.interval.end()) + Duration::days(1);
         let calendar =
             Calendar::load(&self.ports, tx, &clinic, &practitioner, utc_span(from, to)).await?;
         let practitioner_busy: Vec<Interval> = self

@@ -1,6 +1,5 @@
 //! Patients: registration, reading, changes, soft deletion and search.
 
-use chrono::TimeZone as _;
 use clinicflow_domain::{
     Actor, AuditAction, BirthDate, Email, EmergencyContact, Insurance, Page, PageRequest, Patient,
     PatientId, Permission, PersonName, Phone, ResourceType, Sex,
@@ -97,11 +96,7 @@ impl PatientService {
     async fn today(&self, actor: &Actor) -> Result<chrono::NaiveDate, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-        Ok(clinic
-            .time_zone
-            .tz()
-            .from_utc_datetime(&self.ports.clock.now().naive_utc())
-            .date_naive())
+        Ok(clinic.local_date(self.ports.clock.now()))
     }
 
     /// Registers a patient in the actor's clinic.
@@ -207,8 +202,7 @@ impl PatientService {
                 patient_id: Some(id),
                 ..AppointmentFilter::default()
             };
-            let one = PageRequest::parse(Some(1), Some(1))
-                .map_err(|e| ServiceError::Unexpected(e.into()))?;
+            let one = PageRequest::first(1);
             if self
                 .ports
                 .appointments

@@ -394,8 +394,7 @@ impl QueueService {
                     specialty: None,
                     department: scope.department.clone(),
                 };
-                let page = PageRequest::parse(Some(1), Some(200))
-                    .map_err(|e| ServiceError::Unexpected(e.into()))?;
+                let page = PageRequest::first(200);
                 self.ports
                     .practitioners
                     .list(&mut tx, actor.clinic_id, &filter, page)
@@ -699,8 +698,7 @@ impl QueueService {
         errors.into_result()?;
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-        let date =
-            date.unwrap_or_else(|| crate::schedule::local_date(&clinic, self.ports.clock.now()));
+        let date = date.unwrap_or_else(|| clinic.local_date(self.ports.clock.now()));
         let day = local_day(&clinic, date)?;
         let entries = self
             .ports
@@ -714,8 +712,7 @@ impl QueueService {
             to: Some(day.end()),
             ..AppointmentFilter::default()
         };
-        let one =
-            PageRequest::parse(Some(1), Some(1)).map_err(|e| ServiceError::Unexpected(e.into()))?;
+        let one = PageRequest::first(1);
         let no_shows = self
             .ports
             .appointments

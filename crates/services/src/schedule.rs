@@ -1,6 +1,6 @@
 //! Schedules, time off, and the free slots derived from them.
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone as _, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clinicflow_domain::schedule::{ExceptionKind, check_range, parse_weekday, utc_span};
 use clinicflow_domain::{
     Actor, Availability, Clinic, Interval, Permission, Practitioner, PractitionerId, Schedule,
@@ -144,15 +144,6 @@ impl Calendar {
     }
 }
 
-/// The clinic-local date of an instant.
-pub(crate) fn local_date(clinic: &Clinic, at: DateTime<Utc>) -> NaiveDate {
-    clinic
-        .time_zone
-        .tz()
-        .from_utc_datetime(&at.naive_utc())
-        .date_naive()
-}
-
 /// The practitioner's first free slots starting at or after `after`, looked for in a fresh read.
 pub(crate) async fn next_free_slots(
     ports: &Ports,
@@ -170,7 +161,7 @@ pub(crate) async fn next_free_slots(
         return Ok(Vec::new());
     };
     let now = ports.clock.now();
-    let from = local_date(&clinic, after.max(now));
+    let from = clinic.local_date(after.max(now));
     let to = from + Duration::days(NEXT_SLOTS_HORIZON_DAYS);
     let calendar =
         Calendar::load(ports, &mut tx, &clinic, &practitioner, utc_span(from, to)).await?;
@@ -250,7 +241,7 @@ impl ScheduleService {
         }
         let valid_from = match &input.valid_from {
             Some(raw) => errors.check("valid_from", input::date(raw)),
-            None => Some(local_date(&clinic, self.ports.clock.now())),
+            None => Some(clinic.local_date(self.ports.clock.now())),
         };
         let valid_to = input
             .valid_to
@@ -285,7 +276,7 @@ impl ScheduleService {
             .schedules
             .get(&mut tx, actor.clinic_id, practitioner_id)
             .await?
-            .unwrap_or_else(|| Schedule::empty(local_date(&clinic, self.ports.clock.now())));
+            .unwrap_or_else(|| Schedule::empty(clinic.local_date(self.ports.clock.now())));
         Ok((schedule, clinic))
     }
 
@@ -397,8 +388,7 @@ impl ScheduleService {
         let now = self.ports.clock.now();
         let span = utc_span(from, to);
         let mut found = Vec::new();
-        let mut page = clinicflow_domain::PageRequest::parse(Some(1), Some(200))
-            .map_err(|e| ServiceError::Unexpected(e.into()))?;
+        let mut page = clinicflow_domain::PageRequest::first(200);
         loop {
             let practitioners = self
                 .ports
@@ -417,9 +407,7 @@ impl ScheduleService {
             if !practitioners.has_next() {
                 break;
             }
-            page =
-                clinicflow_domain::PageRequest::parse(Some(u64::from(page.page()) + 1), Some(200))
-                    .map_err(|e| ServiceError::Unexpected(e.into()))?;
+            page = page.next();
         }
         found.sort_by_key(|(p, s)| (s.start(), *p));
         found.truncate(limit as usize);

@@ -504,7 +504,7 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
 fn local_dates_follow_the_clinic_zone() {
     let c = clinic();
     assert_eq!(
-        local_date(&c, at("2026-11-30T23:30:00Z")),
+        c.local_date(at("2026-11-30T23:30:00Z")),
         NaiveDate::from_ymd_opt(2026, 12, 1).expect("valid")
     );
 }
