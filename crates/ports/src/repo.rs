@@ -217,6 +217,17 @@ pub struct AppointmentFilter {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait AppointmentRepo: Send + Sync {
+    /// Makes later bookings of this practitioner or patient wait until `tx` ends. Taken before
+    /// the booking rules are checked, so concurrent bookings see each other's result instead of
+    /// deadlocking in the database's no-overlap check; that check stays the guarantee.
+    async fn lock_parties(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        patient: PatientId,
+    ) -> Result<(), RepoError>;
+
     /// Stores a new appointment. MUST return `Overlap(party)` when the database's no-overlap
     /// rule rejects it (PostgreSQL exclusion constraint), and `NotFound` when its patient
     /// or practitioner does not exist in the clinic.

@@ -172,6 +172,10 @@ impl BookingService {
             unreachable!("every field parsed when no error was recorded")
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.ports
+            .appointments
+            .lock_parties(&mut tx, actor.clinic_id, practitioner_id, patient_id)
+            .await?;
         let practitioner = self
             .ports
             .practitioners
@@ -612,6 +616,15 @@ impl BookingService {
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let mut old = self.load_for_change(&mut tx, actor, id, if_match).await?;
+        self.ports
+            .appointments
+            .lock_parties(
+                &mut tx,
+                actor.clinic_id,
+                old.practitioner_id,
+                old.patient_id,
+            )
+            .await?;
         let interval = Interval::starting_at(start, duration.unwrap_or(old.interval.duration()))
             .map_err(|e| FieldErrors::single("starts_at", e.0))?;
         let now = self.ports.clock.now();

@@ -12,16 +12,17 @@ use clinicflow_domain::{
 use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    Statement,
 };
 
-use crate::Store;
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
 use crate::page::page_rows;
 use crate::query::all_parsed;
 use crate::transaction::db;
 use crate::version::update_versioned;
+use crate::{Backend, Store};
 
 fn to_domain(row: appointment::Model) -> Result<Appointment, RepoError> {
     let invalid = |reason: String| invalid_row("appointments", row.id, reason);
@@ -99,6 +100,34 @@ fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appoi
 
 #[async_trait]
 impl AppointmentRepo for Store {
+    async fn lock_parties(
+        &self,
+        tx: &mut Tx,
+        _clinic: ClinicId,
+        practitioner: PractitionerId,
+        patient: PatientId,
+    ) -> Result<(), RepoError> {
+        // SQLite's `BEGIN IMMEDIATE` already admits one writer at a time.
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        // Always the practitioner first, then the patient: one order, so no two bookings wait
+        // on each other. Ids are random v7 UUIDs; a shared key only serializes two bookings
+        // more than needed, it never lets one through.
+        for id in [practitioner.as_uuid(), patient.as_uuid()] {
+            let key = i64::from_le_bytes(id.as_bytes()[8..].try_into().expect("8 bytes"));
+            db(tx)
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [key.into()],
+                ))
+                .await
+                .map_err(repo_error)?;
+        }
+        Ok(())
+    }
+
     async fn insert(&self, tx: &mut Tx, appointment: &Appointment) -> Result<(), RepoError> {
         let mut row = changes(appointment);
         row.id = Set(appointment.id.as_uuid());

@@ -133,6 +133,9 @@ fn world(practitioner_busy: Vec<Appointment>) -> World {
         .returning(|_, _, _, _| Ok(Vec::new()));
     m.audit.expect_append().returning(|_, _| Ok(()));
     m.appointments
+        .expect_lock_parties()
+        .returning(|_, _, _, _| Ok(()));
+    m.appointments
         .expect_active_for_practitioner()
         .returning(move |_, _, _, span| {
             Ok(practitioner_busy
@@ -449,6 +452,7 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
     world.appointments = {
         let mut a = world.appointments;
         a.checkpoint();
+        a.expect_lock_parties().returning(|_, _, _, _| Ok(()));
         let held = current.clone();
         a.expect_get()
             .returning(move |_, _, _| Ok(Some(held.clone())));

@@ -462,3 +462,41 @@ pub async fn concurrent_bookings_leave_exactly_one_active(ctx: Ctx) {
         .unwrap();
     assert_eq!(active.len(), 1);
 }
+
+pub async fn a_party_lock_holds_other_bookings_of_that_party_until_the_transaction_ends(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let (ada, bob) = (
+        ctx.patient(clinic, "Ada", "Lovelace").await,
+        ctx.patient(clinic, "Bob", "Builder").await,
+    );
+    let store = Arc::new(ctx.store.clone());
+    let mut holder = store.begin(TxMode::Write).await.unwrap();
+    store
+        .lock_parties(&mut holder, clinic, house.id, ada.id)
+        .await
+        .unwrap();
+    let waiter = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut tx = store.begin(TxMode::Write).await?;
+            store
+                .lock_parties(&mut tx, clinic, house.id, bob.id)
+                .await?;
+            tx.commit().await
+        })
+    };
+    // Waiting forever is the right outcome here; a lock that lets the second booking through
+    // would do so at once, well inside this pause.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "a booking of the same practitioner waits for the holder"
+    );
+    holder.commit().await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter goes on once the holder commits")
+        .unwrap()
+        .unwrap();
+}

@@ -88,6 +88,7 @@ contract_tests! {
     appointment::active_queries_skip_cancelled_deleted_and_touching_appointments,
     appointment::appointment_overlap_is_rejected,
     appointment::concurrent_bookings_leave_exactly_one_active,
+    appointment::a_party_lock_holds_other_bookings_of_that_party_until_the_transaction_ends,
     audit::audit_events_read_back_newest_first_and_filter,
     audit::audit_pages_follow_the_cursor_without_overlap,
     audit::the_audit_log_is_per_clinic,
