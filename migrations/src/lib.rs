@@ -19,6 +19,8 @@ mod m20260101_000001_initial_schema;
 mod m20260301_000002_audit_log_and_refresh_tokens;
 mod m20260401_000003_queue_and_encounters;
 mod m20260501_000004_outbox;
+mod m20260601_000005_clinic_notifications;
+mod m20260701_000006_appointments_unattended_index;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -32,6 +34,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20260301_000002_audit_log_and_refresh_tokens::Migration),
             Box::new(m20260401_000003_queue_and_encounters::Migration),
             Box::new(m20260501_000004_outbox::Migration),
+            Box::new(m20260601_000005_clinic_notifications::Migration),
+            Box::new(m20260701_000006_appointments_unattended_index::Migration),
         ]
     }
 }

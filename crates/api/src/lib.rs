@@ -13,6 +13,7 @@ use clinicflow_services::Services;
 pub mod appointment;
 pub mod audit;
 pub mod auth;
+pub mod clinic;
 pub mod encounter;
 pub mod error;
 pub mod health;
@@ -70,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .service(auth::logout)
                 .service(auth::change_password)
                 .service(auth::me)
+                .configure(clinic::routes)
                 .configure(user::routes)
                 .configure(queue::routes)
                 .configure(encounter::routes)

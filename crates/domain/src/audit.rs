@@ -34,6 +34,8 @@ pub enum ResourceType {
     QueueEntry,
     /// An encounter (visit record).
     Encounter,
+    /// The clinic's own settings (reminders, webhook).
+    Clinic,
 }
 
 /// Whether it was allowed.
@@ -79,6 +81,7 @@ wire_enum!(ResourceType {
     Appointment => "appointment",
     QueueEntry => "queue_entry",
     Encounter => "encounter",
+    Clinic => "clinic",
 });
 wire_enum!(Outcome { Success => "success", Denied => "denied" });
 

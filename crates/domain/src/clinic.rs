@@ -68,6 +68,8 @@ pub struct Clinic {
     pub no_show_grace_minutes: u32,
     /// Target waits per triage category and the check-in grace.
     pub queue: crate::QueueSettings,
+    /// How long before an appointment each reminder goes out.
+    pub reminders: crate::ReminderOffsets,
 }
 
 impl Clinic {

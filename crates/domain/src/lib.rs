@@ -21,6 +21,7 @@ pub mod queue;
 pub mod schedule;
 pub mod token;
 pub mod user;
+pub mod webhook;
 
 pub use appointment::{
     Appointment, AppointmentStatus, BookingRequest, BookingViolation, IllegalTransition, Urgency,
@@ -45,6 +46,7 @@ pub use queue::{DeadlineRule, QueueEntry, QueueSettings, QueueStatus, TriageCate
 pub use schedule::{Availability, ExceptionKind, Schedule, ScheduleException, WeeklyRule};
 pub use token::{RefreshToken, RefreshVerdict};
 pub use user::{Actor, LockoutPolicy, Role, User};
+pub use webhook::{Endpoint, WebhookEndpoint, WebhookSecret, WebhookUrl};
 
 /// A value that failed to parse, with a human-readable reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

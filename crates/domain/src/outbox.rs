@@ -170,6 +170,14 @@ impl ReminderOffsets {
         &self.0
     }
 
+    /// The offsets in whole minutes, longest first: what [`ReminderOffsets::parse`] reads.
+    pub fn minutes(&self) -> Vec<u32> {
+        self.0
+            .iter()
+            .map(|d| u32::try_from(d.num_minutes()).unwrap_or(u32::MAX))
+            .collect()
+    }
+
     /// When each reminder of an appointment starting at `start` is due, as booked at `now`:
     /// reminders whose time has already passed are not scheduled.
     pub fn due_times(&self, start: DateTime<Utc>, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {

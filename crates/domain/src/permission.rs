@@ -37,11 +37,15 @@ pub enum Permission {
     ManageQueue,
     /// Call the next patient, start and finish service, write visit notes.
     ServePatients,
+    /// Read the clinic's settings.
+    ReadClinic,
+    /// Change the clinic's settings, its webhook, and retry outbox messages.
+    ManageClinic,
 }
 
 impl Permission {
     /// Every permission, for the table in the docs and for tests.
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 17] = [
         Permission::ReadPatients,
         Permission::WritePatients,
         Permission::DeletePatients,
@@ -57,6 +61,8 @@ impl Permission {
         Permission::ReadQueue,
         Permission::ManageQueue,
         Permission::ServePatients,
+        Permission::ReadClinic,
+        Permission::ManageClinic,
     ];
 
     /// The stable snake_case name.
@@ -77,6 +83,8 @@ impl Permission {
             Permission::ReadQueue => "read_queue",
             Permission::ManageQueue => "manage_queue",
             Permission::ServePatients => "serve_patients",
+            Permission::ReadClinic => "read_clinic",
+            Permission::ManageClinic => "manage_clinic",
         }
     }
 }
@@ -106,6 +114,7 @@ impl Role {
                     | ReadQueue
                     | ManageQueue
                     | ServePatients
+                    | ReadClinic
             ),
             Role::Receptionist => matches!(
                 permission,
@@ -117,6 +126,7 @@ impl Role {
                     | RunAppointments
                     | ReadQueue
                     | ManageQueue
+                    | ReadClinic
             ),
             Role::Nurse => {
                 matches!(
@@ -128,8 +138,11 @@ impl Role {
                         | ReadQueue
                         | ManageQueue
                         | ServePatients
+                        | ReadClinic
                 )
             }
+            // Only what the no-show sweeper does: find overdue appointments and mark them.
+            Role::System => matches!(permission, ReadAppointments | RunAppointments),
         }
     }
 }
@@ -158,6 +171,18 @@ mod tests {
             assert!(!role.allows(Permission::ReadAudit));
             assert!(!role.allows(Permission::DeletePatients));
         }
+    }
+
+    #[test]
+    fn the_system_role_may_only_read_and_run_appointments() {
+        let allowed: Vec<Permission> = Permission::ALL
+            .into_iter()
+            .filter(|p| Role::System.allows(*p))
+            .collect();
+        assert_eq!(
+            allowed,
+            [Permission::ReadAppointments, Permission::RunAppointments]
+        );
     }
 
     #[test]

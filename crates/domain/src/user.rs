@@ -18,6 +18,8 @@ pub enum Role {
     Receptionist,
     /// Triages and assists.
     Nurse,
+    /// clinicflow's own workers (the no-show sweeper); no user account can hold it.
+    System,
 }
 
 impl Role {
@@ -28,10 +30,21 @@ impl Role {
             Role::Practitioner => "practitioner",
             Role::Receptionist => "receptionist",
             Role::Nurse => "nurse",
+            Role::System => "system",
+        }
+    }
+
+    /// Parses a role as the audit log records it, where clinicflow's own `system` role
+    /// appears too; every other source of roles goes through [`FromStr`], which refuses it.
+    pub fn parse_recorded(s: &str) -> Result<Self, InvalidValue> {
+        match s {
+            "system" => Ok(Role::System),
+            staff => staff.parse(),
         }
     }
 }
 
+/// Parses a staff role: `system` is refused, so no request, token or user row can carry it.
 impl FromStr for Role {
     type Err = InvalidValue;
 
@@ -154,8 +167,28 @@ mod tests {
             Role::Nurse,
         ] {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+            assert_eq!(Role::parse_recorded(r.as_str()), Ok(r));
         }
         assert!("root".parse::<Role>().is_err());
+        assert!(Role::parse_recorded("root").is_err());
+    }
+
+    #[test]
+    fn the_system_role_is_read_back_from_the_audit_log_but_never_parsed_as_a_staff_role() {
+        assert_eq!(Role::System.as_str(), "system");
+        assert_eq!(Role::parse_recorded("system"), Ok(Role::System));
+        assert!("system".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn the_system_actor_is_nobody_of_its_clinic_outside_any_request() {
+        let clinic = ClinicId::from_uuid(uuid::Uuid::from_u128(7));
+        let actor = Actor::system(clinic);
+        assert_eq!(
+            (actor.user_id, actor.clinic_id, actor.role),
+            (UserId::from_uuid(uuid::Uuid::nil()), clinic, Role::System)
+        );
+        assert_eq!((actor.practitioner_id, actor.request_id), (None, None));
     }
 }
 
@@ -175,6 +208,18 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// clinicflow itself, acting in `clinic` (the no-show sweeper): the nil user id marks it in
+    /// the audit log, where `actor_id` has no foreign key, so no user row is needed.
+    pub fn system(clinic: ClinicId) -> Self {
+        Self {
+            user_id: UserId::from_uuid(uuid::Uuid::nil()),
+            clinic_id: clinic,
+            role: Role::System,
+            practitioner_id: None,
+            request_id: None,
+        }
+    }
+
     /// `Ok` when the actor's role grants `permission`.
     pub fn require(&self, permission: crate::Permission) -> Result<(), crate::permission::Denied> {
         if self.role.allows(permission) {

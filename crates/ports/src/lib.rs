@@ -17,7 +17,7 @@ pub mod repo;
 pub mod transaction;
 
 pub use cache::Cache;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, OverlapParty, RepoError};
 pub use events::{EventBus, EventStream};
 pub use limit::{RateDecision, RateLimiter};

@@ -12,7 +12,7 @@ use clinicflow_domain::{
     DeliveryStatus, Email, Encounter, EncounterId, EventKind, Interval, OutboxMessage,
     OutboxMessageId, Page, PageRequest, Patient, PatientId, Phone, Practitioner, PractitionerId,
     QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule, ScheduleException,
-    TokenFamilyId, User, UserId,
+    TokenFamilyId, User, UserId, WebhookEndpoint,
 };
 
 use crate::{RepoError, Tx};
@@ -29,6 +29,28 @@ pub trait ClinicRepo: Send + Sync {
 
     /// The clinic with this exact name, if any (used to make seeding idempotent).
     async fn find_by_name(&self, tx: &mut Tx, name: &str) -> Result<Option<Clinic>, RepoError>;
+
+    /// Every clinic, for workers that serve them all (the no-show sweeper), ordered by id.
+    async fn list_ids(&self, tx: &mut Tx) -> Result<Vec<ClinicId>, RepoError>;
+
+    /// Writes every setting of `clinic` but its id; MUST return `NotFound` if absent.
+    async fn update(&self, tx: &mut Tx, clinic: &Clinic) -> Result<(), RepoError>;
+
+    /// The clinic's webhook, if it has one.
+    async fn webhook(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+    ) -> Result<Option<WebhookEndpoint>, RepoError>;
+
+    /// Sets (`Some`) or removes (`None`) the clinic's webhook.
+    async fn set_webhook(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        webhook: Option<WebhookEndpoint>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
 }
 
 /// Staff users.
@@ -276,6 +298,19 @@ pub trait AppointmentRepo: Send + Sync {
         filter: &AppointmentFilter,
         page: PageRequest,
     ) -> Result<Page<Appointment>, RepoError>;
+
+    /// Up to `limit` non-deleted appointments of the clinic still booked or confirmed (nobody
+    /// checked in) that started strictly before `started_before`, oldest start first, then by
+    /// id: the no-show sweeper's candidates. MUST lock the rows it returns until `tx` ends and
+    /// skip rows another transaction holds (PostgreSQL `FOR UPDATE SKIP LOCKED`), so that
+    /// concurrent sweepers never take the same appointment.
+    async fn overdue_unattended(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        started_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Appointment>, RepoError>;
 }
 
 /// Filters for reading the audit log.

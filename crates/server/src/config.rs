@@ -153,6 +153,12 @@ pub struct OutboxSettings {
     pub retry_cap_secs: u64,
     /// Attempts before a message is dead.
     pub max_attempts: u32,
+    /// Seconds a webhook receiver gets to accept a connection.
+    pub webhook_connect_timeout_secs: u64,
+    /// Seconds a webhook receiver gets to answer, connection included.
+    pub webhook_timeout_secs: u64,
+    /// Seconds claimed messages stay with their dispatcher before another may take them.
+    pub lease_secs: u64,
 }
 
 impl Default for OutboxSettings {
@@ -164,6 +170,31 @@ impl Default for OutboxSettings {
             retry_base_secs: 5,
             retry_cap_secs: 3600,
             max_attempts: 8,
+            webhook_connect_timeout_secs: 5,
+            webhook_timeout_secs: 10,
+            lease_secs: 120,
+        }
+    }
+}
+
+/// No-show sweeper settings (`[sweeper]`, `CLINICFLOW_SWEEPER_*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweeperSettings {
+    /// Seconds between sweeps; 0 turns the sweeper off.
+    pub interval_secs: u64,
+    /// Appointments marked per clinic in one sweep.
+    pub batch: u32,
+    /// Hours after its start within which a swept no-show is still announced.
+    pub announce_within_hours: u32,
+}
+
+impl Default for SweeperSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 60,
+            batch: 100,
+            announce_within_hours: 24,
         }
     }
 }
@@ -210,6 +241,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Outbox dispatch.
     pub outbox: OutboxSettings,
+    /// The no-show sweeper.
+    pub sweeper: SweeperSettings,
 }
 
 impl Default for Settings {
@@ -226,6 +259,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             cache: CacheSettings::default(),
             outbox: OutboxSettings::default(),
+            sweeper: SweeperSettings::default(),
         }
     }
 }
@@ -471,6 +505,32 @@ impl Settings {
             "CLINICFLOW_OUTBOX_MAX_ATTEMPTS",
             &mut s.outbox.max_attempts,
         )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_WEBHOOK_CONNECT_TIMEOUT_SECS",
+            &mut s.outbox.webhook_connect_timeout_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_WEBHOOK_TIMEOUT_SECS",
+            &mut s.outbox.webhook_timeout_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_OUTBOX_LEASE_SECS",
+            &mut s.outbox.lease_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_SWEEPER_INTERVAL_SECS",
+            &mut s.sweeper.interval_secs,
+        )?;
+        parse_env(env, "CLINICFLOW_SWEEPER_BATCH", &mut s.sweeper.batch)?;
+        parse_env(
+            env,
+            "CLINICFLOW_SWEEPER_ANNOUNCE_WITHIN_HOURS",
+            &mut s.sweeper.announce_within_hours,
+        )?;
         if let Some(raw) = env("CLINICFLOW_HTTP_CORS_ORIGINS") {
             s.http.cors_origins = raw
                 .split(',')
@@ -551,6 +611,7 @@ impl Settings {
             ),
             ("CLINICFLOW_OUTBOX_CLAIM_LIMIT", self.outbox.claim_limit),
             ("CLINICFLOW_OUTBOX_MAX_ATTEMPTS", self.outbox.max_attempts),
+            ("CLINICFLOW_SWEEPER_BATCH", self.sweeper.batch),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -575,6 +636,23 @@ impl Settings {
             return Err(invalid(
                 "CLINICFLOW_OUTBOX_BATCH_SIZE",
                 "batch size, poll interval and retry base must be at least 1",
+            ));
+        }
+        if !(1..=300).contains(&self.outbox.webhook_timeout_secs)
+            || !(1..=self.outbox.webhook_timeout_secs)
+                .contains(&self.outbox.webhook_connect_timeout_secs)
+        {
+            return Err(invalid(
+                "CLINICFLOW_OUTBOX_WEBHOOK_TIMEOUT_SECS",
+                "must be 1 to 300 seconds, and the connect timeout 1 second up to it",
+            ));
+        }
+        // A round's requests run at once, so one timeout bounds a round; the lease must
+        // outlast it with room to record, or a slow receiver is sent a message twice.
+        if self.outbox.lease_secs < 2 * self.outbox.webhook_timeout_secs {
+            return Err(invalid(
+                "CLINICFLOW_OUTBOX_LEASE_SECS",
+                "must be at least twice CLINICFLOW_OUTBOX_WEBHOOK_TIMEOUT_SECS",
             ));
         }
         if self.outbox.retry_cap_secs < self.outbox.retry_base_secs {
@@ -664,6 +742,23 @@ impl Settings {
         }
     }
 
+    /// How the no-show sweeper works; `None` when it is turned off.
+    pub fn sweep(&self) -> Option<crate::sweeper::SweepSettings> {
+        (self.sweeper.interval_secs > 0).then(|| crate::sweeper::SweepSettings {
+            interval: Duration::from_secs(self.sweeper.interval_secs),
+            batch: self.sweeper.batch,
+            announce_within: chrono::Duration::hours(i64::from(self.sweeper.announce_within_hours)),
+        })
+    }
+
+    /// How long webhook receivers get.
+    pub fn webhook_timeouts(&self) -> crate::webhook::WebhookTimeouts {
+        crate::webhook::WebhookTimeouts {
+            connect: Duration::from_secs(self.outbox.webhook_connect_timeout_secs),
+            request: Duration::from_secs(self.outbox.webhook_timeout_secs),
+        }
+    }
+
     /// How the outbox dispatcher works.
     pub fn dispatch(&self) -> crate::dispatcher::DispatchSettings {
         let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
@@ -671,6 +766,7 @@ impl Settings {
             poll_interval: Duration::from_millis(self.outbox.poll_interval_ms),
             claim_limit: self.outbox.claim_limit,
             batch_size: self.outbox.batch_size,
+            lease: secs(self.outbox.lease_secs),
             retry: clinicflow_domain::RetryPolicy {
                 base: secs(self.outbox.retry_base_secs),
                 cap: secs(self.outbox.retry_cap_secs),

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clinicflow_domain::{AttemptOutcome, OutboxMessage, RetryPolicy};
+use clinicflow_domain::{AttemptOutcome, Endpoint, OutboxMessage, RetryPolicy};
 use clinicflow_ports::Notifier;
 use clinicflow_services::OutboxService;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::worker::Worker;
 
 /// Delivers by writing each message to the structured log: the embedded default, so reminders
 /// and confirmations are seen happening without any receiver.
@@ -18,7 +20,7 @@ pub struct LogNotifier;
 
 #[async_trait]
 impl Notifier for LogNotifier {
-    async fn deliver(&self, messages: &[OutboxMessage]) -> Vec<AttemptOutcome> {
+    async fn deliver(&self, _: &Endpoint, messages: &[OutboxMessage]) -> Vec<AttemptOutcome> {
         for m in messages {
             // Ids and the event kind only: the payload names a patient id, which stays out of logs.
             tracing::info!(message_id = %m.id, clinic_id = %m.clinic_id, event = %m.kind, attempt = m.attempts, "outbox message delivered to the log");
@@ -39,16 +41,15 @@ pub struct DispatchSettings {
     pub claim_limit: u32,
     /// Messages of one clinic delivered in one request.
     pub batch_size: usize,
+    /// How long claimed messages stay with this dispatcher.
+    pub lease: chrono::Duration,
     /// Retry schedule.
     pub retry: RetryPolicy,
 }
 
 /// A running dispatcher; [`Dispatcher::stop`] finishes the current round and ends it.
 #[derive(Debug)]
-pub struct Dispatcher {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
+pub struct Dispatcher(Worker);
 
 impl Dispatcher {
     /// Starts delivering in the background.
@@ -57,65 +58,76 @@ impl Dispatcher {
         notifier: Arc<dyn Notifier>,
         settings: DispatchSettings,
     ) -> Self {
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut last_depth_report: Option<std::time::Instant> = None;
-            loop {
-                // The outbox depth, once a minute: the gauge operators watch for a stuck channel.
-                if last_depth_report.is_none_or(|at| at.elapsed() >= DEPTH_REPORT_INTERVAL) {
-                    last_depth_report = Some(std::time::Instant::now());
-                    match outbox.depth().await {
-                        Ok(depth) => tracing::info!(outbox_depth = depth, "outbox depth"),
-                        Err(e) => tracing::warn!(error = %e, "outbox depth unavailable"),
-                    }
+        let outbox = outbox.with_lease(settings.lease);
+        let last_depth_report: Arc<Mutex<Option<Instant>>> = Arc::default();
+        Self(Worker::start(
+            "outbox dispatcher",
+            settings.poll_interval,
+            move || {
+                let (outbox, notifier, last_depth_report) =
+                    (outbox.clone(), notifier.clone(), last_depth_report.clone());
+                async move {
+                    report_depth(&outbox, &last_depth_report).await;
+                    round(&outbox, notifier.as_ref(), &settings).await
                 }
-                let busy = match outbox
-                    .dispatch(
-                        notifier.as_ref(),
-                        &settings.retry,
-                        settings.claim_limit,
-                        settings.batch_size,
-                    )
-                    .await
-                {
-                    Ok(report) => {
-                        if report.claimed > 0 {
-                            tracing::info!(
-                                claimed = report.claimed,
-                                delivered = report.delivered,
-                                retried = report.retried,
-                                dead = report.dead,
-                                withdrawn = report.withdrawn,
-                                "outbox round"
-                            );
-                        }
-                        report.claimed > 0
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "outbox round failed; trying again shortly");
-                        false
-                    }
-                };
-                if *stopped.borrow() {
-                    break;
-                }
-                if !busy {
-                    tokio::select! {
-                        _ = tokio::time::sleep(settings.poll_interval) => {}
-                        _ = stopped.changed() => break,
-                    }
-                }
-            }
-            tracing::info!("outbox dispatcher stopped");
-        });
-        Self { stop, task }
+            },
+        ))
     }
 
     /// Lets the round in progress finish, then ends the worker.
     pub async fn stop(self) {
-        self.stop.send_replace(true);
-        if let Err(e) = self.task.await {
-            tracing::warn!(error = %e, "outbox dispatcher ended abnormally");
+        self.0.stop().await;
+    }
+}
+
+/// The outbox depth, once a minute: the gauge operators watch for a stuck channel.
+async fn report_depth(outbox: &OutboxService, last: &Mutex<Option<Instant>>) {
+    {
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < DEPTH_REPORT_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+    }
+    match outbox.depth().await {
+        Ok(depth) => tracing::info!(outbox_depth = depth, "outbox depth"),
+        Err(e) => tracing::warn!(error = %e, "outbox depth unavailable"),
+    }
+}
+
+/// One dispatch round; whether it found work.
+async fn round(
+    outbox: &OutboxService,
+    notifier: &dyn Notifier,
+    settings: &DispatchSettings,
+) -> bool {
+    match outbox
+        .dispatch(
+            notifier,
+            &settings.retry,
+            settings.claim_limit,
+            settings.batch_size,
+        )
+        .await
+    {
+        Ok(report) => {
+            if report.claimed > 0 {
+                tracing::info!(
+                    claimed = report.claimed,
+                    delivered = report.delivered,
+                    retried = report.retried,
+                    dead = report.dead,
+                    withdrawn = report.withdrawn,
+                    "outbox round"
+                );
+            }
+            report.claimed > 0
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox round failed; trying again shortly");
+            false
         }
     }
 }

@@ -21,7 +21,10 @@ pub mod config;
 pub mod dispatcher;
 pub mod password;
 pub mod seed;
+pub mod sweeper;
 pub mod telemetry;
+pub mod webhook;
+pub mod worker;
 
 pub use config::Settings;
 
@@ -37,6 +40,9 @@ pub enum StartError {
     /// The Redis URL is invalid.
     #[error("invalid REDIS_URL: {0}")]
     Redis(String),
+    /// The HTTP client for webhooks could not be built (no TLS roots, for instance).
+    #[error("webhook client: {0}")]
+    Http(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -58,6 +64,8 @@ pub struct Wiring {
     pub limiter: Arc<dyn RateLimiter>,
     /// Change notifications (Redis pub/sub when configured, else in-process).
     pub events: Arc<dyn EventBus>,
+    /// The channels outbox messages leave by.
+    pub channels: webhook::Channels,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -71,6 +79,14 @@ const LOCAL_LIMITER_KEYS: u64 = 100_000;
 
 /// Connects to the configured database, applies migrations and builds every service.
 pub async fn connect(settings: &Settings) -> Result<Wiring, StartError> {
+    connect_with_clock(settings, Arc::new(SystemClock)).await
+}
+
+/// As [`connect`], with the services and the webhook signatures telling time by `clock`.
+pub async fn connect_with_clock(
+    settings: &Settings,
+    clock: Arc<dyn clinicflow_ports::Clock>,
+) -> Result<Wiring, StartError> {
     let store = Store::connect(settings.database_url.expose_secret(), &settings.pool()).await?;
     store.migrate().await?;
     let (limiter, events): (Arc<dyn RateLimiter>, Arc<dyn EventBus>) = match &settings.redis_url {
@@ -106,14 +122,20 @@ pub async fn connect(settings: &Settings) -> Result<Wiring, StartError> {
         tokens: shared,
         limiter: limiter.clone(),
         cache: Arc::new(LocalCache::new(settings.cache.local_max_bytes)),
-        clock: Arc::new(SystemClock),
+        clock: clock.clone(),
         hasher: Arc::new(password::Argon2Hasher),
+    };
+    let channels = webhook::Channels {
+        webhook: webhook::WebhookNotifier::new(clock, settings.webhook_timeouts())
+            .map_err(|e| StartError::Http(e.to_string()))?,
+        log: dispatcher::LogNotifier,
     };
     Ok(Wiring {
         services: Services::new(ports, settings.auth_policy()),
         store,
         limiter,
         events,
+        channels,
     })
 }
 
@@ -155,6 +177,7 @@ fn token_config(settings: &Settings) -> TokenConfig {
 pub struct Application {
     server: actix_web::dev::Server,
     dispatcher: dispatcher::Dispatcher,
+    sweeper: Option<sweeper::Sweeper>,
     port: u16,
     services: Services,
 }
@@ -175,6 +198,7 @@ impl Application {
             store,
             limiter,
             events,
+            channels,
         } = connect(settings).await?;
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),
@@ -228,12 +252,16 @@ impl Application {
             .run();
         let dispatcher = dispatcher::Dispatcher::start(
             services.outbox.clone(),
-            Arc::new(dispatcher::LogNotifier),
+            Arc::new(channels),
             settings.dispatch(),
         );
+        let sweeper = settings
+            .sweep()
+            .map(|sweep| sweeper::Sweeper::start(services.booking.clone(), sweep));
         Ok(Self {
             server,
             dispatcher,
+            sweeper,
             port,
             services,
         })
@@ -252,8 +280,11 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        // In-flight requests are done; let the dispatcher finish its round before leaving.
+        // In-flight requests are done; let the workers finish their rounds before leaving.
         self.dispatcher.stop().await;
+        if let Some(sweeper) = self.sweeper {
+            sweeper.stop().await;
+        }
         served
     }
 }

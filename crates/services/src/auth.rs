@@ -6,7 +6,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::{
     Actor, Clinic, ClinicId, Email, LockoutPolicy, RefreshToken, RefreshTokenId, RefreshVerdict,
-    TokenFamilyId, User,
+    Role, TokenFamilyId, User,
 };
 use clinicflow_ports::{RepoError, TxMode};
 use sha2::{Digest, Sha256};
@@ -18,6 +18,13 @@ use crate::{FieldErrors, Ports, ServiceError};
 /// A valid argon2id hash of a random password, verified when no account matches so that
 /// an unknown e-mail takes about as long to reject as a wrong password.
 pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$TzLaGnuNzWcY/K8Eqm1YIQ$N/pEzhekuFiB3PgFHPku9Z66yuZURfWD6jCgM/M26wg";
+
+/// Whether `user` may hold a session: an active staff account. The store never yields a user
+/// with the `system` role, but a session for one would act as clinicflow itself, so it is
+/// refused here too.
+fn may_sign_in(user: &User) -> bool {
+    user.active && user.role != Role::System
+}
 
 /// The login limits and token lifetimes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +129,7 @@ impl AuthService {
             self.ports.users.find_by_email(&mut tx, &email).await?
         }
         .into_iter()
-        .filter(|u| u.active && clinic.is_none_or(|c| u.clinic_id == c))
+        .filter(|u| may_sign_in(u) && clinic.is_none_or(|c| u.clinic_id == c))
         .collect();
         if candidates.is_empty() {
             self.ports.hasher.verify(password, DUMMY_HASH).await;
@@ -255,7 +262,7 @@ impl AuthService {
             .users
             .get(&mut tx, stored.clinic_id, stored.user_id)
             .await?;
-        let Some(user) = user.filter(|u| u.active) else {
+        let Some(user) = user.filter(may_sign_in) else {
             self.ports
                 .tokens
                 .revoke_family(&mut tx, stored.clinic_id, stored.family_id, now)
@@ -472,6 +479,32 @@ mod tests {
             .await
             .expect_err("unknown");
         assert!(matches!(err, ServiceError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn an_account_holding_the_system_role_never_logs_in() {
+        let mut users = MockUserRepo::new();
+        users.expect_find_by_email().returning(|_, _| {
+            let mut system = user(0, None);
+            system.role = Role::System;
+            Ok(vec![system])
+        });
+        users.expect_update().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .times(1)
+            .withf(|_, hash| hash == DUMMY_HASH)
+            .return_const(true);
+        let mut tokens = MockRefreshTokenRepo::new();
+        tokens.expect_insert().never();
+        let (auth, commits) = service(users, tokens, hasher, allowing());
+        let err = auth
+            .login("desk@clinic.example", "right", None, None)
+            .await
+            .expect_err("no session for the system role");
+        assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
+        assert_eq!(commits.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

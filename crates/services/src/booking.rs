@@ -5,20 +5,20 @@
 //! constraints reject an overlapping write that raced past the check, and on SQLite the
 //! check runs inside a `BEGIN IMMEDIATE` transaction that no other writer can interleave.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::appointment::{parse_duration_minutes, parse_reason, parse_start};
 use clinicflow_domain::schedule::utc_span;
 use clinicflow_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, BookingRequest,
-    BookingViolation, EventKind, Interval, Page, PageRequest, PatientId, Permission,
-    PractitionerId, ResourceType, Urgency,
+    BookingViolation, Clinic, ClinicId, EventKind, Interval, Page, PageRequest, PatientId,
+    Permission, PractitionerId, ResourceType, Urgency,
 };
 use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError, Tx, TxMode};
 use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
 use crate::error::ConflictKind;
-use crate::outbox::announce_appointment;
+use crate::outbox::{announce_appointment, withdraw_reminders};
 use crate::schedule::{Calendar, next_free_slots};
 use crate::{Conflict, FieldErrors, Ports, ServiceError, input};
 
@@ -100,6 +100,48 @@ pub struct AppointmentQuery {
     pub from: Option<String>,
     /// RFC 3339: starting before.
     pub to: Option<String>,
+}
+
+/// One status move as [`BookingService::apply`] makes it.
+#[derive(Debug, Clone, Copy)]
+struct Step<'a> {
+    action: &'a AppointmentAction,
+    now: DateTime<Utc>,
+    /// Whether its event goes out (a cancellation, a no-show); reminders are withdrawn anyway.
+    announce: bool,
+}
+
+impl<'a> Step<'a> {
+    /// A move made by staff: always announced.
+    fn announced(action: &'a AppointmentAction, now: DateTime<Utc>) -> Self {
+        Self {
+            action,
+            now,
+            announce: true,
+        }
+    }
+}
+
+/// One run of the no-show sweeper over every clinic.
+#[derive(Debug, Clone, Copy)]
+struct Sweep {
+    now: DateTime<Utc>,
+    limit: u32,
+    announce_within: Duration,
+}
+
+/// What one no-show sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Clinics swept.
+    pub clinics: usize,
+    /// Appointments marked no-show.
+    pub marked: usize,
+    /// Marks given up because the appointment or its queue entry changed meanwhile; one that
+    /// is still overdue is claimed again, in this sweep or the next.
+    pub skipped: usize,
+    /// Clinics that used up the sweep's limit and may have more to mark.
+    pub clinics_at_limit: usize,
 }
 
 /// Books appointments and moves them through their life.
@@ -523,56 +565,209 @@ impl BookingService {
             ..Access::kind(AuditAction::Update, ResourceType::Appointment)
         };
         audit::require(&self.ports, actor, action.permission(), update).await?;
-        let cancel_reason = match &action {
-            AppointmentAction::Cancel(reason) => {
-                parse_reason(reason.as_deref()).map_err(|e| FieldErrors::single("reason", e.0))?
-            }
-            _ => None,
+        // Checked before anything is read, so a bad reason touches nothing; from here on the
+        // action carries the cleaned reason.
+        let action = match action {
+            AppointmentAction::Cancel(reason) => AppointmentAction::Cancel(
+                parse_reason(reason.as_deref()).map_err(|e| FieldErrors::single("reason", e.0))?,
+            ),
+            other => other,
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let mut appointment = self.load_for_change(&mut tx, actor, id, if_match).await?;
+        let now = self.ports.clock.now();
+        let queue_changed = self
+            .apply(
+                &mut tx,
+                actor,
+                &clinic,
+                &mut appointment,
+                Step::announced(&action, now),
+            )
+            .await?;
+        tx.commit().await?;
+        if queue_changed {
+            crate::queue::announce(&self.ports, actor.clinic_id).await;
+        }
+        Ok(appointment)
+    }
+
+    /// Applies `action` to `appointment` in `tx` with everything that goes with a status move:
+    /// the version-checked write, the audit event, the outbox event and the queue's step.
+    /// Returns whether the queue changed, for the caller to announce once `tx` has committed.
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        clinic: &Clinic,
+        appointment: &mut Appointment,
+        step: Step<'_>,
+    ) -> Result<bool, ServiceError> {
+        let Step {
+            action,
+            now,
+            announce,
+        } = step;
         let expected = appointment.version;
         let grace = Duration::minutes(i64::from(clinic.no_show_grace_minutes));
-        appointment.transition(action.target(), self.ports.clock.now(), grace)?;
-        if matches!(action, AppointmentAction::Cancel(_)) {
+        appointment.transition(action.target(), now, grace)?;
+        if let AppointmentAction::Cancel(reason) = action {
             appointment.cancelled_by = Some(actor.user_id);
-            appointment.cancel_reason = cancel_reason;
+            appointment.cancel_reason = reason.clone();
         }
         self.ports
             .appointments
-            .update(&mut tx, &appointment, expected)
+            .update(tx, appointment, expected)
             .await?;
         let access =
             Access::appointment(AuditAction::Update, appointment.id, appointment.patient_id);
-        audit::record(&self.ports, &mut tx, actor, access).await?;
-        let now = self.ports.clock.now();
+        audit::record(&self.ports, tx, actor, access).await?;
         let event = match action {
             AppointmentAction::Cancel(_) => Some(EventKind::BookingCancelled),
             AppointmentAction::NoShow => Some(EventKind::NoShow),
             _ => None,
         };
         if let Some(kind) = event {
-            announce_appointment(&self.ports, &mut tx, kind, &appointment, now).await?;
+            if announce {
+                announce_appointment(&self.ports, tx, kind, appointment, now).await?;
+            } else {
+                withdraw_reminders(&self.ports, tx, appointment).await?;
+            }
         }
         // The queue follows the appointment in the same unit of work: a check-in joins it
         // (unless the appointment's time is already over, as when staff record a past
         // visit), and starting, completing, cancelling or a no-show move its open entry along.
-        let queue_changed = if matches!(action, AppointmentAction::CheckIn) {
+        if matches!(action, AppointmentAction::CheckIn) {
             let due = now < appointment.interval.end();
             if due {
-                crate::queue::enqueue_appointment(&self.ports, &mut tx, &clinic, &appointment, now)
+                crate::queue::enqueue_appointment(&self.ports, tx, clinic, appointment, now)
                     .await?;
             }
-            due
+            Ok(due)
         } else {
-            crate::queue::follow_appointment(&self.ports, &mut tx, &appointment, now).await?
-        };
-        tx.commit().await?;
-        if queue_changed {
-            crate::queue::announce(&self.ports, actor.clinic_id).await;
+            crate::queue::follow_appointment(&self.ports, tx, appointment, now).await
         }
-        Ok(appointment)
+    }
+
+    /// Marks as no-shows, in every clinic, the appointments nobody checked in for by their
+    /// start plus the clinic's grace: at most `limit` per clinic, each in its own unit of work,
+    /// recorded as done by clinicflow itself ([`Actor::system`]) and announced like a no-show
+    /// recorded by staff when it started within `announce_within`. An appointment that
+    /// changes meanwhile is skipped.
+    #[tracing::instrument(skip_all)]
+    pub async fn sweep_no_shows(
+        &self,
+        limit: u32,
+        announce_within: Duration,
+    ) -> Result<SweepReport, ServiceError> {
+        let now = self.ports.clock.now();
+        let clinics = {
+            let mut tx = self.ports.db.begin(TxMode::Read).await?;
+            self.ports.clinics.list_ids(&mut tx).await?
+        };
+        let mut report = SweepReport::default();
+        let sweep = Sweep {
+            now,
+            limit,
+            announce_within,
+        };
+        for clinic in clinics {
+            self.sweep_clinic(clinic, &sweep, &mut report).await?;
+        }
+        if report.marked > 0 || report.skipped > 0 {
+            tracing::info!(
+                marked = report.marked,
+                skipped = report.skipped,
+                "no-show sweep"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn sweep_clinic(
+        &self,
+        id: ClinicId,
+        sweep: &Sweep,
+        report: &mut SweepReport,
+    ) -> Result<(), ServiceError> {
+        let actor = Actor::system(id);
+        actor.require(AppointmentAction::NoShow.permission())?;
+        let clinic = {
+            let mut tx = self.ports.db.begin(TxMode::Read).await?;
+            crate::clinic::clinic_settings(&self.ports, &mut tx, id).await?
+        };
+        report.clinics += 1;
+        let mut queue_changed = false;
+        let outcome = self
+            .mark_no_shows(&actor, &clinic, sweep, report, &mut queue_changed)
+            .await;
+        // Marks already committed reach the boards even when a later one failed.
+        if queue_changed {
+            crate::queue::announce(&self.ports, id).await;
+        }
+        outcome
+    }
+
+    async fn mark_no_shows(
+        &self,
+        actor: &Actor,
+        clinic: &Clinic,
+        sweep: &Sweep,
+        report: &mut SweepReport,
+        queue_changed: &mut bool,
+    ) -> Result<(), ServiceError> {
+        let Sweep {
+            now,
+            limit,
+            announce_within,
+        } = *sweep;
+        let started_before = now - Duration::minutes(i64::from(clinic.no_show_grace_minutes));
+        for _ in 0..limit {
+            let mut tx = self.ports.db.begin(TxMode::Write).await?;
+            // Claimed in the unit of work that marks it, so one checked in meanwhile is no
+            // longer found, and one another sweeper holds is passed over.
+            let Some(mut appointment) = self
+                .ports
+                .appointments
+                .overdue_unattended(&mut tx, actor.clinic_id, started_before, 1)
+                .await?
+                .pop()
+            else {
+                return Ok(());
+            };
+            let action = AppointmentAction::NoShow;
+            // An old appointment is set right silently: nobody should be told today that
+            // they missed a visit weeks ago (as on the sweeper's first run over old data).
+            let announce = appointment.interval.start() >= now - announce_within;
+            match self
+                .apply(
+                    &mut tx,
+                    actor,
+                    clinic,
+                    &mut appointment,
+                    Step {
+                        action: &action,
+                        now,
+                        announce,
+                    },
+                )
+                .await
+            {
+                Ok(changed) => {
+                    tx.commit().await?;
+                    report.marked += 1;
+                    *queue_changed |= changed;
+                    tracing::debug!(appointment_id = %appointment.id, "appointment marked no-show");
+                }
+                // A version check failed: the appointment or its queue entry changed while it
+                // was being marked. Dropping `tx` undoes the rest.
+                Err(ServiceError::PreconditionFailed { .. }) => report.skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        report.clinics_at_limit += 1;
+        Ok(())
     }
 
     /// Cancels an appointment and books its replacement in one unit of work, linking both.

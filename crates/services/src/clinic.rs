@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use clinicflow_domain::{
-    Clinic, ClinicId, ClinicName, Email, QueueSettings, Role, TimeZone, User, UserId,
+    Actor, AuditAction, Clinic, ClinicId, ClinicName, Email, InvalidValue, Permission,
+    QueueSettings, ReminderOffsets, ResourceType, Role, TimeZone, User, UserId, WebhookEndpoint,
+    WebhookSecret, WebhookUrl,
 };
 use clinicflow_ports::{Tx, TxMode};
 use uuid::Uuid;
 
+use crate::audit::{self, Access};
 use crate::{FieldErrors, Ports, ServiceError};
 
 /// Shortest password accepted for a staff account.
@@ -27,6 +30,38 @@ pub struct NewClinic {
     pub admin_email: String,
     /// The admin's password (never logged).
     pub admin_password: String,
+}
+
+/// A change to a clinic's settings: absent fields stay as they are. The time zone is not
+/// here on purpose: schedules are kept in local time, and moving them to another zone is a
+/// migration, not a setting.
+#[derive(Debug, Clone, Default)]
+pub struct ClinicPatch {
+    /// Display name.
+    pub name: Option<String>,
+    /// Minutes after start before an appointment may be marked a no-show.
+    pub no_show_grace_minutes: Option<u32>,
+    /// Minutes after start a checked-in appointment keeps its place in the queue.
+    pub checkin_grace_minutes: Option<u32>,
+    /// Minutes before start each reminder goes out (empty: no reminders).
+    pub reminder_offsets_minutes: Option<Vec<u32>>,
+}
+
+/// The longest grace period a clinic may set, in minutes.
+const MAX_GRACE_MINUTES: u32 = 240;
+
+fn grace_minutes(minutes: u32) -> Result<u32, InvalidValue> {
+    if minutes > MAX_GRACE_MINUTES {
+        return Err(InvalidValue::new(format!(
+            "must be at most {MAX_GRACE_MINUTES} minutes"
+        )));
+    }
+    Ok(minutes)
+}
+
+/// The cache key of a clinic's settings.
+fn clinic_key(id: ClinicId) -> String {
+    format!("clinic:{id}")
 }
 
 /// Creates clinics and reads their settings.
@@ -80,6 +115,7 @@ impl ClinicService {
             time_zone,
             no_show_grace_minutes: 15,
             queue: QueueSettings::default(),
+            reminders: ReminderOffsets::default(),
         };
         let admin = User {
             id: UserId::from_uuid(Uuid::now_v7()),
@@ -99,6 +135,139 @@ impl ClinicService {
         Ok((clinic, admin))
     }
 
+    /// The actor's clinic and its settings.
+    pub async fn settings(&self, actor: &Actor) -> Result<Clinic, ServiceError> {
+        actor.require(Permission::ReadClinic)?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        clinic_settings(&self.ports, &mut tx, actor.clinic_id).await
+    }
+
+    /// Changes the settings a patch names; the rest stay. Admins only, audited.
+    #[tracing::instrument(skip_all)]
+    pub async fn update(&self, actor: &Actor, patch: ClinicPatch) -> Result<Clinic, ServiceError> {
+        let access = Access::kind(AuditAction::Update, ResourceType::Clinic);
+        audit::require(&self.ports, actor, Permission::ManageClinic, access).await?;
+        let mut errors = FieldErrors::new();
+        let name = patch
+            .name
+            .as_deref()
+            .and_then(|n| errors.check("name", ClinicName::parse(n)));
+        let no_show_grace = patch
+            .no_show_grace_minutes
+            .and_then(|m| errors.check("no_show_grace_minutes", grace_minutes(m)));
+        let checkin_grace = patch
+            .checkin_grace_minutes
+            .and_then(|m| errors.check("checkin_grace_minutes", grace_minutes(m)));
+        let reminders = patch
+            .reminder_offsets_minutes
+            .as_deref()
+            .and_then(|m| errors.check("reminder_offsets_minutes", ReminderOffsets::parse(m)));
+        errors.into_result()?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut clinic = self
+            .ports
+            .clinics
+            .get(&mut tx, actor.clinic_id)
+            .await?
+            .ok_or(ServiceError::NotFound("clinic"))?;
+        if let Some(name) = name {
+            clinic.name = name;
+        }
+        if let Some(minutes) = no_show_grace {
+            clinic.no_show_grace_minutes = minutes;
+        }
+        if let Some(minutes) = checkin_grace {
+            clinic.queue.checkin_grace_minutes = minutes;
+        }
+        if let Some(reminders) = reminders {
+            clinic.reminders = reminders;
+        }
+        self.ports.clinics.update(&mut tx, &clinic).await?;
+        let access = Access {
+            resource_id: Some(clinic.id.as_uuid()),
+            ..access
+        };
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        // Later bookings on this instance see the change at once; other instances within
+        // the cache's lifetime of clinic settings.
+        self.ports.cache.remove(&clinic_key(clinic.id)).await;
+        Ok(clinic)
+    }
+
+    /// The clinic's webhook, if it has one. Admins only.
+    pub async fn webhook(&self, actor: &Actor) -> Result<WebhookEndpoint, ServiceError> {
+        actor.require(Permission::ManageClinic)?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        self.ports
+            .clinics
+            .webhook(&mut tx, actor.clinic_id)
+            .await?
+            .ok_or(ServiceError::NotFound("webhook"))
+    }
+
+    /// Points the clinic's messages at `url`. The signing secret is kept, or made when the
+    /// clinic has none or `rotate_secret` asks; a new secret comes back once, in the answer.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_webhook(
+        &self,
+        actor: &Actor,
+        url: &str,
+        rotate_secret: bool,
+    ) -> Result<(WebhookEndpoint, bool), ServiceError> {
+        let access = Access::kind(AuditAction::Update, ResourceType::Clinic);
+        audit::require(&self.ports, actor, Permission::ManageClinic, access).await?;
+        let url = WebhookUrl::parse(url).map_err(|e| FieldErrors::single("url", e.0))?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let current = self.ports.clinics.webhook(&mut tx, actor.clinic_id).await?;
+        let (secret, new_secret) = match current {
+            Some(current) if !rotate_secret => (current.secret, false),
+            _ => (WebhookSecret::from_random(rand::random()), true),
+        };
+        let webhook = WebhookEndpoint { url, secret };
+        let now = self.ports.clock.now();
+        self.ports
+            .clinics
+            .set_webhook(&mut tx, actor.clinic_id, Some(webhook.clone()), now)
+            .await?;
+        let access = Access {
+            resource_id: Some(actor.clinic_id.as_uuid()),
+            ..access
+        };
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        Ok((webhook, new_secret))
+    }
+
+    /// Removes the clinic's webhook: its messages go to the log again.
+    #[tracing::instrument(skip_all)]
+    pub async fn remove_webhook(&self, actor: &Actor) -> Result<(), ServiceError> {
+        let access = Access::kind(AuditAction::Delete, ResourceType::Clinic);
+        audit::require(&self.ports, actor, Permission::ManageClinic, access).await?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        if self
+            .ports
+            .clinics
+            .webhook(&mut tx, actor.clinic_id)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound("webhook"));
+        }
+        let now = self.ports.clock.now();
+        self.ports
+            .clinics
+            .set_webhook(&mut tx, actor.clinic_id, None, now)
+            .await?;
+        let access = Access {
+            resource_id: Some(actor.clinic_id.as_uuid()),
+            ..access
+        };
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The clinic with this exact name, if any.
     pub async fn find_by_name(&self, name: &str) -> Result<Option<Clinic>, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
@@ -112,7 +281,7 @@ pub(crate) async fn clinic_settings(
     tx: &mut Tx,
     id: ClinicId,
 ) -> Result<Clinic, ServiceError> {
-    let key = format!("clinic:{id}");
+    let key = clinic_key(id);
     if let Some(bytes) = ports.cache.get(&key).await
         && let Some(clinic) = decode_clinic(id, &bytes)
     {
@@ -132,12 +301,15 @@ pub(crate) async fn clinic_settings(
 
 fn encode_clinic(c: &Clinic) -> Vec<u8> {
     let targets: Vec<String> = c.queue.target_minutes.iter().map(u32::to_string).collect();
+    let reminders: Vec<String> = c.reminders.minutes().iter().map(u32::to_string).collect();
+    // The name goes last: it is the one field that may hold any character.
     format!(
-        "{}\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}\n{}",
         c.time_zone.name(),
         c.no_show_grace_minutes,
         targets.join(","),
         c.queue.checkin_grace_minutes,
+        reminders.join(","),
         c.name.as_ref()
     )
     .into_bytes()
@@ -145,7 +317,7 @@ fn encode_clinic(c: &Clinic) -> Vec<u8> {
 
 fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut parts = text.splitn(5, '\n');
+    let mut parts = text.splitn(6, '\n');
     let time_zone = TimeZone::parse(parts.next()?).ok()?;
     let no_show_grace_minutes = parts.next()?.parse().ok()?;
     let targets: Vec<u32> = parts
@@ -155,6 +327,14 @@ fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
         .collect::<Result<_, _>>()
         .ok()?;
     let checkin_grace_minutes = parts.next()?.parse().ok()?;
+    let reminders: Vec<u32> = parts
+        .next()?
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let reminders = ReminderOffsets::parse(&reminders).ok()?;
     let name = ClinicName::parse(parts.next()?).ok()?;
     Some(Clinic {
         id,
@@ -165,6 +345,7 @@ fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
             target_minutes: targets.try_into().ok()?,
             checkin_grace_minutes,
         },
+        reminders,
     })
 }
 
@@ -180,6 +361,7 @@ mod tests {
             time_zone: TimeZone::parse("Europe/Berlin").expect("valid"),
             no_show_grace_minutes: 15,
             queue: QueueSettings::default(),
+            reminders: ReminderOffsets::default(),
         };
         let bytes = encode_clinic(&clinic);
         assert_eq!(decode_clinic(clinic.id, &bytes), Some(clinic.clone()));

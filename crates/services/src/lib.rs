@@ -32,9 +32,9 @@ pub mod user;
 pub use audit::{AuditQuery, AuditService};
 pub use auth::{AuthPolicy, AuthService, Session};
 pub use booking::{
-    AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput,
+    AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput, SweepReport,
 };
-pub use clinic::{ClinicService, NewClinic};
+pub use clinic::{ClinicPatch, ClinicService, NewClinic};
 pub use encounter::EncounterService;
 pub use error::{Conflict, FieldErrors, ServiceError};
 pub use outbox::{DispatchReport, OutboxService};

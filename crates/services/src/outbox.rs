@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::outbox::reminder_still_useful;
 use clinicflow_domain::{
-    Actor, Appointment, AttemptOutcome, DeliveryStatus, EventKind, OutboxMessage, OutboxMessageId,
-    Page, PageRequest, Permission, ReminderOffsets, RetryPolicy,
+    Actor, Appointment, AttemptOutcome, DeliveryStatus, Endpoint, EventKind, OutboxMessage,
+    OutboxMessageId, Page, PageRequest, Permission, RetryPolicy,
 };
 use clinicflow_ports::{Notifier, Tx, TxMode};
 use uuid::Uuid;
@@ -126,7 +126,11 @@ pub(crate) async fn announce_appointment(
         .await?;
     match kind {
         EventKind::BookingConfirmed => {
-            for at in ReminderOffsets::default().due_times(appointment.interval.start(), now) {
+            let clinic = crate::clinic::clinic_settings(ports, tx, appointment.clinic_id).await?;
+            for at in clinic
+                .reminders
+                .due_times(appointment.interval.start(), now)
+            {
                 ports
                     .outbox
                     .enqueue(
@@ -137,18 +141,28 @@ pub(crate) async fn announce_appointment(
             }
         }
         EventKind::BookingCancelled | EventKind::BookingRescheduled | EventKind::NoShow => {
-            ports
-                .outbox
-                .cancel_pending(
-                    tx,
-                    appointment.clinic_id,
-                    appointment.id,
-                    EventKind::ReminderDue,
-                )
-                .await?;
+            withdraw_reminders(ports, tx, appointment).await?;
         }
         EventKind::ReminderDue | EventKind::PatientCalled => {}
     }
+    Ok(())
+}
+
+/// Withdraws, in the caller's unit of work, the reminders still pending for an appointment.
+pub(crate) async fn withdraw_reminders(
+    ports: &Ports,
+    tx: &mut Tx,
+    appointment: &Appointment,
+) -> Result<(), ServiceError> {
+    ports
+        .outbox
+        .cancel_pending(
+            tx,
+            appointment.clinic_id,
+            appointment.id,
+            EventKind::ReminderDue,
+        )
+        .await?;
     Ok(())
 }
 
@@ -171,12 +185,22 @@ pub struct DispatchReport {
 #[derive(Debug, Clone)]
 pub struct OutboxService {
     ports: Ports,
+    lease: Duration,
 }
 
 impl OutboxService {
-    /// Builds the service.
+    /// Builds the service, with the default lease.
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            lease: LEASE,
+        }
+    }
+
+    /// The same service holding claimed messages for `lease` instead of [`LEASE`]; it must
+    /// exceed the longest delivery, or a slow receiver sees a message twice.
+    pub fn with_lease(self, lease: Duration) -> Self {
+        Self { lease, ..self }
     }
 
     /// One round: claims up to `limit` due messages, delivers them per clinic in batches of at
@@ -196,6 +220,7 @@ impl OutboxService {
         if claimed.is_empty() {
             return Ok(report);
         }
+        let mut endpoints = BTreeMap::new();
         let mut sendable = Vec::with_capacity(claimed.len());
         for mut m in claimed {
             if m.kind == EventKind::ReminderDue && !self.reminder_wanted(&mut tx, &m, now).await? {
@@ -204,8 +229,20 @@ impl OutboxService {
                 report.withdrawn += 1;
             } else {
                 m.attempts += 1;
-                m.next_attempt_at = now + LEASE;
+                m.next_attempt_at = now + self.lease;
                 sendable.push(m.clone());
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    endpoints.entry(m.clinic_id)
+                {
+                    // Resolved at send time: a webhook configured after a booking still gets
+                    // the messages that booking left pending.
+                    slot.insert(
+                        match self.ports.clinics.webhook(&mut tx, m.clinic_id).await? {
+                            Some(webhook) => Endpoint::Webhook(webhook),
+                            None => Endpoint::Log,
+                        },
+                    );
+                }
             }
             self.ports.outbox.record(&mut tx, &m).await?;
         }
@@ -215,13 +252,20 @@ impl OutboxService {
         for m in sendable {
             by_clinic.entry(m.clinic_id).or_default().push(m);
         }
-        let mut outcomes = Vec::new();
-        for messages in by_clinic.into_values() {
-            for chunk in messages.chunks(batch.max(1)) {
-                let results = notifier.deliver(chunk).await;
-                outcomes.extend(chunk.iter().cloned().zip(results));
-            }
-        }
+        // Every request of the round at once, so a round lasts one delivery timeout however
+        // many receivers it reaches; the lease is sized against that.
+        let requests = by_clinic.iter().flat_map(|(clinic, messages)| {
+            let endpoint = endpoints.get(clinic).unwrap_or(&Endpoint::Log);
+            messages.chunks(batch.max(1)).map(move |chunk| async move {
+                let results = notifier.deliver(endpoint, chunk).await;
+                chunk.iter().cloned().zip(results).collect::<Vec<_>>()
+            })
+        });
+        let outcomes: Vec<(OutboxMessage, AttemptOutcome)> = futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let done = self.ports.clock.now();
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         for (mut m, outcome) in outcomes {
@@ -286,7 +330,7 @@ impl OutboxService {
         status: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<OutboxMessage>, ServiceError> {
-        actor.require(Permission::ManageUsers)?;
+        actor.require(Permission::ManageClinic)?;
         let status = status
             .map(|s| s.parse::<DeliveryStatus>())
             .transpose()
@@ -305,7 +349,7 @@ impl OutboxService {
         actor: &Actor,
         id: OutboxMessageId,
     ) -> Result<OutboxMessage, ServiceError> {
-        actor.require(Permission::ManageUsers)?;
+        actor.require(Permission::ManageClinic)?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let mut m = self
             .ports
@@ -390,6 +434,11 @@ mod tests {
         m.appointments
             .expect_get()
             .returning(|_, _, _| Ok(Some(appointment(-Duration::minutes(5)))));
+        // No webhook: the clinic's messages go to the log.
+        m.clinics
+            .expect_webhook()
+            .times(1)
+            .returning(|_, _| Ok(None));
         let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = recorded.clone();
         m.outbox.expect_record().returning(move |_, msg| {
@@ -405,8 +454,12 @@ mod tests {
         notifier
             .expect_deliver()
             .times(1)
-            .withf(|batch| batch.len() == 2 && batch.iter().all(|m| m.attempts == 1))
-            .returning(|_| {
+            .withf(|endpoint, batch| {
+                *endpoint == Endpoint::Log
+                    && batch.len() == 2
+                    && batch.iter().all(|m| m.attempts == 1)
+            })
+            .returning(|_, _| {
                 vec![
                     AttemptOutcome::Delivered,
                     AttemptOutcome::Retry("503".into()),

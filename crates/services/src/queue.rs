@@ -811,6 +811,7 @@ mod tests {
             time_zone: clinicflow_domain::TimeZone::parse("Europe/Berlin").expect("valid"),
             no_show_grace_minutes: 15,
             queue: clinicflow_domain::QueueSettings::default(),
+            reminders: clinicflow_domain::ReminderOffsets::default(),
         };
         let day = local_day(
             &clinic,

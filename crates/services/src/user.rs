@@ -177,3 +177,69 @@ impl UserService {
         Ok(user)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use clinicflow_domain::ClinicId;
+
+    use super::*;
+    use crate::mocks::Mocks;
+
+    fn admin() -> Actor {
+        Actor {
+            user_id: UserId::from_uuid(Uuid::from_u128(2)),
+            clinic_id: ClinicId::from_uuid(Uuid::from_u128(1)),
+            role: Role::Admin,
+            practitioner_id: None,
+            request_id: None,
+        }
+    }
+
+    /// Users whose store and hasher must not be reached.
+    fn untouched() -> UserService {
+        let mut m = Mocks::new(DateTime::<Utc>::UNIX_EPOCH);
+        m.users.expect_insert().never();
+        m.users.expect_get().never();
+        m.users.expect_update().never();
+        m.hasher.expect_hash().never();
+        UserService::new(m.ports().0)
+    }
+
+    fn refused_role(err: ServiceError) -> bool {
+        matches!(err, ServiceError::Validation(ref e) if e.fields().contains_key("role"))
+    }
+
+    #[tokio::test]
+    async fn no_user_is_created_with_the_system_role() {
+        let err = untouched()
+            .create(
+                &admin(),
+                NewUser {
+                    email: "robot@clinic.example".into(),
+                    password: "long enough password".into(),
+                    role: "system".into(),
+                    practitioner_id: None,
+                },
+            )
+            .await
+            .expect_err("system is no staff role");
+        assert!(refused_role(err));
+    }
+
+    #[tokio::test]
+    async fn no_user_is_changed_to_the_system_role() {
+        let err = untouched()
+            .update(
+                &admin(),
+                UserId::from_uuid(Uuid::from_u128(5)),
+                UserChanges {
+                    role: Some("system".into()),
+                    ..UserChanges::default()
+                },
+            )
+            .await
+            .expect_err("system is no staff role");
+        assert!(refused_role(err));
+    }
+}

@@ -3,8 +3,12 @@
 //! On PostgreSQL the exclusion constraints reject an overlapping active appointment and
 //! [`crate::error`] turns that into `Overlap`; on SQLite the services check for overlap
 //! inside the `BEGIN IMMEDIATE` transaction, so the store simply writes.
+//!
+//! The no-show sweeper's candidates are locked with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so
+//! sweepers on several instances share the work instead of taking one appointment twice.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, ClinicId, Interval, Page, PageRequest,
     PatientId, PractitionerId, UserId,
@@ -13,13 +17,13 @@ use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    Statement,
+    QuerySelect, Statement,
 };
 
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
 use crate::page::page_rows;
-use crate::query::all_parsed;
+use crate::query::{all_parsed, skip_locked};
 use crate::transaction::db;
 use crate::version::update_versioned;
 use crate::{Backend, Store};
@@ -96,6 +100,25 @@ fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appoi
         .filter(appointment::Column::EndsAt.gt(instant(span.start())))
         .order_by_asc(appointment::Column::StartsAt)
         .order_by_asc(appointment::Column::Id)
+}
+
+/// Up to `limit` live appointments of the clinic that nobody checked in for although they
+/// started before `started_before`, oldest first, locked on PostgreSQL so that concurrent
+/// sweepers skip them.
+fn overdue_unattended(
+    clinic: ClinicId,
+    started_before: DateTime<Utc>,
+    limit: u32,
+    backend: Backend,
+) -> sea_orm::Select<appointment::Entity> {
+    let unattended = [AppointmentStatus::Booked, AppointmentStatus::Confirmed].map(|s| s.as_str());
+    let query = live(clinic)
+        .filter(appointment::Column::Status.is_in(unattended))
+        .filter(appointment::Column::StartsAt.lt(not_before(started_before)))
+        .order_by_asc(appointment::Column::StartsAt)
+        .order_by_asc(appointment::Column::Id)
+        .limit(u64::from(limit));
+    skip_locked(backend, query)
 }
 
 #[async_trait]
@@ -229,5 +252,55 @@ impl AppointmentRepo for Store {
             total,
             request: page,
         })
+    }
+
+    async fn overdue_unattended(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        started_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Appointment>, RepoError> {
+        let query = overdue_unattended(clinic, started_before, limit, self.backend());
+        all_parsed(tx, query, to_domain).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use clinicflow_domain::ClinicId;
+    use sea_orm::{DbBackend, QueryTrait};
+    use uuid::Uuid;
+
+    use super::overdue_unattended;
+    use crate::Backend;
+
+    fn sql(backend: Backend, db: DbBackend) -> String {
+        let bound = Utc
+            .with_ymd_and_hms(2026, 12, 1, 9, 0, 0)
+            .single()
+            .expect("valid");
+        overdue_unattended(ClinicId::from_uuid(Uuid::nil()), bound, 25, backend)
+            .build(db)
+            .to_string()
+    }
+
+    #[test]
+    fn overdue_appointments_are_claimed_with_skip_locked_on_postgres_only() {
+        let postgres = sql(Backend::Postgres, DbBackend::Postgres);
+        assert!(
+            postgres.ends_with(
+                r#"ORDER BY "appointments"."starts_at" ASC, "appointments"."id" ASC LIMIT 25 FOR UPDATE SKIP LOCKED"#
+            ),
+            "{postgres}"
+        );
+        let sqlite = sql(Backend::Sqlite, DbBackend::Sqlite);
+        assert!(sqlite.ends_with(r#""id" ASC LIMIT 25"#), "{sqlite}");
+        assert!(
+            sqlite.contains(r#""appointments"."status" IN ('booked', 'confirmed')"#)
+                && sqlite.contains(r#""appointments"."deleted_at" IS NULL"#),
+            "{sqlite}"
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! stays correct while new events are appended.
 
 use async_trait::async_trait;
-use clinicflow_domain::{AuditEvent, AuditEventId, ClinicId, InvalidValue, PatientId, UserId};
+use clinicflow_domain::{
+    AuditEvent, AuditEventId, ClinicId, InvalidValue, PatientId, Role, UserId,
+};
 use clinicflow_ports::{AuditFilter, AuditRepo, RepoError, Tx};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -21,7 +23,7 @@ fn to_domain(row: audit_event::Model) -> Result<AuditEvent, RepoError> {
         id: AuditEventId::from_uuid(row.id),
         clinic_id: ClinicId::from_uuid(row.clinic_id),
         actor_id: UserId::from_uuid(row.actor_id),
-        actor_role: row.actor_role.parse().map_err(invalid)?,
+        actor_role: Role::parse_recorded(&row.actor_role).map_err(invalid)?,
         action: row.action.parse().map_err(invalid)?,
         resource_type: row.resource_type.parse().map_err(invalid)?,
         resource_id: row.resource_id,

@@ -1,14 +1,23 @@
 //! [`ClinicRepo`] on the `clinics` table.
 
 use async_trait::async_trait;
+use chrono::DateTime;
 use chrono::Utc;
-use clinicflow_domain::{Clinic, ClinicId, ClinicName, QueueSettings, TimeZone};
+use clinicflow_domain::{
+    Clinic, ClinicId, ClinicName, QueueSettings, ReminderOffsets, TimeZone, WebhookEndpoint,
+    WebhookSecret, WebhookUrl,
+};
 use clinicflow_ports::{ClinicRepo, RepoError, Tx};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::Store;
-use crate::entity::{clinic, instant};
+use crate::entity::{clinic, clinic_webhook, instant};
 use crate::error::{invalid_row, repo_error, to_i32};
+use crate::query::update_one;
 use crate::transaction::db;
 
 fn to_domain(row: clinic::Model) -> Result<Clinic, RepoError> {
@@ -29,33 +38,57 @@ fn to_domain(row: clinic::Model) -> Result<Clinic, RepoError> {
             ],
             checkin_grace_minutes: minutes(row.checkin_grace_minutes)?,
         },
+        reminders: parse_offsets(&row.reminder_offsets_minutes).map_err(invalid)?,
+    })
+}
+
+fn parse_offsets(stored: &str) -> Result<ReminderOffsets, String> {
+    let minutes = stored
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(|e| e.to_string())?;
+    ReminderOffsets::parse(&minutes).map_err(|e| e.to_string())
+}
+
+fn stored_offsets(offsets: &ReminderOffsets) -> String {
+    let minutes: Vec<String> = offsets.minutes().iter().map(u32::to_string).collect();
+    minutes.join(",")
+}
+
+/// Every column a settings change writes; the id and creation time stay.
+fn settings(clinic: &Clinic) -> Result<clinic::ActiveModel, RepoError> {
+    let [immediate, very_urgent, urgent, standard, non_urgent] = clinic.queue.target_minutes;
+    Ok(clinic::ActiveModel {
+        id: NotSet,
+        name: Set(clinic.name.as_ref().to_owned()),
+        time_zone: Set(clinic.time_zone.name().to_owned()),
+        no_show_grace_minutes: Set(to_i32(
+            "no_show_grace_minutes",
+            clinic.no_show_grace_minutes,
+        )?),
+        // `target_minutes` is indexed by `TriageCategory::rank`, most urgent first.
+        triage_target_immediate: Set(to_i32("triage_target_immediate", immediate)?),
+        triage_target_very_urgent: Set(to_i32("triage_target_very_urgent", very_urgent)?),
+        triage_target_urgent: Set(to_i32("triage_target_urgent", urgent)?),
+        triage_target_standard: Set(to_i32("triage_target_standard", standard)?),
+        triage_target_non_urgent: Set(to_i32("triage_target_non_urgent", non_urgent)?),
+        checkin_grace_minutes: Set(to_i32(
+            "checkin_grace_minutes",
+            clinic.queue.checkin_grace_minutes,
+        )?),
+        reminder_offsets_minutes: Set(stored_offsets(&clinic.reminders)),
+        created_at: NotSet,
     })
 }
 
 #[async_trait]
 impl ClinicRepo for Store {
     async fn insert(&self, tx: &mut Tx, clinic: &Clinic) -> Result<(), RepoError> {
-        let [immediate, very_urgent, urgent, standard, non_urgent] = clinic.queue.target_minutes;
-        let row = clinic::ActiveModel {
-            id: Set(clinic.id.as_uuid()),
-            name: Set(clinic.name.as_ref().to_owned()),
-            time_zone: Set(clinic.time_zone.name().to_owned()),
-            no_show_grace_minutes: Set(to_i32(
-                "no_show_grace_minutes",
-                clinic.no_show_grace_minutes,
-            )?),
-            // `target_minutes` is indexed by `TriageCategory::rank`, most urgent first.
-            triage_target_immediate: Set(to_i32("triage_target_immediate", immediate)?),
-            triage_target_very_urgent: Set(to_i32("triage_target_very_urgent", very_urgent)?),
-            triage_target_urgent: Set(to_i32("triage_target_urgent", urgent)?),
-            triage_target_standard: Set(to_i32("triage_target_standard", standard)?),
-            triage_target_non_urgent: Set(to_i32("triage_target_non_urgent", non_urgent)?),
-            checkin_grace_minutes: Set(to_i32(
-                "checkin_grace_minutes",
-                clinic.queue.checkin_grace_minutes,
-            )?),
-            created_at: Set(instant(Utc::now())),
-        };
+        let mut row = settings(clinic)?;
+        row.id = Set(clinic.id.as_uuid());
+        row.created_at = Set(instant(Utc::now()));
         clinic::Entity::insert(row)
             .exec_without_returning(db(tx))
             .await
@@ -83,5 +116,82 @@ impl ClinicRepo for Store {
             .map_err(repo_error)?
             .map(to_domain)
             .transpose()
+    }
+
+    async fn list_ids(&self, tx: &mut Tx) -> Result<Vec<ClinicId>, RepoError> {
+        let ids: Vec<uuid::Uuid> = clinic::Entity::find()
+            .select_only()
+            .column(clinic::Column::Id)
+            .order_by_asc(clinic::Column::Id)
+            .into_tuple()
+            .all(db(tx))
+            .await
+            .map_err(repo_error)?;
+        Ok(ids.into_iter().map(ClinicId::from_uuid).collect())
+    }
+
+    async fn update(&self, tx: &mut Tx, clinic: &Clinic) -> Result<(), RepoError> {
+        update_one(
+            tx,
+            clinic::Entity::update_many()
+                .set(settings(clinic)?)
+                .filter(clinic::Column::Id.eq(clinic.id.as_uuid())),
+        )
+        .await
+    }
+
+    async fn webhook(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+    ) -> Result<Option<WebhookEndpoint>, RepoError> {
+        let Some(row) = clinic_webhook::Entity::find_by_id(clinic.as_uuid())
+            .one(db(tx))
+            .await
+            .map_err(repo_error)?
+        else {
+            return Ok(None);
+        };
+        let invalid = |reason: String| invalid_row("clinic_webhooks", row.clinic_id, reason);
+        Ok(Some(WebhookEndpoint {
+            url: WebhookUrl::parse(&row.url).map_err(|e| invalid(e.to_string()))?,
+            secret: WebhookSecret::parse(&row.secret).map_err(|e| invalid(e.to_string()))?,
+        }))
+    }
+
+    async fn set_webhook(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        webhook: Option<WebhookEndpoint>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let Some(webhook) = webhook else {
+            clinic_webhook::Entity::delete_by_id(clinic.as_uuid())
+                .exec(db(tx))
+                .await
+                .map_err(repo_error)?;
+            return Ok(());
+        };
+        let row = clinic_webhook::ActiveModel {
+            clinic_id: Set(clinic.as_uuid()),
+            url: Set(webhook.url.as_str().to_owned()),
+            secret: Set(webhook.secret.expose().to_owned()),
+            updated_at: Set(instant(now)),
+        };
+        clinic_webhook::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(clinic_webhook::Column::ClinicId)
+                    .update_columns([
+                        clinic_webhook::Column::Url,
+                        clinic_webhook::Column::Secret,
+                        clinic_webhook::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(db(tx))
+            .await
+            .map_err(repo_error)?;
+        Ok(())
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod appointment;
 pub(crate) mod audit_event;
 pub(crate) mod clinic;
+pub(crate) mod clinic_webhook;
 pub(crate) mod encounter;
 pub(crate) mod outbox_message;
 pub(crate) mod patient;

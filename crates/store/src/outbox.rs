@@ -25,7 +25,7 @@ use sea_orm::{
 use crate::entity::{instant, outbox_message};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::page::page_rows;
-use crate::query::{all_parsed, skip_locked};
+use crate::query::{all_parsed, skip_locked, update_one};
 use crate::transaction::db;
 use crate::{Backend, Store};
 
@@ -125,17 +125,14 @@ impl OutboxRepo for Store {
     }
 
     async fn record(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError> {
-        let updated = outbox_message::Entity::update_many()
-            .set(delivery_state(message)?)
-            .filter(outbox_message::Column::Id.eq(message.id.as_uuid()))
-            .filter(outbox_message::Column::ClinicId.eq(message.clinic_id.as_uuid()))
-            .exec(db(tx))
-            .await
-            .map_err(repo_error)?;
-        if updated.rows_affected == 0 {
-            return Err(RepoError::NotFound);
-        }
-        Ok(())
+        update_one(
+            tx,
+            outbox_message::Entity::update_many()
+                .set(delivery_state(message)?)
+                .filter(outbox_message::Column::Id.eq(message.id.as_uuid()))
+                .filter(outbox_message::Column::ClinicId.eq(message.clinic_id.as_uuid())),
+        )
+        .await
     }
 
     async fn cancel_pending(

@@ -3,7 +3,7 @@
 
 use clinicflow_ports::{RepoError, Tx};
 use sea_orm::sea_query::{LockBehavior, LockType};
-use sea_orm::{EntityTrait, QuerySelect, Select};
+use sea_orm::{EntityTrait, QuerySelect, Select, UpdateMany};
 
 use crate::Backend;
 use crate::error::repo_error;
@@ -35,4 +35,16 @@ pub(crate) fn skip_locked<E: EntityTrait>(backend: Backend, query: Select<E>) ->
         Backend::Postgres => query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
         Backend::Sqlite => query,
     }
+}
+
+/// Runs an update meant for one row; `NotFound` when it matched none (absent, or of another clinic).
+pub(crate) async fn update_one<E: EntityTrait>(
+    tx: &mut Tx,
+    update: UpdateMany<E>,
+) -> Result<(), RepoError> {
+    let updated = update.exec(db(tx)).await.map_err(repo_error)?;
+    if updated.rows_affected == 0 {
+        return Err(RepoError::NotFound);
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ use crate::Store;
 use crate::entity::{instant, user};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::page::page_rows;
+use crate::query::update_one;
 use crate::transaction::db;
 
 fn to_domain(row: user::Model) -> Result<User, RepoError> {
@@ -99,17 +100,14 @@ impl UserRepo for Store {
     }
 
     async fn update(&self, tx: &mut Tx, user: &User) -> Result<(), RepoError> {
-        let updated = user::Entity::update_many()
-            .set(changes(user)?)
-            .filter(user::Column::Id.eq(user.id.as_uuid()))
-            .filter(user::Column::ClinicId.eq(user.clinic_id.as_uuid()))
-            .exec(db(tx))
-            .await
-            .map_err(repo_error)?;
-        if updated.rows_affected == 0 {
-            return Err(RepoError::NotFound);
-        }
-        Ok(())
+        update_one(
+            tx,
+            user::Entity::update_many()
+                .set(changes(user)?)
+                .filter(user::Column::Id.eq(user.id.as_uuid()))
+                .filter(user::Column::ClinicId.eq(user.clinic_id.as_uuid())),
+        )
+        .await
     }
 
     async fn list(

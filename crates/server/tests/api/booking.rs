@@ -12,6 +12,7 @@ crate::on_both_backends!(
     a_double_booking_answers_409_with_the_taken_interval_and_next_slots,
     appointments_move_through_their_statuses_and_refuse_illegal_moves,
     a_reschedule_links_old_and_new,
+    the_sweeper_marks_unattended_appointments_no_show_and_announces_recent_ones,
 );
 
 async fn two_hundred_concurrent_overlapping_bookings_yield_exactly_one(backend: TestBackend) {
@@ -300,4 +301,112 @@ async fn a_reschedule_links_old_and_new(backend: TestBackend) {
         StatusCode::CONFLICT,
         "a cancelled appointment cannot be rescheduled"
     );
+}
+
+async fn the_sweeper_marks_unattended_appointments_no_show_and_announces_recent_ones(
+    backend: TestBackend,
+) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.sweeper.interval_secs = 1;
+        // Leave the outbox alone, so the test can read what the sweep wrote.
+        s.outbox.poll_interval_ms = 3_600_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let practitioner = app.practitioner().await;
+    // The longest grace while the test sets up, so the sweeper cannot take an appointment
+    // before it is checked in.
+    let res = app
+        .patch("/api/v1/clinic", json!({"no_show_grace_minutes": 240}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Appointments start on whole minutes.
+    let now =
+        chrono::DurationRound::duration_trunc(chrono::Utc::now(), chrono::Duration::minutes(1))
+            .expect("a minute");
+    let book = async |n: usize, start: chrono::DateTime<chrono::Utc>| {
+        let patient = app.patient(n).await;
+        let res = app
+            .post(
+                "/api/v1/appointments",
+                json!({"patient_id": patient, "practitioner_id": practitioner,
+                       "starts_at": start.to_rfc3339(), "duration_minutes": 15, "overbook": true}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        id_of(res).await
+    };
+    let missed = book(1, now - chrono::Duration::hours(1)).await;
+    let long_ago = book(2, now - chrono::Duration::days(3)).await;
+    let in_grace = book(3, now - chrono::Duration::minutes(5)).await;
+    let attended = book(4, now - chrono::Duration::hours(2)).await;
+    for step in ["confirm", "check-in"] {
+        let res = app
+            .post(
+                &format!("/api/v1/appointments/{attended}/{step}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{step}");
+    }
+    // Grace is 15 minutes from here: one an hour ago is overdue, one five minutes ago not yet.
+    let res = app
+        .patch("/api/v1/clinic", json!({"no_show_grace_minutes": 15}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let status = async |id: &str| -> String {
+        let a: Value = app
+            .get(&format!("/api/v1/appointments/{id}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        a["status"].as_str().expect("status").to_owned()
+    };
+    for _ in 0..100 {
+        if status(&missed).await == "no_show" && status(&long_ago).await == "no_show" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(&missed).await, "no_show");
+    assert_eq!(status(&long_ago).await, "no_show");
+    assert_eq!(status(&in_grace).await, "booked", "still inside its grace");
+    assert_eq!(status(&attended).await, "checked_in");
+
+    let page: Value = app
+        .get("/api/v1/outbox?status=pending&page_size=200")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let announced: Vec<&str> = page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|m| m["event"] == "appointment.no_show")
+        .map(|m| m["appointment_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        announced,
+        [missed.as_str()],
+        "only the recent one is announced"
+    );
+
+    // The audit log says clinicflow itself did it.
+    let log: Value = app
+        .get("/api/v1/audit-events?actor_id=00000000-0000-0000-0000-000000000000")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let by_system = log["results"].as_array().expect("results").iter().any(|e| {
+        e["actor_role"] == "system"
+            && e["action"] == "update"
+            && e["resource_id"] == missed.as_str()
+    });
+    assert!(by_system, "audit: {log}");
 }

@@ -184,6 +184,25 @@ impl TestApp {
             .expect("request")
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn put(&self, path: &str, body: Value) -> Response {
         self.client
             .put(self.url(path))

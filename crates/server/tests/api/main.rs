@@ -2,11 +2,14 @@
 //! against a fresh database, and every test runs on SQLite and on PostgreSQL.
 
 mod booking;
+mod dispatch;
 mod helpers;
 mod logs;
 mod outbox;
 mod patients;
 mod queue;
+mod receiver;
 mod security;
 mod seed;
 mod tenancy;
+mod webhook;

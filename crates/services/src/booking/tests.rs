@@ -27,6 +27,7 @@ fn clinic() -> Clinic {
         time_zone: TimeZone::parse("Europe/Berlin").expect("valid"),
         no_show_grace_minutes: 15,
         queue: clinicflow_domain::QueueSettings::default(),
+        reminders: clinicflow_domain::ReminderOffsets::default(),
     }
 }
 
@@ -709,5 +710,227 @@ async fn a_booking_writes_its_confirmation_and_the_reminders_still_ahead_in_its_
         .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
         .await
         .expect("booked");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+/// A world whose one clinic has `overdue` (each call of the sweeper's query takes the next
+/// answer, then nothing) and no queue entries.
+fn sweep_world(overdue: Vec<Vec<Appointment>>) -> World {
+    let mut world = world(Vec::new());
+    world
+        .clinics
+        .expect_list_ids()
+        .returning(|_| Ok(vec![clinic().id]));
+    let answers = std::sync::Mutex::new(overdue.into_iter());
+    world
+        .appointments
+        .expect_overdue_unattended()
+        .returning(move |_, _, _, _| {
+            Ok(answers
+                .lock()
+                .expect("not poisoned")
+                .next()
+                .unwrap_or_default())
+        });
+    world
+        .queue
+        .expect_for_appointment()
+        .returning(|_, _, _| Ok(None));
+    world
+}
+
+fn overdue(id: u128, start: &str) -> Appointment {
+    Appointment {
+        id: AppointmentId::from_uuid(Uuid::from_u128(id)),
+        ..existing(start, 30)
+    }
+}
+
+#[tokio::test]
+async fn the_sweeper_marks_an_overdue_appointment_no_show_as_the_system_in_one_unit_of_work() {
+    let missed = overdue(90, "2026-11-30T11:00:00Z");
+    let id = missed.id;
+    let mut world = sweep_world(vec![vec![missed]]);
+    world
+        .appointments
+        .expect_update()
+        .times(1)
+        .withf(move |_, a, expected| {
+            a.id == id && a.status == AppointmentStatus::NoShow && a.version == 2 && *expected == 1
+        })
+        .returning(|_, _, _| Ok(()));
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(move |_, e| {
+            e.actor_id == UserId::from_uuid(Uuid::nil())
+                && e.actor_role == Role::System
+                && e.clinic_id == clinic().id
+                && e.action == clinicflow_domain::AuditAction::Update
+                && e.resource_id == Some(id.as_uuid())
+                && e.request_id.is_none()
+                && e.outcome == clinicflow_domain::Outcome::Success
+        })
+        .returning(|_, _| Ok(()));
+    world.outbox.checkpoint();
+    world
+        .outbox
+        .expect_enqueue()
+        .times(1)
+        .withf(move |_, m| {
+            m.kind == EventKind::NoShow
+                && m.appointment_id == Some(id)
+                && m.payload.contains("\"event\":\"appointment.no_show\"")
+        })
+        .returning(|_, _| Ok(()));
+    // Its reminders are withdrawn with it.
+    world
+        .outbox
+        .expect_cancel_pending()
+        .times(1)
+        .withf(move |_, _, appointment, kind| *appointment == id && *kind == EventKind::ReminderDue)
+        .returning(|_, _, _, _| Ok(1));
+    world.events.expect_publish().never();
+    let (service, commits) = world.service();
+    let report = service
+        .sweep_no_shows(10, Duration::hours(24))
+        .await
+        .expect("swept");
+    assert_eq!(
+        report,
+        SweepReport {
+            clinics: 1,
+            marked: 1,
+            skipped: 0,
+            clinics_at_limit: 0,
+        }
+    );
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        1,
+        "status, audit event and outbox messages commit together"
+    );
+}
+
+#[tokio::test]
+async fn the_sweeper_asks_only_for_appointments_whose_grace_is_over() {
+    let mut world = world(Vec::new());
+    world
+        .clinics
+        .expect_list_ids()
+        .returning(|_| Ok(vec![clinic().id]));
+    // 12:00 now, 15 minutes of grace: an appointment that started at 11:45 or later is left alone.
+    world
+        .appointments
+        .expect_overdue_unattended()
+        .times(1)
+        .withf(|_, clinic_id, started_before, _| {
+            *clinic_id == clinic().id && *started_before == at("2026-11-30T11:45:00Z")
+        })
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    world.appointments.expect_update().never();
+    world.audit.checkpoint();
+    world.audit.expect_append().never();
+    world.outbox.checkpoint();
+    world.outbox.expect_enqueue().never();
+    let (service, commits) = world.service();
+    let report = service
+        .sweep_no_shows(10, Duration::hours(24))
+        .await
+        .expect("swept");
+    assert_eq!((report.clinics, report.marked), (1, 0));
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_appointment_changed_while_being_marked_is_skipped_and_the_sweep_goes_on() {
+    let changed = overdue(90, "2026-11-30T10:00:00Z");
+    let next = overdue(91, "2026-11-30T11:00:00Z");
+    let (changed_id, next_id) = (changed.id, next.id);
+    let mut world = sweep_world(vec![vec![changed], vec![next]]);
+    world
+        .appointments
+        .expect_update()
+        .times(2)
+        .returning(move |_, a, _| {
+            if a.id == changed_id {
+                Err(RepoError::StaleVersion)
+            } else {
+                Ok(())
+            }
+        });
+    world.outbox.checkpoint();
+    world
+        .outbox
+        .expect_enqueue()
+        .times(1)
+        .withf(move |_, m| m.appointment_id == Some(next_id))
+        .returning(|_, _| Ok(()));
+    world
+        .outbox
+        .expect_cancel_pending()
+        .returning(|_, _, _, _| Ok(0));
+    let (service, commits) = world.service();
+    let report = service
+        .sweep_no_shows(10, Duration::hours(24))
+        .await
+        .expect("a skip is no failure");
+    assert_eq!((report.marked, report.skipped), (1, 1));
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        1,
+        "only the appointment that was marked commits"
+    );
+}
+
+#[tokio::test]
+async fn the_sweeper_marks_at_most_its_limit_per_clinic() {
+    let mut world = sweep_world(
+        (0..5)
+            .map(|i| vec![overdue(90 + i, "2026-11-30T10:00:00Z")])
+            .collect(),
+    );
+    world
+        .appointments
+        .expect_update()
+        .times(2)
+        .returning(|_, _, _| Ok(()));
+    let (service, commits) = world.service();
+    let report = service
+        .sweep_no_shows(2, Duration::hours(24))
+        .await
+        .expect("swept");
+    assert_eq!((report.marked, report.clinics_at_limit), (2, 1));
+    assert_eq!(commits.load(Ordering::SeqCst), 2, "one unit of work each");
+}
+
+#[tokio::test]
+async fn an_appointment_missed_long_ago_is_marked_without_telling_anyone() {
+    // Two days before "now": the sweeper's first run over old data, say.
+    let missed = overdue(93, "2026-11-28T09:00:00Z");
+    let id = missed.id;
+    let mut world = sweep_world(vec![vec![missed]]);
+    world
+        .appointments
+        .expect_update()
+        .times(1)
+        .withf(move |_, a, _| a.id == id && a.status == AppointmentStatus::NoShow)
+        .returning(|_, _, _| Ok(()));
+    world.outbox.checkpoint();
+    world.outbox.expect_enqueue().never();
+    world
+        .outbox
+        .expect_cancel_pending()
+        .times(1)
+        .withf(move |_, _, appointment, kind| *appointment == id && *kind == EventKind::ReminderDue)
+        .returning(|_, _, _, _| Ok(0));
+    let (service, commits) = world.service();
+    let report = service
+        .sweep_no_shows(10, Duration::hours(24))
+        .await
+        .expect("swept");
+    assert_eq!(report.marked, 1);
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }

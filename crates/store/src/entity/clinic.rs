@@ -17,6 +17,7 @@ pub struct Model {
     pub triage_target_standard: i32,
     pub triage_target_non_urgent: i32,
     pub checkin_grace_minutes: i32,
+    pub reminder_offsets_minutes: String,
     pub created_at: DateTimeUtc,
 }
 

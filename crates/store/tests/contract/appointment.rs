@@ -2,10 +2,12 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use clinicflow_domain::{
-    Appointment, AppointmentStatus, Interval, PageRequest, PatientId, Urgency, UserId,
+    Appointment, AppointmentStatus, AuditAction, AuditEvent, AuditEventId, Interval, Outcome,
+    PageRequest, PatientId, ResourceType, Role, Urgency, UserId,
 };
 use clinicflow_ports::{
-    AppointmentFilter, AppointmentRepo, Database, OverlapParty, RepoError, TxMode,
+    AppointmentFilter, AppointmentRepo, AuditFilter, AuditRepo, Database, OverlapParty, RepoError,
+    TxMode,
 };
 use clinicflow_store::{Backend, Store};
 use uuid::Uuid;
@@ -499,4 +501,220 @@ pub async fn a_party_lock_holds_other_bookings_of_that_party_until_the_transacti
         .expect("the waiter goes on once the holder commits")
         .unwrap()
         .unwrap();
+}
+
+pub async fn overdue_unattended_appointments_are_booked_or_confirmed_and_started_before_the_bound(
+    ctx: Ctx,
+) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+    let with_status = |mut a: Appointment, status| {
+        a.status = status;
+        a
+    };
+
+    // Deleted and inactive ones first, so the active ones can take the same time on PostgreSQL too.
+    let mut deleted = appointment(&ada, &house, at(7, 0), 30);
+    deleted.deleted_at = Some(created());
+    ctx.appointment(deleted).await;
+    for status in [
+        AppointmentStatus::Cancelled,
+        AppointmentStatus::Completed,
+        AppointmentStatus::NoShow,
+    ] {
+        ctx.appointment(with_status(
+            appointment(&ada, &house, at(7, 30), 30),
+            status,
+        ))
+        .await;
+    }
+    let oldest = ctx
+        .appointment(appointment(&ada, &house, at(8, 0), 30))
+        .await;
+    ctx.appointment(with_status(
+        appointment(&ada, &house, at(8, 30), 30),
+        AppointmentStatus::CheckedIn,
+    ))
+    .await;
+    // Two starting at once: the smaller id first, whatever the order of insertion.
+    let mut ids = [Uuid::now_v7(), Uuid::now_v7()];
+    ids.sort();
+    let tie_second = ctx
+        .appointment(Appointment {
+            id: clinicflow_domain::AppointmentId::from_uuid(ids[1]),
+            ..with_status(
+                appointment(&ada, &house, at(9, 0), 30),
+                AppointmentStatus::Confirmed,
+            )
+        })
+        .await;
+    let tie_first = ctx
+        .appointment(Appointment {
+            id: clinicflow_domain::AppointmentId::from_uuid(ids[0]),
+            ..appointment(&grace, &wilson, at(9, 0), 30)
+        })
+        .await;
+    ctx.appointment(with_status(
+        appointment(&ada, &house, at(9, 30), 30),
+        AppointmentStatus::InProgress,
+    ))
+    .await;
+    let at_the_bound = ctx
+        .appointment(appointment(&ada, &house, at(10, 0), 30))
+        .await;
+    ctx.appointment(with_status(
+        appointment(&ada, &house, at(11, 0), 30),
+        AppointmentStatus::Confirmed,
+    ))
+    .await;
+    let other = ctx.clinic("B").await;
+    let bob = ctx.patient(other, "Bob", "Other").await;
+    let doc = ctx.practitioner(other, "Doc", "Other").await;
+    ctx.appointment(appointment(&bob, &doc, at(8, 0), 30)).await;
+
+    let mut tx = ctx.write().await;
+    let mut overdue = async |before, limit| {
+        ctx.store
+            .overdue_unattended(&mut tx, clinic, before, limit)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        overdue(at(10, 0), 100).await,
+        [oldest.clone(), tie_first.clone(), tie_second.clone()],
+        "the start must be strictly before the bound"
+    );
+    assert_eq!(
+        overdue(at(10, 0), 2).await,
+        [oldest.clone(), tie_first.clone()]
+    );
+    assert_eq!(
+        overdue(at(10, 0) + Duration::nanoseconds(1), 100).await,
+        [oldest.clone(), tie_first, tie_second, at_the_bound],
+        "a bound a nanosecond after a start takes that start in"
+    );
+    assert_eq!(overdue(at(8, 0), 100).await, []);
+    assert_eq!(overdue(at(8, 1), 100).await, [oldest]);
+}
+
+/// One sweeper as the services run it: claim a few, mark them, commit, until none is left.
+async fn sweep(
+    store: Arc<Store>,
+    clinic: clinicflow_domain::ClinicId,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<clinicflow_domain::AppointmentId>, RepoError> {
+    let mut taken = Vec::new();
+    loop {
+        let mut tx = store.begin(TxMode::Write).await?;
+        let batch = store.overdue_unattended(&mut tx, clinic, before, 3).await?;
+        if batch.is_empty() {
+            return Ok(taken);
+        }
+        for mut a in batch {
+            let expected = a.version;
+            a.status = AppointmentStatus::NoShow;
+            a.version += 1;
+            // A StaleVersion here means another sweeper took the same row: the test fails.
+            AppointmentRepo::update(store.as_ref(), &mut tx, &a, expected).await?;
+            taken.push(a.id);
+        }
+        // Hold the rows a moment, so that the other sweepers really meet the locks.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tx.commit().await?;
+    }
+}
+
+pub async fn concurrent_sweepers_take_each_overdue_appointment_once(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let mut overdue = Vec::new();
+    for i in 0..20 {
+        let p = ctx.patient(clinic, &format!("Patient{i}"), "Absent").await;
+        let start = at(5, 0) + Duration::minutes(10 * i);
+        overdue.push(ctx.appointment(appointment(&p, &house, start, 10)).await);
+    }
+    let before = at(10, 0);
+
+    if ctx.backend() == Backend::Postgres {
+        // A second sweeper passes over the rows the first holds instead of waiting for them.
+        let mut holder = ctx.write().await;
+        let held = ctx
+            .store
+            .overdue_unattended(&mut holder, clinic, before, 5)
+            .await
+            .unwrap();
+        assert_eq!(held, overdue[..5]);
+        let mut other = ctx.write().await;
+        let rest = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            ctx.store
+                .overdue_unattended(&mut other, clinic, before, 100),
+        )
+        .await
+        .expect("locked rows are skipped, not waited for")
+        .unwrap();
+        assert_eq!(rest, overdue[5..]);
+    }
+
+    let store = Arc::new(ctx.store.clone());
+    let tasks = (0..4)
+        .map(|_| tokio::spawn(sweep(Arc::clone(&store), clinic, before)))
+        .collect::<Vec<_>>();
+    let mut taken = Vec::new();
+    for outcome in futures::future::join_all(tasks).await {
+        taken.extend(outcome.unwrap().unwrap());
+    }
+    taken.sort();
+    let mut expected = overdue.iter().map(|a| a.id).collect::<Vec<_>>();
+    expected.sort();
+    assert_eq!(taken, expected, "every appointment is taken exactly once");
+
+    let mut tx = ctx.write().await;
+    assert_eq!(
+        ctx.store
+            .overdue_unattended(&mut tx, clinic, before, 100)
+            .await
+            .unwrap(),
+        []
+    );
+}
+
+pub async fn a_no_show_audited_as_the_system_reads_back(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let actor = clinicflow_domain::Actor::system(clinic);
+    let event = AuditEvent {
+        id: AuditEventId::from_uuid(Uuid::now_v7()),
+        clinic_id: clinic,
+        actor_id: actor.user_id,
+        actor_role: actor.role,
+        action: AuditAction::Update,
+        resource_type: ResourceType::Appointment,
+        resource_id: Some(Uuid::now_v7()),
+        patient_id: Some(PatientId::from_uuid(Uuid::now_v7())),
+        at: created(),
+        request_id: None,
+        outcome: Outcome::Success,
+    };
+    let mut tx = ctx.write().await;
+    AuditRepo::append(&ctx.store, &mut tx, &event)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.read().await;
+    let read = AuditRepo::list(
+        &ctx.store,
+        &mut tx,
+        clinic,
+        &AuditFilter::default(),
+        None,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(read, [event]);
+    assert_eq!(read[0].actor_role, Role::System);
 }

@@ -119,6 +119,7 @@ pub fn clinic(name: &str) -> Clinic {
         time_zone: TimeZone::parse("Europe/Berlin").unwrap(),
         no_show_grace_minutes: 15,
         queue: QueueSettings::default(),
+        reminders: clinicflow_domain::ReminderOffsets::default(),
     }
 }
 
