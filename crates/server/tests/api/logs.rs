@@ -1,4 +1,5 @@
-//! The logs never hold a password, a token or a patient's data, at the production filter.
+//! The logs never hold a password, a token, a webhook secret or a patient's data, at the
+//! production filter; and they show what the outbox does.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,6 +11,18 @@ use serde_json::{Value, json};
 use crate::helpers::{ADMIN_PASSWORD, TestApp};
 
 crate::on_both_backends!(no_secret_or_patient_data_reaches_the_logs);
+
+/// Whether some JSON log line has `message` and every `(field, value)`.
+fn logged(text: &str, message: &str, fields: &[(&str, i64)]) -> bool {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|line| {
+            line["fields"]["message"] == message
+                && fields
+                    .iter()
+                    .all(|(k, v)| line["fields"][*k].as_i64() == Some(*v))
+        })
+}
 
 /// Everything every thread logs, in the production format (JSON) and filter.
 fn captured() -> Arc<Mutex<Vec<u8>>> {
@@ -48,7 +61,13 @@ impl Write for Sink {
 
 async fn no_secret_or_patient_data_reaches_the_logs(backend: TestBackend) {
     let logs = captured();
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.outbox.poll_interval_ms = 50;
+        s.outbox.retry_base_secs = 1;
+        s.outbox.retry_cap_secs = 1;
+    })
+    .await
+    else {
         return;
     };
     let login: Value = app
@@ -92,10 +111,57 @@ async fn no_secret_or_patient_data_reaches_the_logs(backend: TestBackend) {
         .await
         .expect("request");
     assert_eq!(search.status(), StatusCode::OK);
+
+    // The outbox's work shows in the logs, its secrets do not: a receiver that fails once
+    // behind a URL carrying its own token.
+    let receiver = crate::receiver::Receiver::start().await;
+    receiver.script([crate::receiver::Reply::status(503)]);
+    let hook: Value = app
+        .put(
+            "/api/v1/clinic/webhook",
+            json!({"url": format!("{}?token=receiver-token-4711", receiver.url)}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let webhook_secret = hook["secret"].as_str().expect("secret").to_owned();
+    let practitioner = app.practitioner().await;
+    let patient = created.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let res = app
+        .post("/api/v1/appointments", json!({"patient_id": patient, "practitioner_id": practitioner,
+                                             "starts_at": format!("{}T10:00:00Z", crate::helpers::future_day())}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    for _ in 0..100 {
+        if receiver.seen().iter().any(|d| d.status == 200) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        receiver.seen().iter().map(|d| d.status).collect::<Vec<_>>(),
+        [503, 200]
+    );
+    // The round's line is written after the outcome is recorded.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
     let text = String::from_utf8(logs.lock().expect("log buffer").clone()).expect("utf-8 logs");
     assert!(
         text.contains("request finished"),
         "the capture works: {text}"
+    );
+    assert!(logged(&text, "outbox depth", &[]), "the depth is reported");
+    assert!(
+        logged(&text, "outbox round", &[("claimed", 1), ("retried", 1)]),
+        "the failure is reported"
+    );
+    assert!(
+        logged(&text, "outbox round", &[("claimed", 1), ("delivered", 1)]),
+        "the delivery is reported"
     );
     for secret in [
         ADMIN_PASSWORD,
@@ -110,6 +176,8 @@ async fn no_secret_or_patient_data_reaches_the_logs(backend: TestBackend) {
         "17712398765",
         "zenobia.qm",
         "Q987654321",
+        "receiver-token-4711",
+        &webhook_secret,
     ] {
         assert!(!text.contains(secret), "`{secret}` appears in the logs");
     }
