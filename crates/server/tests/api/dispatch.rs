@@ -125,6 +125,43 @@ async fn two_instances_on_postgres_share_a_thousand_messages_and_send_none_twice
     assert_eq!(delivered.total, ids.len() as u64);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_postgres_deliver_a_thousand_messages_once_each() {
+    let Some(db) = TestDatabase::new(TestBackend::Postgres).await else {
+        return;
+    };
+    let wiring = clinicflow::connect(&settings(&db)).await.expect("wiring");
+    let receiver = Receiver::start().await;
+    receiver.otherwise(Reply {
+        status: 200,
+        delay: Duration::from_millis(5),
+    });
+    let (clinic, admin, _) = hooked_clinic(&wiring, &receiver).await;
+    let ids = enqueue(&wiring, clinic, 1000, Utc::now()).await;
+    let mut servers = [server(&db), server(&db)];
+    eventually(Duration::from_secs(90), "the outbox drains", || async {
+        wiring.services.outbox.depth().await.expect("depth") == 0
+    })
+    .await;
+    for s in &mut servers {
+        s.kill().expect("stopped");
+        s.wait().expect("reaped");
+    }
+    let mut received: Vec<String> = receiver.seen().iter().flat_map(|d| d.ids.clone()).collect();
+    assert_eq!(received.len(), 1000, "no message was sent twice");
+    received.sort();
+    received.dedup();
+    assert_eq!(received.len(), 1000, "every message was sent");
+    assert_eq!(receiver.overlaps(), 0);
+    let delivered = wiring
+        .services
+        .outbox
+        .list(&admin, Some("delivered"), PageRequest::first(1))
+        .await
+        .expect("list");
+    assert_eq!(delivered.total, ids.len() as u64);
+}
+
 /// The real server binary, on `db`, sending to webhooks with short timeouts and lease.
 fn server(db: &TestDatabase) -> Child {
     Command::new(env!("CARGO_BIN_EXE_clinicflow"))
