@@ -17,7 +17,9 @@ pub mod clinic;
 pub mod encounter;
 pub mod error;
 pub mod health;
+pub mod http_cache;
 pub mod limits;
+pub mod metrics;
 pub mod outbox;
 pub mod page;
 pub mod patient;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub events: Arc<dyn EventBus>,
     /// Live streams held per user.
     pub streams: queue::StreamSlots,
+    /// What `/metrics` exports.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -64,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(error::query_config())
         .app_data(error::path_config())
         .service(health::scope())
+        .route("/metrics", web::get().to(metrics::scrape))
         .service(
             web::scope("/api/v1")
                 .service(auth::login)

@@ -26,6 +26,10 @@ pub struct ApiLimits {
     pub max_streams_per_user: u32,
     /// Seconds between keep-alive comments on a live stream.
     pub stream_heartbeat_secs: u64,
+    /// Requests slower than this many milliseconds are logged as warnings.
+    pub slow_request_ms: u64,
+    /// Smallest response body in bytes worth compressing.
+    pub compress_min_bytes: usize,
 }
 
 impl Default for ApiLimits {
@@ -38,6 +42,8 @@ impl Default for ApiLimits {
             per_ip_per_hour: 100,
             max_streams_per_user: 5,
             stream_heartbeat_secs: 15,
+            slow_request_ms: 1000,
+            compress_min_bytes: 1024,
         }
     }
 }
@@ -90,11 +96,14 @@ pub fn check_json(body: &[u8], max_depth: usize, max_chars: usize) -> Result<(),
     Ok(())
 }
 
-/// Paths the anonymous per-IP throttle leaves alone: health probes, and refresh and logout,
+/// Paths the anonymous per-IP throttle leaves alone: health probes and metrics scrapes, and refresh and logout,
 /// which carry a 256-bit token of their own and which every user of a clinic behind one NAT
 /// address calls several times an hour. Login has its own, stricter per-IP limit.
 fn exempt_from_ip_throttle(path: &str) -> bool {
-    path.starts_with("/health") || path == "/api/v1/auth/refresh" || path == "/api/v1/auth/logout"
+    path.starts_with("/health")
+        || path == "/metrics"
+        || path == "/api/v1/auth/refresh"
+        || path == "/api/v1/auth/logout"
 }
 
 fn is_json(req: &ServiceRequest) -> bool {

@@ -9,9 +9,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
+use actix_web::{Error, HttpMessage, web};
 use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::AppState;
 
 /// The id of the request being handled, kept in the request's extensions for the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +30,8 @@ pub async fn trace_request(
     let request_id = Uuid::now_v7();
     req.extensions_mut().insert(RequestId(request_id));
     let method = req.method().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let _in_flight = state.as_ref().map(|s| s.metrics.in_flight());
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
@@ -40,8 +44,20 @@ pub async fn trace_request(
                 .unwrap_or_else(|| "unmatched".to_owned());
             span.record("route", route.as_str());
             let status = res.status().as_u16();
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            let elapsed = started.elapsed();
+            let ms = elapsed.as_secs_f64() * 1000.0;
             tracing::info!(status, latency_ms = ms, "request finished");
+            if let Some(state) = &state {
+                state
+                    .metrics
+                    .observe_request(&method, &route, status, elapsed);
+                // Long-lived streams are slow by design.
+                if elapsed.as_millis() >= u128::from(state.limits.slow_request_ms)
+                    && !route.ends_with("/stream")
+                {
+                    tracing::warn!(status, latency_ms = ms, "slow request");
+                }
+            }
             if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
                 res.headers_mut()
                     .insert(HeaderName::from_static(REQUEST_ID), v);

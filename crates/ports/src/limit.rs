@@ -25,4 +25,10 @@ pub trait RateLimiter: Send + Sync {
 
     /// Forgets `key`'s count (after a successful login, for example).
     async fn reset(&self, key: &str);
+
+    /// Asks the shared backend (Redis) whether it answers, for readiness checks: `None` when
+    /// counting is in-process and there is nothing to ask.
+    async fn ping(&self) -> Option<Result<(), String>> {
+        None
+    }
 }

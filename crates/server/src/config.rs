@@ -49,6 +49,8 @@ pub struct DbSettings {
     pub idle_timeout_secs: u64,
     /// Seconds any connection is kept.
     pub max_lifetime_secs: u64,
+    /// Statements slower than this many milliseconds are logged; 0 turns that off.
+    pub slow_query_ms: u64,
 }
 
 impl Default for DbSettings {
@@ -59,6 +61,7 @@ impl Default for DbSettings {
             acquire_timeout_secs: 5,
             idle_timeout_secs: 600,
             max_lifetime_secs: 1800,
+            slow_query_ms: 500,
         }
     }
 }
@@ -118,6 +121,10 @@ pub struct HttpSettings {
     pub max_streams_per_user: u32,
     /// Seconds between keep-alive comments on a live stream.
     pub stream_heartbeat_secs: u64,
+    /// Requests slower than this many milliseconds are logged as warnings.
+    pub slow_request_ms: u64,
+    /// Smallest response body in bytes that is compressed (gzip or brotli, as the client asks).
+    pub compress_min_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -133,6 +140,8 @@ impl Default for HttpSettings {
             cors_origins: Vec::new(),
             max_streams_per_user: 5,
             stream_heartbeat_secs: 15,
+            slow_request_ms: 1000,
+            compress_min_bytes: 1024,
         }
     }
 }
@@ -400,6 +409,7 @@ impl Settings {
             "CLINICFLOW_DB_MAX_LIFETIME_SECS",
             &mut s.db.max_lifetime_secs,
         )?;
+        parse_env(env, "CLINICFLOW_DB_SLOW_QUERY_MS", &mut s.db.slow_query_ms)?;
         parse_env(
             env,
             "CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS",
@@ -474,6 +484,16 @@ impl Settings {
             env,
             "CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS",
             &mut s.http.stream_heartbeat_secs,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_SLOW_REQUEST_MS",
+            &mut s.http.slow_request_ms,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_HTTP_COMPRESS_MIN_BYTES",
+            &mut s.http.compress_min_bytes,
         )?;
         parse_env(
             env,
@@ -722,6 +742,8 @@ impl Settings {
             acquire_timeout: Duration::from_secs(self.db.acquire_timeout_secs),
             idle_timeout: Duration::from_secs(self.db.idle_timeout_secs),
             max_lifetime: Duration::from_secs(self.db.max_lifetime_secs),
+            slow_statement: (self.db.slow_query_ms > 0)
+                .then(|| Duration::from_millis(self.db.slow_query_ms)),
         }
     }
 }
@@ -785,6 +807,8 @@ impl Settings {
             per_ip_per_hour: self.http.per_ip_per_hour,
             max_streams_per_user: self.http.max_streams_per_user,
             stream_heartbeat_secs: self.http.stream_heartbeat_secs,
+            slow_request_ms: self.http.slow_request_ms,
+            compress_min_bytes: self.http.compress_min_bytes,
         }
     }
 }

@@ -11,6 +11,8 @@ use clinicflow_services::OutboxService;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use clinicflow_api::metrics::Metrics;
+
 use crate::worker::Worker;
 
 /// Delivers by writing each message to the structured log: the embedded default, so reminders
@@ -57,6 +59,7 @@ impl Dispatcher {
         outbox: OutboxService,
         notifier: Arc<dyn Notifier>,
         settings: DispatchSettings,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let outbox = outbox.with_lease(settings.lease);
         let last_depth_report: Arc<Mutex<Option<Instant>>> = Arc::default();
@@ -64,11 +67,15 @@ impl Dispatcher {
             "outbox dispatcher",
             settings.poll_interval,
             move || {
-                let (outbox, notifier, last_depth_report) =
-                    (outbox.clone(), notifier.clone(), last_depth_report.clone());
+                let (outbox, notifier, last_depth_report, metrics) = (
+                    outbox.clone(),
+                    notifier.clone(),
+                    last_depth_report.clone(),
+                    metrics.clone(),
+                );
                 async move {
                     report_depth(&outbox, &last_depth_report).await;
-                    round(&outbox, notifier.as_ref(), &settings).await
+                    round(&outbox, notifier.as_ref(), &settings, &metrics).await
                 }
             },
         ))
@@ -102,6 +109,7 @@ async fn round(
     outbox: &OutboxService,
     notifier: &dyn Notifier,
     settings: &DispatchSettings,
+    metrics: &Metrics,
 ) -> bool {
     match outbox
         .dispatch(
@@ -113,6 +121,12 @@ async fn round(
         .await
     {
         Ok(report) => {
+            metrics.record_outbox_round(
+                report.delivered,
+                report.retried,
+                report.dead,
+                report.withdrawn,
+            );
             if report.claimed > 0 {
                 tracing::info!(
                     claimed = report.claimed,

@@ -200,6 +200,17 @@ impl Application {
             events,
             channels,
         } = connect(settings).await?;
+        let metrics = Arc::new(clinicflow_api::metrics::Metrics::default());
+        let pool = store.clone();
+        metrics.set_pool_probe(Arc::new(move || {
+            let stats = pool.pool_stats();
+            clinicflow_api::metrics::PoolGauges {
+                in_use: stats.open.saturating_sub(stats.idle),
+                idle: stats.idle,
+                waiting: stats.waiting,
+                max: stats.max,
+            }
+        }));
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),
             source,
@@ -219,6 +230,7 @@ impl Application {
             limits: settings.api_limits(),
             events,
             streams: clinicflow_api::queue::StreamSlots::default(),
+            metrics: metrics.clone(),
         };
         let origins = settings.http.cors_origins.clone();
         let mut server = HttpServer::new(move || {
@@ -236,6 +248,9 @@ impl Application {
                             "default-src 'none'; frame-ancestors 'none'",
                         )),
                 )
+                // Compression wraps the cache headers, which mark what is too small to compress.
+                .wrap(from_fn(clinicflow_api::http_cache::headers))
+                .wrap(actix_web::middleware::Compress::default())
                 .wrap(from_fn(clinicflow_api::telemetry::trace_request))
                 .configure(move |cfg| clinicflow_api::configure(cfg, state))
         })
@@ -254,10 +269,11 @@ impl Application {
             services.outbox.clone(),
             Arc::new(channels),
             settings.dispatch(),
+            metrics.clone(),
         );
         let sweeper = settings
             .sweep()
-            .map(|sweep| sweeper::Sweeper::start(services.booking.clone(), sweep));
+            .map(|sweep| sweeper::Sweeper::start(services.booking.clone(), sweep, metrics.clone()));
         Ok(Self {
             server,
             dispatcher,

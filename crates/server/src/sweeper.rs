@@ -1,8 +1,10 @@
 //! The no-show sweeper: a worker that marks appointments nobody checked in for as no-shows
 //! once their grace has passed, in every clinic.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use clinicflow_api::metrics::Metrics;
 use clinicflow_services::BookingService;
 
 use crate::worker::Worker;
@@ -25,19 +27,22 @@ pub struct Sweeper(Worker);
 impl Sweeper {
     /// Starts sweeping in the background. Several instances may sweep at once: each
     /// appointment is claimed in the unit of work that marks it.
-    pub fn start(booking: BookingService, settings: SweepSettings) -> Self {
+    pub fn start(booking: BookingService, settings: SweepSettings, metrics: Arc<Metrics>) -> Self {
         Self(Worker::start(
             "no-show sweeper",
             settings.interval,
             move || {
-                let booking = booking.clone();
+                let (booking, metrics) = (booking.clone(), metrics.clone());
                 async move {
                     match booking
                         .sweep_no_shows(settings.batch, settings.announce_within)
                         .await
                     {
                         // A clinic with more than a batch overdue is swept again at once.
-                        Ok(report) => report.clinics_at_limit > 0,
+                        Ok(report) => {
+                            metrics.record_no_shows(report.marked);
+                            report.clinics_at_limit > 0
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "no-show sweep failed; trying again at the next interval");
                             false

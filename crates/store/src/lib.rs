@@ -64,6 +64,8 @@ mod transaction;
 mod user;
 mod version;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -108,6 +110,8 @@ pub struct PoolOptions {
     pub idle_timeout: Duration,
     /// How long any connection is kept before it is replaced.
     pub max_lifetime: Duration,
+    /// Statements slower than this are logged as warnings (their SQL, never their values).
+    pub slow_statement: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -118,6 +122,7 @@ impl Default for PoolOptions {
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10 * 60),
             max_lifetime: Duration::from_secs(30 * 60),
+            slow_statement: None,
         }
     }
 }
@@ -129,6 +134,10 @@ pub struct PoolStats {
     pub open: u32,
     /// Open connections waiting for work.
     pub idle: u32,
+    /// Callers waiting for a connection (or for their transaction to begin).
+    pub waiting: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
 }
 
 /// The database: opens transactions and implements every repository port.
@@ -136,6 +145,8 @@ pub struct PoolStats {
 pub struct Store {
     conn: DatabaseConnection,
     backend: Backend,
+    max_connections: u32,
+    waiting: Arc<AtomicU32>,
 }
 
 impl Store {
@@ -158,6 +169,13 @@ impl Store {
             .max_lifetime(pool.max_lifetime)
             // Statement logs would carry search terms; the server logs requests instead.
             .sqlx_logging(false);
+        if let Some(threshold) = pool.slow_statement {
+            // Only the slow ones, and sqlx logs their SQL with placeholders, not the values.
+            options
+                .sqlx_logging(true)
+                .sqlx_logging_level(log::LevelFilter::Off)
+                .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, threshold);
+        }
         if backend == Backend::Sqlite {
             if url.contains(":memory:") || url.contains("mode=memory") {
                 // Every connection to an in-memory database opens a database of its own,
@@ -178,7 +196,12 @@ impl Store {
         let conn = sea_orm::Database::connect(options)
             .await
             .map_err(|e| StoreError::Connect(Box::new(e)))?;
-        Ok(Store { conn, backend })
+        Ok(Store {
+            conn,
+            backend,
+            max_connections: pool.max_connections,
+            waiting: Arc::default(),
+        })
     }
 
     /// Applies every pending migration of `clinicflow-migration`, atomically.
@@ -224,6 +247,8 @@ impl Store {
             open,
             // sqlx derives the idle count from racing counters; it can briefly exceed the size.
             idle: u32::try_from(idle).unwrap_or(u32::MAX).min(open),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            max: self.max_connections,
         }
     }
 
@@ -239,9 +264,26 @@ impl Store {
     }
 }
 
+/// Counts a caller as waiting for a connection until dropped, also when the caller gives up.
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[async_trait]
 impl Database for Store {
     async fn begin(&self, mode: TxMode) -> Result<Tx, RepoError> {
+        let _waiting = Waiting::new(&self.waiting);
         let txn = self
             .conn
             .begin_with_options(self.transaction_options(mode))

@@ -155,6 +155,16 @@ impl RedisRateLimiter {
         self.bounded(call).await
     }
 
+    /// One PING, bounded like every other call.
+    async fn ping_redis(&self) -> Result<(), Failure> {
+        let call = async {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await?;
+            Ok::<_, Failure>(())
+        };
+        self.bounded(call).await
+    }
+
     /// Runs `call`, giving up after the limiter's timeout.
     async fn bounded<T>(
         &self,
@@ -234,6 +244,10 @@ impl RateLimiter for RedisRateLimiter {
             }
         }
         self.fallback.hit(key, limit, window).await
+    }
+
+    async fn ping(&self) -> Option<Result<(), String>> {
+        Some(self.ping_redis().await.map_err(|e| e.to_string()))
     }
 
     async fn reset(&self, key: &str) {

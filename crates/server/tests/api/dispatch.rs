@@ -91,7 +91,12 @@ async fn two_instances_on_postgres_share_a_thousand_messages_and_send_none_twice
                 inner: wiring.channels.clone(),
                 delivered: count.clone(),
             };
-            Dispatcher::start(wiring.services.outbox.clone(), Arc::new(notifier), dispatch)
+            Dispatcher::start(
+                wiring.services.outbox.clone(),
+                Arc::new(notifier),
+                dispatch,
+                Arc::default(),
+            )
         })
         .collect();
     eventually(Duration::from_secs(90), "the outbox drains", || async {

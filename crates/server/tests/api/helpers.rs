@@ -263,3 +263,17 @@ pub async fn id_of(res: Response) -> String {
 pub fn future_day() -> String {
     (chrono::Utc::now().date_naive() + chrono::Duration::days(30)).to_string()
 }
+
+/// The test Redis server's URL; `None` (the test skips) when there is none, which is an
+/// error under `CLINICFLOW_REQUIRE_SERVICES=1`.
+pub fn test_redis_url() -> Option<String> {
+    let Ok(redis) = std::env::var("CLINICFLOW_TEST_REDIS_URL") else {
+        assert!(
+            std::env::var("CLINICFLOW_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "CLINICFLOW_TEST_REDIS_URL is required (run through `cargo xtask test`)"
+        );
+        eprintln!("skipped: CLINICFLOW_TEST_REDIS_URL is not set");
+        return None;
+    };
+    Some(redis)
+}

@@ -5,6 +5,7 @@ mod booking;
 mod dispatch;
 mod helpers;
 mod logs;
+mod observability;
 mod outbox;
 mod patients;
 mod queue;

@@ -372,12 +372,7 @@ async fn the_live_board_pushes_every_change(backend: TestBackend) {
 /// Two instances on one PostgreSQL and one Redis: a change made on one reaches a board on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_one_instance_reaches_a_board_on_another() {
-    let Ok(redis) = std::env::var("CLINICFLOW_TEST_REDIS_URL") else {
-        assert!(
-            std::env::var("CLINICFLOW_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "CLINICFLOW_TEST_REDIS_URL is required (run through `cargo xtask test`)"
-        );
-        eprintln!("skipped: CLINICFLOW_TEST_REDIS_URL is not set");
+    let Some(redis) = crate::helpers::test_redis_url() else {
         return;
     };
     let Some(app) = TestApp::spawn_with(TestBackend::Postgres, |s| {

@@ -1,0 +1,159 @@
+//! How responses may be cached and compressed: `Cache-Control` for every answer that does not
+//! set its own, an ETag (and 304 to `If-None-Match`) for every read without one, and
+//! compression only where it pays.
+
+use actix_web::HttpResponse;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, web};
+
+use crate::AppState;
+
+/// Route templates of reads that hold no patient data and change rarely: browsers may keep
+/// them for a minute. Slots are not among them; they change with every booking.
+const SHAREABLE_READS: [&str; 3] = [
+    "/api/v1/practitioners",
+    "/api/v1/practitioners/{id}",
+    "/api/v1/practitioners/{id}/schedule",
+];
+
+/// The `Cache-Control` an answer gets unless its handler chose one.
+fn cache_control(
+    method: &Method,
+    route: Option<&str>,
+    status: u16,
+    has_etag: bool,
+) -> &'static str {
+    let read = method == Method::GET && (200..300).contains(&status);
+    match route {
+        Some(r) if read && SHAREABLE_READS.contains(&r) => "private, max-age=60",
+        // A read with an ETag may be kept by the client, which asks again with If-None-Match
+        // each time and usually gets a 304.
+        _ if read && has_etag => "private, no-cache",
+        // Patient data, tokens and errors are never stored anywhere.
+        _ => "no-store",
+    }
+}
+
+/// Sets `Cache-Control`, and keeps bodies below the configured size (and streams, such as the
+/// live board, whose events must not wait in a compressor's buffer) from being compressed.
+pub async fn headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let min_bytes = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(1024, |s| s.limits.compress_min_bytes);
+    let mut res = with_etag(next.call(req).await?.map_into_boxed_body());
+    let route = res.request().match_pattern();
+    let method = res.request().method().clone();
+    let status = res.status().as_u16();
+    let headers = res.headers();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        let value = cache_control(
+            &method,
+            route.as_deref(),
+            status,
+            headers.contains_key(header::ETAG),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
+    let small = match res.response().body().size() {
+        BodySize::Sized(n) => n < min_bytes as u64,
+        BodySize::None => true,
+        BodySize::Stream => true,
+    };
+    if small && !res.headers().contains_key(header::CONTENT_ENCODING) {
+        // The compressor leaves alone what already names its encoding.
+        res.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    Ok(res)
+}
+
+/// Gives a successful read without an ETag one derived from its body (lists, slots, the
+/// board), and answers 304 when the client already holds that body. The handler still runs;
+/// what is saved is the transfer, which on a clinic's network is what costs.
+fn with_etag(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    if res.request().method() != Method::GET
+        || res.status().as_u16() != 200
+        || res.headers().contains_key(header::ETAG)
+        || !matches!(res.response().body().size(), BodySize::Sized(_))
+    {
+        return res;
+    }
+    let (req, response) = res.into_parts();
+    let (head, body) = response.into_parts();
+    let bytes = match body.try_into_bytes() {
+        Ok(bytes) => bytes,
+        Err(body) => return ServiceResponse::new(req, head.set_body(body)),
+    };
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(&bytes);
+    let tag = format!("W/\"{}\"", hex_prefix(&digest));
+    let held = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut response = if held {
+        let mut not_modified = HttpResponse::NotModified().finish();
+        for name in [header::CACHE_CONTROL, header::VARY] {
+            if let Some(v) = head.headers().get(&name) {
+                not_modified.headers_mut().insert(name, v.clone());
+            }
+        }
+        not_modified
+    } else {
+        head.set_body(BoxBody::new(bytes))
+    };
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    ServiceResponse::new(req, response)
+}
+
+/// The first 16 bytes of a digest in hex: plenty to tell two bodies apart.
+fn hex_prefix(digest: &[u8]) -> String {
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_directory_reads_are_kept_and_patient_data_never() {
+        let get = Method::GET;
+        assert_eq!(
+            cache_control(&get, Some("/api/v1/practitioners/{id}"), 200, true),
+            "private, max-age=60"
+        );
+        assert_eq!(
+            cache_control(&get, Some("/api/v1/patients/{id}"), 200, true),
+            "private, no-cache"
+        );
+        assert_eq!(
+            cache_control(&get, Some("/api/v1/patients"), 200, false),
+            "no-store"
+        );
+        assert_eq!(
+            cache_control(&get, Some("/api/v1/practitioners/{id}/slots"), 200, false),
+            "no-store"
+        );
+        assert_eq!(
+            cache_control(&get, Some("/api/v1/practitioners/{id}"), 404, false),
+            "no-store"
+        );
+        assert_eq!(
+            cache_control(&Method::POST, Some("/api/v1/auth/login"), 200, false),
+            "no-store"
+        );
+    }
+}

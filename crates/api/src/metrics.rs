@@ -1,0 +1,281 @@
+//! `/metrics`: what the server is doing, in the OpenMetrics text format Prometheus scrapes.
+//!
+//! Labels are route templates (`/api/v1/patients/{id}`), never paths, ids or query strings:
+//! a metric must not carry patient data, and its number of series must stay bounded.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+/// How long a scrape waits for the outbox depth before leaving the last value.
+const DEPTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A request's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// A pool connection's state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+/// An outbox attempt's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// The connections of the database pool at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolGauges {
+    /// Connections running a query or holding a transaction.
+    pub in_use: u32,
+    /// Open connections waiting for work.
+    pub idle: u32,
+    /// Requests waiting for a connection.
+    pub waiting: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+/// Reads the pool's state when scraped; set by the server, which knows the pool.
+pub type PoolProbe = Arc<dyn Fn() -> PoolGauges + Send + Sync>;
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: HistogramFamily<RequestLabels>,
+    in_flight: Gauge,
+    pool: Family<PoolLabels, Gauge>,
+    pool_probe: Mutex<Option<PoolProbe>>,
+    outbox_depth: Gauge,
+    outbox_messages: Family<OutcomeLabels, Counter>,
+    no_shows_marked: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("clinicflow");
+        let requests = HistogramFamily::<RequestLabels>::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to its response, by method, route template and status",
+            requests.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        let pool = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Database pool connections by state: in_use, idle, waiting (requests queued for one), max",
+            pool.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "outbox_depth",
+            "Outbox messages of every clinic waiting to be delivered",
+            outbox_depth.clone(),
+        );
+        let outbox_messages = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "outbox_messages",
+            "Outbox delivery attempts of this instance by outcome: delivered, retried, dead, withdrawn",
+            outbox_messages.clone(),
+        );
+        let no_shows_marked = Counter::default();
+        registry.register(
+            "no_shows_marked",
+            "Appointments this instance's sweeper marked as no-shows",
+            no_shows_marked.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            in_flight,
+            pool,
+            pool_probe: Mutex::new(None),
+            outbox_depth,
+            outbox_messages,
+            no_shows_marked,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records a finished request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request as in flight until the guard is dropped (also when it is cancelled).
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Lets scrapes read the database pool.
+    pub fn set_pool_probe(&self, probe: PoolProbe) {
+        *self
+            .pool_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(probe);
+    }
+
+    /// Counts a dispatch round's outcomes.
+    pub fn record_outbox_round(
+        &self,
+        delivered: usize,
+        retried: usize,
+        dead: usize,
+        withdrawn: usize,
+    ) {
+        for (outcome, n) in [
+            ("delivered", delivered),
+            ("retried", retried),
+            ("dead", dead),
+            ("withdrawn", withdrawn),
+        ] {
+            self.outbox_messages
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Counts appointments the sweeper marked.
+    pub fn record_no_shows(&self, marked: usize) {
+        self.no_shows_marked
+            .inc_by(u64::try_from(marked).unwrap_or(u64::MAX));
+    }
+
+    /// The text Prometheus reads.
+    pub fn encode(&self) -> String {
+        let probe = self
+            .pool_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(probe) = probe {
+            let gauges = probe();
+            for (state, value) in [
+                ("in_use", gauges.in_use),
+                ("idle", gauges.idle),
+                ("waiting", gauges.waiting),
+                ("max", gauges.max),
+            ] {
+                self.pool
+                    .get_or_create(&PoolLabels { state })
+                    .set(i64::from(value));
+            }
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Keeps a request counted in flight; see [`Metrics::in_flight`].
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `GET /metrics`.
+pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(Ok(depth)) =
+        crate::health::with_timeout(DEPTH_TIMEOUT, state.services.outbox.depth()).await
+    {
+        state
+            .metrics
+            .outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(state.metrics.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_pool_and_outbox_show_in_the_text() {
+        let metrics = Metrics::default();
+        metrics.observe_request(
+            "GET",
+            "/api/v1/patients/{id}",
+            200,
+            Duration::from_millis(3),
+        );
+        let guard = metrics.in_flight();
+        metrics.set_pool_probe(Arc::new(|| PoolGauges {
+            in_use: 2,
+            idle: 3,
+            waiting: 1,
+            max: 10,
+        }));
+        metrics.record_outbox_round(4, 1, 0, 2);
+        metrics.record_no_shows(3);
+        let text = metrics.encode();
+        for line in [
+            r#"clinicflow_http_request_duration_seconds_count{method="GET",route="/api/v1/patients/{id}",status="200"} 1"#,
+            "clinicflow_http_requests_in_flight 1",
+            r#"clinicflow_db_pool_connections{state="waiting"} 1"#,
+            r#"clinicflow_db_pool_connections{state="max"} 10"#,
+            r#"clinicflow_outbox_messages_total{outcome="delivered"} 4"#,
+            r#"clinicflow_outbox_messages_total{outcome="withdrawn"} 2"#,
+            "clinicflow_no_shows_marked_total 3",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        drop(guard);
+        assert!(
+            metrics
+                .encode()
+                .contains("clinicflow_http_requests_in_flight 0")
+        );
+    }
+}
