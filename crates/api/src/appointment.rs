@@ -7,7 +7,9 @@ use clinicflow_services::{AppointmentAction, AppointmentQuery, BookInput, Resche
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::page::{PageOut, PageParams, created, if_match, versioned};
+use crate::page::{
+    CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, if_match, versioned,
+};
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the appointment routes.
@@ -88,6 +90,29 @@ pub struct AppointmentOut {
     updated_at: DateTime<Utc>,
 }
 
+impl AppointmentOut {
+    /// The field names a client may select with `?fields=`.
+    pub const FIELDS: &[&str] = &[
+        "id",
+        "patient_id",
+        "practitioner_id",
+        "starts_at",
+        "ends_at",
+        "duration_minutes",
+        "urgency",
+        "reason",
+        "status",
+        "overbooked",
+        "rescheduled_from",
+        "rescheduled_to",
+        "cancelled_by",
+        "cancel_reason",
+        "version",
+        "created_at",
+        "updated_at",
+    ];
+}
+
 impl From<Appointment> for AppointmentOut {
     fn from(a: Appointment) -> Self {
         Self {
@@ -138,14 +163,16 @@ async fn get(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
+    fields: web::Query<FieldsParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let fields = fields.select(AppointmentOut::FIELDS)?;
     let a = state
         .services
         .booking
         .get(&auth.0, AppointmentId::from_uuid(*id))
         .await?;
     let version = a.version;
-    Ok(versioned(&req, version, &AppointmentOut::from(a)))
+    Ok(fields.read(&req, version, &AppointmentOut::from(a)))
 }
 
 /// `GET /appointments` query.
@@ -163,8 +190,11 @@ async fn list(
     state: web::Data<AppState>,
     auth: Authenticated,
     query: web::Query<ListQuery>,
-    paging: web::Query<PageParams>,
+    paging: web::Query<ListParams>,
+    fields: web::Query<FieldsParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let fields = fields.select(AppointmentOut::FIELDS)?;
+    let show = |a: Appointment| fields.apply(&AppointmentOut::from(a));
     let q = query.into_inner();
     let filter = AppointmentQuery {
         practitioner_id: q.practitioner_id,
@@ -173,12 +203,19 @@ async fn list(
         from: q.from,
         to: q.to,
     };
-    let page = state
-        .services
-        .booking
-        .list(&auth.0, filter, paging.request()?)
-        .await?;
-    Ok(HttpResponse::Ok().json(PageOut::new(&req, page, AppointmentOut::from)))
+    let booking = &state.services.booking;
+    match paging.into_inner().paging()? {
+        Paging::Pages(page) => {
+            let page = booking.list(&auth.0, filter, page).await?;
+            Ok(HttpResponse::Ok().json(PageOut::new(&req, page, show)))
+        }
+        Paging::Keyset { cursor, limit } => {
+            let (items, next) = booking
+                .list_after(&auth.0, filter, cursor.as_deref(), limit)
+                .await?;
+            Ok(HttpResponse::Ok().json(CursorPageOut::new(items, next, show)))
+        }
+    }
 }
 
 /// Optional body of a status move (only `cancel` reads it).
@@ -251,4 +288,50 @@ async fn reschedule(
         )
         .await?;
     Ok(created_appointment(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use clinicflow_domain::{AppointmentStatus, ClinicId, PatientId, PractitionerId, Urgency};
+
+    use super::*;
+
+    #[test]
+    fn the_selectable_fields_are_exactly_the_fields_shown() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid instant");
+        let appointment = Appointment {
+            id: AppointmentId::from_uuid(Uuid::nil()),
+            clinic_id: ClinicId::from_uuid(Uuid::nil()),
+            patient_id: PatientId::from_uuid(Uuid::nil()),
+            practitioner_id: PractitionerId::from_uuid(Uuid::nil()),
+            interval: Interval::starting_at(now, Duration::minutes(30)).expect("valid"),
+            urgency: Urgency::Routine,
+            reason: None,
+            status: AppointmentStatus::Booked,
+            version: 1,
+            rescheduled_from: None,
+            rescheduled_to: None,
+            cancelled_by: None,
+            cancel_reason: None,
+            overbooked: false,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        let shown = serde_json::to_value(AppointmentOut::from(appointment)).expect("serializes");
+        let mut names: Vec<&str> = shown
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut allowed = AppointmentOut::FIELDS.to_vec();
+        allowed.sort_unstable();
+        assert_eq!(names, allowed);
+    }
 }

@@ -14,6 +14,7 @@ pub mod appointment;
 pub mod audit;
 pub mod auth;
 pub mod clinic;
+pub mod dashboard;
 pub mod encounter;
 pub mod error;
 pub mod health;
@@ -77,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .service(auth::change_password)
                 .service(auth::me)
                 .configure(clinic::routes)
+                .configure(dashboard::routes)
                 .configure(user::routes)
                 .configure(queue::routes)
                 .configure(encounter::routes)

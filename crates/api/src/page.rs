@@ -1,10 +1,12 @@
-//! Shared HTTP shapes: page-number pagination, ETags and If-Match, partial updates.
+//! Shared HTTP shapes: page-number and keyset pagination, field selection, ETags and
+//! If-Match, partial updates.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use clinicflow_domain::{Page, PageRequest};
 use clinicflow_services::FieldErrors;
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::ApiError;
 
@@ -58,6 +60,146 @@ impl<T> PageOut<T> {
             next,
             previous,
             results: page.items.into_iter().map(f).collect(),
+        }
+    }
+}
+
+/// `?page=&page_size=` or `?cursor=&limit=`, for the lists that offer both.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    page: Option<u64>,
+    page_size: Option<u64>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// How a client pages through a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paging {
+    /// By page number: `{count, next, previous, results}`.
+    Pages(PageRequest),
+    /// By keyset: `{results, next_cursor}`; the service validates both values.
+    Keyset {
+        /// Where the previous page ended; absent or empty for the first page.
+        cursor: Option<String>,
+        /// Page size.
+        limit: Option<u32>,
+    },
+}
+
+impl ListParams {
+    /// The paging asked for: keyset when `cursor` or `limit` is given, else page numbers.
+    /// Mixing the two styles is refused, naming the page-number parameter.
+    pub fn paging(self) -> Result<Paging, ApiError> {
+        if self.cursor.is_none() && self.limit.is_none() {
+            return PageParams {
+                page: self.page,
+                page_size: self.page_size,
+            }
+            .request()
+            .map(Paging::Pages);
+        }
+        let mut errors = FieldErrors::new();
+        for (name, given) in [
+            ("page", self.page.is_some()),
+            ("page_size", self.page_size.is_some()),
+        ] {
+            if given {
+                errors.add(
+                    name,
+                    "cannot be combined with cursor or limit; use page and page_size, or cursor and limit",
+                );
+            }
+        }
+        errors.into_result()?;
+        Ok(Paging::Keyset {
+            cursor: self.cursor,
+            limit: self.limit,
+        })
+    }
+}
+
+/// `{results, next_cursor}`: one keyset page; `next_cursor` is absent on the last page.
+#[derive(Debug, Serialize)]
+pub struct CursorPageOut<T> {
+    results: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+impl<T> CursorPageOut<T> {
+    /// Wraps a keyset page and the cursor of the next one.
+    pub fn new<D>(items: Vec<D>, next_cursor: Option<String>, f: impl FnMut(D) -> T) -> Self {
+        Self {
+            results: items.into_iter().map(f).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// `?fields=a,b`: the top-level fields a client wants of each object.
+#[derive(Debug, Deserialize)]
+pub struct FieldsParams {
+    fields: Option<String>,
+}
+
+/// A validated field selection: all fields, or the named ones and `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields(Option<Vec<String>>);
+
+impl FieldsParams {
+    /// The selection, every name checked against `allowed` (the object's field names); absent
+    /// or empty means every field.
+    pub fn select(&self, allowed: &[&str]) -> Result<Fields, ApiError> {
+        let Some(raw) = self.fields.as_deref() else {
+            return Ok(Fields(None));
+        };
+        let names: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            return Ok(Fields(None));
+        }
+        let mut errors = FieldErrors::new();
+        for name in names.iter().filter(|n| !allowed.contains(&n.as_str())) {
+            // Truncated: the message echoes client input.
+            let shown: String = name.chars().take(64).collect();
+            errors.add(
+                "fields",
+                format!("unknown field `{shown}`; allowed: {}", allowed.join(", ")),
+            );
+        }
+        errors.into_result()?;
+        Ok(Fields(Some(names)))
+    }
+}
+
+impl Fields {
+    /// `body` as JSON, keeping only the selected top-level fields (and `id`) of an object.
+    pub fn apply<T: Serialize>(&self, body: &T) -> Value {
+        let value = serde_json::to_value(body)
+            .expect("API DTOs are plain structs with string keys, which always serialize");
+        match (&self.0, value) {
+            (Some(keep), Value::Object(fields)) => Value::Object(
+                fields
+                    .into_iter()
+                    .filter(|(name, _)| name == "id" || keep.contains(name))
+                    .collect(),
+            ),
+            (_, value) => value,
+        }
+    }
+
+    /// A single read: the whole resource with its version as ETag (and 304 when the client
+    /// holds it); a selection goes without the version ETag, because a version's tag must name
+    /// one representation, so the body-derived ETag of the HTTP layer covers it instead.
+    pub fn read<T: Serialize>(&self, req: &HttpRequest, version: i32, body: &T) -> HttpResponse {
+        match self.0 {
+            None => versioned(req, version, body),
+            Some(_) => HttpResponse::Ok().json(self.apply(body)),
         }
     }
 }
@@ -123,4 +265,98 @@ where
     D: Deserializer<'de>,
 {
     Option::<T>::deserialize(de).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use clinicflow_services::ServiceError;
+    use serde_json::json;
+
+    use super::*;
+
+    fn field_errors(err: ApiError) -> Vec<String> {
+        match err {
+            ApiError::Service(ServiceError::Validation(fields)) => {
+                fields.fields().keys().cloned().collect()
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    fn params(
+        page: Option<u64>,
+        page_size: Option<u64>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> ListParams {
+        ListParams {
+            page,
+            page_size,
+            cursor: cursor.map(str::to_owned),
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_cursor_or_limit_chooses_keyset_paging_and_page_numbers_stay_the_default() {
+        assert_eq!(
+            params(None, None, None, None).paging().expect("valid"),
+            Paging::Pages(PageRequest::default())
+        );
+        assert_eq!(
+            params(None, None, Some(""), None).paging().expect("valid"),
+            Paging::Keyset {
+                cursor: Some(String::new()),
+                limit: None
+            }
+        );
+        assert_eq!(
+            params(None, None, None, Some(10)).paging().expect("valid"),
+            Paging::Keyset {
+                cursor: None,
+                limit: Some(10)
+            }
+        );
+    }
+
+    #[test]
+    fn mixing_page_numbers_with_a_cursor_names_the_page_parameters() {
+        let err = params(Some(2), None, Some("abc"), None)
+            .paging()
+            .expect_err("mixed");
+        assert_eq!(field_errors(err), ["page"]);
+        let err = params(Some(2), Some(10), None, Some(10))
+            .paging()
+            .expect_err("mixed");
+        assert_eq!(field_errors(err), ["page", "page_size"]);
+    }
+
+    #[test]
+    fn a_selection_keeps_the_named_fields_and_the_id() {
+        let body = json!({"id": "1", "a": 1, "b": 2, "c": 3});
+        let select = |raw: Option<&str>| {
+            FieldsParams {
+                fields: raw.map(str::to_owned),
+            }
+            .select(&["id", "a", "b", "c"])
+        };
+        assert_eq!(select(None).expect("valid").apply(&body), body);
+        assert_eq!(select(Some(" , ")).expect("valid").apply(&body), body);
+        assert_eq!(
+            select(Some("c, a")).expect("valid").apply(&body),
+            json!({"id": "1", "a": 1, "c": 3})
+        );
+        assert_eq!(
+            select(Some("id")).expect("valid").apply(&body),
+            json!({"id": "1"})
+        );
+        let err = select(Some("a,secret")).expect_err("unknown");
+        let ApiError::Service(ServiceError::Validation(fields)) = err else {
+            panic!("expected a validation error, got {err:?}")
+        };
+        assert_eq!(
+            fields.fields()["fields"],
+            ["unknown field `secret`; allowed: id, a, b, c"]
+        );
+    }
 }

@@ -8,7 +8,10 @@ use clinicflow_services::{NewPatient, PatientChanges};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::page::{PageOut, PageParams, created, double_option, if_match, versioned};
+use crate::page::{
+    CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, double_option, if_match,
+    versioned,
+};
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the patient routes.
@@ -139,6 +142,24 @@ pub struct PatientOut {
     updated_at: DateTime<Utc>,
 }
 
+impl PatientOut {
+    /// The field names a client may select with `?fields=`.
+    pub const FIELDS: &[&str] = &[
+        "id",
+        "given_name",
+        "family_name",
+        "birth_date",
+        "sex",
+        "phone",
+        "email",
+        "emergency_contact",
+        "insurance",
+        "version",
+        "created_at",
+        "updated_at",
+    ];
+}
+
 impl From<Patient> for PatientOut {
     fn from(p: Patient) -> Self {
         Self {
@@ -186,14 +207,16 @@ async fn get(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
+    fields: web::Query<FieldsParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let fields = fields.select(PatientOut::FIELDS)?;
     let patient = state
         .services
         .patients
         .get(&auth.0, PatientId::from_uuid(*id))
         .await?;
     let version = patient.version;
-    Ok(versioned(&req, version, &PatientOut::from(patient)))
+    Ok(fields.read(&req, version, &PatientOut::from(patient)))
 }
 
 async fn update(
@@ -241,12 +264,67 @@ async fn list(
     state: web::Data<AppState>,
     auth: Authenticated,
     query: web::Query<ListQuery>,
-    paging: web::Query<PageParams>,
+    paging: web::Query<ListParams>,
+    fields: web::Query<FieldsParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = state
-        .services
-        .patients
-        .list(&auth.0, query.q.as_deref(), paging.request()?)
-        .await?;
-    Ok(HttpResponse::Ok().json(PageOut::new(&req, page, PatientOut::from)))
+    let fields = fields.select(PatientOut::FIELDS)?;
+    let show = |p: Patient| fields.apply(&PatientOut::from(p));
+    let patients = &state.services.patients;
+    let q = query.q.as_deref();
+    match paging.into_inner().paging()? {
+        Paging::Pages(page) => {
+            let page = patients.list(&auth.0, q, page).await?;
+            Ok(HttpResponse::Ok().json(PageOut::new(&req, page, show)))
+        }
+        Paging::Keyset { cursor, limit } => {
+            let (items, next) = patients
+                .list_after(&auth.0, q, cursor.as_deref(), limit)
+                .await?;
+            Ok(HttpResponse::Ok().json(CursorPageOut::new(items, next, show)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone};
+    use clinicflow_domain::{BirthDate, ClinicId, PersonName, Sex};
+
+    use super::*;
+
+    #[test]
+    fn the_selectable_fields_are_exactly_the_fields_shown() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid instant");
+        let patient = Patient {
+            id: PatientId::from_uuid(Uuid::nil()),
+            clinic_id: ClinicId::from_uuid(Uuid::nil()),
+            name: PersonName::parse("Ada", "Lovelace").expect("valid"),
+            birth_date: BirthDate::from_stored(
+                NaiveDate::from_ymd_opt(1985, 12, 10).expect("valid"),
+            ),
+            sex: Sex::Female,
+            phone: None,
+            email: None,
+            emergency_contact: None,
+            insurance: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+        };
+        let shown = serde_json::to_value(PatientOut::from(patient)).expect("serializes");
+        let mut names: Vec<&str> = shown
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut allowed = PatientOut::FIELDS.to_vec();
+        allowed.sort_unstable();
+        assert_eq!(names, allowed);
+    }
 }

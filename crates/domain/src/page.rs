@@ -1,6 +1,9 @@
-//! Page-number pagination shared by every list.
+//! Pagination shared by every list: page numbers, and keyset positions for the large lists
+//! (patients, appointments) whose pages must stay stable while rows are inserted.
 
-use crate::InvalidValue;
+use chrono::{DateTime, Utc};
+
+use crate::{Appointment, AppointmentId, InvalidValue, Patient, PatientId, PersonName};
 
 /// Default number of items on a page.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -106,9 +109,103 @@ impl<T> Page<T> {
     }
 }
 
+/// A validated keyset page size: 1 to [`MAX_PAGE_SIZE`] items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(u32);
+
+impl Limit {
+    /// Parses an optional page size, [`DEFAULT_PAGE_SIZE`] when absent.
+    pub fn parse(raw: Option<u32>) -> Result<Self, InvalidValue> {
+        match raw.unwrap_or(DEFAULT_PAGE_SIZE) {
+            size @ 1..=MAX_PAGE_SIZE => Ok(Self(size)),
+            _ => Err(InvalidValue::new(format!(
+                "must be between 1 and {MAX_PAGE_SIZE}"
+            ))),
+        }
+    }
+
+    /// Items per page.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Rows to fetch for a page: one more than it holds tells whether another page follows
+    /// without a count query.
+    pub fn fetch(self) -> u32 {
+        self.0 + 1
+    }
+
+    /// Cuts rows fetched with [`Limit::fetch`] to the page; `true` when another page follows.
+    pub fn cut<T>(self, rows: &mut Vec<T>) -> bool {
+        let more = rows.len() > self.0 as usize;
+        rows.truncate(self.0 as usize);
+        more
+    }
+}
+
+/// A patient's position in the patient list's order (family name, given name, id, as
+/// stored): a keyset page continues strictly after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientKey {
+    /// The name, compared family name first.
+    pub name: PersonName,
+    /// The id, which makes the order total.
+    pub id: PatientId,
+}
+
+impl PatientKey {
+    /// The position of `patient`.
+    pub fn of(patient: &Patient) -> Self {
+        Self {
+            name: patient.name.clone(),
+            id: patient.id,
+        }
+    }
+}
+
+/// An appointment's position in the appointment list's order (start, id): a keyset page
+/// continues strictly after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppointmentKey {
+    /// The start.
+    pub starts_at: DateTime<Utc>,
+    /// The id, which makes the order total.
+    pub id: AppointmentId,
+}
+
+impl AppointmentKey {
+    /// The position of `appointment`.
+    pub fn of(appointment: &Appointment) -> Self {
+        Self {
+            starts_at: appointment.interval.start(),
+            id: appointment.id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyset_limits_default_and_are_bounded() {
+        assert_eq!(Limit::parse(None).map(Limit::get), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(Limit::parse(Some(200)).map(Limit::get), Ok(200));
+        assert!(Limit::parse(Some(0)).is_err());
+        assert!(Limit::parse(Some(201)).is_err());
+    }
+
+    #[test]
+    fn a_fetch_of_one_extra_row_is_cut_to_the_page_and_tells_more_follow() {
+        let limit = Limit::parse(Some(2)).expect("valid");
+        assert_eq!(limit.fetch(), 3);
+        let mut full = vec![1, 2, 3];
+        assert!(limit.cut(&mut full));
+        assert_eq!(full, [1, 2]);
+        let mut last = vec![1, 2];
+        assert!(!limit.cut(&mut last));
+        assert_eq!(last, [1, 2]);
+    }
 
     #[test]
     fn defaults_apply_when_absent() {

@@ -348,6 +348,13 @@ impl Availability<'_> {
         busy: &[Interval],
     ) -> Vec<Interval> {
         let tz = self.time_zone.tz();
+        // Everything a slot must not touch, merged into sorted disjoint intervals once, so
+        // each candidate is checked by a binary search instead of against every booking.
+        let blocked = Blocked::new(
+            busy.iter()
+                .map(|b| b.widened(buffer, buffer))
+                .chain(self.time_off().copied()),
+        );
         let mut slots = Vec::new();
         for window in self.windows(from, to) {
             let candidates: Vec<DateTime<Utc>> = match window.local_start {
@@ -370,13 +377,7 @@ impl Availability<'_> {
                 let Ok(slot) = Interval::starting_at(start, window.slot) else {
                     continue;
                 };
-                if start >= now
-                    && window.interval.contains(&slot)
-                    && !self.time_off().any(|off| off.overlaps(&slot))
-                    && !busy
-                        .iter()
-                        .any(|b| b.widened(buffer, buffer).overlaps(&slot))
-                {
+                if start >= now && window.interval.contains(&slot) && !blocked.touches(&slot) {
                     slots.push(slot);
                 }
             }
@@ -384,6 +385,38 @@ impl Availability<'_> {
         slots.sort();
         slots.dedup();
         slots
+    }
+}
+
+/// Sorted, disjoint intervals (busy time with its buffers, and time off) that slots avoid.
+struct Blocked(Vec<Interval>);
+
+impl Blocked {
+    fn new(intervals: impl Iterator<Item = Interval>) -> Self {
+        let mut sorted: Vec<Interval> = intervals.collect();
+        sorted.sort_by_key(Interval::start);
+        let mut merged: Vec<Interval> = Vec::with_capacity(sorted.len());
+        for next in sorted {
+            match merged.last_mut() {
+                // Touching intervals merge too: a slot overlaps the union exactly when it
+                // overlaps one of them, since intervals are half-open.
+                Some(last) if next.start() <= last.end() => {
+                    if next.end() > last.end() {
+                        *last =
+                            Interval::new(last.start(), next.end()).expect("the end only grows");
+                    }
+                }
+                _ => merged.push(next),
+            }
+        }
+        Self(merged)
+    }
+
+    /// Whether `slot` overlaps any blocked interval: only the first one ending after the
+    /// slot's start can, because they are disjoint and sorted.
+    fn touches(&self, slot: &Interval) -> bool {
+        let first_after = self.0.partition_point(|b| b.end() <= slot.start());
+        self.0.get(first_after).is_some_and(|b| b.overlaps(slot))
     }
 }
 
@@ -692,6 +725,22 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn the_merged_lookup_agrees_with_checking_every_interval(
+            blocked in prop::collection::vec((0i64..600, 1i64..90), 0..40),
+            slot in (0i64..700, 1i64..60),
+        ) {
+            let base = d(2026, 12, 1).and_time(NaiveTime::MIN).and_utc();
+            let interval = |(start, len): (i64, i64)| {
+                Interval::starting_at(base + Duration::minutes(start), Duration::minutes(len))
+                    .expect("positive length")
+            };
+            let blocked: Vec<Interval> = blocked.into_iter().map(interval).collect();
+            let slot = interval(slot);
+            let naive = blocked.iter().any(|b| b.overlaps(&slot));
+            prop_assert_eq!(super::Blocked::new(blocked.into_iter()).touches(&slot), naive);
+        }
 
         #[test]
         fn every_slot_keeps_its_wall_clock_time_and_is_offered_once(

@@ -14,6 +14,7 @@ pub mod limit;
 pub mod notify;
 pub mod password;
 pub mod repo;
+pub mod stats;
 pub mod transaction;
 
 pub use cache::Cache;
@@ -28,6 +29,7 @@ pub use repo::{
     OutboxRepo, PatientFilter, PatientRepo, PatientSearch, PractitionerFilter, PractitionerRepo,
     QueueRepo, QueueScope, RefreshTokenRepo, ScheduleRepo, UserRepo,
 };
+pub use stats::{StatsRepo, StatusCount};
 pub use transaction::{Database, Transaction, Tx, TxMode};
 
 #[cfg(feature = "mock")]
@@ -36,6 +38,6 @@ pub use {
     notify::MockNotifier, password::MockPasswordHasher, repo::MockAppointmentRepo,
     repo::MockAuditRepo, repo::MockClinicRepo, repo::MockEncounterRepo, repo::MockOutboxRepo,
     repo::MockPatientRepo, repo::MockPractitionerRepo, repo::MockQueueRepo,
-    repo::MockRefreshTokenRepo, repo::MockScheduleRepo, repo::MockUserRepo,
+    repo::MockRefreshTokenRepo, repo::MockScheduleRepo, repo::MockUserRepo, stats::MockStatsRepo,
     transaction::FakeTransaction, transaction::MockDatabase,
 };

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use clinicflow_domain::page::{AppointmentKey, PatientKey};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Clinic, ClinicId,
     DeliveryStatus, Email, Encounter, EncounterId, EventKind, Interval, OutboxMessage,
@@ -136,6 +137,18 @@ pub trait PatientRepo: Send + Sync {
         filter: &PatientFilter,
         page: PageRequest,
     ) -> Result<Page<Patient>, RepoError>;
+
+    /// Up to `limit` of the clinic's patients in the order of [`PatientRepo::list`], strictly
+    /// after `after` when given (keyset pagination: rows inserted or removed elsewhere in the
+    /// list shift no page). MUST compare the key exactly as the order sorts.
+    async fn list_after(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &PatientFilter,
+        after: Option<PatientKey>,
+        limit: u32,
+    ) -> Result<Vec<Patient>, RepoError>;
 }
 
 /// Filters for listing practitioners.
@@ -298,6 +311,18 @@ pub trait AppointmentRepo: Send + Sync {
         filter: &AppointmentFilter,
         page: PageRequest,
     ) -> Result<Page<Appointment>, RepoError>;
+
+    /// Up to `limit` of the clinic's appointments ordered by start, then id, strictly after
+    /// `after` when given (keyset pagination: rows inserted or removed elsewhere in the list
+    /// shift no page). MUST compare the key exactly as the order sorts.
+    async fn list_after(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &AppointmentFilter,
+        after: Option<AppointmentKey>,
+        limit: u32,
+    ) -> Result<Vec<Appointment>, RepoError>;
 
     /// Up to `limit` non-deleted appointments of the clinic still booked or confirmed (nobody
     /// checked in) that started strictly before `started_before`, oldest start first, then by

@@ -214,12 +214,16 @@ impl Default for SweeperSettings {
 pub struct CacheSettings {
     /// Bytes the in-process cache may hold.
     pub local_max_bytes: u64,
+    /// Seconds between dashboard refreshes by the warmer; 0 turns the warmer off (dashboards
+    /// are then computed on request and kept 30 s).
+    pub dashboard_refresh_secs: u64,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             local_max_bytes: 64 * 1024 * 1024,
+            dashboard_refresh_secs: 15,
         }
     }
 }
@@ -424,6 +428,11 @@ impl Settings {
             env,
             "CLINICFLOW_CACHE_LOCAL_MAX_BYTES",
             &mut s.cache.local_max_bytes,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_CACHE_DASHBOARD_REFRESH_SECS",
+            &mut s.cache.dashboard_refresh_secs,
         )?;
         parse_env(
             env,
@@ -771,6 +780,12 @@ impl Settings {
             batch: self.sweeper.batch,
             announce_within: chrono::Duration::hours(i64::from(self.sweeper.announce_within_hours)),
         })
+    }
+
+    /// How often the warmer refreshes dashboards; `None` when it is turned off.
+    pub fn dashboard_refresh(&self) -> Option<Duration> {
+        (self.cache.dashboard_refresh_secs > 0)
+            .then(|| Duration::from_secs(self.cache.dashboard_refresh_secs))
     }
 
     /// How long webhook receivers get.

@@ -23,6 +23,7 @@ pub mod password;
 pub mod seed;
 pub mod sweeper;
 pub mod telemetry;
+pub mod warmer;
 pub mod webhook;
 pub mod worker;
 
@@ -116,6 +117,7 @@ pub async fn connect_with_clock(
         appointments: shared.clone(),
         audit: shared.clone(),
         queue: shared.clone(),
+        stats: shared.clone(),
         encounters: shared.clone(),
         outbox: shared.clone(),
         events: events.clone(),
@@ -130,8 +132,13 @@ pub async fn connect_with_clock(
             .map_err(|e| StartError::Http(e.to_string()))?,
         log: dispatcher::LogNotifier,
     };
+    let mut services = Services::new(ports, settings.auth_policy());
+    if let Some(refresh) = settings.dashboard_refresh() {
+        // Refreshed every interval, so an answer up to two old only covers a late refresh.
+        services.dashboard = services.dashboard.with_max_age(refresh * 2);
+    }
     Ok(Wiring {
-        services: Services::new(ports, settings.auth_policy()),
+        services,
         store,
         limiter,
         events,
@@ -178,6 +185,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     dispatcher: dispatcher::Dispatcher,
     sweeper: Option<sweeper::Sweeper>,
+    warmer: Option<warmer::Warmer>,
     port: u16,
     services: Services,
 }
@@ -274,10 +282,14 @@ impl Application {
         let sweeper = settings
             .sweep()
             .map(|sweep| sweeper::Sweeper::start(services.booking.clone(), sweep, metrics.clone()));
+        let warmer = settings
+            .dashboard_refresh()
+            .map(|every| warmer::Warmer::start(services.dashboard.clone(), every));
         Ok(Self {
             server,
             dispatcher,
             sweeper,
+            warmer,
             port,
             services,
         })
@@ -300,6 +312,9 @@ impl Application {
         self.dispatcher.stop().await;
         if let Some(sweeper) = self.sweeper {
             sweeper.stop().await;
+        }
+        if let Some(warmer) = self.warmer {
+            warmer.stop().await;
         }
         served
     }

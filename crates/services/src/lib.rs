@@ -10,13 +10,14 @@ use std::sync::Arc;
 use clinicflow_ports::{
     AppointmentRepo, AuditRepo, Cache, ClinicRepo, Clock, Database, EncounterRepo, EventBus,
     OutboxRepo, PasswordHasher, PatientRepo, PractitionerRepo, QueueRepo, RateLimiter,
-    RefreshTokenRepo, ScheduleRepo, UserRepo,
+    RefreshTokenRepo, ScheduleRepo, StatsRepo, UserRepo,
 };
 
 pub mod audit;
 pub mod auth;
 pub mod booking;
 pub mod clinic;
+pub mod dashboard;
 pub mod encounter;
 pub mod error;
 pub mod input;
@@ -35,6 +36,7 @@ pub use booking::{
     AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput, SweepReport,
 };
 pub use clinic::{ClinicPatch, ClinicService, NewClinic};
+pub use dashboard::{Dashboard, DashboardService, PractitionerDay};
 pub use encounter::EncounterService;
 pub use error::{Conflict, FieldErrors, ServiceError};
 pub use outbox::{DispatchReport, OutboxService};
@@ -65,6 +67,8 @@ pub struct Ports {
     pub audit: Arc<dyn AuditRepo>,
     /// The walk-in queue.
     pub queue: Arc<dyn QueueRepo>,
+    /// Aggregates for the dashboard.
+    pub stats: Arc<dyn StatsRepo>,
     /// Visit records.
     pub encounters: Arc<dyn EncounterRepo>,
     /// Change notifications to every instance.
@@ -114,6 +118,8 @@ pub struct Services {
     pub encounters: EncounterService,
     /// The outbox and its dispatch.
     pub outbox: OutboxService,
+    /// The dashboard.
+    pub dashboard: DashboardService,
 }
 
 impl Services {
@@ -126,6 +132,7 @@ impl Services {
             queue: QueueService::new(ports.clone()),
             encounters: EncounterService::new(ports.clone()),
             outbox: OutboxService::new(ports.clone()),
+            dashboard: DashboardService::new(ports.clone()),
             clinics: ClinicService::new(ports.clone()),
             patients: PatientService::new(ports.clone()),
             practitioners: PractitionerService::new(ports.clone()),

@@ -10,7 +10,7 @@ use clinicflow_ports::{
     FakeTransaction, MockAppointmentRepo, MockAuditRepo, MockCache, MockClinicRepo, MockClock,
     MockDatabase, MockEncounterRepo, MockEventBus, MockOutboxRepo, MockPasswordHasher,
     MockPatientRepo, MockPractitionerRepo, MockQueueRepo, MockRateLimiter, MockRefreshTokenRepo,
-    MockScheduleRepo, MockUserRepo,
+    MockScheduleRepo, MockStatsRepo, MockUserRepo,
 };
 
 use crate::Ports;
@@ -26,6 +26,7 @@ pub(crate) struct Mocks {
     pub appointments: MockAppointmentRepo,
     pub audit: MockAuditRepo,
     pub queue: MockQueueRepo,
+    pub stats: MockStatsRepo,
     pub encounters: MockEncounterRepo,
     pub events: MockEventBus,
     pub outbox: MockOutboxRepo,
@@ -56,6 +57,7 @@ impl Mocks {
             appointments: MockAppointmentRepo::new(),
             audit: MockAuditRepo::new(),
             queue: MockQueueRepo::new(),
+            stats: MockStatsRepo::new(),
             encounters: MockEncounterRepo::new(),
             events: MockEventBus::new(),
             outbox: MockOutboxRepo::new(),
@@ -84,6 +86,7 @@ impl Mocks {
             appointments: Arc::new(self.appointments),
             audit: Arc::new(self.audit),
             queue: Arc::new(self.queue),
+            stats: Arc::new(self.stats),
             encounters: Arc::new(self.encounters),
             events: Arc::new(self.events),
             outbox: Arc::new(self.outbox),

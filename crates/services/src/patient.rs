@@ -1,8 +1,9 @@
 //! Patients: registration, reading, changes, soft deletion and search.
 
+use clinicflow_domain::page::{Limit, PatientKey};
 use clinicflow_domain::{
-    Actor, AuditAction, BirthDate, Email, EmergencyContact, Insurance, Page, PageRequest, Patient,
-    PatientId, Permission, PersonName, Phone, ResourceType, Sex,
+    Actor, AuditAction, BirthDate, Email, EmergencyContact, Insurance, InvalidValue, Page,
+    PageRequest, Patient, PatientId, Permission, PersonName, Phone, ResourceType, Sex,
 };
 use clinicflow_ports::{AppointmentFilter, PatientFilter, PatientSearch, Tx, TxMode};
 use uuid::Uuid;
@@ -339,10 +340,7 @@ impl PatientService {
     ) -> Result<Page<Patient>, ServiceError> {
         let access = Access::list(ResourceType::Patient, None);
         audit::require(&self.ports, actor, Permission::ReadPatients, access).await?;
-        let filter = PatientFilter {
-            search: q.and_then(search_for),
-            seen_by: own_practitioner(actor),
-        };
+        let filter = list_filter(actor, q);
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let page = self
             .ports
@@ -353,6 +351,75 @@ impl PatientService {
         tx.commit().await?;
         Ok(page)
     }
+
+    /// One keyset page of patients in list order, searched as [`PatientService::list`] does,
+    /// after the position `cursor` names (from the start without one), and the cursor of the
+    /// next page when there is one.
+    pub async fn list_after(
+        &self,
+        actor: &Actor,
+        q: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<Patient>, Option<String>), ServiceError> {
+        let access = Access::list(ResourceType::Patient, None);
+        audit::require(&self.ports, actor, Permission::ReadPatients, access).await?;
+        let mut errors = FieldErrors::new();
+        // An empty cursor (`?cursor=`) asks for the first page.
+        let after = cursor
+            .filter(|c| !c.trim().is_empty())
+            .and_then(|c| errors.check("cursor", parse_cursor(c)));
+        let limit = errors.check("limit", Limit::parse(limit));
+        errors.into_result()?;
+        let Some(limit) = limit else {
+            unreachable!("the limit parsed when no error was recorded")
+        };
+        let filter = list_filter(actor, q);
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut patients = self
+            .ports
+            .patients
+            .list_after(&mut tx, actor.clinic_id, &filter, after, limit.fetch())
+            .await?;
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        let next = if limit.cut(&mut patients) {
+            patients.last().map(cursor_of)
+        } else {
+            None
+        };
+        Ok((patients, next))
+    }
+}
+
+/// What a patient list shows the actor: a practitioner sees only patients booked with them.
+fn list_filter(actor: &Actor, q: Option<&str>) -> PatientFilter {
+    PatientFilter {
+        search: q.and_then(search_for),
+        seen_by: own_practitioner(actor),
+    }
+}
+
+/// Names the cursors of the patient list, so no other list's cursor is taken for one.
+const CURSOR_KIND: &str = "patients";
+
+/// The cursor that continues the patient list after `patient`.
+fn cursor_of(patient: &Patient) -> String {
+    let key = PatientKey::of(patient);
+    let id = key.id.to_string();
+    input::cursor(CURSOR_KIND, &[key.name.family(), key.name.given(), &id])
+}
+
+/// The position a patient-list cursor names.
+fn parse_cursor(raw: &str) -> Result<PatientKey, InvalidValue> {
+    let [family, given, id] = input::cursor_parts(raw, CURSOR_KIND)?;
+    // Stored names are valid names; anything else (a control character, say) is no cursor.
+    let name = PersonName::parse(&given, &family).map_err(|_| input::not_a_cursor())?;
+    let id = input::id(&id).map_err(|_| input::not_a_cursor())?;
+    Ok(PatientKey {
+        name,
+        id: PatientId::from_uuid(id),
+    })
 }
 
 /// Reads a search string as an e-mail, a phone number, or else a name prefix.
@@ -377,7 +444,180 @@ pub fn search_for(q: &str) -> Option<PatientSearch> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    use chrono::{DateTime, NaiveDate, Utc};
+    use clinicflow_domain::{ClinicId, PractitionerId, Role, UserId};
+
     use super::*;
+    use crate::mocks::Mocks;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    fn actor(role: Role) -> Actor {
+        Actor {
+            user_id: UserId::from_uuid(Uuid::from_u128(2)),
+            clinic_id: ClinicId::from_uuid(Uuid::from_u128(1)),
+            role,
+            practitioner_id: None,
+            request_id: None,
+        }
+    }
+
+    fn patient(id: u128, given: &str, family: &str) -> Patient {
+        Patient {
+            id: PatientId::from_uuid(Uuid::from_u128(id)),
+            clinic_id: ClinicId::from_uuid(Uuid::from_u128(1)),
+            name: PersonName::parse(given, family).expect("valid"),
+            birth_date: BirthDate::from_stored(
+                NaiveDate::from_ymd_opt(1985, 12, 10).expect("valid"),
+            ),
+            sex: Sex::Unknown,
+            phone: None,
+            email: None,
+            emergency_contact: None,
+            insurance: None,
+            version: 1,
+            created_at: now(),
+            updated_at: now(),
+            deleted_at: None,
+        }
+    }
+
+    /// Mocks whose audit log accepts every event.
+    fn mocks() -> Mocks {
+        let mut m = Mocks::new(now());
+        m.audit.expect_append().returning(|_, _| Ok(()));
+        m
+    }
+
+    #[tokio::test]
+    async fn a_keyset_page_fetches_one_extra_row_and_continues_after_its_last_row() {
+        let rows = vec![
+            patient(10, "Ada", "Lovelace"),
+            patient(11, "Ada", "Lovelace"),
+            patient(12, "Alan", "Turing"),
+        ];
+        let mut m = mocks();
+        let first = rows.clone();
+        m.patients
+            .expect_list_after()
+            .times(1)
+            .withf(|_, _, filter, after, limit| {
+                filter.search == Some(PatientSearch::NamePrefix("a".into()))
+                    && after.is_none()
+                    && *limit == 3
+            })
+            .returning(move |_, _, _, _, _| Ok(first.clone()));
+        let second = rows[1].clone();
+        let rest = vec![rows[2].clone()];
+        m.patients
+            .expect_list_after()
+            .times(1)
+            .withf(move |_, _, _, after, limit| {
+                *after == Some(PatientKey::of(&second)) && *limit == 3
+            })
+            .returning(move |_, _, _, _, _| Ok(rest.clone()));
+        let (ports, commits) = m.ports();
+        let service = PatientService::new(ports);
+        let staff = actor(Role::Receptionist);
+
+        let (page, next) = service
+            .list_after(&staff, Some("A"), None, Some(2))
+            .await
+            .expect("first page");
+        assert_eq!(page, rows[..2]);
+        let next = next.expect("a row was left over, so another page follows");
+        let (page, last) = service
+            .list_after(&staff, Some("A"), Some(&next), Some(2))
+            .await
+            .expect("second page");
+        assert_eq!((page, last), (vec![rows[2].clone()], None));
+        assert_eq!(commits.load(Ordering::SeqCst), 2, "each read is audited");
+    }
+
+    #[test]
+    fn a_patient_cursor_keeps_names_with_any_character() {
+        let odd = patient(10, "Anne: Marie", "d'Arc 12:x");
+        assert_eq!(parse_cursor(&cursor_of(&odd)), Ok(PatientKey::of(&odd)));
+    }
+
+    #[tokio::test]
+    async fn a_bad_cursor_or_limit_names_the_parameter_and_reads_nothing() {
+        let mut m = mocks();
+        m.patients.expect_list_after().never();
+        let (ports, commits) = m.ports();
+        let service = PatientService::new(ports);
+        let appointments_cursor = input::cursor("appointments", &["2026-12-01T08:00:00Z", "x"]);
+        let nul = input::cursor(
+            CURSOR_KIND,
+            &["Love\0lace", "Ada", &Uuid::nil().to_string()],
+        );
+        for (cursor, limit, field) in [
+            ("%%%", None, "cursor"),
+            (nul.as_str(), None, "cursor"),
+            (appointments_cursor.as_str(), None, "cursor"),
+            (" ", Some(0), "limit"),
+            ("", Some(500), "limit"),
+        ] {
+            let err = service
+                .list_after(&actor(Role::Receptionist), None, Some(cursor), limit)
+                .await
+                .expect_err("invalid");
+            let ServiceError::Validation(fields) = err else {
+                panic!("expected validation, got {err:?}")
+            };
+            let names: Vec<&str> = fields.fields().keys().map(String::as_str).collect();
+            assert_eq!(names, [field], "{cursor} {limit:?}");
+        }
+        assert_eq!(commits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_practitioner_pages_only_through_patients_booked_with_them() {
+        let own = PractitionerId::from_uuid(Uuid::from_u128(3));
+        let mut m = mocks();
+        m.patients
+            .expect_list_after()
+            .times(1)
+            .withf(move |_, _, filter, _, _| filter.seen_by == Some(own))
+            .returning(|_, _, _, _, _| Ok(Vec::new()));
+        let (ports, _) = m.ports();
+        let mut practitioner = actor(Role::Practitioner);
+        practitioner.practitioner_id = Some(own);
+        PatientService::new(ports)
+            .list_after(&practitioner, None, None, None)
+            .await
+            .expect("listed");
+    }
+
+    #[tokio::test]
+    async fn a_keyset_list_is_audited_as_a_patient_list() {
+        let mut m = Mocks::new(now());
+        m.patients
+            .expect_list_after()
+            .returning(|_, _, _, _, _| Ok(Vec::new()));
+        m.audit
+            .expect_append()
+            .times(1)
+            .withf(|_, e| {
+                e.action == AuditAction::List
+                    && e.resource_type == ResourceType::Patient
+                    && e.patient_id.is_none()
+                    && e.outcome == clinicflow_domain::Outcome::Success
+            })
+            .returning(|_, _| Ok(()));
+        let (ports, commits) = m.ports();
+        PatientService::new(ports)
+            .list_after(&actor(Role::Receptionist), None, None, None)
+            .await
+            .expect("listed");
+        assert_eq!(commits.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn search_strings_pick_their_kind() {

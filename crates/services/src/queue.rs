@@ -750,7 +750,10 @@ fn entry_access(action: AuditAction, entry: &QueueEntry) -> Access {
 }
 
 /// The UTC interval of a clinic-local calendar day (23 or 25 hours long across DST changes).
-fn local_day(clinic: &Clinic, date: chrono::NaiveDate) -> Result<Interval, ServiceError> {
+pub(crate) fn local_day(
+    clinic: &Clinic,
+    date: chrono::NaiveDate,
+) -> Result<Interval, ServiceError> {
     let tz = clinic.time_zone.tz();
     let start_of = |d: chrono::NaiveDate| {
         tz.from_local_datetime(&d.and_time(NaiveTime::MIN))
@@ -764,7 +767,7 @@ fn local_day(clinic: &Clinic, date: chrono::NaiveDate) -> Result<Interval, Servi
     Interval::new(start_of(date), start_of(next)).map_err(|e| FieldErrors::single("date", e.0))
 }
 
-fn mean(values: &[Duration]) -> Option<Duration> {
+pub(crate) fn mean(values: &[Duration]) -> Option<Duration> {
     if values.is_empty() {
         return None;
     }

@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use clinicflow_domain::page::AppointmentKey;
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, ClinicId, Interval, Page, PageRequest,
     PatientId, PractitionerId, UserId,
@@ -22,7 +23,7 @@ use sea_orm::{
 
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
-use crate::page::page_rows;
+use crate::page::{keyset_rows, page_rows};
 use crate::query::{all_parsed, skip_locked};
 use crate::transaction::db;
 use crate::version::update_versioned;
@@ -86,6 +87,53 @@ fn live_in(clinic: ClinicId) -> Condition {
 /// The clinic's appointments that are not soft-deleted.
 fn live(clinic: ClinicId) -> sea_orm::Select<appointment::Entity> {
     appointment::Entity::find().filter(live_in(clinic))
+}
+
+/// The clinic's live appointments that `filter` selects, in no particular order.
+fn filtered(clinic: ClinicId, filter: &AppointmentFilter) -> sea_orm::Select<appointment::Entity> {
+    let mut query = live(clinic);
+    if let Some(practitioner) = filter.practitioner_id {
+        query = query.filter(appointment::Column::PractitionerId.eq(practitioner.as_uuid()));
+    }
+    if let Some(patient) = filter.patient_id {
+        query = query.filter(appointment::Column::PatientId.eq(patient.as_uuid()));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(appointment::Column::Status.eq(status.as_str()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(appointment::Column::StartsAt.gte(not_before(from)));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(appointment::Column::StartsAt.lt(not_before(to)));
+    }
+    query
+}
+
+/// The list order: start, then the id, which makes it total.
+fn in_list_order(
+    query: sea_orm::Select<appointment::Entity>,
+) -> sea_orm::Select<appointment::Entity> {
+    query
+        .order_by_asc(appointment::Column::StartsAt)
+        .order_by_asc(appointment::Column::Id)
+}
+
+/// The rows strictly after `key` in [`in_list_order`]: `(starts_at, id) > key` written out.
+///
+/// Stored starts are whole microseconds, so `instant` is the exact bound for `>`; a key
+/// between two microseconds (only a forged cursor has one) has no row at its own start.
+fn following(key: &AppointmentKey) -> Condition {
+    let start = instant(key.starts_at);
+    let later = Condition::any().add(appointment::Column::StartsAt.gt(start));
+    if start != key.starts_at {
+        return later;
+    }
+    later.add(
+        Condition::all()
+            .add(appointment::Column::StartsAt.eq(start))
+            .add(appointment::Column::Id.gt(key.id.as_uuid())),
+    )
 }
 
 /// Live appointments in an active status that overlap `span`, ordered by start.
@@ -226,32 +274,30 @@ impl AppointmentRepo for Store {
         filter: &AppointmentFilter,
         page: PageRequest,
     ) -> Result<Page<Appointment>, RepoError> {
-        let mut query = live(clinic);
-        if let Some(practitioner) = filter.practitioner_id {
-            query = query.filter(appointment::Column::PractitionerId.eq(practitioner.as_uuid()));
-        }
-        if let Some(patient) = filter.patient_id {
-            query = query.filter(appointment::Column::PatientId.eq(patient.as_uuid()));
-        }
-        if let Some(status) = filter.status {
-            query = query.filter(appointment::Column::Status.eq(status.as_str()));
-        }
-        if let Some(from) = filter.from {
-            query = query.filter(appointment::Column::StartsAt.gte(not_before(from)));
-        }
-        if let Some(to) = filter.to {
-            query = query.filter(appointment::Column::StartsAt.lt(not_before(to)));
-        }
-        let order = |q: sea_orm::Select<appointment::Entity>| {
-            q.order_by_asc(appointment::Column::StartsAt)
-                .order_by_asc(appointment::Column::Id)
-        };
-        let (rows, total) = page_rows(db(tx), query, order, page).await?;
+        let query = filtered(clinic, filter);
+        let (rows, total) = page_rows(db(tx), query, in_list_order, page).await?;
         Ok(Page {
             items: rows.into_iter().map(to_domain).collect::<Result<_, _>>()?,
             total,
             request: page,
         })
+    }
+
+    async fn list_after(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &AppointmentFilter,
+        after: Option<AppointmentKey>,
+        limit: u32,
+    ) -> Result<Vec<Appointment>, RepoError> {
+        let query = filtered(clinic, filter);
+        let following = after.as_ref().map(following);
+        keyset_rows(db(tx), query, in_list_order, following, limit)
+            .await?
+            .into_iter()
+            .map(to_domain)
+            .collect()
     }
 
     async fn overdue_unattended(

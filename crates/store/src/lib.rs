@@ -57,6 +57,7 @@ mod practitioner;
 mod query;
 mod queue;
 mod schedule;
+mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod token;

@@ -1,8 +1,11 @@
-//! Page-number pagination shared by every list: one count, then one page in a total order.
+//! Pagination shared by every list: page numbers (one count, then one page in a total
+//! order) and keyset pages (the rows strictly after a position in that order, no count).
 
 use clinicflow_domain::PageRequest;
 use clinicflow_ports::RepoError;
-use sea_orm::{DatabaseTransaction, EntityTrait, PaginatorTrait, QuerySelect, Select};
+use sea_orm::{
+    Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Select,
+};
 
 use crate::error::repo_error;
 
@@ -27,4 +30,28 @@ where
         .await
         .map_err(repo_error)?;
     Ok((rows, total))
+}
+
+/// Up to `limit` rows of `query` in `order` (which must make the order total, ending with the
+/// id), only those that `after` matches when given: the condition that holds exactly for the
+/// rows following a keyset position in that same order.
+pub(crate) async fn keyset_rows<E>(
+    txn: &DatabaseTransaction,
+    query: Select<E>,
+    order: impl FnOnce(Select<E>) -> Select<E>,
+    after: Option<Condition>,
+    limit: u32,
+) -> Result<Vec<E::Model>, RepoError>
+where
+    E: EntityTrait,
+{
+    let query = match after {
+        Some(after) => query.filter(after),
+        None => query,
+    };
+    order(query)
+        .limit(u64::from(limit))
+        .all(txn)
+        .await
+        .map_err(repo_error)
 }

@@ -1,6 +1,7 @@
 //! [`PatientRepo`] on the `patients` table.
 
 use async_trait::async_trait;
+use clinicflow_domain::page::PatientKey;
 use clinicflow_domain::patient::normalize_name;
 use clinicflow_domain::{
     BirthDate, ClinicId, Email, EmergencyContact, Insurance, Page, PageRequest, Patient, PatientId,
@@ -16,7 +17,7 @@ use sea_orm::{
 use crate::Store;
 use crate::entity::{appointment, instant, patient};
 use crate::error::{invalid_row, repo_error};
-use crate::page::page_rows;
+use crate::page::{keyset_rows, page_rows};
 use crate::transaction::db;
 use crate::version::update_versioned;
 
@@ -175,6 +176,45 @@ fn search_condition(search: &PatientSearch) -> Condition {
     }
 }
 
+/// The clinic's live patients that `filter` selects, in no particular order.
+fn filtered(clinic: ClinicId, filter: &PatientFilter) -> sea_orm::Select<patient::Entity> {
+    let mut query = live(clinic);
+    if let Some(search) = &filter.search {
+        query = query.filter(search_condition(search));
+    }
+    if let Some(practitioner) = filter.seen_by {
+        query = query.filter(seen_by(clinic, practitioner));
+    }
+    query
+}
+
+/// The list order: family name, given name, then the id, which makes it total.
+fn in_list_order(query: sea_orm::Select<patient::Entity>) -> sea_orm::Select<patient::Entity> {
+    query
+        .order_by_asc(patient::Column::FamilyName)
+        .order_by_asc(patient::Column::GivenName)
+        .order_by_asc(patient::Column::Id)
+}
+
+/// The rows strictly after `key` in [`in_list_order`]: `(family, given, id) > key` written
+/// out, so each comparison uses the column's own collation, as the `ORDER BY` does.
+fn following(key: &PatientKey) -> Condition {
+    let (family, given) = (key.name.family(), key.name.given());
+    Condition::any()
+        .add(patient::Column::FamilyName.gt(family))
+        .add(
+            Condition::all()
+                .add(patient::Column::FamilyName.eq(family))
+                .add(patient::Column::GivenName.gt(given)),
+        )
+        .add(
+            Condition::all()
+                .add(patient::Column::FamilyName.eq(family))
+                .add(patient::Column::GivenName.eq(given))
+                .add(patient::Column::Id.gt(key.id.as_uuid())),
+        )
+}
+
 #[async_trait]
 impl PatientRepo for Store {
     async fn insert(&self, tx: &mut Tx, patient: &Patient) -> Result<(), RepoError> {
@@ -227,26 +267,31 @@ impl PatientRepo for Store {
         filter: &PatientFilter,
         page: PageRequest,
     ) -> Result<Page<Patient>, RepoError> {
-        let txn = db(tx);
-        let mut query = live(clinic);
-        if let Some(search) = &filter.search {
-            query = query.filter(search_condition(search));
-        }
-        if let Some(practitioner) = filter.seen_by {
-            query = query.filter(seen_by(clinic, practitioner));
-        }
-        let order = |q: sea_orm::Select<patient::Entity>| {
-            q.order_by_asc(patient::Column::FamilyName)
-                .order_by_asc(patient::Column::GivenName)
-                .order_by_asc(patient::Column::Id)
-        };
-        let (rows, total) = page_rows(txn, query, order, page).await?;
+        let query = filtered(clinic, filter);
+        let (rows, total) = page_rows(db(tx), query, in_list_order, page).await?;
         let items = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
         Ok(Page {
             items,
             total,
             request: page,
         })
+    }
+
+    async fn list_after(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        filter: &PatientFilter,
+        after: Option<PatientKey>,
+        limit: u32,
+    ) -> Result<Vec<Patient>, RepoError> {
+        let query = filtered(clinic, filter);
+        let following = after.as_ref().map(following);
+        keyset_rows(db(tx), query, in_list_order, following, limit)
+            .await?
+            .into_iter()
+            .map(to_domain)
+            .collect()
     }
 }
 

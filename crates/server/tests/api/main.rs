@@ -2,11 +2,13 @@
 //! against a fresh database, and every test runs on SQLite and on PostgreSQL.
 
 mod booking;
+mod dashboard;
 mod dispatch;
 mod helpers;
 mod logs;
 mod observability;
 mod outbox;
+mod paging;
 mod patients;
 mod queue;
 mod receiver;

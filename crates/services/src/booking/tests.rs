@@ -934,3 +934,151 @@ async fn an_appointment_missed_long_ago_is_marked_without_telling_anyone() {
     assert_eq!(report.marked, 1);
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }
+
+fn listed(id: u128, start: &str) -> Appointment {
+    Appointment {
+        id: AppointmentId::from_uuid(Uuid::from_u128(id)),
+        ..existing(start, 30)
+    }
+}
+
+#[tokio::test]
+async fn a_keyset_page_fetches_one_extra_row_and_continues_after_its_last_row() {
+    let rows = vec![
+        listed(10, "2026-12-01T08:00:00Z"),
+        listed(11, "2026-12-01T08:00:00Z"),
+        listed(12, "2026-12-01T09:00:00.123456Z"),
+    ];
+    let mut world = world(Vec::new());
+    let first = rows.clone();
+    world
+        .appointments
+        .expect_list_after()
+        .times(1)
+        .withf(|_, _, filter, after, limit| {
+            *filter == AppointmentFilter::default() && after.is_none() && *limit == 3
+        })
+        .returning(move |_, _, _, _, _| Ok(first.clone()));
+    let second = rows[1].clone();
+    let rest = vec![rows[2].clone()];
+    world
+        .appointments
+        .expect_list_after()
+        .times(1)
+        .withf(move |_, _, _, after, limit| {
+            *after == Some(AppointmentKey::of(&second)) && *limit == 3
+        })
+        .returning(move |_, _, _, _, _| Ok(rest.clone()));
+    let (service, commits) = world.service();
+    let staff = actor(Role::Receptionist);
+
+    let (page, next) = service
+        .list_after(&staff, AppointmentQuery::default(), None, Some(2))
+        .await
+        .expect("first page");
+    assert_eq!(page, rows[..2]);
+    let next = next.expect("a row was left over, so another page follows");
+    let (page, last) = service
+        .list_after(&staff, AppointmentQuery::default(), Some(&next), Some(2))
+        .await
+        .expect("second page");
+    assert_eq!((page, last), (vec![rows[2].clone()], None));
+    assert_eq!(commits.load(Ordering::SeqCst), 2, "each read is audited");
+}
+
+#[test]
+fn an_appointment_cursor_keeps_sub_second_starts_exactly() {
+    let row = listed(12, "2026-12-01T09:00:00.123456Z");
+    let cursor = cursor_of(&row);
+    assert_eq!(parse_cursor(&cursor), Ok(AppointmentKey::of(&row)));
+}
+
+#[tokio::test]
+async fn a_bad_cursor_or_limit_names_the_parameter_and_reads_nothing() {
+    let mut world = world(Vec::new());
+    world.appointments.expect_list_after().never();
+    let (service, commits) = world.service();
+    let patients_cursor = crate::input::cursor("patients", &["Lovelace", "Ada", "x"]);
+    for (cursor, limit, field) in [
+        ("garbage!", None, "cursor"),
+        (patients_cursor.as_str(), None, "cursor"),
+        ("", Some(0), "limit"),
+        ("", Some(201), "limit"),
+    ] {
+        let err = service
+            .list_after(
+                &actor(Role::Receptionist),
+                AppointmentQuery::default(),
+                Some(cursor),
+                limit,
+            )
+            .await
+            .expect_err("invalid");
+        let ServiceError::Validation(fields) = err else {
+            panic!("expected validation, got {err:?}")
+        };
+        let names: Vec<&str> = fields.fields().keys().map(String::as_str).collect();
+        assert_eq!(names, [field], "{cursor} {limit:?}");
+    }
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_practitioner_pages_only_through_their_own_appointments() {
+    let mut world = world(Vec::new());
+    world
+        .appointments
+        .expect_list_after()
+        .times(1)
+        .withf(|_, _, filter, _, _| filter.practitioner_id == Some(practitioner().id))
+        .returning(|_, _, _, _, _| Ok(Vec::new()));
+    let (service, _) = world.service();
+    let mut own = actor(Role::Practitioner);
+    own.practitioner_id = Some(practitioner().id);
+    service
+        .list_after(&own, AppointmentQuery::default(), None, None)
+        .await
+        .expect("their own");
+    let someone_else = AppointmentQuery {
+        practitioner_id: Some(Uuid::from_u128(77).to_string()),
+        ..AppointmentQuery::default()
+    };
+    assert_eq!(
+        service
+            .list_after(&own, someone_else, None, None)
+            .await
+            .expect("an empty list, not an error"),
+        (Vec::new(), None)
+    );
+}
+
+#[tokio::test]
+async fn a_keyset_list_is_audited_as_a_list_of_the_patient_asked_for() {
+    let mut world = world(Vec::new());
+    world
+        .appointments
+        .expect_list_after()
+        .returning(|_, _, _, _, _| Ok(Vec::new()));
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(|_, e| {
+            e.action == AuditAction::List
+                && e.resource_type == ResourceType::Appointment
+                && e.patient_id == Some(patient().id)
+                && e.outcome == clinicflow_domain::Outcome::Success
+        })
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    let query = AppointmentQuery {
+        patient_id: Some(patient().id.to_string()),
+        ..AppointmentQuery::default()
+    };
+    service
+        .list_after(&actor(Role::Receptionist), query, None, None)
+        .await
+        .expect("listed");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}

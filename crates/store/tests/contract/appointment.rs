@@ -1,9 +1,10 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use clinicflow_domain::page::AppointmentKey;
 use clinicflow_domain::{
-    Appointment, AppointmentStatus, AuditAction, AuditEvent, AuditEventId, Interval, Outcome,
-    PageRequest, PatientId, ResourceType, Role, Urgency, UserId,
+    Appointment, AppointmentStatus, AuditAction, AuditEvent, AuditEventId, ClinicId, Interval,
+    Outcome, PageRequest, PatientId, ResourceType, Role, Urgency, UserId,
 };
 use clinicflow_ports::{
     AppointmentFilter, AppointmentRepo, AuditFilter, AuditRepo, Database, OverlapParty, RepoError,
@@ -717,4 +718,156 @@ pub async fn a_no_show_audited_as_the_system_reads_back(ctx: Ctx) {
     .unwrap();
     assert_eq!(read, [event]);
     assert_eq!(read[0].actor_role, Role::System);
+}
+
+/// One keyset page of at most `limit` appointments after `key`.
+async fn listed_after(
+    ctx: &Ctx,
+    clinic: ClinicId,
+    filter: &AppointmentFilter,
+    key: Option<AppointmentKey>,
+    limit: u32,
+) -> Vec<Appointment> {
+    let mut tx = ctx.read().await;
+    AppointmentRepo::list_after(&ctx.store, &mut tx, clinic, filter, key, limit)
+        .await
+        .unwrap()
+}
+
+/// Walks the whole list `limit` appointments at a time.
+async fn walk(
+    ctx: &Ctx,
+    clinic: ClinicId,
+    filter: &AppointmentFilter,
+    limit: u32,
+) -> Vec<Appointment> {
+    let mut seen: Vec<Appointment> = Vec::new();
+    loop {
+        let key = seen.last().map(AppointmentKey::of);
+        let page = listed_after(ctx, clinic, filter, key, limit).await;
+        assert!(page.len() <= limit as usize);
+        let done = page.len() < limit as usize;
+        seen.extend(page);
+        if done {
+            return seen;
+        }
+    }
+}
+
+pub async fn keyset_pages_of_appointments_follow_start_then_id_exactly(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let mut parties = Vec::new();
+    for n in 0..3 {
+        let p = ctx.patient(clinic, &format!("Pat{n}"), "Tester").await;
+        let d = ctx.practitioner(clinic, &format!("Doc{n}"), "Tester").await;
+        parties.push((p, d));
+    }
+    // Equal starts (to the microsecond) need other parties, so no overlap is refused.
+    let odd = at(10, 0) + Duration::microseconds(123);
+    let mut made = Vec::new();
+    for (party, start) in [
+        (0, at(9, 0)),
+        (1, at(9, 0)),
+        (2, at(9, 0)),
+        (0, odd),
+        (1, odd),
+        (0, at(11, 0)),
+        (1, at(8, 0)),
+    ] {
+        let (p, d) = &parties[party];
+        made.push(ctx.appointment(appointment(p, d, start, 30)).await);
+    }
+    let mut tx = ctx.read().await;
+    let all = AppointmentFilter::default();
+    let expected =
+        AppointmentRepo::list(&ctx.store, &mut tx, clinic, &all, PageRequest::first(200))
+            .await
+            .unwrap()
+            .items;
+    drop(tx);
+    assert_eq!(expected.len(), 7);
+    // Every page size puts page boundaries somewhere else, also inside a group of equal starts.
+    for limit in 1..=8 {
+        assert_eq!(
+            walk(&ctx, clinic, &all, limit).await,
+            expected,
+            "limit {limit}"
+        );
+    }
+    let house = AppointmentFilter {
+        practitioner_id: Some(parties[0].1.id),
+        from: Some(at(9, 0)),
+        ..AppointmentFilter::default()
+    };
+    assert_eq!(
+        walk(&ctx, clinic, &house, 1).await,
+        [made[0].clone(), made[3].clone(), made[5].clone()]
+    );
+    // A key between two microseconds: nothing starts at it, the next row is the first later one.
+    let between = AppointmentKey {
+        starts_at: odd + Duration::nanoseconds(500),
+        id: clinicflow_domain::AppointmentId::from_uuid(Uuid::nil()),
+    };
+    assert_eq!(
+        listed_after(&ctx, clinic, &all, Some(between), 10).await,
+        [made[5].clone()]
+    );
+    let exactly = AppointmentKey {
+        starts_at: odd,
+        id: clinicflow_domain::AppointmentId::from_uuid(Uuid::nil()),
+    };
+    assert_eq!(
+        listed_after(&ctx, clinic, &all, Some(exactly), 10)
+            .await
+            .len(),
+        3
+    );
+}
+
+pub async fn a_keyset_walk_is_stable_while_appointments_are_inserted(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let mut parties = Vec::new();
+    for n in 0..4 {
+        let p = ctx.patient(clinic, &format!("Pat{n}"), "Tester").await;
+        let d = ctx.practitioner(clinic, &format!("Doc{n}"), "Tester").await;
+        parties.push((p, d));
+    }
+    let mut original = Vec::new();
+    for start in [at(8, 0), at(9, 0), at(10, 0), at(11, 0), at(12, 0)] {
+        let (p, d) = &parties[0];
+        original.push(ctx.appointment(appointment(p, d, start, 30)).await);
+    }
+    let all = AppointmentFilter::default();
+    let first = listed_after(&ctx, clinic, &all, None, 2).await;
+    assert_eq!(first, original[..2]);
+    let cursor = AppointmentKey::of(&first[1]);
+
+    // Before the cursor: an earlier start, and the cursor's own start with a smaller id.
+    let (p, d) = &parties[1];
+    ctx.appointment(appointment(p, d, at(7, 0), 30)).await;
+    let mut twin_before = appointment(p, d, at(9, 0), 30);
+    twin_before.id = clinicflow_domain::AppointmentId::from_uuid(Uuid::from_u128(1));
+    ctx.appointment(twin_before).await;
+    // After it: the cursor's own start with a larger id, and a later start.
+    let (p, d) = &parties[2];
+    let twin_after = ctx.appointment(appointment(p, d, at(9, 0), 30)).await;
+    let later = ctx.appointment(appointment(p, d, at(13, 0), 30)).await;
+
+    let mut walked = first.clone();
+    let mut key = cursor;
+    loop {
+        let page = listed_after(&ctx, clinic, &all, Some(key), 2).await;
+        walked.extend(page.iter().cloned());
+        match page.last() {
+            Some(a) if page.len() == 2 => key = AppointmentKey::of(a),
+            _ => break,
+        }
+    }
+    let mut expected = original.clone();
+    expected.insert(2, twin_after);
+    expected.push(later);
+    assert_eq!(
+        walked, expected,
+        "each original once, later inserts in place, earlier ones not"
+    );
 }

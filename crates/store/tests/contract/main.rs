@@ -16,6 +16,7 @@ mod patient;
 mod practitioner;
 mod queue;
 mod schedule;
+mod stats;
 mod support;
 mod tenancy;
 mod time;
@@ -124,4 +125,9 @@ contract_tests! {
     outbox::the_outbox_list_filters_pages_and_is_per_clinic,
     outbox::pending_messages_are_counted_across_clinics,
     outbox::concurrent_dispatchers_claim_each_message_exactly_once,
+    patient::keyset_pages_of_patients_follow_the_list_order_exactly,
+    patient::a_keyset_walk_is_stable_while_patients_are_inserted,
+    appointment::keyset_pages_of_appointments_follow_start_then_id_exactly,
+    appointment::a_keyset_walk_is_stable_while_appointments_are_inserted,
+    stats::appointments_are_counted_per_practitioner_and_status_within_the_span,
 }

@@ -1,4 +1,5 @@
 use chrono::Duration;
+use clinicflow_domain::page::PatientKey;
 use clinicflow_domain::{
     AppointmentStatus, ClinicId, EmergencyContact, Insurance, PageRequest, Patient, PatientId,
     PersonName, Phone, PractitionerId, Sex,
@@ -389,4 +390,142 @@ pub async fn patients_seen_by_a_practitioner_are_listed_once_and_can_be_searched
         (2, vec!["Grace Hopper".into()])
     );
     assert!(page.has_next());
+}
+
+/// Every patient the page-number list shows, in its order: what a keyset walk must match.
+async fn listed_in_order(ctx: &Ctx, clinic: ClinicId, filter: &PatientFilter) -> Vec<PatientId> {
+    let mut tx = ctx.read().await;
+    let page = PatientRepo::list(&ctx.store, &mut tx, clinic, filter, PageRequest::first(200))
+        .await
+        .unwrap();
+    page.items.iter().map(|p| p.id).collect()
+}
+
+/// One keyset page of at most `limit` patients after `after`.
+async fn after(
+    ctx: &Ctx,
+    clinic: ClinicId,
+    filter: &PatientFilter,
+    after: Option<&Patient>,
+    limit: u32,
+) -> Vec<Patient> {
+    let mut tx = ctx.read().await;
+    PatientRepo::list_after(
+        &ctx.store,
+        &mut tx,
+        clinic,
+        filter,
+        after.map(PatientKey::of),
+        limit,
+    )
+    .await
+    .unwrap()
+}
+
+/// Walks the whole list `limit` patients at a time.
+async fn walk(ctx: &Ctx, clinic: ClinicId, filter: &PatientFilter, limit: u32) -> Vec<PatientId> {
+    let mut seen: Vec<Patient> = Vec::new();
+    loop {
+        let page = after(ctx, clinic, filter, seen.last(), limit).await;
+        assert!(page.len() <= limit as usize);
+        let done = page.len() < limit as usize;
+        seen.extend(page);
+        if done {
+            return seen.iter().map(|p| p.id).collect();
+        }
+    }
+}
+
+pub async fn keyset_pages_of_patients_follow_the_list_order_exactly(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    for (given, family) in [
+        ("Grace", "Hopper"),
+        ("Ada", "Lovelace"),
+        ("Ada", "Lovelace"),
+        ("Ada", "Lovelace"),
+        ("Alan", "Turing"),
+        ("Frances", "Hopper"),
+        ("Barbara", "Liskov"),
+        ("Annie", "Easley"),
+    ] {
+        ctx.patient(clinic, given, family).await;
+    }
+    ctx.patient(other, "Ada", "Lovelace").await;
+    let mut gone = ctx.patient(clinic, "Ada", "Lovelace").await;
+    gone.deleted_at = Some(created());
+    gone.version = 2;
+    let mut tx = ctx.write().await;
+    PatientRepo::update(&ctx.store, &mut tx, &gone, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let all = PatientFilter::default();
+    let expected = listed_in_order(&ctx, clinic, &all).await;
+    assert_eq!(expected.len(), 8);
+    // Every page size puts page boundaries somewhere else, also between the equal names.
+    for limit in 1..=9 {
+        assert_eq!(
+            walk(&ctx, clinic, &all, limit).await,
+            expected,
+            "limit {limit}"
+        );
+    }
+    let lovelaces = PatientFilter {
+        search: Some(PatientSearch::NamePrefix("lovelace".into())),
+        ..PatientFilter::default()
+    };
+    let expected = listed_in_order(&ctx, clinic, &lovelaces).await;
+    assert_eq!(expected.len(), 3);
+    assert_eq!(walk(&ctx, clinic, &lovelaces, 2).await, expected);
+}
+
+pub async fn a_keyset_walk_is_stable_while_patients_are_inserted(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    for (given, family) in [
+        ("Grace", "Hopper"),
+        ("Ada", "Lovelace"),
+        ("Alan", "Turing"),
+        ("Barbara", "Liskov"),
+        ("Annie", "Easley"),
+    ] {
+        ctx.patient(clinic, given, family).await;
+    }
+    let all = PatientFilter::default();
+    let original = listed_in_order(&ctx, clinic, &all).await;
+    let first = after(&ctx, clinic, &all, None, 2).await;
+    let cursor = first.last().unwrap().clone();
+    assert_eq!(cursor.name.family(), "Hopper");
+
+    // Before the cursor: an earlier name, and the cursor's own name with a smaller id.
+    let mut twin_before = patient(clinic, "Grace", "Hopper");
+    twin_before.id = PatientId::from_uuid(Uuid::from_u128(1));
+    let mut tx = ctx.write().await;
+    PatientRepo::insert(&ctx.store, &mut tx, &twin_before)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    ctx.patient(clinic, "Aaron", "Aalto").await;
+    // After it: the cursor's own name with a larger id, and a later name.
+    let twin_after = ctx.patient(clinic, "Grace", "Hopper").await;
+    let last = ctx.patient(clinic, "Zoe", "Zuse").await;
+
+    let mut walked: Vec<PatientId> = first.iter().map(|p| p.id).collect();
+    let mut at = cursor;
+    loop {
+        let page = after(&ctx, clinic, &all, Some(&at), 2).await;
+        walked.extend(page.iter().map(|p| p.id));
+        match page.last() {
+            Some(p) if page.len() == 2 => at = p.clone(),
+            _ => break,
+        }
+    }
+    let mut expected = original.clone();
+    expected.insert(2, twin_after.id);
+    expected.push(last.id);
+    assert_eq!(
+        walked, expected,
+        "each original once, later inserts in place, earlier ones not"
+    );
 }
