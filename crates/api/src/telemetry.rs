@@ -3,6 +3,7 @@
 //! Only the method and the matched route template are recorded, never the query string
 //! or the concrete path, which can carry patient names, phone numbers or ids.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -10,6 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
+use clinicflow_ports::timing::{self, Spent};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -34,7 +36,8 @@ pub async fn trace_request(
     let _in_flight = state.as_ref().map(|s| s.metrics.in_flight());
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
     let started = Instant::now();
-    let result = next.call(req).instrument(span.clone()).await;
+    let spent = Arc::new(Spent::default());
+    let result = timing::measured(spent.clone(), next.call(req).instrument(span.clone())).await;
     let _guard = span.enter();
     match result {
         Ok(mut res) => {
@@ -57,6 +60,17 @@ pub async fn trace_request(
                 {
                     tracing::warn!(status, latency_ms = ms, "slow request");
                 }
+            }
+            // Where the time went, for browsers' developer tools and load tests: the whole
+            // request, time holding database transactions, time in the cache.
+            let server_timing = format!(
+                "app;dur={ms:.1}, db;desc=\"database\";dur={:.1}, cache;dur={:.1}",
+                spent.db().as_secs_f64() * 1000.0,
+                spent.cache().as_secs_f64() * 1000.0,
+            );
+            if let Ok(v) = HeaderValue::from_str(&server_timing) {
+                res.headers_mut()
+                    .insert(HeaderName::from_static("server-timing"), v);
             }
             if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
                 res.headers_mut()

@@ -65,13 +65,18 @@ impl LocalCache {
 #[async_trait]
 impl Cache for LocalCache {
     async fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.inner.get(key).await.map(|e| e.value)
+        let started = std::time::Instant::now();
+        let value = self.inner.get(key).await.map(|e| e.value);
+        clinicflow_ports::timing::add_cache(started.elapsed());
+        value
     }
 
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        let started = std::time::Instant::now();
         self.inner
             .insert(key.to_owned(), Entry { value, ttl })
             .await;
+        clinicflow_ports::timing::add_cache(started.elapsed());
     }
 
     async fn remove(&self, key: &str) {

@@ -15,6 +15,7 @@ pub mod notify;
 pub mod password;
 pub mod repo;
 pub mod stats;
+pub mod timing;
 pub mod transaction;
 
 pub use cache::Cache;

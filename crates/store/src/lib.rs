@@ -284,13 +284,14 @@ impl Drop for Waiting<'_> {
 #[async_trait]
 impl Database for Store {
     async fn begin(&self, mode: TxMode) -> Result<Tx, RepoError> {
+        let started = std::time::Instant::now();
         let _waiting = Waiting::new(&self.waiting);
         let txn = self
             .conn
             .begin_with_options(self.transaction_options(mode))
             .await
             .map_err(repo_error)?;
-        Ok(Tx::new(Box::new(StoreTx::new(txn))))
+        Ok(Tx::new(Box::new(StoreTx::new(txn, started))))
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

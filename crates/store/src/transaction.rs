@@ -1,6 +1,7 @@
 //! The store's side of the ports' unit of work.
 
 use std::any::Any;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use clinicflow_ports::{RepoError, Transaction, Tx};
@@ -15,12 +16,25 @@ use crate::error::repo_error;
 /// next use on PostgreSQL.
 pub(crate) struct StoreTx {
     txn: DatabaseTransaction,
+    _timer: Timer,
 }
 
 impl StoreTx {
-    /// Wraps a begun transaction.
-    pub(crate) fn new(txn: DatabaseTransaction) -> Self {
-        Self { txn }
+    /// Wraps a transaction begun at `started` (before waiting for a connection).
+    pub(crate) fn new(txn: DatabaseTransaction, started: Instant) -> Self {
+        Self {
+            txn,
+            _timer: Timer(started),
+        }
+    }
+}
+
+/// Adds the transaction's lifetime to the request's database time when it ends, committed or not.
+struct Timer(Instant);
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        clinicflow_ports::timing::add_db(self.0.elapsed());
     }
 }
 

@@ -13,6 +13,24 @@ crate::on_both_backends!(
     lists_get_etags_and_304s_reads_get_cache_control_and_big_bodies_are_compressed,
 );
 
+/// The `Server-Timing` durations by name, in milliseconds.
+fn server_timing(res: &reqwest::Response) -> std::collections::HashMap<String, f64> {
+    let header = res.headers()["server-timing"].to_str().expect("text");
+    header
+        .split(',')
+        .map(|metric| {
+            let mut parts = metric.trim().split(';');
+            let name = parts.next().expect("a name").to_owned();
+            let dur = parts
+                .find_map(|p| p.strip_prefix("dur="))
+                .expect("a duration")
+                .parse()
+                .expect("a number");
+            (name, dur)
+        })
+        .collect()
+}
+
 async fn metrics_count_requests_by_route_template_and_show_the_pool(backend: TestBackend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -21,7 +39,20 @@ async fn metrics_count_requests_by_route_template_and_show_the_pool(backend: Tes
     for _ in 0..3 {
         let res = app.get(&format!("/api/v1/patients/{patient}")).await;
         assert_eq!(res.status(), StatusCode::OK);
+        let timing = server_timing(&res);
+        assert!(
+            timing["db"] > 0.0,
+            "a read spends time in the database: {timing:?}"
+        );
+        assert!(timing["db"] <= timing["app"], "{timing:?}");
+        assert!(timing.contains_key("cache"));
     }
+    let live = app.get("/health/live").await;
+    assert_eq!(
+        server_timing(&live)["db"],
+        0.0,
+        "liveness touches no database"
+    );
     assert_eq!(
         app.get("/api/v1/patients/00000000-0000-0000-0000-000000000001")
             .await
