@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -62,6 +64,66 @@ pub struct PoolGauges {
 /// Reads the pool's state when scraped; set by the server, which knows the pool.
 pub type PoolProbe = Arc<dyn Fn() -> PoolGauges + Send + Sync>;
 
+/// Cache reads of one keyspace so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheLookups {
+    /// The keyspace (`clinic`, `dashboard`, …).
+    pub keyspace: String,
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found none.
+    pub misses: u64,
+}
+
+/// Reads the cache's counters when scraped; set by the server, which knows the cache.
+pub type CacheProbe = Arc<dyn Fn() -> Vec<CacheLookups> + Send + Sync>;
+
+/// A cache read's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    keyspace: String,
+    result: &'static str,
+}
+
+/// Exports the cache's own counters as they are at each scrape.
+#[derive(Default)]
+struct CacheCollector(Arc<Mutex<Option<CacheProbe>>>);
+
+impl std::fmt::Debug for CacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheCollector")
+    }
+}
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let probe = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(probe) = probe else {
+            return Ok(());
+        };
+        let mut metric = encoder.encode_descriptor(
+            "cache_lookups",
+            "Cache reads by keyspace and result: hit or miss",
+            None,
+            MetricType::Counter,
+        )?;
+        for lookups in probe() {
+            for (result, n) in [("hit", lookups.hits), ("miss", lookups.misses)] {
+                let labels = LookupLabels {
+                    keyspace: lookups.keyspace.clone(),
+                    result,
+                };
+                ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -69,6 +131,7 @@ pub struct Metrics {
     in_flight: Gauge,
     pool: Family<PoolLabels, Gauge>,
     pool_probe: Mutex<Option<PoolProbe>>,
+    cache_probe: Arc<Mutex<Option<CacheProbe>>>,
     outbox_depth: Gauge,
     outbox_messages: Family<OutcomeLabels, Counter>,
     no_shows_marked: Counter,
@@ -113,6 +176,8 @@ impl Default for Metrics {
             "Outbox delivery attempts of this instance by outcome: delivered, retried, dead, withdrawn",
             outbox_messages.clone(),
         );
+        let cache_probe: Arc<Mutex<Option<CacheProbe>>> = Arc::default();
+        registry.register_collector(Box::new(CacheCollector(cache_probe.clone())));
         let no_shows_marked = Counter::default();
         registry.register(
             "no_shows_marked",
@@ -125,6 +190,7 @@ impl Default for Metrics {
             in_flight,
             pool,
             pool_probe: Mutex::new(None),
+            cache_probe,
             outbox_depth,
             outbox_messages,
             no_shows_marked,
@@ -154,6 +220,14 @@ impl Metrics {
     pub fn set_pool_probe(&self, probe: PoolProbe) {
         *self
             .pool_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(probe);
+    }
+
+    /// Lets scrapes read the cache's hit and miss counters.
+    pub fn set_cache_probe(&self, probe: CacheProbe) {
+        *self
+            .cache_probe
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(probe);
     }
@@ -258,6 +332,13 @@ mod tests {
             max: 10,
         }));
         metrics.record_outbox_round(4, 1, 0, 2);
+        metrics.set_cache_probe(Arc::new(|| {
+            vec![CacheLookups {
+                keyspace: "clinic".into(),
+                hits: 9,
+                misses: 2,
+            }]
+        }));
         metrics.record_no_shows(3);
         let text = metrics.encode();
         for line in [
@@ -268,6 +349,8 @@ mod tests {
             r#"clinicflow_outbox_messages_total{outcome="delivered"} 4"#,
             r#"clinicflow_outbox_messages_total{outcome="withdrawn"} 2"#,
             "clinicflow_no_shows_marked_total 3",
+            r#"clinicflow_cache_lookups_total{keyspace="clinic",result="hit"} 9"#,
+            r#"clinicflow_cache_lookups_total{keyspace="clinic",result="miss"} 2"#,
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }

@@ -1,6 +1,8 @@
 //! The in-process cache: a bounded moka cache with per-entry time to live, for the embedded
 //! default and as the local level in front of Redis later.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -34,10 +36,22 @@ impl Expiry<String, Entry> for PerEntryTtl {
     }
 }
 
+/// Hits and misses of one keyspace (the part of a key before its first `:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookups {
+    /// The keyspace, such as `clinic` or `dashboard`.
+    pub keyspace: String,
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found none.
+    pub misses: u64,
+}
+
 /// An in-process cache bounded by total bytes.
 #[derive(Clone)]
 pub struct LocalCache {
     inner: Moka<String, Entry>,
+    lookups: Arc<Mutex<BTreeMap<String, (u64, u64)>>>,
 }
 
 impl std::fmt::Debug for LocalCache {
@@ -58,7 +72,42 @@ impl LocalCache {
             })
             .expire_after(PerEntryTtl)
             .build();
-        Self { inner }
+        Self {
+            inner,
+            lookups: Arc::default(),
+        }
+    }
+
+    /// Hits and misses so far, per keyspace.
+    pub fn lookups(&self) -> Vec<Lookups> {
+        self.lookups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(keyspace, (hits, misses))| Lookups {
+                keyspace: keyspace.clone(),
+                hits: *hits,
+                misses: *misses,
+            })
+            .collect()
+    }
+
+    fn count(&self, key: &str, hit: bool) {
+        // Keys are `keyspace:rest`; the keyspaces are a handful of fixed names, so the map stays small.
+        let keyspace = key.split(':').next().unwrap_or(key);
+        let mut lookups = self
+            .lookups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = match lookups.get_mut(keyspace) {
+            Some(counts) => counts,
+            None => lookups.entry(keyspace.to_owned()).or_default(),
+        };
+        if hit {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
+        }
     }
 }
 
@@ -68,6 +117,7 @@ impl Cache for LocalCache {
         let started = std::time::Instant::now();
         let value = self.inner.get(key).await.map(|e| e.value);
         clinicflow_ports::timing::add_cache(started.elapsed());
+        self.count(key, value.is_some());
         value
     }
 
@@ -87,6 +137,33 @@ impl Cache for LocalCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn hits_and_misses_are_counted_per_keyspace() {
+        let cache = LocalCache::new(1024 * 1024);
+        cache.get("clinic:1").await;
+        cache
+            .set("clinic:1", b"x".to_vec(), Duration::from_secs(60))
+            .await;
+        cache.get("clinic:1").await;
+        cache.get("clinic:1").await;
+        cache.get("dashboard:7").await;
+        assert_eq!(
+            cache.lookups(),
+            [
+                Lookups {
+                    keyspace: "clinic".into(),
+                    hits: 2,
+                    misses: 1
+                },
+                Lookups {
+                    keyspace: "dashboard".into(),
+                    hits: 0,
+                    misses: 1
+                },
+            ]
+        );
+    }
 
     #[tokio::test]
     async fn values_come_back_until_removed() {

@@ -15,6 +15,6 @@ mod events;
 mod limit;
 
 pub use backend::InvalidRedisUrl;
-pub use cache::LocalCache;
+pub use cache::{LocalCache, Lookups};
 pub use events::{LocalEventBus, RedisEventBus};
 pub use limit::{LocalRateLimiter, RedisRateLimiter};

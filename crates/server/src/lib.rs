@@ -67,6 +67,8 @@ pub struct Wiring {
     pub events: Arc<dyn EventBus>,
     /// The channels outbox messages leave by.
     pub channels: webhook::Channels,
+    /// The in-process cache, for its counters.
+    pub cache: LocalCache,
 }
 
 impl std::fmt::Debug for Wiring {
@@ -107,6 +109,7 @@ pub async fn connect_with_clock(
         ),
     };
     let shared = Arc::new(store.clone());
+    let cache = LocalCache::new(settings.cache.local_max_bytes);
     let ports = Ports {
         db: shared.clone(),
         clinics: shared.clone(),
@@ -123,7 +126,7 @@ pub async fn connect_with_clock(
         events: events.clone(),
         tokens: shared,
         limiter: limiter.clone(),
-        cache: Arc::new(LocalCache::new(settings.cache.local_max_bytes)),
+        cache: Arc::new(cache.clone()),
         clock: clock.clone(),
         hasher: Arc::new(password::Argon2Hasher),
     };
@@ -143,6 +146,7 @@ pub async fn connect_with_clock(
         limiter,
         events,
         channels,
+        cache,
     })
 }
 
@@ -207,6 +211,7 @@ impl Application {
             limiter,
             events,
             channels,
+            cache,
         } = connect(settings).await?;
         let metrics = Arc::new(clinicflow_api::metrics::Metrics::default());
         let pool = store.clone();
@@ -218,6 +223,17 @@ impl Application {
                 waiting: stats.waiting,
                 max: stats.max,
             }
+        }));
+        metrics.set_cache_probe(Arc::new(move || {
+            cache
+                .lookups()
+                .into_iter()
+                .map(|l| clinicflow_api::metrics::CacheLookups {
+                    keyspace: l.keyspace,
+                    hits: l.hits,
+                    misses: l.misses,
+                })
+                .collect()
         }));
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),

@@ -47,6 +47,9 @@ async fn metrics_count_requests_by_route_template_and_show_the_pool(backend: Tes
         assert!(timing["db"] <= timing["app"], "{timing:?}");
         assert!(timing.contains_key("cache"));
     }
+    for _ in 0..2 {
+        assert_eq!(app.get("/api/v1/clinic").await.status(), StatusCode::OK);
+    }
     let live = app.get("/health/live").await;
     assert_eq!(
         server_timing(&live)["db"],
@@ -83,6 +86,19 @@ async fn metrics_count_requests_by_route_template_and_show_the_pool(backend: Tes
         "clinicflow_outbox_depth 0",
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    // The clinic's settings are read through the cache: the first read anywhere misses, the
+    // second settings read above hits (workers read them too, so counts are not exact).
+    for result in ["hit", "miss"] {
+        let line =
+            format!(r#"clinicflow_cache_lookups_total{{keyspace="clinic",result="{result}"}} "#);
+        let count: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("missing `{line}` in:\n{text}"))
+            .parse()
+            .expect("a count");
+        assert!(count >= 1, "{result}: {count}");
     }
     // The scrape itself is in flight while the text is written.
     assert!(
