@@ -1,14 +1,16 @@
 //! The in-process cache: a bounded moka cache with per-entry time to live, for the embedded
 //! default and as the local level in front of Redis later.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use clinicflow_ports::Cache;
+use clinicflow_ports::{Cache, TagStamp};
 use moka::Expiry;
 use moka::future::Cache as Moka;
+
+use crate::entry::{LookupCounter, Lookups, Tagged};
 
 /// A cached value with the time it expires.
 #[derive(Clone)]
@@ -36,22 +38,13 @@ impl Expiry<String, Entry> for PerEntryTtl {
     }
 }
 
-/// Hits and misses of one keyspace (the part of a key before its first `:`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lookups {
-    /// The keyspace, such as `clinic` or `dashboard`.
-    pub keyspace: String,
-    /// Reads that found a value.
-    pub hits: u64,
-    /// Reads that found none.
-    pub misses: u64,
-}
-
-/// An in-process cache bounded by total bytes.
+/// An in-process cache bounded by total bytes. Tags are versioned in the process: right for
+/// one instance; several instances use [`crate::RedisCache`], which keeps the versions in Redis.
 #[derive(Clone)]
 pub struct LocalCache {
     inner: Moka<String, Entry>,
-    lookups: Arc<Mutex<BTreeMap<String, (u64, u64)>>>,
+    versions: Arc<Mutex<HashMap<String, u64>>>,
+    lookups: Arc<LookupCounter>,
 }
 
 impl std::fmt::Debug for LocalCache {
@@ -74,40 +67,36 @@ impl LocalCache {
             .build();
         Self {
             inner,
+            versions: Arc::default(),
             lookups: Arc::default(),
         }
     }
 
     /// Hits and misses so far, per keyspace.
     pub fn lookups(&self) -> Vec<Lookups> {
-        self.lookups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(keyspace, (hits, misses))| Lookups {
-                keyspace: keyspace.clone(),
-                hits: *hits,
-                misses: *misses,
-            })
-            .collect()
+        self.lookups.snapshot()
     }
 
-    fn count(&self, key: &str, hit: bool) {
-        // Keys are `keyspace:rest`; the keyspaces are a handful of fixed names, so the map stays small.
-        let keyspace = key.split(':').next().unwrap_or(key);
-        let mut lookups = self
-            .lookups
+    /// The stored bytes under `key`, as they are (for the level in front of Redis).
+    pub(crate) async fn raw(&self, key: &str) -> Option<Vec<u8>> {
+        self.inner.get(key).await.map(|e| e.value)
+    }
+
+    /// Stores bytes as they are.
+    pub(crate) async fn put_raw(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        self.inner
+            .insert(key.to_owned(), Entry { value, ttl })
+            .await;
+    }
+
+    fn versions_of(&self, tags: &[String]) -> Vec<(String, u64)> {
+        let versions = self
+            .versions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let counts = match lookups.get_mut(keyspace) {
-            Some(counts) => counts,
-            None => lookups.entry(keyspace.to_owned()).or_default(),
-        };
-        if hit {
-            counts.0 += 1;
-        } else {
-            counts.1 += 1;
-        }
+        tags.iter()
+            .map(|t| (t.clone(), versions.get(t).copied().unwrap_or(0)))
+            .collect()
     }
 }
 
@@ -115,18 +104,46 @@ impl LocalCache {
 impl Cache for LocalCache {
     async fn get(&self, key: &str) -> Option<Vec<u8>> {
         let started = std::time::Instant::now();
-        let value = self.inner.get(key).await.map(|e| e.value);
+        let value = self
+            .raw(key)
+            .await
+            .and_then(|bytes| Tagged::decode(&bytes))
+            .filter(|entry| {
+                let tags: Vec<String> = entry.versions.iter().map(|(t, _)| t.clone()).collect();
+                self.versions_of(&tags) == entry.versions
+            })
+            .map(|entry| entry.value);
         clinicflow_ports::timing::add_cache(started.elapsed());
-        self.count(key, value.is_some());
+        self.lookups.count(key, value.is_some());
         value
     }
 
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        self.set_tagged(key, TagStamp::default(), value, ttl).await;
+    }
+
+    async fn stamp(&self, tags: &[String]) -> Option<TagStamp> {
+        Some(TagStamp(self.versions_of(tags)))
+    }
+
+    async fn set_tagged(&self, key: &str, stamp: TagStamp, value: Vec<u8>, ttl: Duration) {
         let started = std::time::Instant::now();
-        self.inner
-            .insert(key.to_owned(), Entry { value, ttl })
-            .await;
+        let entry = Tagged {
+            versions: stamp.0,
+            value,
+        };
+        self.put_raw(key, entry.encode(), ttl).await;
         clinicflow_ports::timing::add_cache(started.elapsed());
+    }
+
+    async fn invalidate(&self, tags: &[String]) {
+        let mut versions = self
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for tag in tags {
+            *versions.entry(tag.clone()).or_default() += 1;
+        }
     }
 
     async fn remove(&self, key: &str) {
@@ -163,6 +180,35 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn an_invalidated_tag_makes_its_values_stale_and_leaves_the_others() {
+        let cache = LocalCache::new(1 << 20);
+        let ttl = Duration::from_secs(60);
+        let (a, b) = (vec!["clinic:a".to_owned()], vec!["clinic:b".to_owned()]);
+        let stamp_a = cache.stamp(&a).await.expect("known");
+        cache
+            .set_tagged("clinic:a", stamp_a.clone(), b"A".to_vec(), ttl)
+            .await;
+        let stamp_b = cache.stamp(&b).await.expect("known");
+        cache
+            .set_tagged("clinic:b", stamp_b, b"B".to_vec(), ttl)
+            .await;
+        cache.invalidate(&a).await;
+        assert_eq!(cache.get("clinic:a").await, None);
+        assert_eq!(cache.get("clinic:b").await, Some(b"B".to_vec()));
+        // A value read before the invalidation, stored after it, is stale at once.
+        cache
+            .set_tagged("clinic:a", stamp_a, b"old".to_vec(), ttl)
+            .await;
+        assert_eq!(cache.get("clinic:a").await, None);
+        // Stamped after the invalidation, it is fresh.
+        let fresh = cache.stamp(&a).await.expect("known");
+        cache
+            .set_tagged("clinic:a", fresh, b"A2".to_vec(), ttl)
+            .await;
+        assert_eq!(cache.get("clinic:a").await, Some(b"A2".to_vec()));
     }
 
     #[tokio::test]

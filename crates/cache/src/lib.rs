@@ -11,10 +11,14 @@
 
 mod backend;
 mod cache;
+mod entry;
 mod events;
 mod limit;
+mod redis_cache;
 
 pub use backend::InvalidRedisUrl;
-pub use cache::{LocalCache, Lookups};
+pub use cache::LocalCache;
+pub use entry::Lookups;
 pub use events::{LocalEventBus, RedisEventBus};
 pub use limit::{LocalRateLimiter, RedisRateLimiter};
+pub use redis_cache::RedisCache;

@@ -1,18 +1,38 @@
-//! The cache port: opaque bytes by key, with a time to live.
+//! The cache port: opaque bytes by key, with a time to live, and tags that invalidate them
+//! on every instance.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// Tags and their versions at one moment; see [`Cache::stamp`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagStamp(pub Vec<(String, u64)>);
+
 /// A best-effort key-value cache; a miss or an outage never changes an answer, only its speed.
+///
+/// A value stored with tags is returned only while none of its tags has been invalidated
+/// since, on any instance: a write that invalidates a tag before it answers its client is
+/// never followed by a stale read of a value tied to that tag.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Cache: Send + Sync {
-    /// The value under `key`, if cached and fresh.
+    /// The value under `key`, if cached, fresh, and none of its tags was invalidated since.
     async fn get(&self, key: &str) -> Option<Vec<u8>>;
 
     /// Stores `value` under `key` for at most `ttl`.
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration);
+
+    /// The current versions of `tags`, taken BEFORE the value to cache is read, so that an
+    /// invalidation in between makes the stored value stale; `None` when they cannot be known
+    /// (then nothing should be cached).
+    async fn stamp(&self, tags: &[String]) -> Option<TagStamp>;
+
+    /// Stores `value` under `key` for at most `ttl`, tied to the tags of `stamp`.
+    async fn set_tagged(&self, key: &str, stamp: TagStamp, value: Vec<u8>, ttl: Duration);
+
+    /// Makes every value tied to any of `tags` stale, on every instance.
+    async fn invalidate(&self, tags: &[String]);
 
     /// Forgets `key`.
     async fn remove(&self, key: &str);

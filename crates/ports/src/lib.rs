@@ -18,7 +18,7 @@ pub mod stats;
 pub mod timing;
 pub mod transaction;
 
-pub use cache::Cache;
+pub use cache::{Cache, TagStamp};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, OverlapParty, RepoError};
 pub use events::{EventBus, EventStream};

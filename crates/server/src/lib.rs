@@ -67,9 +67,12 @@ pub struct Wiring {
     pub events: Arc<dyn EventBus>,
     /// The channels outbox messages leave by.
     pub channels: webhook::Channels,
-    /// The in-process cache, for its counters.
-    pub cache: LocalCache,
+    /// The cache's hit and miss counters.
+    pub cache_lookups: CacheLookups,
 }
+
+/// Reads a cache's hit and miss counters.
+pub type CacheLookups = Arc<dyn Fn() -> Vec<clinicflow_cache::Lookups> + Send + Sync>;
 
 impl std::fmt::Debug for Wiring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,7 +112,26 @@ pub async fn connect_with_clock(
         ),
     };
     let shared = Arc::new(store.clone());
-    let cache = LocalCache::new(settings.cache.local_max_bytes);
+    // With Redis, two levels whose tag versions every instance shares; without, one process.
+    let (cache, cache_lookups): (Arc<dyn clinicflow_ports::Cache>, CacheLookups) =
+        match &settings.redis_url {
+            Some(url) => {
+                let cache = Arc::new(
+                    clinicflow_cache::RedisCache::connect(
+                        url.expose_secret(),
+                        settings.cache.local_max_bytes,
+                    )
+                    .map_err(|e| StartError::Redis(e.to_string()))?,
+                );
+                let counted = cache.clone();
+                (cache, Arc::new(move || counted.lookups()))
+            }
+            None => {
+                let cache = LocalCache::new(settings.cache.local_max_bytes);
+                let counted = cache.clone();
+                (Arc::new(cache), Arc::new(move || counted.lookups()))
+            }
+        };
     let ports = Ports {
         db: shared.clone(),
         clinics: shared.clone(),
@@ -126,7 +148,7 @@ pub async fn connect_with_clock(
         events: events.clone(),
         tokens: shared,
         limiter: limiter.clone(),
-        cache: Arc::new(cache.clone()),
+        cache,
         clock: clock.clone(),
         hasher: Arc::new(password::Argon2Hasher),
     };
@@ -146,7 +168,7 @@ pub async fn connect_with_clock(
         limiter,
         events,
         channels,
-        cache,
+        cache_lookups,
     })
 }
 
@@ -211,7 +233,7 @@ impl Application {
             limiter,
             events,
             channels,
-            cache,
+            cache_lookups,
         } = connect(settings).await?;
         let metrics = Arc::new(clinicflow_api::metrics::Metrics::default());
         let pool = store.clone();
@@ -225,8 +247,7 @@ impl Application {
             }
         }));
         metrics.set_cache_probe(Arc::new(move || {
-            cache
-                .lookups()
+            cache_lookups()
                 .into_iter()
                 .map(|l| clinicflow_api::metrics::CacheLookups {
                     keyspace: l.keyspace,

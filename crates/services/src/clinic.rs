@@ -64,6 +64,11 @@ fn clinic_key(id: ClinicId) -> String {
     format!("clinic:{id}")
 }
 
+/// The tag every cached value derived from a clinic's settings carries.
+fn clinic_tag(id: ClinicId) -> String {
+    format!("clinic:{id}")
+}
+
 /// Creates clinics and reads their settings.
 #[derive(Debug, Clone)]
 pub struct ClinicService {
@@ -189,9 +194,8 @@ impl ClinicService {
         };
         audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
-        // Later bookings on this instance see the change at once; other instances within
-        // the cache's lifetime of clinic settings.
-        self.ports.cache.remove(&clinic_key(clinic.id)).await;
+        // After the commit, so that no instance caches the old settings under the new version.
+        self.ports.cache.invalidate(&[clinic_tag(clinic.id)]).await;
         Ok(clinic)
     }
 
@@ -287,15 +291,20 @@ pub(crate) async fn clinic_settings(
     {
         return Ok(clinic);
     }
+    // Stamped before the read: a change committed and invalidated after this point leaves
+    // what is read here stale in the cache at once.
+    let stamp = ports.cache.stamp(&[clinic_tag(id)]).await;
     let clinic = ports
         .clinics
         .get(tx, id)
         .await?
         .ok_or(ServiceError::NotFound("clinic"))?;
-    ports
-        .cache
-        .set(&key, encode_clinic(&clinic), CLINIC_TTL)
-        .await;
+    if let Some(stamp) = stamp {
+        ports
+            .cache
+            .set_tagged(&key, stamp, encode_clinic(&clinic), CLINIC_TTL)
+            .await;
+    }
     Ok(clinic)
 }
 

@@ -76,6 +76,9 @@ impl Mocks {
         let mut cache = MockCache::new();
         cache.expect_get().returning(|_| None);
         cache.expect_set().return_const(());
+        cache.expect_stamp().returning(|_| None);
+        cache.expect_set_tagged().return_const(());
+        cache.expect_invalidate().return_const(());
         let ports = Ports {
             db: Arc::new(self.db),
             clinics: Arc::new(self.clinics),

@@ -2,6 +2,7 @@
 //! against a fresh database, and every test runs on SQLite and on PostgreSQL.
 
 mod booking;
+mod cache;
 mod dashboard;
 mod dispatch;
 mod helpers;

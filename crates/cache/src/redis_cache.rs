@@ -1,0 +1,279 @@
+//! Two cache levels: a short-lived in-process level in front of Redis, with tag versions
+//! kept in Redis so that an invalidation on one instance is seen by every other at once.
+//!
+//! Every read of a tagged value asks Redis for its tags' current versions (one `MGET`), so a
+//! value cached on this instance is never served after another instance invalidated one of
+//! its tags. When Redis cannot be asked, tagged values are not served at all: the caller reads
+//! the database instead (degraded, never stale), the failure is counted and logged at most
+//! once per interval, and the cache is used again as soon as Redis answers.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use clinicflow_ports::{Cache, TagStamp};
+use deadpool_redis::redis::{self, RedisError};
+use deadpool_redis::{Pool, PoolError};
+
+use crate::LocalCache;
+use crate::backend::{self, InvalidRedisUrl, Warnings};
+use crate::entry::{LookupCounter, Lookups, Tagged};
+
+/// How long a value stays in the in-process level: short, because untagged values there are
+/// not checked against Redis.
+const LOCAL_TTL: Duration = Duration::from_secs(5);
+
+/// Each Redis call gives up after this long unless set otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Why one Redis call gave no answer.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+fn value_key(key: &str) -> String {
+    format!("clinicflow:cache:{key}")
+}
+
+fn tag_key(tag: &str) -> String {
+    format!("clinicflow:tag:{tag}")
+}
+
+/// The two-level cache.
+pub struct RedisCache {
+    local: LocalCache,
+    pool: Pool,
+    timeout: Duration,
+    errors: AtomicU64,
+    warnings: Mutex<Warnings>,
+    lookups: LookupCounter,
+}
+
+impl std::fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("local", &self.local)
+            .field("redis_errors", &self.redis_errors())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCache {
+    /// A cache on the Redis at `url`, with an in-process level of at most `local_max_bytes`.
+    pub fn connect(url: &str, local_max_bytes: u64) -> Result<Self, InvalidRedisUrl> {
+        Ok(Self {
+            local: LocalCache::new(local_max_bytes),
+            pool: backend::pool(url)?,
+            timeout: DEFAULT_TIMEOUT,
+            errors: AtomicU64::new(0),
+            warnings: Mutex::new(Warnings::default()),
+            lookups: LookupCounter::default(),
+        })
+    }
+
+    /// The same cache with each Redis call bounded by `timeout` instead of 200 ms.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Redis calls that failed or timed out so far.
+    pub fn redis_errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Hits and misses so far, per keyspace.
+    pub fn lookups(&self) -> Vec<Lookups> {
+        self.lookups.snapshot()
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let result = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| Failure::Timeout(self.timeout))
+            .and_then(|r| r);
+        match &result {
+            Ok(_) => {
+                let recovered = self
+                    .warnings
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .answered();
+                if recovered {
+                    tracing::info!("Redis answers again: the shared cache is back in use");
+                }
+            }
+            Err(failure) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                let due = self
+                    .warnings
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .failed(Instant::now());
+                if let Some(failures) = due {
+                    tracing::warn!(
+                        error = %failure,
+                        failures_since_last_warning = failures,
+                        "Redis cache failed: reading from the database until Redis answers"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    /// The current versions of `tags` (0 for a tag never invalidated).
+    async fn versions(&self, tags: &[String]) -> Result<Vec<(String, u64)>, Failure> {
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = tags.iter().map(|t| tag_key(t)).collect();
+        let found: Vec<Option<u64>> = self
+            .bounded(async {
+                let mut conn = self.pool.get().await?;
+                Ok(redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?)
+            })
+            .await?;
+        Ok(tags
+            .iter()
+            .cloned()
+            .zip(found.into_iter().map(Option::unwrap_or_default))
+            .collect())
+    }
+
+    /// The entry stored in Redis (kept in this process too).
+    async fn shared_entry(&self, key: &str) -> Option<Tagged> {
+        let bytes: Option<Vec<u8>> = self
+            .bounded(async {
+                let mut conn = self.pool.get().await?;
+                Ok(redis::cmd("GET")
+                    .arg(value_key(key))
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await
+            .ok()
+            .flatten();
+        let bytes = bytes?;
+        self.local.put_raw(key, bytes.clone(), LOCAL_TTL).await;
+        Tagged::decode(&bytes)
+    }
+
+    async fn fresh(&self, key: &str) -> Option<Vec<u8>> {
+        if let Some(entry) = self.local.raw(key).await.and_then(|b| Tagged::decode(&b)) {
+            match self.check(&entry).await? {
+                true => return Some(entry.value),
+                // Another instance may have stored a newer value in Redis since.
+                false => self.local.remove(key).await,
+            }
+        }
+        let entry = self.shared_entry(key).await?;
+        self.check(&entry).await?.then_some(entry.value)
+    }
+
+    /// Whether `entry`'s tags still have the versions it was stored with; `None` when Redis
+    /// cannot say, which counts as stale: another instance's invalidation would be unknown.
+    async fn check(&self, entry: &Tagged) -> Option<bool> {
+        if entry.versions.is_empty() {
+            return Some(true);
+        }
+        let tags: Vec<String> = entry.versions.iter().map(|(t, _)| t.clone()).collect();
+        let current = self.versions(&tags).await.ok()?;
+        Some(current == entry.versions)
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let value = self.fresh(key).await;
+        clinicflow_ports::timing::add_cache(started.elapsed());
+        self.lookups.count(key, value.is_some());
+        value
+    }
+
+    async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
+        self.set_tagged(key, TagStamp::default(), value, ttl).await;
+    }
+
+    async fn stamp(&self, tags: &[String]) -> Option<TagStamp> {
+        let started = Instant::now();
+        let stamp = self.versions(tags).await.ok().map(TagStamp);
+        clinicflow_ports::timing::add_cache(started.elapsed());
+        stamp
+    }
+
+    async fn set_tagged(&self, key: &str, stamp: TagStamp, value: Vec<u8>, ttl: Duration) {
+        let started = Instant::now();
+        {
+            let bytes = Tagged {
+                versions: stamp.0,
+                value,
+            }
+            .encode();
+            self.local
+                .put_raw(key, bytes.clone(), ttl.min(LOCAL_TTL))
+                .await;
+            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let _ = self
+                .bounded(async {
+                    let mut conn = self.pool.get().await?;
+                    redis::cmd("SET")
+                        .arg(value_key(key))
+                        .arg(bytes)
+                        .arg("PX")
+                        .arg(millis)
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                    Ok(())
+                })
+                .await;
+        }
+        clinicflow_ports::timing::add_cache(started.elapsed());
+    }
+
+    async fn invalidate(&self, tags: &[String]) {
+        if tags.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let _ = self
+            .bounded(async {
+                let mut conn = self.pool.get().await?;
+                let mut pipe = redis::pipe();
+                for tag in tags {
+                    pipe.cmd("INCR").arg(tag_key(tag)).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await?;
+                Ok(())
+            })
+            .await;
+        clinicflow_ports::timing::add_cache(started.elapsed());
+    }
+
+    async fn remove(&self, key: &str) {
+        self.local.remove(key).await;
+        let _ = self
+            .bounded(async {
+                let mut conn = self.pool.get().await?;
+                redis::cmd("DEL")
+                    .arg(value_key(key))
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(())
+            })
+            .await;
+    }
+}

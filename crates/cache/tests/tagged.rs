@@ -1,0 +1,108 @@
+//! `RedisCache` against a real Redis (`CLINICFLOW_TEST_REDIS_URL`): values shared by
+//! instances, invalidation seen by every instance at once, and an outage that degrades to
+//! misses, never to stale values.
+
+mod common;
+
+use std::time::Duration;
+
+use clinicflow_cache::RedisCache;
+use clinicflow_ports::Cache;
+use common::*;
+use uuid::Uuid;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn cache(url: &str) -> RedisCache {
+    RedisCache::connect(url, 1 << 20)
+        .expect("the test Redis URL is valid")
+        .with_timeout(TEST_TIMEOUT)
+}
+
+/// A key and a tag no other test uses.
+fn unique(name: &str) -> (String, Vec<String>) {
+    let id = Uuid::now_v7();
+    (format!("test:{id}:{name}"), vec![format!("test:{id}")])
+}
+
+#[tokio::test]
+async fn an_invalidation_on_one_instance_is_seen_by_another_at_once() {
+    let Some(url) = redis_url() else { return };
+    let (a, b) = (cache(&url), cache(&url));
+    let (key, tags) = unique("clinic");
+    let stamp = a.stamp(&tags).await.expect("Redis answers");
+    a.set_tagged(&key, stamp, b"v1".to_vec(), MINUTE).await;
+    // The other instance finds it in Redis, and now holds it in its own level too.
+    assert_eq!(b.get(&key).await, Some(b"v1".to_vec()));
+    assert_eq!(a.get(&key).await, Some(b"v1".to_vec()));
+
+    b.invalidate(&tags).await;
+    assert_eq!(
+        a.get(&key).await,
+        None,
+        "the writer's instance does not serve it"
+    );
+    assert_eq!(b.get(&key).await, None);
+
+    // Read before the invalidation, stored after it: stale at once.
+    let early = a.stamp(&tags).await.expect("Redis answers");
+    b.invalidate(&tags).await;
+    a.set_tagged(&key, early, b"old".to_vec(), MINUTE).await;
+    assert_eq!(b.get(&key).await, None);
+    let fresh = a.stamp(&tags).await.expect("Redis answers");
+    a.set_tagged(&key, fresh, b"v2".to_vec(), MINUTE).await;
+    assert_eq!(b.get(&key).await, Some(b"v2".to_vec()));
+    assert_eq!(a.redis_errors() + b.redis_errors(), 0);
+}
+
+#[tokio::test]
+async fn without_redis_tagged_values_are_misses_until_it_returns() {
+    let Some(url) = redis_url() else { return };
+    let relay = Relay::start(redis_addr(&url).await).await;
+    let cut_off = RedisCache::connect(&url_through(&url, relay.addr), 1 << 20)
+        .expect("valid URL")
+        .with_timeout(Duration::from_millis(300));
+    let (key, tags) = unique("clinic");
+    let stamp = cut_off.stamp(&tags).await.expect("Redis answers");
+    cut_off
+        .set_tagged(&key, stamp, b"v1".to_vec(), MINUTE)
+        .await;
+    assert_eq!(cut_off.get(&key).await, Some(b"v1".to_vec()));
+
+    relay.cut();
+    // Another instance may invalidate meanwhile: what cannot be checked is not served.
+    assert_eq!(cut_off.get(&key).await, None);
+    assert!(
+        cut_off.stamp(&tags).await.is_none(),
+        "nothing is cached blind"
+    );
+    assert!(cut_off.redis_errors() >= 2);
+
+    relay.restore();
+    let mut back = None;
+    for _ in 0..50 {
+        back = cut_off.get(&key).await;
+        if back.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        back,
+        Some(b"v1".to_vec()),
+        "served again once Redis answers"
+    );
+}
+
+#[tokio::test]
+async fn counts_hits_and_misses_per_keyspace() {
+    let Some(url) = redis_url() else { return };
+    let c = cache(&url);
+    let (key, _) = unique("x");
+    assert_eq!(c.get(&key).await, None);
+    c.set(&key, b"v".to_vec(), MINUTE).await;
+    assert_eq!(c.get(&key).await, Some(b"v".to_vec()));
+    let lookups = c.lookups();
+    assert_eq!(lookups.len(), 1);
+    assert_eq!((lookups[0].hits, lookups[0].misses), (1, 1));
+}
