@@ -37,3 +37,9 @@ pub trait Cache: Send + Sync {
     /// Forgets `key`.
     async fn remove(&self, key: &str);
 }
+
+/// The tag of every cached value derived from a practitioner's schedule, time off or
+/// appointments (their free slots). Repositories touch it on every such write.
+pub fn practitioner_tag(id: clinicflow_domain::PractitionerId) -> String {
+    format!("practitioner:{id}")
+}

@@ -18,7 +18,7 @@ pub mod stats;
 pub mod timing;
 pub mod transaction;
 
-pub use cache::{Cache, TagStamp};
+pub use cache::{Cache, TagStamp, practitioner_tag};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, OverlapParty, RepoError};
 pub use events::{EventBus, EventStream};
@@ -31,7 +31,7 @@ pub use repo::{
     QueueRepo, QueueScope, RefreshTokenRepo, ScheduleRepo, UserRepo,
 };
 pub use stats::{StatsRepo, StatusCount};
-pub use transaction::{Database, Transaction, Tx, TxMode};
+pub use transaction::{AfterCommit, Database, Transaction, Tx, TxMode};
 
 #[cfg(feature = "mock")]
 pub use {

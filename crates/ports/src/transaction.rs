@@ -6,8 +6,10 @@
 //! downcasts it to its own type.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_core::future::BoxFuture;
 
 use crate::RepoError;
 
@@ -31,9 +33,20 @@ pub trait Transaction: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
+/// What runs after a unit of work committed, with the cache tags its writes touched.
+pub type AfterCommit = Arc<dyn Fn(Vec<String>) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// An open unit of work, handed to repositories and committed at the end of a use case.
 /// Dropping it without [`Tx::commit`] rolls every write back.
-pub struct Tx(Box<dyn Transaction>);
+///
+/// Repositories note the cache tags their writes make stale ([`Tx::touch`]); once the unit
+/// of work has committed, they are invalidated (see `crate::cache`), so no use case has to
+/// remember which cached reads a write affects.
+pub struct Tx {
+    inner: Box<dyn Transaction>,
+    touched: Vec<String>,
+    after_commit: Option<AfterCommit>,
+}
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,17 +57,50 @@ impl std::fmt::Debug for Tx {
 impl Tx {
     /// Wraps an adapter's transaction.
     pub fn new(inner: Box<dyn Transaction>) -> Self {
-        Self(inner)
+        Self {
+            inner,
+            touched: Vec::new(),
+            after_commit: None,
+        }
     }
 
-    /// Commits every write made through this unit of work.
+    /// Commits every write made through this unit of work, then runs the after-commit hook
+    /// with the tags touched (after, so that nothing read before the commit is cached as new).
     pub async fn commit(self) -> Result<(), RepoError> {
-        self.0.commit().await
+        let Tx {
+            inner,
+            touched,
+            after_commit,
+        } = self;
+        inner.commit().await?;
+        if let Some(hook) = after_commit
+            && !touched.is_empty()
+        {
+            hook(touched).await;
+        }
+        Ok(())
+    }
+
+    /// Notes that a write of this unit of work makes values cached under `tag` stale.
+    pub fn touch(&mut self, tag: String) {
+        if !self.touched.contains(&tag) {
+            self.touched.push(tag);
+        }
+    }
+
+    /// The tags touched so far.
+    pub fn touched(&self) -> &[String] {
+        &self.touched
+    }
+
+    /// Sets what runs after a successful commit.
+    pub fn set_after_commit(&mut self, hook: AfterCommit) {
+        self.after_commit = Some(hook);
     }
 
     /// The adapter's own transaction, if it is of type `T`.
     pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
-        self.0.as_any_mut().downcast_mut::<T>()
+        self.inner.as_any_mut().downcast_mut::<T>()
     }
 }
 

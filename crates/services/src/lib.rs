@@ -21,6 +21,7 @@ pub mod dashboard;
 pub mod encounter;
 pub mod error;
 pub mod input;
+mod invalidate;
 #[cfg(test)]
 mod mocks;
 pub mod outbox;
@@ -123,8 +124,13 @@ pub struct Services {
 }
 
 impl Services {
-    /// Builds every service over the same ports.
-    pub fn new(ports: Ports, policy: AuthPolicy) -> Self {
+    /// Builds every service over the same ports; their units of work invalidate the cache
+    /// tags their writes touched once committed.
+    pub fn new(mut ports: Ports, policy: AuthPolicy) -> Self {
+        ports.db = Arc::new(invalidate::Invalidating {
+            inner: ports.db.clone(),
+            cache: ports.cache.clone(),
+        });
         Self {
             auth: AuthService::new(ports.clone(), policy),
             users: UserService::new(ports.clone()),

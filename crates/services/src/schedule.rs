@@ -6,7 +6,7 @@ use clinicflow_domain::{
     Actor, Availability, Clinic, Interval, Permission, Practitioner, PractitionerId, Schedule,
     ScheduleException, ScheduleExceptionId, WeeklyRule,
 };
-use clinicflow_ports::{PractitionerFilter, Tx, TxMode};
+use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag};
 use uuid::Uuid;
 
 use crate::{FieldErrors, Ports, ServiceError, input};
@@ -171,6 +171,55 @@ pub(crate) async fn next_free_slots(
         .filter(|s| s.start() >= after)
         .take(NEXT_SLOTS)
         .collect())
+}
+
+/// How long a practitioner's free slots stay cached; any booking, status change, schedule or
+/// time-off change of theirs makes them stale at once.
+const SLOTS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Slots as pairs of microsecond timestamps, 16 bytes each.
+fn encode_slots(slots: &[Interval]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(slots.len() * 16);
+    for s in slots {
+        out.extend_from_slice(&s.start().timestamp_micros().to_le_bytes());
+        out.extend_from_slice(&s.end().timestamp_micros().to_le_bytes());
+    }
+    out
+}
+
+fn decode_slots(bytes: &[u8]) -> Option<Vec<Interval>> {
+    if !bytes.len().is_multiple_of(16) {
+        return None;
+    }
+    bytes
+        .chunks_exact(16)
+        .map(|pair| {
+            let at =
+                |b: &[u8]| DateTime::from_timestamp_micros(i64::from_le_bytes(b.try_into().ok()?));
+            let start = at(&pair[..8])?;
+            let end = at(&pair[8..])?;
+            Interval::new(start, end).ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod slot_cache_tests {
+    use super::*;
+
+    #[test]
+    fn cached_slots_decode_to_what_was_encoded() {
+        let start = DateTime::from_timestamp_micros(1_764_576_000_123_456).expect("valid");
+        let slots: Vec<Interval> = (0..3)
+            .map(|i| {
+                Interval::starting_at(start + Duration::minutes(30 * i), Duration::minutes(30))
+                    .expect("valid")
+            })
+            .collect();
+        assert_eq!(decode_slots(&encode_slots(&slots)), Some(slots));
+        assert_eq!(decode_slots(&[1, 2, 3]), None);
+        assert_eq!(decode_slots(&[]), Some(Vec::new()));
+    }
 }
 
 fn parse_range(errors: &mut FieldErrors, from: &str, to: &str) -> Option<(NaiveDate, NaiveDate)> {
@@ -345,7 +394,28 @@ impl ScheduleService {
         };
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        // Checked on every request, cached or not: the practitioner is of the actor's clinic.
         let practitioner = self.practitioner(&mut tx, actor, practitioner_id).await?;
+        let now = self.ports.clock.now();
+        let key = format!("slots:{practitioner_id}:{from}:{to}");
+        if let Some(slots) = self
+            .ports
+            .cache
+            .get(&key)
+            .await
+            .and_then(|b| decode_slots(&b))
+        {
+            // Computed a little earlier: slots that have begun since are no longer offered.
+            return Ok((
+                slots.into_iter().filter(|s| s.start() >= now).collect(),
+                clinic,
+            ));
+        }
+        let stamp = self
+            .ports
+            .cache
+            .stamp(&[practitioner_tag(practitioner_id)])
+            .await;
         let calendar = Calendar::load(
             &self.ports,
             &mut tx,
@@ -354,7 +424,13 @@ impl ScheduleService {
             utc_span(from, to),
         )
         .await?;
-        let slots = calendar.free_slots(&clinic, &practitioner, from, to, self.ports.clock.now());
+        let slots = calendar.free_slots(&clinic, &practitioner, from, to, now);
+        if let Some(stamp) = stamp {
+            self.ports
+                .cache
+                .set_tagged(&key, stamp, encode_slots(&slots), SLOTS_TTL)
+                .await;
+        }
         Ok((slots, clinic))
     }
 

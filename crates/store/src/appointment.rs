@@ -14,7 +14,7 @@ use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, ClinicId, Interval, Page, PageRequest,
     PatientId, PractitionerId, UserId,
 };
-use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx};
+use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx, practitioner_tag};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
@@ -200,6 +200,7 @@ impl AppointmentRepo for Store {
     }
 
     async fn insert(&self, tx: &mut Tx, appointment: &Appointment) -> Result<(), RepoError> {
+        tx.touch(practitioner_tag(appointment.practitioner_id));
         let mut row = changes(appointment);
         row.id = Set(appointment.id.as_uuid());
         row.clinic_id = Set(appointment.clinic_id.as_uuid());
@@ -232,6 +233,7 @@ impl AppointmentRepo for Store {
         appointment: &Appointment,
         expected_version: i32,
     ) -> Result<(), RepoError> {
+        tx.touch(practitioner_tag(appointment.practitioner_id));
         update_versioned::<appointment::Entity>(
             db(tx),
             live_in(appointment.clinic_id)

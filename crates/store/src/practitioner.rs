@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use clinicflow_domain::{ClinicId, Page, PageRequest, PersonName, Practitioner, PractitionerId};
-use clinicflow_ports::{PractitionerFilter, PractitionerRepo, RepoError, Tx};
+use clinicflow_ports::{PractitionerFilter, PractitionerRepo, RepoError, Tx, practitioner_tag};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -161,6 +161,7 @@ impl PractitionerRepo for Store {
         practitioner: &Practitioner,
         expected_version: i32,
     ) -> Result<(), RepoError> {
+        tx.touch(practitioner_tag(practitioner.id));
         let txn = db(tx);
         let id = practitioner.id.as_uuid();
         let clinic = practitioner.clinic_id.as_uuid();

@@ -6,7 +6,7 @@ use clinicflow_domain::{
     ClinicId, Interval, PractitionerId, Schedule, ScheduleException, ScheduleExceptionId,
     WeeklyRule,
 };
-use clinicflow_ports::{RepoError, ScheduleRepo, Tx};
+use clinicflow_ports::{RepoError, ScheduleRepo, Tx, practitioner_tag};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -98,6 +98,7 @@ impl ScheduleRepo for Store {
         practitioner: PractitionerId,
         schedule: &Schedule,
     ) -> Result<(), RepoError> {
+        tx.touch(practitioner_tag(practitioner));
         let txn = db(tx);
         let (clinic, practitioner) = (clinic.as_uuid(), practitioner.as_uuid());
         schedule_rule::Entity::delete_many()
@@ -157,6 +158,7 @@ impl ScheduleRepo for Store {
         practitioner: PractitionerId,
         exception: &ScheduleException,
     ) -> Result<(), RepoError> {
+        tx.touch(practitioner_tag(practitioner));
         schedule_exception::Entity::insert(schedule_exception::ActiveModel {
             id: Set(exception.id.as_uuid()),
             clinic_id: Set(clinic.as_uuid()),

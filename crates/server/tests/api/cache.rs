@@ -54,3 +54,108 @@ async fn a_settings_change_on_one_instance_is_read_at_once_on_another() {
         assert_eq!(seen["no_show_grace_minutes"], grace);
     }
 }
+
+crate::on_both_backends!(cached_slots_follow_bookings_cancellations_and_time_off);
+
+/// The starts of a practitioner's free slots on `day`, read through `base` (an instance).
+async fn starts(app: &TestApp, base: &str, practitioner: &str, day: &str) -> Vec<String> {
+    let next = (chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").expect("date")
+        + chrono::Duration::days(1))
+    .to_string();
+    let slots: Value = app
+        .as_user(
+            &app.token,
+            app.client.get(format!(
+                "{base}/api/v1/practitioners/{practitioner}/slots?from={day}&to={next}"
+            )),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    slots["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .map(|s| s["starts_at"].as_str().expect("start").to_owned())
+        .collect()
+}
+
+async fn cached_slots_follow_bookings_cancellations_and_time_off(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let practitioner = app.practitioner().await;
+    let patient = app.patient(1).await;
+    let day = crate::helpers::future_day();
+    let before = starts(&app, &app.base, &practitioner, &day).await;
+    assert_eq!(before.len(), 8, "08:00 to 12:00 in half hours");
+    // Read twice: the second answer comes from the cache.
+    assert_eq!(starts(&app, &app.base, &practitioner, &day).await, before);
+
+    let res = app
+        .post(
+            "/api/v1/appointments",
+            json!({"patient_id": patient, "practitioner_id": practitioner, "starts_at": before[0]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let booked = crate::helpers::id_of(res).await;
+    let after = starts(&app, &app.base, &practitioner, &day).await;
+    assert_eq!(after, before[1..], "the booked slot is gone at once");
+
+    let res = app
+        .post(&format!("/api/v1/appointments/{booked}/cancel"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        starts(&app, &app.base, &practitioner, &day).await,
+        before,
+        "a cancellation frees it at once"
+    );
+
+    let res = app
+        .post(
+            &format!("/api/v1/practitioners/{practitioner}/time-off"),
+            json!({"starts_at": format!("{day}T10:00:00Z"), "ends_at": format!("{day}T12:00:00Z")}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(
+        starts(&app, &app.base, &practitioner, &day).await,
+        before[..4],
+        "time off takes its slots at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_on_one_instance_takes_the_slot_from_another_instances_cache() {
+    let Some(redis) = test_redis_url() else {
+        return;
+    };
+    let Some(app) = TestApp::spawn_with(TestBackend::Postgres, |s| {
+        s.redis_url = Some(SecretString::from(redis.clone()));
+    })
+    .await
+    else {
+        return;
+    };
+    let other = app.another_instance().await;
+    let practitioner = app.practitioner().await;
+    let patient = app.patient(1).await;
+    let day = crate::helpers::future_day();
+    let before = starts(&app, &other, &practitioner, &day).await;
+    assert_eq!(starts(&app, &other, &practitioner, &day).await, before);
+    let res = app
+        .post(
+            "/api/v1/appointments",
+            json!({"patient_id": patient, "practitioner_id": practitioner, "starts_at": before[0]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(
+        starts(&app, &other, &practitioner, &day).await,
+        before[1..],
+        "no stale slot on the other instance"
+    );
+}

@@ -130,4 +130,5 @@ contract_tests! {
     appointment::keyset_pages_of_appointments_follow_start_then_id_exactly,
     appointment::a_keyset_walk_is_stable_while_appointments_are_inserted,
     stats::appointments_are_counted_per_practitioner_and_status_within_the_span,
+    stats::writes_touch_the_tag_of_the_practitioner_whose_slots_they_change,
 }

@@ -1,5 +1,6 @@
-use clinicflow_domain::AppointmentStatus;
-use clinicflow_ports::{AppointmentRepo, StatsRepo, StatusCount};
+use chrono::{NaiveTime, Weekday};
+use clinicflow_domain::{AppointmentStatus, Schedule, WeeklyRule};
+use clinicflow_ports::{AppointmentRepo, ScheduleRepo, StatsRepo, StatusCount, practitioner_tag};
 
 use crate::support::{Ctx, appointment, at, span};
 
@@ -68,4 +69,57 @@ pub async fn appointments_are_counted_per_practitioner_and_status_within_the_spa
     ];
     expected.sort_by_key(|c| (c.practitioner_id.as_uuid(), c.status.as_str()));
     assert_eq!(counts, expected);
+}
+
+pub async fn writes_touch_the_tag_of_the_practitioner_whose_slots_they_change(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+    let patient = ctx.patient(clinic, "Ada", "Lovelace").await;
+
+    let mut tx = ctx.write().await;
+    assert!(tx.touched().is_empty());
+    let mut a = appointment(&patient, &house, at(9, 0), 30);
+    AppointmentRepo::insert(&ctx.store, &mut tx, &a)
+        .await
+        .unwrap();
+    assert_eq!(tx.touched(), [practitioner_tag(house.id)]);
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.write().await;
+    a.status = AppointmentStatus::Cancelled;
+    a.version = 2;
+    AppointmentRepo::update(&ctx.store, &mut tx, &a, 1)
+        .await
+        .unwrap();
+    let schedule = Schedule::new(
+        vec![
+            WeeklyRule::new(
+                Weekday::Mon,
+                NaiveTime::MIN,
+                NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+                None,
+            )
+            .unwrap(),
+        ],
+        at(0, 0).date_naive(),
+        None,
+    )
+    .unwrap();
+    ScheduleRepo::put(&ctx.store, &mut tx, clinic, wilson.id, &schedule)
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.touched(),
+        [practitioner_tag(house.id), practitioner_tag(wilson.id)],
+        "each practitioner once"
+    );
+    tx.commit().await.unwrap();
+
+    // Reads touch nothing.
+    let mut tx = ctx.read().await;
+    AppointmentRepo::get(&ctx.store, &mut tx, clinic, a.id)
+        .await
+        .unwrap();
+    assert!(tx.touched().is_empty());
 }
