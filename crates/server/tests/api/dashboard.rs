@@ -18,14 +18,15 @@ async fn the_dashboard_counts_today_per_practitioner_and_the_warmer_refreshes_it
         return;
     };
     let practitioner = app.practitioner().await;
-    // Times later today (the clinic is on UTC), or earlier today late in the evening.
+    // Every appointment of this test (base to base + 2.5 h) lies today in the clinic (UTC):
+    // later today until 20:00, earlier today after that.
     let now = Utc::now()
         .duration_trunc(Duration::minutes(1))
         .expect("a minute");
-    let base = if now.hour() < 21 {
+    let base = if now.hour() < 20 {
         now + Duration::hours(1)
     } else {
-        now - Duration::hours(3)
+        now - Duration::hours(4)
     };
     let mut ids = Vec::new();
     for n in 0..4 {
