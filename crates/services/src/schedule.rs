@@ -203,25 +203,6 @@ fn decode_slots(bytes: &[u8]) -> Option<Vec<Interval>> {
         .collect()
 }
 
-#[cfg(test)]
-mod slot_cache_tests {
-    use super::*;
-
-    #[test]
-    fn cached_slots_decode_to_what_was_encoded() {
-        let start = DateTime::from_timestamp_micros(1_764_576_000_123_456).expect("valid");
-        let slots: Vec<Interval> = (0..3)
-            .map(|i| {
-                Interval::starting_at(start + Duration::minutes(30 * i), Duration::minutes(30))
-                    .expect("valid")
-            })
-            .collect();
-        assert_eq!(decode_slots(&encode_slots(&slots)), Some(slots));
-        assert_eq!(decode_slots(&[1, 2, 3]), None);
-        assert_eq!(decode_slots(&[]), Some(Vec::new()));
-    }
-}
-
 fn parse_range(errors: &mut FieldErrors, from: &str, to: &str) -> Option<(NaiveDate, NaiveDate)> {
     let from = errors.check("from", input::date(from));
     let to = errors.check("to", input::date(to));
@@ -488,5 +469,24 @@ impl ScheduleService {
         found.sort_by_key(|(p, s)| (s.start(), *p));
         found.truncate(limit as usize);
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod slot_cache_tests {
+    use super::*;
+
+    #[test]
+    fn cached_slots_decode_to_what_was_encoded() {
+        let start = DateTime::from_timestamp_micros(1_764_576_000_123_456).expect("valid");
+        let slots: Vec<Interval> = (0..3)
+            .map(|i| {
+                Interval::starting_at(start + Duration::minutes(30 * i), Duration::minutes(30))
+                    .expect("valid")
+            })
+            .collect();
+        assert_eq!(decode_slots(&encode_slots(&slots)), Some(slots));
+        assert_eq!(decode_slots(&[1, 2, 3]), None);
+        assert_eq!(decode_slots(&[]), Some(Vec::new()));
     }
 }
