@@ -2,11 +2,14 @@
 //! of shell scripts (matklad's cargo-xtask). It starts throwaway PostgreSQL and
 //! Redis servers for development (`db-up`) and for the test suites (`test`),
 //! runs the whole CI gate (`ci`: fmt, clippy, tests with required services),
-//! and forwards `migrate`, `seed` and `demo` to the server binary. It depends on
-//! the standard library only and never on the workspace's own crates, so it
-//! builds even when they do not; its tidy test checks the architecture rules
-//! of `docs/architecture.md` on the crates' manifests.
+//! runs the HTTP load benchmark (`bench`, which drives the workspace's
+//! `clinicflow-loadgen` binary as a separate process), and forwards `migrate`,
+//! `seed` and `demo` to the server binary. It depends on the standard library
+//! only and never on the workspace's own crates, so it builds even when they
+//! do not; its tidy test checks the architecture rules of
+//! `docs/architecture.md` on the crates' manifests.
 
+mod bench;
 mod postgres;
 mod redis;
 mod services;
@@ -40,6 +43,9 @@ commands:
         (cargo nextest when installed, else cargo test), stop the servers;
         --require-services turns a missing server into an error
   ci    cargo fmt --check, cargo clippy -D warnings, then test --require-services
+  bench [--quick] [--patients N] [--appointments N] [--duration S] ...
+        HTTP load on SQLite and PostgreSQL (release server, clinicflow-loadgen)
+        with the actix-web and pgbench ceilings; writes docs/benchmarks.md
   migrate [--database-url URL]
   seed [--patients N] [--practitioners N] [--database-url URL]
   demo  the server's own commands, run as
@@ -78,6 +84,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
             ci()
         }
         Some(server_command @ ("migrate" | "seed" | "demo")) => server(server_command, &rest),
+        Some("bench") => bench::run(&rest),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

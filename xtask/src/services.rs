@@ -17,13 +17,15 @@ pub enum Requirement {
     Required,
     /// A missing binary or a failed start prints a warning and is skipped.
     Optional,
+    /// Not started at all.
+    Skip,
 }
 
 impl Requirement {
     /// Passes on a server's failure to start when required, else prints it as a warning.
     fn check<T>(self, server: &str, started: &Result<T, String>) -> Result<()> {
         match (self, started) {
-            (_, Ok(_)) => Ok(()),
+            (_, Ok(_)) | (Self::Skip, Err(_)) => Ok(()),
             (Self::Required, Err(error)) => Err(error.clone().into()),
             (Self::Optional, Err(error)) => {
                 warn(format_args!("{server} not started: {error}"));
@@ -90,12 +92,16 @@ impl Services {
             }
         };
 
-        services.postgres = postgres_binaries
-            .and_then(|binaries| Postgres::start(binaries, &services.dir, postgres_port));
-        options.postgres.check("PostgreSQL", &services.postgres)?;
-        services.redis =
-            redis_binary.and_then(|binary| Redis::start(&binary, &services.dir, redis_port));
-        options.redis.check("Redis", &services.redis)?;
+        if options.postgres != Requirement::Skip {
+            services.postgres = postgres_binaries
+                .and_then(|binaries| Postgres::start(binaries, &services.dir, postgres_port));
+            options.postgres.check("PostgreSQL", &services.postgres)?;
+        }
+        if options.redis != Requirement::Skip {
+            services.redis =
+                redis_binary.and_then(|binary| Redis::start(&binary, &services.dir, redis_port));
+            options.redis.check("Redis", &services.redis)?;
+        }
         Ok(services)
     }
 
@@ -184,7 +190,7 @@ fn free_ports(first: Option<u16>, second: Option<u16>) -> Result<(u16, u16)> {
 }
 
 /// Creates a fresh directory under the system's temporary directory.
-fn create_temp_dir() -> Result<PathBuf> {
+pub fn create_temp_dir() -> Result<PathBuf> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.subsec_nanos())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use clinicflow::seed::{self, SeedOptions};
+use clinicflow::seed::{self, BulkOptions, SeedOptions};
 use clinicflow::{Application, Settings, telemetry};
 use clinicflow_services::NewClinic;
 
@@ -55,6 +55,13 @@ enum Command {
         /// Practitioners to create.
         #[arg(long, default_value_t = 6)]
         practitioners: usize,
+        /// Benchmark size: write patients and appointments straight to the store, thousands
+        /// to a transaction, instead of one use case each.
+        #[arg(long)]
+        bulk: bool,
+        /// Appointments to create with --bulk (default: two per patient).
+        #[arg(long, requires = "bulk")]
+        appointments: Option<usize>,
     },
     /// Seed the demo clinic if absent, print its login, and serve.
     Demo,
@@ -119,6 +126,8 @@ async fn main() -> ExitCode {
         Command::Seed {
             patients,
             practitioners,
+            bulk: false,
+            ..
         } => {
             let options = SeedOptions {
                 patients,
@@ -126,6 +135,23 @@ async fn main() -> ExitCode {
                 ..SeedOptions::default()
             };
             match run_seed(&settings, options).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(code) => code,
+            }
+        }
+        Command::Seed {
+            patients,
+            practitioners,
+            bulk: true,
+            appointments,
+        } => {
+            let options = BulkOptions {
+                patients,
+                practitioners,
+                appointments: appointments.unwrap_or(patients * 2),
+                ..BulkOptions::default()
+            };
+            match run_bulk_seed(&settings, options).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(code) => code,
             }
@@ -142,6 +168,20 @@ async fn run_seed(settings: &Settings, options: SeedOptions) -> Result<(), ExitC
     let report = seed::seed(&services, options, chrono::Utc::now())
         .await
         .map_err(fail)?;
+    print_seed(&report);
+    Ok(())
+}
+
+async fn run_bulk_seed(settings: &Settings, options: BulkOptions) -> Result<(), ExitCode> {
+    let wiring = clinicflow::connect(settings).await.map_err(fail)?;
+    let report = seed::seed_bulk(&wiring, options, chrono::Utc::now())
+        .await
+        .map_err(fail)?;
+    print_seed(&report);
+    Ok(())
+}
+
+fn print_seed(report: &seed::SeedReport) {
     if report.existed {
         println!("the demo clinic already exists; nothing created");
     } else {
@@ -158,7 +198,6 @@ async fn run_seed(settings: &Settings, options: SeedOptions) -> Result<(), ExitC
     for (email, role) in seed::DEMO_STAFF {
         println!("demo {role}: {email} / {}", seed::DEMO_STAFF_PASSWORD);
     }
-    Ok(())
 }
 
 async fn serve(settings: &Settings) -> ExitCode {

@@ -1,0 +1,1215 @@
+//! `bench`: the HTTP load benchmark. Builds the release server and `clinicflow-loadgen`,
+//! measures the ceilings of this machine (a bare actix-web JSON handler; pgbench select-only
+//! and a one-row insert against the same PostgreSQL), then for SQLite and PostgreSQL seeds a
+//! clinic, starts the release server and drives every scenario closed- and open-loop, and
+//! writes the tables into the "HTTP load" section of docs/benchmarks.md.
+//!
+//! The load generator is a workspace binary because xtask itself uses the standard library
+//! only; it prints one `result key=value …` line per measurement, which is all xtask reads.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::postgres::Binaries;
+use crate::services::{self, Requirement, Services};
+use crate::{Result, cargo, find_program, status_of, warn, workspace_root};
+
+/// Where the tables go.
+const DOC: &str = "docs/benchmarks.md";
+/// The section of [`DOC`] this command owns, up to the next `## ` heading.
+const SECTION: &str = "## HTTP load";
+/// The seed's admin, whose login the load uses.
+const ADMIN_EMAIL: &str = "admin@demo-clinic.example";
+/// Its password (demo data only).
+const ADMIN_PASSWORD: &str = "demo-admin-password";
+/// Scenarios in report order, with what one operation sends.
+const SCENARIOS: [(&str, &str); 8] = [
+    (
+        "patient-by-id",
+        "`GET /patients/{id}` of a random patient of a 2,000-patient sample spread over the whole list",
+    ),
+    (
+        "patient-search",
+        "`GET /patients?q=<3-letter prefix of a family or given name>&limit=20` (a type-ahead: first keyset page)",
+    ),
+    (
+        "appointment-page",
+        "`GET /appointments?from=<random day with appointments>&limit=50` (one keyset page)",
+    ),
+    (
+        "slots-30d",
+        "`GET /practitioners/{id}/slots` for the next 30 days of a random practitioner",
+    ),
+    (
+        "first-free-slot",
+        "`GET /slots?from=<today>&to=<+30 days>&limit=1`: the earliest free slot across all practitioners",
+    ),
+    (
+        "book-cancel",
+        "`POST /appointments` into a free slot 5–21 weeks ahead, then `POST /appointments/{id}/cancel` (one operation, two write transactions)",
+    ),
+    (
+        "dashboard",
+        "`GET /dashboard/stats` (served from the warmer's cache)",
+    ),
+    (
+        "mixed",
+        "3 `GET /patients?limit=50` : 2 `GET /dashboard/stats` : 1 `POST /appointments`, in turn",
+    ),
+];
+/// Scenarios that write; the others are measured against pgbench's select-only ceiling.
+const WRITING: [&str; 1] = ["book-cancel"];
+
+/// What to run, from the command line.
+#[derive(Debug, Clone)]
+struct Options {
+    quick: bool,
+    build: bool,
+    patients: u64,
+    practitioners: u64,
+    appointments: u64,
+    duration: f64,
+    warmup: f64,
+    concurrency: String,
+    rates: String,
+    scenarios: String,
+    backends: Vec<Backend>,
+    pgbench_scale: u32,
+    output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+impl Options {
+    fn full() -> Self {
+        Self {
+            quick: false,
+            build: true,
+            patients: 100_000,
+            practitioners: 10,
+            appointments: 200_000,
+            duration: 15.0,
+            warmup: 5.0,
+            concurrency: "16".into(),
+            rates: "100,75%".into(),
+            scenarios: "all".into(),
+            backends: vec![Backend::Sqlite, Backend::Postgres],
+            pgbench_scale: 10,
+            output: workspace_root().join(DOC),
+        }
+    }
+
+    fn quick() -> Self {
+        Self {
+            quick: true,
+            patients: 2_000,
+            appointments: 4_000,
+            duration: 2.0,
+            warmup: 1.0,
+            rates: "50%".into(),
+            pgbench_scale: 1,
+            ..Self::full()
+        }
+    }
+
+    /// Parses `bench`'s arguments: `--quick` picks the defaults, the other flags override them.
+    fn parse(args: &[OsString]) -> Result<Self> {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| {
+                a.to_str()
+                    .ok_or_else(|| format!("bench: {a:?} is not UTF-8"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut options = if args.contains(&"--quick") {
+            Self::quick()
+        } else {
+            Self::full()
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = || {
+                args.next()
+                    .ok_or_else(|| format!("bench: {arg} needs a value"))
+            };
+            fn number<T: std::str::FromStr>(flag: &str, raw: &str) -> Result<T> {
+                raw.parse()
+                    .map_err(|_| format!("bench: {flag}: {raw:?} is not a number").into())
+            }
+            match arg {
+                "--quick" => {}
+                "--no-build" => options.build = false,
+                "--patients" => options.patients = number(arg, value()?)?,
+                "--practitioners" => options.practitioners = number(arg, value()?)?,
+                "--appointments" => options.appointments = number(arg, value()?)?,
+                "--duration" => options.duration = number(arg, value()?)?,
+                "--warmup" => options.warmup = number(arg, value()?)?,
+                "--concurrency" => options.concurrency = value()?.to_owned(),
+                "--rates" => options.rates = value()?.to_owned(),
+                "--scenarios" => options.scenarios = value()?.to_owned(),
+                "--pgbench-scale" => options.pgbench_scale = number(arg, value()?)?,
+                "--output" => options.output = PathBuf::from(value()?),
+                "--backends" => {
+                    options.backends = value()?
+                        .split(',')
+                        .map(|name| match name.trim() {
+                            "sqlite" => Ok(Backend::Sqlite),
+                            "postgres" => Ok(Backend::Postgres),
+                            other => Err(format!(
+                                "bench: --backends: {other:?} is neither sqlite nor postgres"
+                            )),
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                _ => return Err(format!("bench: unexpected argument {arg:?}").into()),
+            }
+        }
+        if options.patients == 0 || options.practitioners == 0 {
+            return Err("bench: --patients and --practitioners must be at least 1".into());
+        }
+        if !(options.duration > 0.0 && options.warmup >= 0.0) {
+            return Err("bench: --duration must be positive and --warmup not negative".into());
+        }
+        Ok(options)
+    }
+}
+
+/// One `result` line of the load generator, as key/value pairs.
+#[derive(Debug, Clone)]
+struct Row(BTreeMap<String, String>);
+
+impl Row {
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.strip_prefix("result ")?;
+        Some(Self(
+            rest.split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        ))
+    }
+
+    fn text(&self, key: &str) -> &str {
+        self.0.get(key).map_or("-", String::as_str)
+    }
+
+    fn number(&self, key: &str) -> f64 {
+        self.0.get(key).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    }
+
+    fn millis(&self, key: &str) -> String {
+        format_millis(self.number(key) / 1000.0)
+    }
+
+    fn load(&self) -> String {
+        match self.text("mode") {
+            "closed" => format!("closed, {} workers", self.text("concurrency")),
+            _ => {
+                let rate = self.text("rate");
+                if rate.ends_with('%') {
+                    format!("open, {}/s ({rate} of closed)", self.text("target_rps"))
+                } else {
+                    format!("open, {}/s", self.text("target_rps"))
+                }
+            }
+        }
+    }
+}
+
+/// What a pgbench run reported.
+#[derive(Debug, Clone)]
+struct Pgbench {
+    what: &'static str,
+    tps: f64,
+    latency_ms: f64,
+    failed: u64,
+}
+
+/// Everything measured on one backend.
+#[derive(Debug)]
+struct BackendRun {
+    backend: Backend,
+    seed_seconds: f64,
+    seed_summary: String,
+    rows: Vec<Row>,
+}
+
+/// The ceilings of this machine.
+#[derive(Debug, Default)]
+struct Ceilings {
+    http: Option<Row>,
+    select_only: Option<Pgbench>,
+    insert: Option<Pgbench>,
+}
+
+/// `bench`: runs everything, writes the doc, prints the tables.
+pub fn run(args: &[OsString]) -> Result<ExitCode> {
+    let options = Options::parse(args)?;
+    let started = Instant::now();
+    let load_before = load_average();
+    let root = workspace_root();
+    if options.build {
+        eprintln!("cargo xtask bench: cargo build --release -p clinicflow -p clinicflow-loadgen");
+        let status = status_of(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "clinicflow",
+            "-p",
+            "clinicflow-loadgen",
+        ]))?;
+        if !status.success() {
+            return Ok(crate::exit_code(status));
+        }
+    }
+    let release = target_dir(&root).join("release");
+    let server = release.join("clinicflow");
+    let loadgen = release.join("clinicflow-loadgen");
+    for binary in [&server, &loadgen] {
+        if !binary.exists() {
+            return Err(format!("{} is missing: run without --no-build", binary.display()).into());
+        }
+    }
+    let scratch = services::create_temp_dir()?;
+    let outcome = measure(&options, &server, &loadgen, &scratch);
+    if let Err(error) = fs::remove_dir_all(&scratch) {
+        warn(format_args!("cannot remove {}: {error}", scratch.display()));
+    }
+    let (ceilings, runs, postgres_version) = outcome?;
+    let elapsed = started.elapsed();
+
+    let load = format!("1-minute load average {load_before} when it started");
+    let section = render(
+        &options,
+        &ceilings,
+        &runs,
+        &postgres_version,
+        elapsed,
+        &load,
+    );
+    let doc = fs::read_to_string(&options.output).unwrap_or_else(|_| "# Benchmarks\n".into());
+    fs::write(&options.output, replace_section(&doc, &section))
+        .map_err(|e| format!("cannot write {}: {e}", options.output.display()))?;
+    println!("{section}");
+    eprintln!(
+        "cargo xtask bench: done in {:.0} s; wrote the \"{SECTION}\" section of {}",
+        elapsed.as_secs_f64(),
+        options.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the ceilings and both backends; `scratch` holds databases and logs.
+fn measure(
+    options: &Options,
+    server: &Path,
+    loadgen: &Path,
+    scratch: &Path,
+) -> Result<(Ceilings, Vec<BackendRun>, String)> {
+    let mut ceilings = Ceilings {
+        http: Some(http_ceiling(options, loadgen, scratch)?),
+        ..Ceilings::default()
+    };
+    let mut runs = Vec::new();
+    let mut postgres_version = String::new();
+    for &backend in &options.backends {
+        eprintln!("cargo xtask bench: {}", backend.name());
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}?mode=rwc", scratch.join("bench.db").display());
+                runs.push(backend_run(
+                    options,
+                    backend,
+                    &url,
+                    server,
+                    loadgen,
+                    scratch,
+                    &|| Ok(()),
+                )?);
+            }
+            Backend::Postgres => {
+                let postgres = Services::start(&services::Options {
+                    postgres: Requirement::Required,
+                    redis: Requirement::Skip,
+                    postgres_port: None,
+                    redis_port: None,
+                })?;
+                let admin_url = postgres.postgres_url().ok_or("PostgreSQL did not start")?;
+                let bin = Binaries::find()?.dir().to_path_buf();
+                postgres_version = program_version(&bin.join("postgres"));
+                let port = admin_url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|tail| tail.split('/').next())
+                    .ok_or("no port in the PostgreSQL URL")?
+                    .to_owned();
+                psql(&bin, &port, "postgres", "CREATE DATABASE clinicflow_bench")?;
+                psql(&bin, &port, "postgres", "CREATE DATABASE pgbench_scratch")?;
+                let url = match admin_url.rsplit_once('/') {
+                    Some((server, _database)) => format!("{server}/clinicflow_bench"),
+                    None => return Err(format!("unexpected PostgreSQL URL {admin_url}").into()),
+                };
+                // A bulk load leaves no statistics and no visibility map; autovacuum would
+                // catch up within minutes in production, so do its work before measuring.
+                let analyze = || psql(&bin, &port, "clinicflow_bench", "VACUUM ANALYZE");
+                runs.push(backend_run(
+                    options, backend, &url, server, loadgen, scratch, &analyze,
+                )?);
+                let (select_only, insert) = pgbench(options, &bin, &port, scratch)?;
+                ceilings.select_only = Some(select_only);
+                ceilings.insert = Some(insert);
+                drop(postgres);
+            }
+        }
+    }
+    Ok((ceilings, runs, postgres_version))
+}
+
+/// Seeds `url`, runs `after_seed`, serves it with the release server, and drives every scenario.
+fn backend_run(
+    options: &Options,
+    backend: Backend,
+    url: &str,
+    server: &Path,
+    loadgen: &Path,
+    scratch: &Path,
+    after_seed: &dyn Fn() -> Result<()>,
+) -> Result<BackendRun> {
+    let log_path = scratch.join(format!("server-{}.log", backend.name()));
+    let seed_log_path = scratch.join(format!("seed-{}.log", backend.name()));
+    let seed_log = fs::File::create(&seed_log_path)
+        .map_err(|e| format!("cannot create {}: {e}", seed_log_path.display()))?;
+    let seeded = Instant::now();
+    let output = server_command(server, url)
+        .args(["seed", "--bulk"])
+        .args(["--patients", &options.patients.to_string()])
+        .args(["--practitioners", &options.practitioners.to_string()])
+        .args(["--appointments", &options.appointments.to_string()])
+        .stdin(Stdio::null())
+        .stderr(seed_log)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", server.display()))?;
+    let seed_seconds = seeded.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "clinicflow seed --bulk failed ({}):\n{stdout}{}",
+            output.status,
+            tail(&seed_log_path, 40)
+        )
+        .into());
+    }
+    let seed_summary = stdout
+        .lines()
+        .find(|line| line.starts_with("created"))
+        .unwrap_or("")
+        .to_owned();
+    eprintln!("  seeded in {seed_seconds:.1} s: {seed_summary}");
+    after_seed()?;
+
+    let port = free_port()?;
+    let log = fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let child = server_command(server, url)
+        .arg("serve")
+        .env("CLINICFLOW_BIND", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
+    let mut process = Process::new(child, "clinicflow serve");
+    wait_ready(&mut process, port, "/health/ready", &log_path)?;
+    let rows = run_loadgen(
+        loadgen,
+        &format!("http://127.0.0.1:{port}"),
+        &[
+            "--scenarios",
+            &options.scenarios,
+            "--concurrency",
+            &options.concurrency,
+            "--rates",
+            &options.rates,
+            "--duration",
+            &options.duration.to_string(),
+            "--warmup",
+            &options.warmup.to_string(),
+            "--email",
+            ADMIN_EMAIL,
+            "--password",
+            ADMIN_PASSWORD,
+        ],
+    );
+    process.stop();
+    let rows = rows.map_err(|e| {
+        format!(
+            "{e}\n--- the server's log ({}) ends with ---\n{}",
+            log_path.display(),
+            tail(&log_path, 40)
+        )
+    })?;
+    Ok(BackendRun {
+        backend,
+        seed_seconds,
+        seed_summary,
+        rows,
+    })
+}
+
+/// The release server with the benchmark's configuration: production profile, rate limits
+/// far out of the way, access tokens that outlive the run.
+fn server_command(server: &Path, url: &str) -> Command {
+    let mut command = Command::new(server);
+    command
+        .env("DATABASE_URL", url)
+        .env("CLINICFLOW_PROFILE", "production")
+        .env("CLINICFLOW_JWT_SECRET", random_hex(32))
+        .env("CLINICFLOW_HTTP_PER_USER_PER_HOUR", "1000000000")
+        .env("CLINICFLOW_HTTP_PER_IP_PER_HOUR", "1000000000")
+        .env("CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE", "100000")
+        .env("CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE", "100000")
+        .env("CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS", "86400")
+        .env_remove("REDIS_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// The bare actix-web handler, driven closed-loop like the scenarios.
+fn http_ceiling(options: &Options, loadgen: &Path, scratch: &Path) -> Result<Row> {
+    eprintln!("cargo xtask bench: HTTP ceiling (bare actix-web JSON handler)");
+    let port = free_port()?;
+    let log_path = scratch.join("ceiling.log");
+    let log = fs::File::create(&log_path)?;
+    let child = Command::new(loadgen)
+        .args(["ceiling", "--bind", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", loadgen.display()))?;
+    let mut process = Process::new(child, "ceiling server");
+    wait_ready(&mut process, port, "/json", &log_path)?;
+    let rows = run_loadgen(
+        loadgen,
+        &format!("http://127.0.0.1:{port}"),
+        &[
+            "--scenarios",
+            "ceiling",
+            "--concurrency",
+            &options.concurrency,
+            "--rates",
+            "",
+            "--duration",
+            &options.duration.to_string(),
+            "--warmup",
+            &options.warmup.to_string(),
+        ],
+    );
+    process.stop();
+    rows?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "the ceiling run reported nothing".into())
+}
+
+/// Runs the load generator and collects its `result` lines (its stderr shows progress).
+fn run_loadgen(loadgen: &Path, base_url: &str, args: &[&str]) -> Result<Vec<Row>> {
+    let output = Command::new(loadgen)
+        .args(["run", "--base-url", base_url])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", loadgen.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!("clinicflow-loadgen failed ({})", output.status).into());
+    }
+    Ok(stdout.lines().filter_map(Row::parse).collect())
+}
+
+/// pgbench select-only and a one-row insert transaction on `pgbench_scratch`, at the
+/// closed-loop concurrency of the scenarios.
+fn pgbench(
+    options: &Options,
+    bin: &Path,
+    port: &str,
+    scratch: &Path,
+) -> Result<(Pgbench, Pgbench)> {
+    let pgbench = Some(bin.join("pgbench"))
+        .filter(|p| crate::is_executable(p))
+        .or_else(|| find_program("pgbench", &[]))
+        .ok_or("pgbench not found next to initdb or on PATH (it ships with PostgreSQL)")?;
+    let clients = options
+        .concurrency
+        .split(',')
+        .next()
+        .unwrap_or("16")
+        .trim()
+        .to_owned();
+    let connection = ["-h", "127.0.0.1", "-p", port, "-U", "postgres"];
+    eprintln!(
+        "cargo xtask bench: pgbench -i -s {} (scratch database)",
+        options.pgbench_scale
+    );
+    let init = Command::new(&pgbench)
+        .args(connection)
+        .args(["-i", "-q", "-s", &options.pgbench_scale.to_string()])
+        .arg("pgbench_scratch")
+        .stdin(Stdio::null())
+        .output()?;
+    if !init.status.success() {
+        return Err(format!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        )
+        .into());
+    }
+    psql(
+        bin,
+        port,
+        "pgbench_scratch",
+        "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, v integer NOT NULL, \
+         at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let script = scratch.join("insert.sql");
+    fs::write(
+        &script,
+        "\\set v random(1, 1000000)\nINSERT INTO bench_insert (v) VALUES (:v);\n",
+    )?;
+    let seconds = (options.duration.ceil() as u64).max(1).to_string();
+    let warm = (options.warmup.ceil() as u64).to_string();
+    let run = |what: &'static str, workload: &[&str]| -> Result<Pgbench> {
+        eprintln!("cargo xtask bench: pgbench {what}");
+        // A short unmeasured run first, like the scenarios' warm-up.
+        if warm != "0" {
+            let _ = Command::new(&pgbench)
+                .args(connection)
+                .args(workload)
+                .args([
+                    "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &warm,
+                ])
+                .arg("pgbench_scratch")
+                .stdin(Stdio::null())
+                .output()?;
+        }
+        let output = Command::new(&pgbench)
+            .args(connection)
+            .args(workload)
+            .args([
+                "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &seconds,
+            ])
+            .arg("pgbench_scratch")
+            .stdin(Stdio::null())
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!(
+                "pgbench {what} failed: {}{text}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
+        }
+        let field = |prefix: &str| {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(prefix))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<f64>().ok())
+        };
+        let result = Pgbench {
+            what,
+            tps: field("tps = ").ok_or_else(|| format!("no tps in pgbench's output:\n{text}"))?,
+            latency_ms: field("latency average = ").unwrap_or(0.0),
+            failed: field("number of failed transactions: ").unwrap_or(0.0) as u64,
+        };
+        eprintln!(
+            "  {what}: {:.0} tps, latency average {:.3} ms",
+            result.tps, result.latency_ms
+        );
+        Ok(result)
+    };
+    let select_only = run("select-only (-S)", &["-S"])?;
+    let script_arg = script.to_string_lossy().into_owned();
+    let insert = run("one-row insert (-f)", &["-f", &script_arg])?;
+    Ok((select_only, insert))
+}
+
+/// Runs one SQL statement with psql as the superuser.
+fn psql(bin: &Path, port: &str, database: &str, sql: &str) -> Result<()> {
+    let psql = Some(bin.join("psql"))
+        .filter(|p| crate::is_executable(p))
+        .or_else(|| find_program("psql", &[]))
+        .ok_or("psql not found next to initdb or on PATH")?;
+    let output = Command::new(psql)
+        .args(["-h", "127.0.0.1", "-p", port, "-U", "postgres", "-X", "-q"])
+        .args(["-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql])
+        .stdin(Stdio::null())
+        .output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "psql `{sql}` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into())
+    }
+}
+
+/// A child process stopped with SIGTERM (then SIGKILL) when done or dropped.
+struct Process {
+    child: Option<Child>,
+    name: &'static str,
+}
+
+impl Process {
+    fn new(child: Child, name: &'static str) -> Self {
+        Self {
+            child: Some(child),
+            name,
+        }
+    }
+
+    /// Fails when the process has exited.
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = &mut self.child
+            && let Some(status) = child.try_wait()?
+        {
+            self.child = None;
+            return Err(format!("{} exited ({status})", self.name).into());
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, up to 10 s for a graceful stop, then SIGKILL.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        warn(format_args!(
+            "{} did not stop on SIGTERM; killing it",
+            self.name
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits up to a minute for `GET path` on `port` to answer 200.
+fn wait_ready(process: &mut Process, port: u16, path: &str, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Err(error) = process.check_alive() {
+            return Err(format!("{error}; its log:\n{}", tail(log, 40)).into());
+        }
+        if http_status(port, path) == Some(200) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} did not answer GET {path} within a minute; its log:\n{}",
+                process.name,
+                tail(log, 40)
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status of a plain HTTP/1.1 `GET path` on 127.0.0.1:`port`, if it answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).ok()?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// `bytes` random bytes from the kernel, as hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    if let Ok(mut random) = fs::File::open("/dev/urandom") {
+        let _ = random.read_exact(&mut buffer);
+    }
+    buffer.iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}
+
+/// The last `lines` lines of a file.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// `program --version`'s first line, or empty.
+fn program_version(program: &Path) -> String {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// The 1-minute load average, from /proc/loadavg.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The machine: cores, CPU model, memory, kernel.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown memory".into(),
+            |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0),
+        );
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| format!(", Linux {}", k.trim()))
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {memory}{kernel}")
+}
+
+fn format_millis(ms: f64) -> String {
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
+}
+
+fn format_rate(per_second: f64) -> String {
+    if per_second >= 100.0 {
+        format!("{per_second:.0}")
+    } else {
+        format!("{per_second:.1}")
+    }
+}
+
+fn percent(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        let share = 100.0 * part / whole;
+        if share >= 10.0 {
+            format!("{share:.0} %")
+        } else {
+            format!("{share:.1} %")
+        }
+    } else {
+        "–".into()
+    }
+}
+
+/// The command that reproduces this run.
+fn command_line(options: &Options) -> String {
+    let mut line = String::from("cargo xtask bench");
+    let defaults = if options.quick {
+        Options::quick()
+    } else {
+        Options::full()
+    };
+    if options.quick {
+        line.push_str(" --quick");
+    }
+    let mut flag = |name: &str, value: String, default: String| {
+        if value != default {
+            let _ = write!(line, " {name} {value}");
+        }
+    };
+    flag(
+        "--patients",
+        options.patients.to_string(),
+        defaults.patients.to_string(),
+    );
+    flag(
+        "--practitioners",
+        options.practitioners.to_string(),
+        defaults.practitioners.to_string(),
+    );
+    flag(
+        "--appointments",
+        options.appointments.to_string(),
+        defaults.appointments.to_string(),
+    );
+    flag(
+        "--duration",
+        options.duration.to_string(),
+        defaults.duration.to_string(),
+    );
+    flag(
+        "--warmup",
+        options.warmup.to_string(),
+        defaults.warmup.to_string(),
+    );
+    flag(
+        "--concurrency",
+        options.concurrency.clone(),
+        defaults.concurrency,
+    );
+    flag(
+        "--rates",
+        format!("'{}'", options.rates),
+        format!("'{}'", defaults.rates),
+    );
+    flag("--scenarios", options.scenarios.clone(), defaults.scenarios);
+    flag(
+        "--backends",
+        backend_names(&options.backends),
+        backend_names(&defaults.backends),
+    );
+    flag(
+        "--pgbench-scale",
+        options.pgbench_scale.to_string(),
+        defaults.pgbench_scale.to_string(),
+    );
+    line
+}
+
+/// `sqlite,postgres` as on the command line.
+fn backend_names(backends: &[Backend]) -> String {
+    backends
+        .iter()
+        .map(|b| match b {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The "HTTP load" section.
+fn render(
+    options: &Options,
+    ceilings: &Ceilings,
+    runs: &[BackendRun],
+    postgres_version: &str,
+    elapsed: Duration,
+    load: &str,
+) -> String {
+    let mut s = String::new();
+    let http_ceiling = ceilings
+        .http
+        .as_ref()
+        .map_or(0.0, |r| r.number("throughput"));
+    let _ = writeln!(s, "{SECTION}\n");
+    if options.quick {
+        let _ = writeln!(
+            s,
+            "**A `--quick` run** (small clinic, {} s per measurement): a smoke test of the harness, \
+             not numbers to compare. The full run is `cargo xtask bench`.\n",
+            options.duration
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Written by `{}`, which took {:.0} min on this machine: {} ({load}). \
+         Server, database and load generator share it, so every number here is what one \
+         small box does alone, and anything else running at the time (a build) lowers them.\n",
+        command_line(options),
+        elapsed.as_secs_f64() / 60.0,
+        machine(),
+    );
+    let _ = writeln!(
+        s,
+        "- **Data**: the demo clinic at {} practitioners, {} patients and {} appointments \
+         (`clinicflow seed --bulk`: mostly completed past appointments, some cancelled or \
+         no-shows; 40 % of the next 4 weeks' slots booked).",
+        options.practitioners, options.patients, options.appointments
+    );
+    for run in runs {
+        let _ = writeln!(
+            s,
+            "  {}: seeded in {:.0} s ({}).",
+            run.backend.name(),
+            run.seed_seconds,
+            run.seed_summary
+                .trim_start_matches("created the demo clinic: ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- **Server**: `target/release/clinicflow serve`, production profile (JSON logs to a \
+         file), in-process cache and no Redis, default pool and workers, rate limits raised \
+         out of the way. SQLite in WAL mode with `synchronous=NORMAL` on the local disk; \
+         PostgreSQL{} is xtask's throwaway cluster (`fsync=off`, `synchronous_commit=off`, \
+         `full_page_writes=off`), so neither pays an fsync per commit; it gets a `VACUUM \
+         ANALYZE` after seeding, as autovacuum would give it soon after a bulk load.",
+        if postgres_version.is_empty() {
+            String::new()
+        } else {
+            format!(" ({postgres_version})")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "- **Load**: `clinicflow-loadgen` (reqwest on one tokio thread, latencies in µs into an \
+         HDR histogram) logs in once as the demo admin. *Closed loop*: {} workers back to back; \
+         their throughput is the scenario's capacity. *Open loop* at {}: requests are sent at a \
+         fixed rate whatever the answers do, and each latency runs from when its request was \
+         due, so queueing behind a slow answer is counted (no coordinated omission). Each row: \
+         {} s warm-up, then {} s measured. Throughput counts successful operations; errors are \
+         non-2xx answers, transport errors and open-loop requests never sent.",
+        options.concurrency,
+        options
+            .rates
+            .split(',')
+            .map(|r| {
+                if r.ends_with('%') {
+                    format!("{r} of the closed-loop throughput")
+                } else {
+                    format!("{r}/s")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" and "),
+        options.warmup,
+        options.duration
+    );
+    let _ = writeln!(s, "\n### Ceilings on this machine\n");
+    let _ = writeln!(s, "| ceiling | throughput | latency |");
+    let _ = writeln!(s, "| --- | ---: | --- |");
+    if let Some(row) = &ceilings.http {
+        let _ = writeln!(
+            s,
+            "| bare actix-web JSON handler (`GET /json`, {}) | {}/s | p50 {} ms, p95 {} ms, p99 {} ms |",
+            row.load(),
+            format_rate(row.number("throughput")),
+            row.millis("p50_us"),
+            row.millis("p95_us"),
+            row.millis("p99_us"),
+        );
+    }
+    let clients = options.concurrency.split(',').next().unwrap_or("16");
+    for bench in [&ceilings.select_only, &ceilings.insert]
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(
+            s,
+            "| pgbench {} on the same PostgreSQL, {clients} clients, prepared{} | {} tps | mean {:.2} ms |",
+            bench.what,
+            if bench.failed > 0 {
+                format!(", {} failed", bench.failed)
+            } else {
+                String::new()
+            },
+            format_rate(bench.tps),
+            bench.latency_ms,
+        );
+    }
+    for run in runs {
+        let postgres = run.backend == Backend::Postgres;
+        let _ = writeln!(s, "\n### {}\n", run.backend.name());
+        if postgres {
+            let _ = writeln!(
+                s,
+                "| scenario | load | throughput | p50 ms | p95 ms | p99 ms | errors | of HTTP ceiling | of pgbench ceiling |"
+            );
+            let _ = writeln!(
+                s,
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "| scenario | load | throughput | p50 ms | p95 ms | p99 ms | errors | of HTTP ceiling |"
+            );
+            let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        }
+        for row in &run.rows {
+            let scenario = row.text("scenario");
+            let closed = row.text("mode") == "closed";
+            let throughput = row.number("throughput");
+            let http = if closed {
+                percent(throughput, http_ceiling)
+            } else {
+                "–".into()
+            };
+            let mut line = format!(
+                "| {scenario} | {} | {}/s | {} | {} | {} | {} | {http} |",
+                row.load(),
+                format_rate(throughput),
+                row.millis("p50_us"),
+                row.millis("p95_us"),
+                row.millis("p99_us"),
+                row.text("errors"),
+            );
+            if postgres {
+                let ceiling = if WRITING.contains(&scenario) {
+                    &ceilings.insert
+                } else {
+                    &ceilings.select_only
+                };
+                let db = match (closed, ceiling) {
+                    (true, Some(bench)) => percent(throughput, bench.tps),
+                    _ => "–".into(),
+                };
+                let _ = write!(line, " {db} |");
+            }
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    let _ = writeln!(s, "\nScenarios (paths under `/api/v1`):\n");
+    for (name, what) in SCENARIOS {
+        let _ = writeln!(s, "- `{name}`: {what}.");
+    }
+    let _ = writeln!(
+        s,
+        "\n\"Of HTTP ceiling\" is a scenario's closed-loop throughput over the bare handler's at \
+         the same concurrency; \"of pgbench ceiling\" is it over pgbench select-only (reads, \
+         and `mixed`) or the one-row insert (`book-cancel`, whose one operation is two write \
+         transactions plus the reads around them). Reading a patient also appends an audit \
+         event, so `patient-by-id` and `mixed` write too."
+    );
+    s
+}
+
+/// `doc` with its [`SECTION`] (up to the next `## ` heading or the end) replaced by `section`.
+fn replace_section(doc: &str, section: &str) -> String {
+    let Some(start) = doc.find(&format!("\n{SECTION}\n")).map(|i| i + 1) else {
+        return format!("{}\n\n{section}", doc.trim_end());
+    };
+    let after = &doc[start + SECTION.len()..];
+    let end = after
+        .find("\n## ")
+        .map_or(doc.len(), |i| start + SECTION.len() + i + 1);
+    format!("{}{}{}", &doc[..start], section.trim_end(), {
+        let rest = &doc[end..];
+        if rest.is_empty() {
+            "\n".to_owned()
+        } else {
+            format!("\n\n{rest}")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_replaced_up_to_the_next_heading() {
+        let doc = "# B\n\n## Micro\n\ntext\n\n## HTTP load\n\nold\n\n## After\n\nkept\n";
+        let new = replace_section(doc, "## HTTP load\n\nnew\n");
+        assert_eq!(
+            new,
+            "# B\n\n## Micro\n\ntext\n\n## HTTP load\n\nnew\n\n## After\n\nkept\n"
+        );
+        let last = "# B\n\n## HTTP load\n\nold\n";
+        assert_eq!(
+            replace_section(last, "## HTTP load\n\nnew\n"),
+            "# B\n\n## HTTP load\n\nnew\n"
+        );
+    }
+
+    #[test]
+    fn result_lines_parse_into_fields() {
+        let row = Row::parse("result scenario=dashboard mode=closed throughput=12.5 p50_us=1500")
+            .expect("a result line");
+        assert_eq!(row.text("scenario"), "dashboard");
+        assert_eq!(row.millis("p50_us"), "1.50");
+        assert!(Row::parse("sample: 10 practitioners").is_none());
+    }
+
+    #[test]
+    fn quick_and_flags_combine() {
+        let args: Vec<OsString> = ["--quick", "--duration", "3", "--backends", "sqlite"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        let options = Options::parse(&args).expect("valid");
+        assert!(options.quick);
+        assert_eq!(options.patients, 2_000);
+        assert_eq!(options.duration, 3.0);
+        assert_eq!(options.backends, vec![Backend::Sqlite]);
+        assert_eq!(
+            command_line(&options),
+            "cargo xtask bench --quick --duration 3 --backends sqlite"
+        );
+    }
+}
