@@ -5,10 +5,13 @@ use chrono::{DateTime, Utc};
 use clinicflow_domain::{Appointment, AppointmentId, Interval};
 use clinicflow_services::{AppointmentAction, AppointmentQuery, BookInput, RescheduleInput};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::openapi::problems;
 use crate::page::{
-    CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, if_match, versioned,
+    CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, if_match, path_action,
+    versioned,
 };
 use crate::{ApiError, AppState, Authenticated};
 
@@ -25,9 +28,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A time slot.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SlotOut {
+    /// Start.
     starts_at: DateTime<Utc>,
+    /// End.
     ends_at: DateTime<Utc>,
 }
 
@@ -41,15 +46,24 @@ impl From<&Interval> for SlotOut {
 }
 
 /// `POST /appointments` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookIn {
+    /// The patient's id.
     patient_id: String,
+    /// The practitioner's id.
     practitioner_id: String,
+    /// On a whole minute, in the future, with an offset (RFC 3339).
+    #[schema(format = DateTime, example = "2026-12-01T08:00:00Z")]
     starts_at: String,
+    /// Length; the practitioner's slot length when absent.
     duration_minutes: Option<u32>,
+    /// `routine` (default), `urgent` or `emergency`.
     urgency: Option<String>,
+    /// Why the patient comes.
     reason: Option<String>,
+    /// Waive the past, availability and buffer rules (admins and practitioners); never the
+    /// overlap rule.
     #[serde(default)]
     overbook: bool,
 }
@@ -69,25 +83,53 @@ impl From<BookIn> for BookInput {
 }
 
 /// An appointment as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AppointmentOut {
+    /// The appointment's id.
     id: String,
+    /// The patient's id.
     patient_id: String,
+    /// The practitioner's id.
     practitioner_id: String,
+    /// Start.
     starts_at: DateTime<Utc>,
+    /// End.
     ends_at: DateTime<Utc>,
+    /// Length in minutes.
     duration_minutes: i64,
+    /// `routine`, `urgent` or `emergency`.
     urgency: &'static str,
+    /// Why the patient comes.
     reason: Option<String>,
+    /// `booked`, `confirmed`, `checked_in`, `in_progress`, `completed`, `cancelled` or `no_show`.
     status: &'static str,
+    /// Whether it was booked with `overbook`.
     overbooked: bool,
+    /// The appointment this one replaced.
     rescheduled_from: Option<String>,
+    /// The appointment that replaced this one.
     rescheduled_to: Option<String>,
+    /// Who cancelled it.
     cancelled_by: Option<String>,
+    /// Why it was cancelled.
     cancel_reason: Option<String>,
+    /// The version, also the `ETag`.
     version: i32,
+    /// When booked.
     created_at: DateTime<Utc>,
+    /// When last changed.
     updated_at: DateTime<Utc>,
+}
+
+/// What `GET /appointments` answers: a numbered page, or a keyset page when `cursor` or
+/// `limit` is given. With `?fields=`, each item has only the fields selected and `id`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AppointmentList {
+    /// `?page=&page_size=`.
+    Pages(PageOut<AppointmentOut>),
+    /// `?cursor=&limit=`.
+    Keyset(CursorPageOut<AppointmentOut>),
 }
 
 impl AppointmentOut {
@@ -145,6 +187,24 @@ fn created_appointment(a: Appointment) -> HttpResponse {
     )
 }
 
+/// Books an appointment: on a whole minute, in the future, inside the practitioner's
+/// availability and not in time off, with the practitioner (and buffer) and patient free.
+#[utoipa::path(
+    post,
+    path = "/api/v1/appointments",
+    operation_id = "book_appointment",
+    tag = "appointment",
+    request_body = BookIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Booked, with `Location` and `ETag`", body = AppointmentOut, headers(("Location" = String, description = "The appointment's URL"), ("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::Conflict,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn book(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -158,6 +218,27 @@ async fn book(
     Ok(created_appointment(a))
 }
 
+/// An appointment, with its version as `ETag` (a `fields` selection gets a weak body ETag instead).
+#[utoipa::path(
+    get,
+    path = "/api/v1/appointments/{id}",
+    operation_id = "get_appointment",
+    tag = "appointment",
+    params(
+        ("id" = Uuid, Path, description = "The appointment's id"),
+        FieldsParams,
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` held; answered with 304 when current"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The appointment (only the selected fields with `fields`)", body = AppointmentOut, headers(("ETag" = String, description = "`\"<version>\"`, or a weak body tag with `fields`"))),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::Invalid,
+    )
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -176,15 +257,38 @@ async fn get(
 }
 
 /// `GET /appointments` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this practitioner's appointments.
     practitioner_id: Option<String>,
+    /// Only this patient's appointments.
     patient_id: Option<String>,
+    /// Only appointments in this status.
     status: Option<String>,
+    /// Only appointments starting at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Only appointments starting before this instant (RFC 3339).
+    #[param(format = DateTime)]
     to: Option<String>,
 }
 
+/// Appointments by start: page numbers or keyset paging.
+#[utoipa::path(
+    get,
+    path = "/api/v1/appointments",
+    operation_id = "list_appointments",
+    tag = "appointment",
+    params(ListQuery, ListParams, FieldsParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of appointments", body = AppointmentList),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -219,12 +323,57 @@ async fn list(
 }
 
 /// Optional body of a status move (only `cancel` reads it).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionIn {
+    /// `cancel`: why.
     reason: Option<String>,
 }
 
+/// The moves `POST /appointments/{id}/{action}` makes; any other word is a 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatusMove {
+    /// booked → confirmed.
+    Confirm,
+    /// confirmed (or booked) → checked_in; also queues the patient.
+    CheckIn,
+    /// checked_in → in_progress.
+    Start,
+    /// in_progress → completed.
+    Complete,
+    /// booked or confirmed → cancelled, with an optional `{reason}`.
+    Cancel,
+    /// booked or confirmed → no_show, from start + the clinic's grace.
+    NoShow,
+}
+
+/// Moves an appointment's status: `confirm`, `check-in`, `start`, `complete`, `cancel` (with
+/// an optional `{reason}`) or `no-show`. An illegal move is a 409 `illegal_transition` with
+/// `allowed`, a no-show before start + grace a 409 `no_show_too_early`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/appointments/{id}/{action}",
+    operation_id = "move_appointment",
+    tag = "appointment",
+    params(
+        ("id" = Uuid, Path, description = "The appointment's id"),
+        ("action" = StatusMove, Path, description = "The move"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
+    request_body(content = Option<ActionIn>, description = "Only `cancel` reads a body"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The moved appointment", body = AppointmentOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::Conflict,
+        problems::PreconditionFailed,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -234,14 +383,13 @@ async fn act(
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
     let reason = body.and_then(|b| b.into_inner().reason);
-    let action = match action.as_str() {
-        "confirm" => AppointmentAction::Confirm,
-        "check-in" => AppointmentAction::CheckIn,
-        "start" => AppointmentAction::Start,
-        "complete" => AppointmentAction::Complete,
-        "cancel" => AppointmentAction::Cancel(reason),
-        "no-show" => AppointmentAction::NoShow,
-        _ => return Err(ApiError::NoRoute),
+    let action = match path_action(&action).ok_or(ApiError::NoRoute)? {
+        StatusMove::Confirm => AppointmentAction::Confirm,
+        StatusMove::CheckIn => AppointmentAction::CheckIn,
+        StatusMove::Start => AppointmentAction::Start,
+        StatusMove::Complete => AppointmentAction::Complete,
+        StatusMove::Cancel => AppointmentAction::Cancel(reason),
+        StatusMove::NoShow => AppointmentAction::NoShow,
     };
     let a = state
         .services
@@ -258,13 +406,40 @@ async fn act(
 }
 
 /// `POST /appointments/{id}/reschedule` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleIn {
+    /// The new start, as for booking.
+    #[schema(format = DateTime)]
     starts_at: String,
+    /// The new length; the old one's when absent.
     duration_minutes: Option<u32>,
 }
 
+/// Moves an appointment to a new time: the old one is cancelled and both are linked
+/// (`rescheduled_to`, `rescheduled_from`) in one transaction.
+#[utoipa::path(
+    post,
+    path = "/api/v1/appointments/{id}/reschedule",
+    operation_id = "reschedule_appointment",
+    tag = "appointment",
+    params(
+        ("id" = Uuid, Path, description = "The appointment's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
+    request_body = RescheduleIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new appointment, with `Location` and `ETag`", body = AppointmentOut, headers(("Location" = String, description = "The new appointment's URL"), ("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::Conflict,
+        problems::PreconditionFailed,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn reschedule(
     req: HttpRequest,
     state: web::Data<AppState>,

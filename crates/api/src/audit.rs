@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use clinicflow_domain::AuditEvent;
 use clinicflow_services::AuditQuery;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use crate::openapi::problems;
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the audit route (read only: the log has no write, update or delete route).
@@ -14,28 +16,48 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /audit-events` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Only events about this patient.
     patient_id: Option<String>,
+    /// Only events by this user.
     actor_id: Option<String>,
+    /// Only events at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Only events before this instant (RFC 3339).
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Events per page: 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
 /// One event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEventOut {
+    /// The event's id.
     id: String,
+    /// Who acted.
     actor_id: String,
+    /// Their role then.
     actor_role: &'static str,
+    /// `read`, `list`, `create`, `update` or `delete`.
     action: &'static str,
+    /// `patient`, `appointment`, `queue_entry`, `encounter` or `clinic`.
     resource_type: &'static str,
+    /// The resource's id, if one.
     resource_id: Option<String>,
+    /// The patient concerned, if any.
     patient_id: Option<String>,
+    /// When.
     at: DateTime<Utc>,
+    /// The request's id (`x-request-id`).
     request_id: Option<String>,
+    /// `success` or `denied`.
     outcome: &'static str,
 }
 
@@ -56,13 +78,30 @@ impl From<AuditEvent> for AuditEventOut {
     }
 }
 
-/// A keyset page: `next_cursor` is absent on the last page.
-#[derive(Debug, Serialize)]
+/// A keyset page: `next_cursor` is `null` on the last page.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPageOut {
+    /// This page's events, newest first.
     results: Vec<AuditEventOut>,
+    /// Pass it as `cursor` for the next page.
     next_cursor: Option<String>,
 }
 
+/// The audit log, newest first (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit-events",
+    operation_id = "list_audit_events",
+    tag = "audit",
+    params(AuditParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A keyset page of events", body = AuditPageOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn list(
     state: web::Data<AppState>,
     auth: Authenticated,

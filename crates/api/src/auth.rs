@@ -11,8 +11,10 @@ use clinicflow_domain::{Actor, ClinicId, PractitionerId, Role, UserId};
 use clinicflow_services::{ServiceError, Session};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::openapi::problems;
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState};
 
@@ -193,21 +195,32 @@ pub fn client_ip(req: &HttpRequest) -> Option<String> {
 }
 
 /// Login request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
+    /// The staff member's e-mail.
+    #[schema(example = "admin@clinic.example")]
     email: String,
+    /// Their password.
+    #[schema(format = Password)]
     password: String,
+    /// Only needed when one e-mail and password exist in several clinics.
     clinic_id: Option<Uuid>,
 }
 
 /// A new pair of tokens.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenOut {
+    /// A JWT (HS256) to send as `Authorization: Bearer <access_token>`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds the access token stays valid.
     expires_in: u64,
+    /// An opaque token for `POST /auth/refresh`; each works once.
     refresh_token: String,
+    /// Seconds the refresh token stays valid.
     refresh_expires_in: i64,
 }
 
@@ -235,6 +248,24 @@ fn session_answer(state: &AppState, session: Session) -> Result<HttpResponse, Ap
 }
 
 /// `POST /api/v1/auth/login`: e-mail and password for an access and a refresh token.
+///
+/// Limited per client IP (10 a minute) and per account (5 a minute); five consecutive wrong
+/// passwords lock the account for 15 minutes.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    request_body = LoginIn,
+    responses(
+        (status = 200, description = "Logged in (`Cache-Control: no-store`)", body = TokenOut),
+        problems::Public,
+        problems::InvalidCredentials,
+        problems::TooManyRequests,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 #[post("/auth/login")]
 pub async fn login(
     req: HttpRequest,
@@ -257,13 +288,27 @@ pub async fn login(
 }
 
 /// A refresh token sent back.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshIn {
+    /// The refresh token of the last login or refresh.
     refresh_token: String,
 }
 
 /// `POST /api/v1/auth/refresh`: rotates the refresh token; a replayed one ends its whole session.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    operation_id = "refresh_tokens",
+    tag = "auth",
+    request_body = RefreshIn,
+    responses(
+        (status = 200, description = "A new pair; the presented refresh token stops working", body = TokenOut),
+        problems::Public,
+        problems::InvalidCredentials,
+        problems::JsonBody,
+    )
+)]
 #[post("/auth/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,
@@ -274,6 +319,18 @@ pub async fn refresh(
 }
 
 /// `POST /api/v1/auth/logout`: ends the session the refresh token belongs to.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    request_body = RefreshIn,
+    responses(
+        (status = 204, description = "The session (token family) has ended"),
+        problems::Public,
+        problems::JsonBody,
+    )
+)]
 #[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<AppState>,
@@ -286,14 +343,32 @@ pub async fn logout(
 }
 
 /// A password change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordIn {
+    /// The password now.
+    #[schema(format = Password)]
     current_password: String,
+    /// The new one: 10 characters or more.
+    #[schema(format = Password, min_length = 10)]
     new_password: String,
 }
 
 /// `POST /api/v1/auth/change-password`: ends every session of the user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/change-password",
+    operation_id = "change_password",
+    tag = "auth",
+    request_body = ChangePasswordIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; every session of the user has ended"),
+        problems::Common,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 #[post("/auth/change-password")]
 pub async fn change_password(
     state: web::Data<AppState>,
@@ -311,24 +386,44 @@ pub async fn change_password(
 }
 
 /// The logged-in user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MeOut {
+    /// The user's id.
     id: String,
+    /// Their e-mail.
     email: String,
+    /// `admin`, `practitioner`, `receptionist` or `nurse`.
     role: &'static str,
+    /// The practitioner this user is, for practitioners.
     practitioner_id: Option<String>,
+    /// Their clinic.
     clinic: ClinicOut,
 }
 
 /// The user's clinic.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MeClinicOut)]
 pub struct ClinicOut {
+    /// The clinic's id.
     id: String,
+    /// Its name.
     name: String,
+    /// Its IANA time zone, such as `Europe/Berlin`.
     time_zone: &'static str,
 }
 
 /// `GET /api/v1/me`: who the token speaks for.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user and their clinic", body = MeOut),
+        problems::Common,
+    )
+)]
 #[get("/me")]
 pub async fn me(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     let (user, clinic) = state.services.auth.me(&auth.0).await?;

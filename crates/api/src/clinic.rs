@@ -5,7 +5,9 @@ use actix_web::{HttpResponse, web};
 use clinicflow_domain::{Clinic, WebhookEndpoint};
 use clinicflow_services::ClinicPatch;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use crate::openapi::problems;
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the clinic routes.
@@ -24,24 +26,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A clinic's settings as the API shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClinicOut {
+    /// The clinic's id.
     id: String,
+    /// Its name.
     name: String,
+    /// Its IANA time zone, fixed when the clinic is created.
     time_zone: String,
+    /// Minutes after an appointment's start from which a no-show may be recorded.
     no_show_grace_minutes: u32,
+    /// Minutes of grace a checked-in appointment gets in the queue.
     checkin_grace_minutes: u32,
+    /// Target waits per triage category.
     triage_target_minutes: TargetsOut,
+    /// When reminders go out, in minutes before an appointment's start.
     reminder_offsets_minutes: Vec<u32>,
 }
 
 /// Target waits per triage category, in minutes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TargetsOut {
+    /// `immediate`.
     immediate: u32,
+    /// `very_urgent`.
     very_urgent: u32,
+    /// `urgent`.
     urgent: u32,
+    /// `standard`.
     standard: u32,
+    /// `non_urgent`.
     non_urgent: u32,
 }
 
@@ -67,20 +81,55 @@ impl From<Clinic> for ClinicOut {
 }
 
 /// `PATCH /clinic`: the settings to change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClinicPatchIn {
+    /// A new name.
     name: Option<String>,
+    /// 0 to 240.
+    #[schema(maximum = 240)]
     no_show_grace_minutes: Option<u32>,
+    /// 0 to 240.
+    #[schema(maximum = 240)]
     checkin_grace_minutes: Option<u32>,
+    /// Up to 5 offsets, each 1 minute to 30 days; `[]` turns reminders off.
+    #[schema(max_items = 5)]
     reminder_offsets_minutes: Option<Vec<u32>>,
 }
 
+/// The caller's clinic and its settings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clinic",
+    operation_id = "get_clinic",
+    tag = "clinic",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The clinic's settings", body = ClinicOut),
+        problems::Common,
+    )
+)]
 async fn get(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
     let clinic = state.services.clinics.settings(&auth.0).await?;
     Ok(HttpResponse::Ok().json(ClinicOut::from(clinic)))
 }
 
+/// Changes the clinic's settings (admins); audited.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/clinic",
+    operation_id = "update_clinic",
+    tag = "clinic",
+    request_body = ClinicPatchIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The changed settings", body = ClinicOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn update(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -98,11 +147,15 @@ async fn update(
 }
 
 /// A webhook as the API shows it: the secret only in the answer that made it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookOut {
+    /// Where the clinic's messages are POSTed.
     url: String,
+    /// The secret's last characters, to tell secrets apart.
     secret_hint: String,
+    /// The signing secret (`whsec_…`), only in the answer that made it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     secret: Option<String>,
 }
 
@@ -117,14 +170,31 @@ impl WebhookOut {
 }
 
 /// `PUT /clinic/webhook`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
+    /// An absolute `http` or `https` URL without credentials.
+    #[schema(format = "uri")]
     url: String,
+    /// Make a new secret even if the clinic has one.
     #[serde(default)]
     rotate_secret: bool,
 }
 
+/// The clinic's webhook (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/clinic/webhook",
+    operation_id = "get_webhook",
+    tag = "clinic",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhook, without its secret", body = WebhookOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+    )
+)]
 async fn get_webhook(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -135,6 +205,22 @@ async fn get_webhook(
         .json(WebhookOut::new(&webhook, false)))
 }
 
+/// Sets the clinic's webhook (admins); the secret is shown only when one is made.
+#[utoipa::path(
+    put,
+    path = "/api/v1/clinic/webhook",
+    operation_id = "set_webhook",
+    tag = "clinic",
+    request_body = WebhookIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhook, with `secret` when one was made (the first time, or with `rotate_secret`)", body = WebhookOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn set_webhook(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -150,6 +236,20 @@ async fn set_webhook(
         .json(WebhookOut::new(&webhook, new_secret)))
 }
 
+/// Removes the clinic's webhook (admins): its messages go to the log again.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/clinic/webhook",
+    operation_id = "remove_webhook",
+    tag = "clinic",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+    )
+)]
 async fn remove_webhook(
     state: web::Data<AppState>,
     auth: Authenticated,

@@ -3,15 +3,19 @@
 //! One `ResponseError` impl matches every service error variant with no fallback arm,
 //! so a new variant forces a decision on its status and code.
 
+use std::collections::BTreeMap;
+
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use chrono::{DateTime, Utc};
 use clinicflow_domain::IllegalTransition;
 use clinicflow_ports::OverlapParty;
 use clinicflow_services::error::ConflictKind;
 use clinicflow_services::{Conflict, ServiceError};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::appointment::SlotOut;
 
@@ -43,13 +47,94 @@ pub enum ApiError {
     NoRoute,
 }
 
-/// A problem document under construction.
-struct Problem {
-    status: StatusCode,
-    code: &'static str,
+/// The body of every error answer: an RFC 9457 problem with a stable `code`, and the extension
+/// members some codes add. What a client receives is this struct serialized, so its OpenAPI
+/// schema cannot drift from the answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:clinicflow:problem:validation_failed",
+    "title": "Validation failed",
+    "status": 422,
+    "detail": "one or more fields are invalid",
+    "code": "validation_failed",
+    "errors": {"birth_date": ["must be a date (YYYY-MM-DD)"]}
+}))]
+pub struct Problem {
+    /// `urn:clinicflow:problem:<code>`.
+    #[serde(rename = "type")]
+    problem_type: String,
+    /// A short summary of the kind of problem.
     title: &'static str,
+    /// The HTTP status code.
+    #[schema(value_type = u16, minimum = 400, maximum = 599)]
+    #[serde(serialize_with = "status_number")]
+    status: StatusCode,
+    /// What went wrong in this case.
     detail: String,
-    extra: Map<String, Value>,
+    /// Stable snake_case code (see the error table of docs/api.md).
+    code: &'static str,
+    /// `validation_failed`: the messages per invalid field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    errors: Option<BTreeMap<String, Vec<String>>>,
+    /// `booking_conflict`: whose appointment is in the way, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    conflict: Option<ConflictOut>,
+    /// `booking_conflict` and `outside_availability`: the practitioner asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    practitioner_id: Option<String>,
+    /// `booking_conflict` and `outside_availability`: the practitioner's next free slots (up to 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    next_slots: Option<Vec<SlotOut>>,
+    /// `illegal_transition`: the current status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    from: Option<&'static str>,
+    /// `illegal_transition`: the status asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    to: Option<&'static str>,
+    /// `illegal_transition`: the statuses reachable from `from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    allowed: Option<Vec<&'static str>>,
+    /// `no_show_too_early`: when a no-show may first be recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    allowed_from: Option<DateTime<Utc>>,
+    /// `precondition_failed`: the version the resource has now (`null` when unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i32>)]
+    current_version: Option<Option<i32>>,
+}
+
+/// Whose appointment a booking overlaps.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictWith {
+    /// The practitioner (with their buffer) is busy.
+    Practitioner,
+    /// The patient has another appointment then.
+    Patient,
+}
+
+/// The `conflict` member of a `booking_conflict` problem; nothing else of the other
+/// appointment is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictOut {
+    /// Whose appointment is in the way.
+    with: ConflictWith,
+    /// When it starts.
+    starts_at: Option<DateTime<Utc>>,
+    /// When it ends.
+    ends_at: Option<DateTime<Utc>>,
+}
+
+fn status_number<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u16(status.as_u16())
 }
 
 impl Problem {
@@ -60,17 +145,41 @@ impl Problem {
         detail: impl Into<String>,
     ) -> Self {
         Self {
-            status,
-            code,
+            problem_type: format!("urn:clinicflow:problem:{code}"),
             title,
+            status,
             detail: detail.into(),
-            extra: Map::new(),
+            code,
+            errors: None,
+            conflict: None,
+            practitioner_id: None,
+            next_slots: None,
+            from: None,
+            to: None,
+            allowed: None,
+            allowed_from: None,
+            current_version: None,
         }
     }
 
-    fn with(mut self, key: &str, value: Value) -> Self {
-        self.extra.insert(key.to_owned(), value);
-        self
+    /// The problem of an illegal status move.
+    fn transition(
+        detail: String,
+        from: &'static str,
+        to: &'static str,
+        allowed: Vec<&'static str>,
+    ) -> Self {
+        Self {
+            from: Some(from),
+            to: Some(to),
+            allowed: Some(allowed),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "illegal_transition",
+                "Illegal status transition",
+                detail,
+            )
+        }
     }
 }
 
@@ -81,26 +190,33 @@ fn party_name(p: OverlapParty) -> &'static str {
     }
 }
 
+impl From<OverlapParty> for ConflictWith {
+    fn from(p: OverlapParty) -> Self {
+        match p {
+            OverlapParty::Practitioner => ConflictWith::Practitioner,
+            OverlapParty::Patient => ConflictWith::Patient,
+        }
+    }
+}
+
 fn conflict_problem(c: &Conflict) -> Problem {
-    let next: Vec<SlotOut> = c.next_slots.iter().map(SlotOut::from).collect();
     let p = match c.kind {
-        ConflictKind::Overlap { party, with } => Problem::new(
-            StatusCode::CONFLICT,
-            "booking_conflict",
-            "Booking conflict",
-            format!(
-                "the {} already has an appointment at that time",
-                party_name(party)
-            ),
-        )
-        .with(
-            "conflict",
-            json!({
-                "with": party_name(party),
-                "starts_at": with.map(|w| w.start()),
-                "ends_at": with.map(|w| w.end()),
+        ConflictKind::Overlap { party, with } => Problem {
+            conflict: Some(ConflictOut {
+                with: party.into(),
+                starts_at: with.map(|w| w.start()),
+                ends_at: with.map(|w| w.end()),
             }),
-        ),
+            ..Problem::new(
+                StatusCode::CONFLICT,
+                "booking_conflict",
+                "Booking conflict",
+                format!(
+                    "the {} already has an appointment at that time",
+                    party_name(party)
+                ),
+            )
+        },
         ConflictKind::OutsideAvailability => Problem::new(
             StatusCode::CONFLICT,
             "outside_availability",
@@ -108,21 +224,26 @@ fn conflict_problem(c: &Conflict) -> Problem {
             "the practitioner does not work at that time (schedule or time off)",
         ),
     };
-    p.with("practitioner_id", json!(c.practitioner_id.to_string()))
-        .with("next_slots", json!(next))
+    Problem {
+        practitioner_id: Some(c.practitioner_id.to_string()),
+        next_slots: Some(c.next_slots.iter().map(SlotOut::from).collect()),
+        ..p
+    }
 }
 
 impl ApiError {
     fn problem(&self) -> Problem {
         match self {
             ApiError::Service(e) => match e {
-                ServiceError::Validation(fields) => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "Validation failed",
-                    "one or more fields are invalid",
-                )
-                .with("errors", json!(fields.fields())),
+                ServiceError::Validation(fields) => Problem {
+                    errors: Some(fields.fields().clone()),
+                    ..Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        "Validation failed",
+                        "one or more fields are invalid",
+                    )
+                },
                 ServiceError::NotFound(what) => Problem::new(
                     StatusCode::NOT_FOUND,
                     "not_found",
@@ -137,45 +258,37 @@ impl ApiError {
                     "the appointment would start in the past",
                 ),
                 ServiceError::IllegalTransition(t) => match t {
-                    IllegalTransition::NotAllowed { from, to, allowed } => Problem::new(
-                        StatusCode::CONFLICT,
-                        "illegal_transition",
-                        "Illegal status transition",
+                    IllegalTransition::NotAllowed { from, to, allowed } => Problem::transition(
                         t.to_string(),
-                    )
-                    .with("from", json!(from.as_str()))
-                    .with("to", json!(to.as_str()))
-                    .with(
-                        "allowed",
-                        json!(allowed.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+                        from.as_str(),
+                        to.as_str(),
+                        allowed.iter().map(|s| s.as_str()).collect(),
                     ),
-                    IllegalTransition::NoShowTooEarly { allowed_from } => Problem::new(
-                        StatusCode::CONFLICT,
-                        "no_show_too_early",
-                        "Too early for a no-show",
-                        t.to_string(),
-                    )
-                    .with("allowed_from", json!(allowed_from)),
+                    IllegalTransition::NoShowTooEarly { allowed_from } => Problem {
+                        allowed_from: Some(*allowed_from),
+                        ..Problem::new(
+                            StatusCode::CONFLICT,
+                            "no_show_too_early",
+                            "Too early for a no-show",
+                            t.to_string(),
+                        )
+                    },
                 },
-                ServiceError::IllegalQueueMove(m) => Problem::new(
-                    StatusCode::CONFLICT,
-                    "illegal_transition",
-                    "Illegal status transition",
+                ServiceError::IllegalQueueMove(m) => Problem::transition(
                     m.to_string(),
-                )
-                .with("from", json!(m.from.as_str()))
-                .with("to", json!(m.to.as_str()))
-                .with(
-                    "allowed",
-                    json!(m.allowed.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+                    m.from.as_str(),
+                    m.to.as_str(),
+                    m.allowed.iter().map(|s| s.as_str()).collect(),
                 ),
-                ServiceError::PreconditionFailed { current } => Problem::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "precondition_failed",
-                    "Precondition failed",
-                    "the resource changed since the version in If-Match; read it again",
-                )
-                .with("current_version", json!(current)),
+                ServiceError::PreconditionFailed { current } => Problem {
+                    current_version: Some(*current),
+                    ..Problem::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        "precondition_failed",
+                        "Precondition failed",
+                        "the resource changed since the version in If-Match; read it again",
+                    )
+                },
                 ServiceError::Duplicate(field) => Problem::new(
                     StatusCode::CONFLICT,
                     "duplicate",
@@ -267,16 +380,6 @@ impl ResponseError for ApiError {
             }
             tracing::error!(code = p.code, error = %chain, "request failed");
         }
-        let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            json!(format!("urn:clinicflow:problem:{}", p.code)),
-        );
-        body.insert("title".into(), json!(p.title));
-        body.insert("status".into(), json!(p.status.as_u16()));
-        body.insert("detail".into(), json!(p.detail));
-        body.insert("code".into(), json!(p.code));
-        body.extend(p.extra);
         let mut res = HttpResponse::build(p.status);
         res.content_type("application/problem+json");
         match self {
@@ -291,7 +394,8 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        res.body(Value::Object(body).to_string())
+        // `json` keeps the problem content type set above.
+        res.json(&p)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod health;
 pub mod http_cache;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod page;
 pub mod patient;
@@ -68,10 +69,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(web::PayloadConfig::new(body_limit))
         .app_data(error::query_config())
         .app_data(error::path_config())
-        .service(health::scope())
+        .configure(routes);
+}
+
+/// Registers every route, and the problem answer for unknown ones; each is documented in
+/// [`openapi::ApiDoc`], which a test holds to this list.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::scope())
         .route("/metrics", web::get().to(metrics::scrape))
+        .route("/docs", web::get().to(openapi::docs))
         .service(
             web::scope("/api/v1")
+                .route("/openapi.json", web::get().to(openapi::document))
                 .service(auth::login)
                 .service(auth::refresh)
                 .service(auth::logout)

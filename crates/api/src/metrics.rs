@@ -295,7 +295,16 @@ impl Drop for InFlight {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: requests, latencies, the pool, the cache and the outbox, for Prometheus.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "metrics",
+    responses(
+        (status = 200, description = "The metrics in the OpenMetrics text format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+    )
+)]
 pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
     if let Some(Ok(depth)) =
         crate::health::with_timeout(DEPTH_TIMEOUT, state.services.outbox.depth()).await

@@ -4,8 +4,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use clinicflow_domain::{OutboxMessage, OutboxMessageId};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::openapi::problems;
 use crate::page::{PageOut, PageParams};
 use crate::{ApiError, AppState, Authenticated};
 
@@ -16,16 +18,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageOut {
+    /// The message's id, which receivers deduplicate by.
     id: String,
+    /// `booking.confirmed`, `booking.cancelled`, `booking.rescheduled`, `appointment.no_show`,
+    /// `queue.called` or `reminder.due`.
     event: &'static str,
+    /// The appointment it is about, if any.
     appointment_id: Option<String>,
+    /// `pending`, `delivered`, `dead` or `cancelled`.
     status: &'static str,
+    /// Delivery attempts so far.
     attempts: u32,
+    /// When the next attempt is due.
     next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
     last_error: Option<String>,
+    /// When it was delivered.
     delivered_at: Option<DateTime<Utc>>,
+    /// When it was written.
     created_at: DateTime<Utc>,
 }
 
@@ -46,11 +58,28 @@ impl From<OutboxMessage> for MessageOut {
 }
 
 /// `?status=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
+    /// Only messages in this status: `pending`, `delivered`, `dead` or `cancelled`.
     status: Option<String>,
 }
 
+/// The clinic's outbox, newest first (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/outbox",
+    operation_id = "list_outbox",
+    tag = "outbox",
+    params(StatusQuery, PageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of messages", body = PageOut<MessageOut>),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -66,6 +95,23 @@ async fn list(
     Ok(HttpResponse::Ok().json(PageOut::new(&req, page, MessageOut::from)))
 }
 
+/// Sends a pending or dead message again at once, its attempts reset (admins); 422 for
+/// delivered or cancelled ones.
+#[utoipa::path(
+    post,
+    path = "/api/v1/outbox/{id}/retry",
+    operation_id = "retry_outbox_message",
+    tag = "outbox",
+    params(("id" = Uuid, Path, description = "The message's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message, due now", body = MessageOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::Invalid,
+    )
+)]
 async fn retry(
     state: web::Data<AppState>,
     auth: Authenticated,

@@ -7,13 +7,19 @@ use clinicflow_domain::{Page, PageRequest};
 use clinicflow_services::FieldErrors;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::ApiError;
 
 /// `?page=&page_size=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// The page, from 1.
+    #[param(minimum = 1)]
     page: Option<u64>,
+    /// Items per page: 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     page_size: Option<u64>,
 }
 
@@ -26,11 +32,15 @@ impl PageParams {
 }
 
 /// `{count, next, previous, results}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PageOut<T> {
+    /// Items in the whole list.
     count: u64,
+    /// The next page's URL (relative, other parameters kept); `null` on the last page.
     next: Option<String>,
+    /// The previous page's URL; `null` on the first page.
     previous: Option<String>,
+    /// This page's items.
     results: Vec<T>,
 }
 
@@ -65,11 +75,20 @@ impl<T> PageOut<T> {
 }
 
 /// `?page=&page_size=` or `?cursor=&limit=`, for the lists that offer both.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Page-number paging: the page, from 1.
+    #[param(minimum = 1)]
     page: Option<u64>,
+    /// Page-number paging: items per page, 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     page_size: Option<u64>,
+    /// Keyset paging: the `next_cursor` of the previous page; absent or empty for the first.
+    /// Not to be combined with `page` or `page_size`.
     cursor: Option<String>,
+    /// Keyset paging: items per page, 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
@@ -120,10 +139,13 @@ impl ListParams {
 }
 
 /// `{results, next_cursor}`: one keyset page; `next_cursor` is absent on the last page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CursorPageOut<T> {
+    /// This page's items.
     results: Vec<T>,
+    /// Pass it back as `cursor`, with the same filters, for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next_cursor: Option<String>,
 }
 
@@ -138,8 +160,12 @@ impl<T> CursorPageOut<T> {
 }
 
 /// `?fields=a,b`: the top-level fields a client wants of each object.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FieldsParams {
+    /// Comma-separated top-level fields to keep of each object (`id` is always kept); absent
+    /// or empty keeps them all. An unknown name is a 422 naming `fields`.
+    #[param(example = "given_name,family_name")]
     fields: Option<String>,
 }
 
@@ -256,6 +282,13 @@ pub fn created<T: Serialize>(location: String, version: i32, body: &T) -> HttpRe
         .insert_header((header::LOCATION, location))
         .insert_header((header::ETAG, etag(version)))
         .json(body)
+}
+
+/// The unit enum variant a path segment names by its serde name, such as the `{action}` of a
+/// status move; `None` for any other word.
+pub fn path_action<T: serde::de::DeserializeOwned>(segment: &str) -> Option<T> {
+    let segment = serde::de::value::StrDeserializer::<serde::de::value::Error>::new(segment);
+    T::deserialize(segment).ok()
 }
 
 /// Deserializes a field that may be absent (`None`), null (`Some(None)`) or set (`Some(Some(v))`).

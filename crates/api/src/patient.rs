@@ -6,8 +6,10 @@ use clinicflow_domain::{Patient, PatientId};
 use clinicflow_services::patient::{ContactInput, InsuranceInput};
 use clinicflow_services::{NewPatient, PatientChanges};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::openapi::problems;
 use crate::page::{
     CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, double_option, if_match,
     versioned,
@@ -30,18 +32,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// An emergency contact.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactDto {
+    /// Their name.
     name: String,
+    /// Their phone, stored in E.164.
     phone: String,
 }
 
 /// Insurance details.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InsuranceDto {
+    /// The insurer.
     payer: String,
+    /// The patient's number there.
     member_id: String,
 }
 
@@ -64,16 +70,27 @@ impl From<InsuranceDto> for InsuranceInput {
 }
 
 /// `POST /patients` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientIn {
+    /// Given name.
     given_name: String,
+    /// Family name.
     family_name: String,
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     birth_date: String,
+    /// `female`, `male`, `other` or `unknown` (default).
     sex: Option<String>,
+    /// Spaces, dashes and parentheses are removed; stored in E.164.
+    #[schema(example = "+49 30 1234567")]
     phone: Option<String>,
+    /// Stored lower-cased.
+    #[schema(format = Email)]
     email: Option<String>,
+    /// Whom to call in an emergency.
     emergency_contact: Option<ContactDto>,
+    /// Insurance details.
     insurance: Option<InsuranceDto>,
 }
 
@@ -93,20 +110,33 @@ impl From<PatientIn> for NewPatient {
 }
 
 /// `PATCH /patients/{id}` body: absent fields stay, null clears optional ones.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientPatch {
+    /// Given name.
     given_name: Option<String>,
+    /// Family name.
     family_name: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     birth_date: Option<String>,
+    /// `female`, `male`, `other` or `unknown`.
     sex: Option<String>,
+    /// A phone; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     phone: Option<Option<String>>,
+    /// An e-mail; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, format = Email)]
     email: Option<Option<String>>,
+    /// An emergency contact; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<ContactDto>)]
     emergency_contact: Option<Option<ContactDto>>,
+    /// Insurance details; `null` clears them.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<InsuranceDto>)]
     insurance: Option<Option<InsuranceDto>>,
 }
 
@@ -126,20 +156,44 @@ impl From<PatientPatch> for PatientChanges {
 }
 
 /// A patient as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PatientOut {
+    /// The patient's id.
     id: String,
+    /// Given name.
     given_name: String,
+    /// Family name.
     family_name: String,
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     birth_date: String,
+    /// `female`, `male`, `other` or `unknown`.
     sex: &'static str,
+    /// Phone in E.164.
     phone: Option<String>,
+    /// E-mail, lower-cased.
     email: Option<String>,
+    /// Whom to call in an emergency.
     emergency_contact: Option<ContactDto>,
+    /// Insurance details.
     insurance: Option<InsuranceDto>,
+    /// The version, also the `ETag`.
     version: i32,
+    /// When registered.
     created_at: DateTime<Utc>,
+    /// When last changed.
     updated_at: DateTime<Utc>,
+}
+
+/// What `GET /patients` answers: a numbered page, or a keyset page when `cursor` or `limit`
+/// is given. With `?fields=`, each item has only the fields selected and `id`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PatientList {
+    /// `?page=&page_size=`.
+    Pages(PageOut<PatientOut>),
+    /// `?cursor=&limit=`.
+    Keyset(CursorPageOut<PatientOut>),
 }
 
 impl PatientOut {
@@ -185,6 +239,23 @@ impl From<Patient> for PatientOut {
     }
 }
 
+/// Registers a patient.
+#[utoipa::path(
+    post,
+    path = "/api/v1/patients",
+    operation_id = "create_patient",
+    tag = "patient",
+    request_body = PatientIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Registered, with `Location` and `ETag`", body = PatientOut, headers(("Location" = String, description = "The patient's URL"), ("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::Conflict,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn create(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -202,6 +273,27 @@ async fn create(
     ))
 }
 
+/// A patient, with its version as `ETag` (a `fields` selection gets a weak body ETag instead).
+#[utoipa::path(
+    get,
+    path = "/api/v1/patients/{id}",
+    operation_id = "get_patient",
+    tag = "patient",
+    params(
+        ("id" = Uuid, Path, description = "The patient's id"),
+        FieldsParams,
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` held; answered with 304 when current"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The patient (only the selected fields with `fields`)", body = PatientOut, headers(("ETag" = String, description = "`\"<version>\"`, or a weak body tag with `fields`"))),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::Invalid,
+    )
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -219,6 +311,28 @@ async fn get(
     Ok(fields.read(&req, version, &PatientOut::from(patient)))
 }
 
+/// Changes any subset of a patient's fields; `null` clears an optional one.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/patients/{id}",
+    operation_id = "update_patient",
+    tag = "patient",
+    params(
+        ("id" = Uuid, Path, description = "The patient's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
+    request_body = PatientPatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The changed patient", body = PatientOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::PreconditionFailed,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -240,6 +354,21 @@ async fn update(
     Ok(versioned(&req, version, &PatientOut::from(patient)))
 }
 
+/// Soft-deletes a patient (admins): invisible everywhere afterwards.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/patients/{id}",
+    operation_id = "delete_patient",
+    tag = "patient",
+    params(("id" = Uuid, Path, description = "The patient's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+    )
+)]
 async fn delete(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -254,11 +383,29 @@ async fn delete(
 }
 
 /// `GET /patients` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// An e-mail (contains `@`), a phone (starts with `+`), or else a name prefix matched
+    /// against "family given" and "given family", case-insensitively.
     q: Option<String>,
 }
 
+/// Patients by family name, given name: page numbers or keyset paging.
+#[utoipa::path(
+    get,
+    path = "/api/v1/patients",
+    operation_id = "list_patients",
+    tag = "patient",
+    params(ListQuery, ListParams, FieldsParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of patients", body = PatientList),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -9,9 +9,11 @@ use clinicflow_services::{
     NewPractitioner, PractitionerChanges, ScheduleInput, SlotQuery, TimeOffInput,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::appointment::SlotOut;
+use crate::openapi::problems;
 use crate::page::{PageOut, PageParams, created, double_option, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
 
@@ -38,15 +40,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `POST /practitioners` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PractitionerIn {
+    /// Given name.
     given_name: String,
+    /// Family name.
     family_name: String,
+    /// Specialty codes, lower-cased.
     #[serde(default)]
+    #[schema(example = json!(["general_practice"]))]
     specialties: Vec<String>,
+    /// Department code, lower-cased.
     department: Option<String>,
+    /// Default appointment length (30).
     slot_minutes: Option<u32>,
+    /// Minutes kept free after each appointment (0).
     buffer_minutes: Option<u32>,
 }
 
@@ -63,16 +72,23 @@ impl From<PractitionerIn> for NewPractitioner {
     }
 }
 
-/// `PATCH /practitioners/{id}` body.
-#[derive(Debug, Deserialize)]
+/// `PATCH /practitioners/{id}` body: absent fields stay.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PractitionerPatch {
+    /// Given name.
     given_name: Option<String>,
+    /// Family name.
     family_name: Option<String>,
+    /// Specialty codes, replacing the current ones.
     specialties: Option<Vec<String>>,
+    /// Department code; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     department: Option<Option<String>>,
+    /// Default appointment length.
     slot_minutes: Option<u32>,
+    /// Minutes kept free after each appointment.
     buffer_minutes: Option<u32>,
 }
 
@@ -90,17 +106,27 @@ impl From<PractitionerPatch> for PractitionerChanges {
 }
 
 /// A practitioner as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PractitionerOut {
+    /// The practitioner's id.
     id: String,
+    /// Given name.
     given_name: String,
+    /// Family name.
     family_name: String,
+    /// Specialty codes.
     specialties: Vec<String>,
+    /// Department code.
     department: Option<String>,
+    /// Default appointment length.
     slot_minutes: u32,
+    /// Minutes kept free after each appointment.
     buffer_minutes: u32,
+    /// The version, also the `ETag`.
     version: i32,
+    /// When registered.
     created_at: DateTime<Utc>,
+    /// When last changed.
     updated_at: DateTime<Utc>,
 }
 
@@ -121,6 +147,22 @@ impl From<Practitioner> for PractitionerOut {
     }
 }
 
+/// Registers a practitioner (admins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/practitioners",
+    operation_id = "create_practitioner",
+    tag = "practitioner",
+    request_body = PractitionerIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Registered, with `Location` and `ETag`", body = PractitionerOut, headers(("Location" = String, description = "The practitioner's URL"), ("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn create(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -138,6 +180,24 @@ async fn create(
     ))
 }
 
+/// A practitioner, with its version as `ETag`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/practitioners/{id}",
+    operation_id = "get_practitioner",
+    tag = "practitioner",
+    params(
+        ("id" = Uuid, Path, description = "The practitioner's id"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` held; answered with 304 when current"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The practitioner", body = PractitionerOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
+        problems::Common,
+        problems::NotFound,
+    )
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -153,6 +213,28 @@ async fn get(
     Ok(versioned(&req, version, &PractitionerOut::from(p)))
 }
 
+/// Changes a practitioner (admins).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/practitioners/{id}",
+    operation_id = "update_practitioner",
+    tag = "practitioner",
+    params(
+        ("id" = Uuid, Path, description = "The practitioner's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
+    request_body = PractitionerPatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The changed practitioner", body = PractitionerOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::PreconditionFailed,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -175,12 +257,29 @@ async fn update(
 }
 
 /// `GET /practitioners` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only practitioners with this specialty.
     specialty: Option<String>,
+    /// Only this department's practitioners.
     department: Option<String>,
 }
 
+/// The practitioner directory.
+#[utoipa::path(
+    get,
+    path = "/api/v1/practitioners",
+    operation_id = "list_practitioners",
+    tag = "practitioner",
+    params(ListQuery, PageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of practitioners (`Cache-Control: private, max-age=60`)", body = PageOut<PractitionerOut>),
+        problems::Common,
+        problems::Invalid,
+    )
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -201,29 +300,43 @@ async fn list(
     Ok(HttpResponse::Ok().json(PageOut::new(&req, page, PractitionerOut::from)))
 }
 
-/// One weekly rule.
-#[derive(Debug, Deserialize, Serialize)]
+/// One weekly rule, in clinic-local time.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDto {
+    /// `mon` … `sun`.
+    #[schema(example = "mon")]
     weekday: String,
+    /// `HH:MM`.
+    #[schema(example = "09:00")]
     start: String,
+    /// `HH:MM`, after `start`.
+    #[schema(example = "12:30")]
     end: String,
+    /// Slot length for this rule; the practitioner's default otherwise.
     slot_minutes: Option<u32>,
 }
 
-/// `PUT /practitioners/{id}/schedule` body and answer.
-#[derive(Debug, Deserialize, Serialize)]
+/// `PUT /practitioners/{id}/schedule` body and answer: the whole weekly schedule.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleDto {
+    /// The weekly rules; rules of one weekday must not overlap.
     rules: Vec<RuleDto>,
+    /// First day it applies (`YYYY-MM-DD`); default today in the clinic.
+    #[schema(format = Date)]
     valid_from: Option<String>,
+    /// Last day it applies, inclusive; open-ended when absent.
+    #[schema(format = Date)]
     valid_to: Option<String>,
 }
 
 /// The schedule with the zone its times are written in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleOut {
+    /// The practitioner's id.
     practitioner_id: String,
+    /// The clinic's IANA time zone, which the rules' times are in.
     time_zone: &'static str,
     #[serde(flatten)]
     schedule: ScheduleDto,
@@ -250,6 +363,24 @@ fn schedule_out(id: PractitionerId, time_zone: &'static str, s: &Schedule) -> Sc
     }
 }
 
+/// Replaces a practitioner's weekly schedule (admins, or the practitioner).
+#[utoipa::path(
+    put,
+    path = "/api/v1/practitioners/{id}/schedule",
+    operation_id = "put_schedule",
+    tag = "practitioner",
+    params(("id" = Uuid, Path, description = "The practitioner's id")),
+    request_body = ScheduleDto,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The schedule now", body = ScheduleOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn put_schedule(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -281,6 +412,20 @@ async fn put_schedule(
     Ok(HttpResponse::Ok().json(schedule_out(id, clinic.time_zone.name(), &schedule)))
 }
 
+/// A practitioner's weekly schedule and the clinic's time zone.
+#[utoipa::path(
+    get,
+    path = "/api/v1/practitioners/{id}/schedule",
+    operation_id = "get_schedule",
+    tag = "practitioner",
+    params(("id" = Uuid, Path, description = "The practitioner's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleOut),
+        problems::Common,
+        problems::NotFound,
+    )
+)]
 async fn get_schedule(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -292,21 +437,31 @@ async fn get_schedule(
 }
 
 /// `POST /practitioners/{id}/time-off` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeOffIn {
+    /// Start (RFC 3339 with an offset).
+    #[schema(format = DateTime)]
     starts_at: String,
+    /// End, at most 366 days after the start.
+    #[schema(format = DateTime)]
     ends_at: String,
+    /// Why.
     reason: Option<String>,
 }
 
-/// A recorded exception.
-#[derive(Debug, Serialize)]
+/// A recorded exception to the schedule.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ExceptionOut {
+    /// The exception's id.
     id: String,
+    /// Its kind, such as `time_off`.
     kind: &'static str,
+    /// Start.
     starts_at: DateTime<Utc>,
+    /// End.
     ends_at: DateTime<Utc>,
+    /// Why.
     reason: Option<String>,
 }
 
@@ -322,6 +477,24 @@ impl From<ScheduleException> for ExceptionOut {
     }
 }
 
+/// Records time off: existing appointments inside it are kept, new bookings there are refused.
+#[utoipa::path(
+    post,
+    path = "/api/v1/practitioners/{id}/time-off",
+    operation_id = "add_time_off",
+    tag = "practitioner",
+    params(("id" = Uuid, Path, description = "The practitioner's id")),
+    request_body = TimeOffIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The time off", body = ExceptionOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn add_time_off(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -343,20 +516,44 @@ async fn add_time_off(
 }
 
 /// `?from=&to=` local dates, `to` excluded.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// First clinic-local day (`YYYY-MM-DD`).
+    #[param(format = Date)]
     from: String,
+    /// Day after the last (excluded); at most 62 days after `from`.
+    #[param(format = Date)]
     to: String,
 }
 
 /// Free slots of one practitioner.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SlotsOut {
+    /// The practitioner's id.
     practitioner_id: String,
+    /// The clinic's IANA time zone.
     time_zone: &'static str,
+    /// Free slots in time order.
     slots: Vec<SlotOut>,
 }
 
+/// A practitioner's free slots on clinic-local days `from` … `to` (excluded): stepped in local
+/// time from each rule's start, without the past, time off, or the buffer of an appointment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/practitioners/{id}/slots",
+    operation_id = "practitioner_slots",
+    tag = "practitioner",
+    params(("id" = Uuid, Path, description = "The practitioner's id"), RangeQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Free slots", body = SlotsOut),
+        problems::Common,
+        problems::NotFound,
+        problems::Invalid,
+    )
+)]
 async fn slots(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -377,29 +574,56 @@ async fn slots(
 }
 
 /// `GET /slots` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FirstSlotsQuery {
+    /// Only practitioners with this specialty.
     specialty: Option<String>,
+    /// Only this department's practitioners.
     department: Option<String>,
+    /// First clinic-local day (`YYYY-MM-DD`).
+    #[param(format = Date)]
     from: String,
+    /// Day after the last (excluded).
+    #[param(format = Date)]
     to: String,
+    /// Slots to return: 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
 /// One free slot of some practitioner.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PractitionerSlotOut {
+    /// Whose slot.
     practitioner_id: String,
+    /// Start.
     starts_at: DateTime<Utc>,
+    /// End.
     ends_at: DateTime<Utc>,
 }
 
 /// Free slots across practitioners.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FirstSlotsOut {
+    /// The earliest free slots, in time order.
     slots: Vec<PractitionerSlotOut>,
 }
 
+/// The earliest free slots across practitioners.
+#[utoipa::path(
+    get,
+    path = "/api/v1/slots",
+    operation_id = "first_free_slots",
+    tag = "practitioner",
+    params(FirstSlotsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Free slots", body = FirstSlotsOut),
+        problems::Common,
+        problems::Invalid,
+    )
+)]
 async fn first_slots(
     state: web::Data<AppState>,
     auth: Authenticated,

@@ -10,8 +10,11 @@ use clinicflow_domain::{Actor, DeadlineRule, QueueEntry, QueueEntryId, UserId};
 use clinicflow_services::{Board, BoardEntry, DayStats, JoinInput, QueueAction, ServiceError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::openapi::problems;
+use crate::page::path_action;
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the queue routes.
@@ -24,47 +27,76 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/queue/entries/{id}/{action}").route(web::post().to(act)));
 }
 
-/// `POST /queue/entries` body.
-#[derive(Debug, Deserialize)]
+/// `POST /queue/entries` body: a walk-in, for a practitioner, a department or anyone.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinIn {
+    /// The patient's id.
     patient_id: String,
+    /// Only this practitioner may call them.
     practitioner_id: Option<String>,
+    /// Only this department's practitioners may call them.
     department: Option<String>,
+    /// `immediate`, `very_urgent`, `urgent`, `standard` or `non_urgent`.
+    #[schema(example = "standard")]
     category: String,
+    /// A note for the staff.
     note: Option<String>,
 }
 
 /// Why an entry stands where it stands.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PriorityOut {
+    /// The triage category.
     category: &'static str,
+    /// 0 (immediate) to 4 (non-urgent).
     category_rank: i16,
+    /// `walk_in` or `appointment`: how the deadline was set.
     rule: &'static str,
+    /// `walk_in`: the category's target wait.
     target_minutes: Option<u32>,
+    /// `appointment`: when the appointment starts.
     appointment_starts_at: Option<DateTime<Utc>>,
+    /// `appointment`: the clinic's check-in grace.
     grace_minutes: Option<u32>,
+    /// The rule in words.
     explanation: String,
 }
 
 /// A queue entry as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EntryOut {
+    /// The entry's id.
     id: String,
+    /// The patient's id.
     patient_id: String,
+    /// The practitioner it is for, if any.
     practitioner_id: Option<String>,
+    /// The department it is for, if any.
     department: Option<String>,
+    /// The checked-in appointment it came from, if any.
     appointment_id: Option<String>,
+    /// `waiting`, `called`, `in_service`, `done` or `left`.
     status: &'static str,
+    /// The triage category.
     category: &'static str,
+    /// When the patient arrived.
     arrived_at: DateTime<Utc>,
+    /// When they should be called by; the queue is served in deadline order.
     deadline: DateTime<Utc>,
+    /// A note for the staff.
     note: Option<String>,
+    /// The user who called them.
     called_by: Option<String>,
+    /// When they were called.
     called_at: Option<DateTime<Utc>>,
+    /// When service started.
     started_at: Option<DateTime<Utc>>,
+    /// When service finished.
     finished_at: Option<DateTime<Utc>>,
+    /// When they left unserved.
     left_at: Option<DateTime<Utc>>,
+    /// The entry's version.
     version: i32,
 }
 
@@ -91,23 +123,31 @@ impl From<QueueEntry> for EntryOut {
     }
 }
 
-/// One line of the board.
-#[derive(Debug, Serialize)]
+/// One line of the board: the entry and where it stands.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BoardEntryOut {
+    /// Place among the waiting, from 1; `null` for entries already called or in service.
     position: Option<usize>,
+    /// Minutes until the deadline; negative when late.
     minutes_early: i64,
+    /// Estimated minutes until the patient is called.
     estimated_wait_minutes: Option<i64>,
+    /// Why the entry stands where it stands.
     priority: PriorityOut,
     #[serde(flatten)]
     entry: EntryOut,
 }
 
-/// The board.
-#[derive(Debug, Serialize)]
+/// The board: open entries in serve order.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BoardOut {
+    /// When the board was computed.
     generated_at: DateTime<Utc>,
+    /// Mean service time of the last 20 finished visits (15 without history), in minutes.
     mean_service_minutes: f64,
+    /// Practitioners serving this board's scope.
     practitioners: u32,
+    /// Open entries in serve order.
     entries: Vec<BoardEntryOut>,
 }
 
@@ -168,12 +208,32 @@ fn board_out(board: Board) -> BoardOut {
 }
 
 /// `?practitioner_id=&department=`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ScopeQuery {
+    /// What this practitioner may be called for: entries for them, their department, and
+    /// general ones.
     practitioner_id: Option<String>,
+    /// A department's entries and general ones.
     department: Option<String>,
 }
 
+/// The queue board: open entries in serve order (earliest deadline first), with positions,
+/// deadlines, estimated waits and the priority rule of each.
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue",
+    operation_id = "queue_board",
+    tag = "queue",
+    params(ScopeQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The board", body = BoardOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn board(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -193,6 +253,23 @@ async fn board(
         .json(board_out(board)))
 }
 
+/// Adds a walk-in to the queue.
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/entries",
+    operation_id = "join_queue",
+    tag = "queue",
+    request_body = JoinIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new entry", body = EntryOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::Conflict,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn join(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -211,19 +288,39 @@ async fn join(
 }
 
 /// `POST /queue/call-next` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallNextIn {
+    /// The practitioner who calls.
     practitioner_id: String,
 }
 
 /// The answer of `call-next`: the entry called, or none when nobody waits.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CalledOut {
+    /// The entry now `called`; `null` when nobody waits.
     entry: Option<EntryOut>,
+    /// Whether nobody the practitioner may serve waits.
     queue_empty: bool,
 }
 
+/// Atomically takes the first waiting entry the practitioner may serve and marks it called;
+/// two practitioners calling at once never get the same patient.
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/call-next",
+    operation_id = "call_next",
+    tag = "queue",
+    request_body = CallNextIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The entry called, or `queue_empty`", body = CalledOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn call_next(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -241,12 +338,52 @@ async fn call_next(
 }
 
 /// Optional body of an entry move (only `retriage` reads it).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActIn {
+    /// `retriage`: the new triage category (required there).
     category: Option<String>,
 }
 
+/// The moves `POST /queue/entries/{id}/{action}` makes; any other word is a 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryAction {
+    /// called → in_service; opens the encounter.
+    Start,
+    /// in_service → done; closes the encounter and completes the appointment.
+    Finish,
+    /// waiting or called → left.
+    Leave,
+    /// called → waiting, keeping the deadline.
+    Recall,
+    /// A new `category`; recomputes this entry's deadline only.
+    Retriage,
+}
+
+/// Moves a queue entry: `start`, `finish`, `leave`, `recall` or `retriage` (with
+/// `{category}`). An illegal move is a 409 `illegal_transition` with `allowed`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/entries/{id}/{action}",
+    operation_id = "move_queue_entry",
+    tag = "queue",
+    params(
+        ("id" = Uuid, Path, description = "The entry's id"),
+        ("action" = EntryAction, Path, description = "The move"),
+    ),
+    request_body(content = Option<ActIn>, description = "Only `retriage` reads a body"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The moved entry", body = EntryOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::Conflict,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn act(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -254,12 +391,12 @@ async fn act(
     body: Option<web::Json<ActIn>>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
-    let action = match action.as_str() {
-        "start" => QueueAction::Start,
-        "finish" => QueueAction::Finish,
-        "leave" => QueueAction::Leave,
-        "recall" => QueueAction::Recall,
-        "retriage" => {
+    let action = match path_action(&action).ok_or(ApiError::NoRoute)? {
+        EntryAction::Start => QueueAction::Start,
+        EntryAction::Finish => QueueAction::Finish,
+        EntryAction::Leave => QueueAction::Leave,
+        EntryAction::Recall => QueueAction::Recall,
+        EntryAction::Retriage => {
             let category = body.and_then(|b| b.into_inner().category).ok_or_else(|| {
                 ApiError::Service(clinicflow_services::FieldErrors::single(
                     "category",
@@ -268,7 +405,6 @@ async fn act(
             })?;
             QueueAction::Retriage(category)
         }
-        _ => return Err(ApiError::NoRoute),
     };
     let entry = state
         .services
@@ -279,24 +415,39 @@ async fn act(
 }
 
 /// `?date=&practitioner_id=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
+    /// A clinic-local day (`YYYY-MM-DD`); default today.
+    #[param(format = Date)]
     date: Option<String>,
+    /// One practitioner's figures.
     practitioner_id: Option<String>,
 }
 
-/// A day's figures.
-#[derive(Debug, Serialize)]
+/// A day's figures, among that day's arrivals.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatsOut {
+    /// The clinic-local day.
+    #[schema(format = Date)]
     date: String,
+    /// Entries waiting.
     waiting: u64,
+    /// Entries called.
     called: u64,
+    /// Entries in service.
     in_service: u64,
+    /// Entries done.
     done: u64,
+    /// Entries that left unserved.
     left: u64,
+    /// Mean wait from arrival to call, in minutes.
     mean_wait_minutes: Option<f64>,
+    /// 90th percentile of that wait.
     p90_wait_minutes: Option<f64>,
+    /// Mean service time, in minutes.
     mean_service_minutes: Option<f64>,
+    /// Appointments marked no-show that day.
     no_shows: u64,
 }
 
@@ -322,6 +473,21 @@ impl From<DayStats> for StatsOut {
     }
 }
 
+/// A clinic-local day's queue figures.
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/stats",
+    operation_id = "queue_stats",
+    tag = "queue",
+    params(StatsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The day's figures", body = StatsOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn stats(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -386,6 +552,24 @@ fn sse(event: &str, data: &str) -> web::Bytes {
 }
 
 /// `GET /queue/stream`: the ordered board now and after every change, with heartbeats.
+///
+/// Server-Sent Events: `event: queue` with `data:` the same JSON as `GET /api/v1/queue`
+/// (schema `BoardOut`), sent on connection and after every change on any instance, and a
+/// `: heartbeat` comment every 15 s. At most 5 open streams per user per instance (429 beyond).
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/stream",
+    operation_id = "queue_stream",
+    tag = "queue",
+    params(ScopeQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream` of `queue` events, each a `BoardOut` as JSON", content_type = "text/event-stream", body = String),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn stream(
     state: web::Data<AppState>,
     auth: Authenticated,

@@ -4,8 +4,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use clinicflow_domain::{User, UserId};
 use clinicflow_services::{NewUser, UserChanges};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::openapi::problems;
 use crate::page::{PageOut, PageParams, double_option};
 use crate::{ApiError, AppState, Authenticated};
 
@@ -20,33 +22,50 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `POST /users` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
+    /// Their e-mail, unique in the clinic.
+    #[schema(format = Email)]
     email: String,
+    /// 10 characters or more.
+    #[schema(format = Password, min_length = 10)]
     password: String,
+    /// `admin`, `practitioner`, `receptionist` or `nurse`.
+    #[schema(example = "receptionist")]
     role: String,
+    /// The practitioner this user is (for the `practitioner` role).
     practitioner_id: Option<String>,
 }
 
-/// `PATCH /users/{id}` body.
-#[derive(Debug, Deserialize)]
+/// `PATCH /users/{id}` body: absent fields stay.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    /// A new role.
     role: Option<String>,
+    /// `false` disables the account and revokes its sessions.
     active: Option<bool>,
+    /// The practitioner this user is; `null` unlinks.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     practitioner_id: Option<Option<String>>,
 }
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserOut {
+    /// The user's id.
     id: String,
+    /// Their e-mail.
     email: String,
+    /// `admin`, `practitioner`, `receptionist` or `nurse`.
     role: &'static str,
+    /// The practitioner this user is, if any.
     practitioner_id: Option<String>,
+    /// Whether the account may log in.
     active: bool,
+    /// Whether the account is locked after wrong passwords.
     locked: bool,
 }
 
@@ -63,6 +82,23 @@ impl From<User> for UserOut {
     }
 }
 
+/// Creates a staff account (admins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "create_user",
+    tag = "user",
+    request_body = UserIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created, with its `Location`", body = UserOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::Conflict,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn create(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -81,6 +117,21 @@ async fn create(
         .json(UserOut::from(user)))
 }
 
+/// The clinic's staff accounts by e-mail (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "list_users",
+    tag = "user",
+    params(PageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = PageOut<UserOut>),
+        problems::Common,
+        problems::Forbidden,
+        problems::Invalid,
+    )
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -95,6 +146,24 @@ async fn list(
     Ok(HttpResponse::Ok().json(PageOut::new(&req, page, UserOut::from)))
 }
 
+/// Changes a user's role, state or practitioner (admins, who cannot disable or demote themselves).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    operation_id = "update_user",
+    tag = "user",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = UserPatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The changed user", body = UserOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
 async fn update(
     state: web::Data<AppState>,
     auth: Authenticated,

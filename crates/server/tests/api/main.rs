@@ -8,6 +8,7 @@ mod dispatch;
 mod helpers;
 mod logs;
 mod observability;
+mod openapi;
 mod outbox;
 mod paging;
 mod patients;

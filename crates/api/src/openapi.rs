@@ -1,0 +1,946 @@
+//! The OpenAPI 3.1 document of the API, generated from the handlers' `#[utoipa::path]`
+//! attributes and the DTOs' schemas, served at `/api/v1/openapi.json` and browsable at `/docs`.
+//!
+//! Every error answer is the [`Problem`] schema as `application/problem+json`; the reusable
+//! error responses live in `components.responses`, and the sets below (`problems::Common`, …)
+//! attach them to operations.
+
+use std::sync::LazyLock;
+
+use actix_web::HttpResponse;
+use actix_web::http::header;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Components, OpenApi as Document};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::Problem;
+use crate::{
+    appointment, audit, auth, clinic, dashboard, encounter, health, metrics, outbox, patient,
+    practitioner, queue, user,
+};
+
+/// Where the document is served.
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
+/// Where the browsable documentation is served.
+pub const DOCS_PATH: &str = "/docs";
+
+/// The name of the bearer security scheme operations refer to.
+pub const BEARER: &str = "bearer";
+
+/// The page behind `/docs`: Redoc, pinned, from jsDelivr, reading the document of this server.
+/// No inline script: the `<redoc>` element carries the document's URL.
+const DOCS_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>clinicflow API</title>
+</head>
+<body style="margin: 0">
+<redoc spec-url="/api/v1/openapi.json"></redoc>
+<script src="https://cdn.jsdelivr.net/npm/redoc@2.5.0/bundles/redoc.standalone.js" crossorigin="anonymous"></script>
+</body>
+</html>
+"#;
+
+/// The Content-Security-Policy of `/docs`, which replaces the server's default
+/// `default-src 'none'` for that page only: Redoc's script from its pinned jsDelivr directory,
+/// the inline styles it injects, its search worker (a `blob:` URL), and the document fetched
+/// from this origin.
+pub const DOCS_CSP: &str = "default-src 'none'; \
+    script-src https://cdn.jsdelivr.net/npm/redoc@2.5.0/; \
+    style-src 'unsafe-inline'; \
+    img-src 'self' data:; \
+    font-src 'self' data:; \
+    connect-src 'self'; \
+    worker-src blob:; \
+    base-uri 'none'; \
+    form-action 'none'; \
+    frame-ancestors 'none'";
+
+/// The API's OpenAPI description; [`document_json`] serves it.
+#[derive(OpenApi)]
+#[openapi(
+    version = "3.1.0",
+    info(
+        title = "clinicflow",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "The clinicflow HTTP API: patients, practitioners and schedules, \
+            conflict-free booking, the walk-in queue and its live board, visit records, the \
+            clinic's outbox and audit log. Every route under `/api/v1` except login, refresh and \
+            logout needs `Authorization: Bearer <access_token>` and is confined to the token's \
+            clinic. Errors are RFC 9457 problems (`application/problem+json`, schema `Problem`) \
+            with a stable `code`. docs/api.md has the rules behind each route."
+    ),
+    servers((url = "/", description = "The server that serves this document")),
+    paths(
+        health::live,
+        health::ready,
+        metrics::scrape,
+        document,
+        docs,
+        auth::login,
+        auth::refresh,
+        auth::logout,
+        auth::change_password,
+        auth::me,
+        clinic::get,
+        clinic::update,
+        clinic::get_webhook,
+        clinic::set_webhook,
+        clinic::remove_webhook,
+        dashboard::stats,
+        user::create,
+        user::list,
+        user::update,
+        queue::board,
+        queue::stream,
+        queue::stats,
+        queue::call_next,
+        queue::join,
+        queue::act,
+        encounter::get,
+        encounter::update,
+        encounter::for_patient,
+        outbox::list,
+        outbox::retry,
+        audit::list,
+        patient::create,
+        patient::list,
+        patient::get,
+        patient::update,
+        patient::delete,
+        practitioner::create,
+        practitioner::list,
+        practitioner::get,
+        practitioner::update,
+        practitioner::put_schedule,
+        practitioner::get_schedule,
+        practitioner::add_time_off,
+        practitioner::slots,
+        practitioner::first_slots,
+        appointment::book,
+        appointment::list,
+        appointment::get,
+        appointment::reschedule,
+        appointment::act,
+    ),
+    // Schemas that only path parameters refer to are not collected from the paths.
+    components(schemas(Problem, appointment::StatusMove, queue::EntryAction)),
+    modifiers(&SharedComponents),
+    tags(
+        (name = "auth", description = "Logging in, token refresh and rotation, sessions."),
+        (name = "clinic", description = "The caller's clinic: settings and webhook (admins change them)."),
+        (name = "dashboard", description = "The clinic's day at a glance."),
+        (name = "user", description = "Staff accounts (admins)."),
+        (name = "patient", description = "Registration, reads, partial updates, soft deletion and search."),
+        (name = "practitioner", description = "Practitioners, weekly schedules, time off and free slots."),
+        (name = "appointment", description = "Conflict-free booking, status moves and reschedules."),
+        (name = "queue", description = "The walk-in queue, its live board (Server-Sent Events) and statistics."),
+        (name = "encounter", description = "Visit records."),
+        (name = "outbox", description = "Messages for the clinic's webhook (admins)."),
+        (name = "audit", description = "The append-only log of patient-data access (admins)."),
+        (name = "health", description = "Liveness and readiness probes."),
+        (name = "metrics", description = "Prometheus metrics."),
+        (name = "openapi", description = "This document and its browsable form."),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds what the derive cannot express: the bearer scheme and the reusable error responses.
+struct SharedComponents;
+
+impl Modify for SharedComponents {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Components::new);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `POST /api/v1/auth/login` or `/auth/refresh` \
+                         (HS256 JWT, 15 minutes).",
+                    ))
+                    .build(),
+            ),
+        );
+        for problem in problems::ALL {
+            components
+                .responses
+                .insert(problem.name.to_owned(), problem.response().into());
+        }
+    }
+}
+
+/// The document, serialized once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_json()
+        .expect("the OpenAPI document is plain data, which always serializes")
+});
+
+/// The OpenAPI document as JSON, built on first use.
+pub fn document_json() -> &'static str {
+    DOCUMENT.as_str()
+}
+
+/// `GET /api/v1/openapi.json`: this API's OpenAPI 3.1 document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "openapi_document",
+    tag = "openapi",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document (this document)", content_type = "application/json", body = Object),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
+    )
+)]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document_json())
+}
+
+/// `GET /docs`: the document rendered for people.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    operation_id = "api_docs",
+    tag = "openapi",
+    responses(
+        (status = 200, description = "An HTML page that renders `/api/v1/openapi.json` with Redoc (loaded from jsDelivr)", content_type = "text/html", body = String),
+    )
+)]
+pub async fn docs() -> HttpResponse {
+    // The server's default headers leave a header the handler set alone, so this policy
+    // replaces the strict default for this page only.
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_CSP))
+        .body(DOCS_PAGE)
+}
+
+/// The reusable error responses and the sets operations list them by.
+pub mod problems {
+    use std::collections::BTreeMap;
+
+    use utoipa::IntoResponses;
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::response::{Response, ResponseBuilder};
+    use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, Type};
+
+    /// The media type of every error answer.
+    pub const MEDIA_TYPE: &str = "application/problem+json";
+
+    /// One reusable error response: `#/components/responses/{name}`.
+    #[derive(Debug)]
+    pub struct ProblemResponse {
+        /// The component name.
+        pub name: &'static str,
+        /// The HTTP status.
+        pub status: u16,
+        /// When it is answered, with its codes.
+        pub description: &'static str,
+        /// Response headers it carries: name, kind of value, meaning.
+        pub headers: &'static [(&'static str, HeaderValue, &'static str)],
+    }
+
+    /// The kind of value a response header carries.
+    #[derive(Debug, Clone, Copy)]
+    pub enum HeaderValue {
+        /// A string.
+        Text,
+        /// A number of seconds.
+        Seconds,
+    }
+
+    impl ProblemResponse {
+        /// The response object: a `Problem` as `application/problem+json`.
+        pub fn response(&self) -> Response {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            self.headers
+                .iter()
+                .fold(
+                    ResponseBuilder::new()
+                        .description(self.description)
+                        .content(MEDIA_TYPE, content),
+                    |builder, (name, kind, description)| {
+                        builder.header(
+                            *name,
+                            HeaderBuilder::new()
+                                .schema(Some(Object::with_type(match kind {
+                                    HeaderValue::Text => Type::String,
+                                    HeaderValue::Seconds => Type::Integer,
+                                })))
+                                .description(Some(*description))
+                                .build(),
+                        )
+                    },
+                )
+                .build()
+        }
+    }
+
+    const RETRY_AFTER: (&str, HeaderValue, &str) = (
+        "Retry-After",
+        HeaderValue::Seconds,
+        "Seconds to wait before trying again",
+    );
+
+    /// 400.
+    pub const BAD_REQUEST: ProblemResponse = ProblemResponse {
+        name: "BadRequest",
+        status: 400,
+        description: "Malformed request: an unreadable body (`malformed_json`, `malformed_body`; \
+            unknown fields included), query (`invalid_query`), path segment (`invalid_path`) or \
+            header (`invalid_header`), or JSON nested deeper than 16 levels (`json_too_deep`) or \
+            holding a string over 10,000 characters (`string_too_long`).",
+        headers: &[],
+    };
+    /// 401 for a missing, invalid or expired access token.
+    pub const UNAUTHORIZED: ProblemResponse = ProblemResponse {
+        name: "Unauthorized",
+        status: 401,
+        description: "`unauthenticated`: no access token, or an invalid or expired one.",
+        headers: &[(
+            "WWW-Authenticate",
+            HeaderValue::Text,
+            "`Bearer`: the scheme to authenticate with",
+        )],
+    };
+    /// 401 for wrong credentials.
+    pub const INVALID_CREDENTIALS: ProblemResponse = ProblemResponse {
+        name: "InvalidCredentials",
+        status: 401,
+        description: "`invalid_credentials`: a wrong e-mail or password, an unknown, disabled or \
+            locked account, or a refresh token that is unknown, expired or already used (which \
+            ends its whole session).",
+        headers: &[],
+    };
+    /// 403.
+    pub const FORBIDDEN: ProblemResponse = ProblemResponse {
+        name: "Forbidden",
+        status: 403,
+        description: "`forbidden`: the caller's role may not do this (see Roles in docs/api.md).",
+        headers: &[],
+    };
+    /// 404.
+    pub const NOT_FOUND: ProblemResponse = ProblemResponse {
+        name: "NotFound",
+        status: 404,
+        description: "`not_found`: no such resource in the caller's clinic.",
+        headers: &[],
+    };
+    /// 409.
+    pub const CONFLICT: ProblemResponse = ProblemResponse {
+        name: "Conflict",
+        status: 409,
+        description: "The request conflicts with the current state: `booking_conflict` \
+            (`conflict`, `practitioner_id`, `next_slots`), `outside_availability` \
+            (`practitioner_id`, `next_slots`), `illegal_transition` (`from`, `to`, `allowed`), \
+            `no_show_too_early` (`allowed_from`) or `duplicate`.",
+        headers: &[],
+    };
+    /// 412.
+    pub const PRECONDITION_FAILED: ProblemResponse = ProblemResponse {
+        name: "PreconditionFailed",
+        status: 412,
+        description: "`precondition_failed`: the version in `If-Match` is stale; \
+            `current_version` holds the current one when known.",
+        headers: &[],
+    };
+    /// 413.
+    pub const PAYLOAD_TOO_LARGE: ProblemResponse = ProblemResponse {
+        name: "PayloadTooLarge",
+        status: 413,
+        description: "`payload_too_large`: the body is over the limit (256 KiB by default).",
+        headers: &[],
+    };
+    /// 415.
+    pub const UNSUPPORTED_MEDIA_TYPE: ProblemResponse = ProblemResponse {
+        name: "UnsupportedMediaType",
+        status: 415,
+        description: "`unsupported_media_type`: the body is not `application/json`.",
+        headers: &[],
+    };
+    /// 422.
+    pub const UNPROCESSABLE: ProblemResponse = ProblemResponse {
+        name: "Unprocessable",
+        status: 422,
+        description: "`validation_failed`: `errors` lists the messages per invalid field; or \
+            `booking_in_past`.",
+        headers: &[],
+    };
+    /// 429.
+    pub const TOO_MANY_REQUESTS: ProblemResponse = ProblemResponse {
+        name: "TooManyRequests",
+        status: 429,
+        description: "`rate_limited`: a login, per-user, per-IP or live-stream limit is reached.",
+        headers: &[RETRY_AFTER],
+    };
+    /// 500.
+    pub const INTERNAL_ERROR: ProblemResponse = ProblemResponse {
+        name: "InternalError",
+        status: 500,
+        description: "`internal_error`: a bug; logged with its cause, no internals in the answer.",
+        headers: &[],
+    };
+    /// 503.
+    pub const UNAVAILABLE: ProblemResponse = ProblemResponse {
+        name: "Unavailable",
+        status: 503,
+        description: "`unavailable`: the database is unreachable; or `concurrent_update`: a \
+            concurrent request held the same records. Retry.",
+        headers: &[RETRY_AFTER],
+    };
+
+    /// Every reusable error response, as `components.responses` lists them.
+    pub const ALL: [ProblemResponse; 13] = [
+        BAD_REQUEST,
+        UNAUTHORIZED,
+        INVALID_CREDENTIALS,
+        FORBIDDEN,
+        NOT_FOUND,
+        CONFLICT,
+        PRECONDITION_FAILED,
+        PAYLOAD_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        UNPROCESSABLE,
+        TOO_MANY_REQUESTS,
+        INTERNAL_ERROR,
+        UNAVAILABLE,
+    ];
+
+    /// References to `set`, keyed by status.
+    fn refs(set: &[ProblemResponse]) -> BTreeMap<String, RefOr<Response>> {
+        set.iter()
+            .map(|p| {
+                (
+                    p.status.to_string(),
+                    RefOr::Ref(Ref::from_response_name(p.name)),
+                )
+            })
+            .collect()
+    }
+
+    macro_rules! problem_sets {
+        ($($(#[$doc:meta])* $set:ident = [$($problem:ident),+ $(,)?];)+) => {$(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $set;
+
+            impl IntoResponses for $set {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    refs(&[$($problem),+])
+                }
+            }
+        )+};
+    }
+
+    problem_sets! {
+        /// What every route behind a token may answer: 400, 401, 429, 500, 503.
+        Common = [BAD_REQUEST, UNAUTHORIZED, TOO_MANY_REQUESTS, INTERNAL_ERROR, UNAVAILABLE];
+        /// What a public route may answer: 400, 500, 503.
+        Public = [BAD_REQUEST, INTERNAL_ERROR, UNAVAILABLE];
+        /// 401 `invalid_credentials`.
+        InvalidCredentials = [INVALID_CREDENTIALS];
+        /// 429 without a token (login's own limits).
+        TooManyRequests = [TOO_MANY_REQUESTS];
+        /// 403: the role may not.
+        Forbidden = [FORBIDDEN];
+        /// 404: no such resource.
+        NotFound = [NOT_FOUND];
+        /// 409: a booking or status conflict, or a duplicate.
+        Conflict = [CONFLICT];
+        /// 412: a stale `If-Match`.
+        PreconditionFailed = [PRECONDITION_FAILED];
+        /// 422: invalid fields.
+        Invalid = [UNPROCESSABLE];
+        /// 413 and 415: what a JSON body may be refused for.
+        JsonBody = [PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use actix_web::body::to_bytes;
+    use actix_web::dev::ResourceMap;
+    use actix_web::http::{Method, StatusCode};
+    use actix_web::test as actix_test;
+    use actix_web::{App, ResponseError};
+    use chrono::{Duration, TimeZone, Utc};
+    use clinicflow_domain::{AppointmentStatus, IllegalTransition, Interval, PractitionerId};
+    use clinicflow_ports::OverlapParty;
+    use clinicflow_services::error::ConflictKind;
+    use clinicflow_services::{Conflict, FieldErrors, ServiceError};
+    use serde_json::Value;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::ApiError;
+    use crate::appointment::StatusMove;
+    use crate::page::path_action;
+    use crate::queue::EntryAction;
+
+    /// Operations that are not the API proper: probes, metrics and the documentation itself.
+    const OUTSIDE_THE_API: [&str; 5] = [
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        DOCUMENT_PATH,
+        DOCS_PATH,
+    ];
+
+    /// Every method a route could be registered for.
+    const METHODS: [Method; 7] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+
+    fn document() -> Value {
+        serde_json::from_str(document_json()).expect("the document is JSON")
+    }
+
+    /// Every operation of the document: method (upper case), path, operation.
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let paths = doc["paths"].as_object().expect("paths is an object");
+        paths
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("a path item is an object")
+                    .iter()
+                    .map(|(method, op)| (method.to_uppercase(), path.clone(), op.clone()))
+            })
+            .collect()
+    }
+
+    /// What a `$ref` within the document points at.
+    fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+        match value["$ref"].as_str() {
+            Some(reference) => {
+                let pointer = reference
+                    .strip_prefix('#')
+                    .expect("references stay inside the document");
+                doc.pointer(pointer)
+                    .unwrap_or_else(|| panic!("{reference} does not resolve"))
+            }
+            None => value,
+        }
+    }
+
+    /// The route templates registered in `rmap`, each with the scopes around it.
+    ///
+    /// actix has no API to list routes, and its resource map's fields are private; the Debug
+    /// form is the only way to walk it. Each template read is checked against actix's own
+    /// matcher, so a change of that form fails here instead of hiding routes.
+    fn registered_templates(rmap: &ResourceMap) -> Vec<String> {
+        let dump = format!("{rmap:#?}");
+        let mut lines = dump.lines();
+        let mut templates = Vec::new();
+        // (indent of the node's fields, its pattern), from the root down to the current node.
+        let mut stack: Vec<(usize, String)> = Vec::new();
+        // `named` repeats nodes of the tree; its block is skipped.
+        let mut skipping_named_at: Option<usize> = None;
+        while let Some(line) = lines.next() {
+            let text = line.trim_start();
+            let indent = line.len() - text.len();
+            if let Some(at) = skipping_named_at {
+                if indent == at && text.starts_with('}') {
+                    skipping_named_at = None;
+                }
+                continue;
+            }
+            if text == "named: {" {
+                skipping_named_at = Some(indent);
+            } else if text == "patterns: Single(" {
+                let literal = lines.next().expect("a pattern follows").trim();
+                let pattern = literal.trim_end_matches(',').trim_matches('"').to_owned();
+                let fields = indent - 4;
+                stack.retain(|(at, _)| *at < fields);
+                stack.push((fields, pattern));
+            } else if text.starts_with("patterns: List(") {
+                panic!("a resource with several patterns; teach this test to read them");
+            } else if text == "nodes: None," {
+                assert_eq!(
+                    stack.last().map(|(at, _)| *at),
+                    Some(indent),
+                    "a leaf without a pattern in:\n{dump}"
+                );
+                templates.push(stack.iter().map(|(_, p)| p.as_str()).collect::<String>());
+            }
+        }
+        templates
+    }
+
+    /// A path that matches `template`: ids are UUIDs, other parameters a word.
+    fn concrete(template: &str) -> String {
+        template
+            .replace("{id}", &Uuid::nil().to_string())
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "x"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    #[actix_web::test]
+    async fn every_registered_route_is_documented_and_every_documented_route_is_registered() {
+        // The routes alone, without state: handlers fail to extract it (500) or refuse the
+        // missing token (401), a resource without the method answers 405, and no resource 404.
+        let app = actix_test::init_service(App::new().configure(crate::routes)).await;
+        let probe = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get()
+                .uri("/no/such/route")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(probe.status(), StatusCode::NOT_FOUND);
+        let rmap = probe.request().resource_map().clone();
+        let mut registered = BTreeSet::new();
+        for template in registered_templates(&rmap) {
+            let path = concrete(&template);
+            assert_eq!(
+                rmap.match_pattern(&path).as_deref(),
+                Some(template.as_str()),
+                "the resource map was misread: {path} does not match {template}"
+            );
+            for method in METHODS {
+                let res = actix_test::call_service(
+                    &app,
+                    actix_test::TestRequest::default()
+                        .method(method.clone())
+                        .uri(&path)
+                        .to_request(),
+                )
+                .await;
+                if !matches!(
+                    res.status(),
+                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                ) {
+                    registered.insert((method.to_string(), template.clone()));
+                }
+            }
+        }
+        let documented: BTreeSet<(String, String)> = operations(&document())
+            .into_iter()
+            .map(|(method, path, _)| (method, path))
+            .collect();
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let unregistered: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty() && unregistered.is_empty(),
+            "registered but not in the OpenAPI document (add #[utoipa::path] and list it in \
+             ApiDoc): {undocumented:?}\ndocumented but not registered: {unregistered:?}"
+        );
+        assert!(
+            registered.len() >= 50,
+            "only {} routes found",
+            registered.len()
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_unique_operation_ids_and_references_that_resolve() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["title"], "clinicflow");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let mut ids = BTreeSet::new();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"].as_str().expect("an operation id");
+            assert!(
+                ids.insert(id.to_owned()),
+                "{method} {path}: {id} is not unique"
+            );
+        }
+        fn check_refs(doc: &Value, value: &Value) {
+            match value {
+                Value::Object(map) => {
+                    if map.contains_key("$ref") {
+                        resolve(doc, value);
+                    }
+                    map.values().for_each(|v| check_refs(doc, v));
+                }
+                Value::Array(items) => items.iter().for_each(|v| check_refs(doc, v)),
+                _ => {}
+            }
+        }
+        check_refs(&doc, &doc);
+    }
+
+    #[test]
+    fn every_api_error_answer_is_a_problem_and_every_api_operation_has_one() {
+        let doc = document();
+        for (method, path, op) in operations(&doc) {
+            let outside = OUTSIDE_THE_API.contains(&path.as_str());
+            let responses = op["responses"].as_object().expect("responses");
+            let mut problems = 0;
+            for (status, response) in responses {
+                if !(status.starts_with('4') || status.starts_with('5')) || outside {
+                    continue;
+                }
+                let content = &resolve(&doc, response)["content"];
+                let media = content.as_object().expect("error content");
+                assert_eq!(
+                    media.keys().collect::<Vec<_>>(),
+                    [problems::MEDIA_TYPE],
+                    "{method} {path} {status}"
+                );
+                assert_eq!(
+                    content[problems::MEDIA_TYPE]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {status}"
+                );
+                if status.starts_with('4') {
+                    problems += 1;
+                }
+            }
+            assert!(
+                outside || problems > 0,
+                "{method} {path} documents no 4xx problem"
+            );
+        }
+    }
+
+    #[test]
+    fn operations_behind_a_token_declare_the_bearer_scheme_and_its_401() {
+        let doc = document();
+        let scheme = &doc["components"]["securitySchemes"][BEARER];
+        assert_eq!(scheme["type"], "http");
+        assert_eq!(scheme["scheme"], "bearer");
+        assert_eq!(scheme["bearerFormat"], "JWT");
+        let public = [
+            "/api/v1/auth/login",
+            "/api/v1/auth/refresh",
+            "/api/v1/auth/logout",
+        ];
+        for (method, path, op) in operations(&doc) {
+            let needs_token = path.starts_with("/api/v1/")
+                && path != DOCUMENT_PATH
+                && !public.contains(&path.as_str());
+            let security = op["security"].as_array().cloned().unwrap_or_default();
+            if needs_token {
+                assert_eq!(
+                    security,
+                    [serde_json::json!({ BEARER: [] })],
+                    "{method} {path} must declare the bearer scheme"
+                );
+                assert_eq!(
+                    op["responses"]["401"]["$ref"], "#/components/responses/Unauthorized",
+                    "{method} {path}"
+                );
+            } else {
+                assert!(security.is_empty(), "{method} {path} is public");
+            }
+        }
+    }
+
+    /// Keys of `body` against the object schema `name`: none unknown, none required missing.
+    fn assert_fits(doc: &Value, name: &str, body: &Value) {
+        let schema = &doc["components"]["schemas"][name];
+        let properties = schema["properties"].as_object().expect("properties");
+        let keys = body.as_object().expect("an object");
+        for key in keys.keys() {
+            assert!(
+                properties.contains_key(key),
+                "{name} has no `{key}`: {body}"
+            );
+        }
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let required = required.as_str().expect("a name");
+            assert!(
+                keys.contains_key(required),
+                "{name} needs `{required}`: {body}"
+            );
+        }
+    }
+
+    #[actix_web::test]
+    async fn problem_answers_fit_the_problem_schema() {
+        let doc = document();
+        let now = Utc
+            .with_ymd_and_hms(2026, 1, 1, 9, 0, 0)
+            .single()
+            .expect("a valid instant");
+        let slot = Interval::starting_at(now, Duration::minutes(30)).expect("valid");
+        let errors = [
+            ApiError::Service(FieldErrors::single("birth_date", "must be a date")),
+            ApiError::Service(ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::Overlap {
+                    party: OverlapParty::Patient,
+                    with: Some(slot),
+                },
+                next_slots: vec![slot],
+                practitioner_id: PractitionerId::from_uuid(Uuid::nil()),
+            })),
+            ApiError::Service(ServiceError::IllegalTransition(
+                IllegalTransition::NotAllowed {
+                    from: AppointmentStatus::Completed,
+                    to: AppointmentStatus::Cancelled,
+                    allowed: vec![],
+                },
+            )),
+            ApiError::Service(ServiceError::IllegalTransition(
+                IllegalTransition::NoShowTooEarly { allowed_from: now },
+            )),
+            ApiError::Service(ServiceError::PreconditionFailed { current: Some(3) }),
+            ApiError::Service(ServiceError::PreconditionFailed { current: None }),
+            ApiError::Service(ServiceError::RateLimited {
+                retry_after_secs: 5,
+            }),
+            ApiError::Unauthenticated("no token"),
+            ApiError::NoRoute,
+        ];
+        for error in errors {
+            let res = error.error_response();
+            assert_eq!(
+                res.headers().get(header::CONTENT_TYPE).expect("a type"),
+                problems::MEDIA_TYPE
+            );
+            let status = res.status().as_u16();
+            let body = to_bytes(res.into_body()).await.expect("a body");
+            let body: Value = serde_json::from_slice(&body).expect("JSON");
+            assert_fits(&doc, "Problem", &body);
+            assert_eq!(body["status"], status);
+            if let Some(conflict) = body.get("conflict") {
+                assert_fits(&doc, "ConflictOut", conflict);
+            }
+        }
+    }
+
+    #[test]
+    fn the_dashboard_answer_fits_its_schema() {
+        let day = clinicflow_services::PractitionerDay {
+            practitioner_id: Uuid::nil().to_string(),
+            appointments: [("booked".to_owned(), 1)].into(),
+            queue_waiting: 2,
+            mean_wait_minutes: Some(4.5),
+            no_show_rate: None,
+        };
+        let dashboard = clinicflow_services::Dashboard {
+            date: "2026-01-01".into(),
+            generated_at: Utc::now(),
+            appointments: [("booked".to_owned(), 1)].into(),
+            queue_waiting: 2,
+            mean_wait_minutes: None,
+            no_show_rate: Some(0.1),
+            practitioners: vec![day],
+        };
+        let body = serde_json::to_value(crate::dashboard::DashboardOut::from(dashboard))
+            .expect("serializes");
+        let doc = document();
+        assert_fits(&doc, "DashboardOut", &body);
+        assert_fits(&doc, "PractitionerDayOut", &body["practitioners"][0]);
+    }
+
+    #[test]
+    fn the_documented_actions_are_the_ones_routed() {
+        let doc = document();
+        let names = |schema: &str| -> Vec<String> {
+            doc["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .expect("an enum")
+                .iter()
+                .map(|v| v.as_str().expect("a name").to_owned())
+                .collect()
+        };
+        let moves = names("StatusMove");
+        assert_eq!(
+            moves,
+            [
+                "confirm", "check-in", "start", "complete", "cancel", "no-show"
+            ]
+        );
+        assert!(moves.iter().all(|m| path_action::<StatusMove>(m).is_some()));
+        let entry_moves = names("EntryAction");
+        assert_eq!(
+            entry_moves,
+            ["start", "finish", "leave", "recall", "retriage"]
+        );
+        assert!(
+            entry_moves
+                .iter()
+                .all(|m| path_action::<EntryAction>(m).is_some())
+        );
+        assert_eq!(path_action::<StatusMove>("reschedule"), None);
+        assert_eq!(path_action::<EntryAction>("check_in"), None);
+    }
+
+    #[actix_web::test]
+    async fn the_docs_page_renders_the_document_under_its_own_policy() {
+        let app = actix_test::init_service(App::new().configure(crate::routes)).await;
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri(DOCS_PATH).to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let headers = res.headers().clone();
+        assert!(
+            headers
+                .get(header::CONTENT_TYPE)
+                .expect("a type")
+                .to_str()
+                .expect("ascii")
+                .starts_with("text/html")
+        );
+        assert_eq!(
+            headers
+                .get(header::CONTENT_SECURITY_POLICY)
+                .expect("a policy"),
+            DOCS_CSP
+        );
+        let page = String::from_utf8(to_bytes(res.into_body()).await.expect("a body").to_vec())
+            .expect("UTF-8");
+        assert!(page.contains(&format!("spec-url=\"{DOCUMENT_PATH}\"")));
+        // The policy allows exactly the directory the viewer's script comes from.
+        let script = page
+            .split("<script src=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a script");
+        let allowed = DOCS_CSP
+            .split(';')
+            .find_map(|d| d.trim().strip_prefix("script-src "))
+            .expect("a script-src");
+        assert!(
+            script.starts_with(allowed),
+            "{script} is not under {allowed}"
+        );
+        assert!(!page.contains("<script>"), "no inline script");
+
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get()
+                .uri(DOCUMENT_PATH)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.headers().get(header::CONTENT_TYPE).expect("a type"),
+            "application/json"
+        );
+        let body = to_bytes(res.into_body()).await.expect("a body");
+        assert_eq!(body, document_json().as_bytes());
+    }
+}
