@@ -1,6 +1,7 @@
 //! The audit log: every read or write of patient data appends an event in the same
 //! unit of work, and admins read the log back.
 
+use clinicflow_domain::page::Limit;
 use clinicflow_domain::{
     Actor, AuditAction, AuditEvent, AuditEventId, Outcome, PatientId, Permission, ResourceType,
     UserId,
@@ -9,9 +10,6 @@ use clinicflow_ports::{AuditFilter, Tx, TxMode};
 use uuid::Uuid;
 
 use crate::{FieldErrors, Ports, ServiceError, input};
-
-/// Most events one page of the log returns.
-pub const MAX_AUDIT_LIMIT: u32 = 200;
 
 /// What an audited use case did, for its event.
 #[derive(Debug, Clone, Copy)]
@@ -178,20 +176,18 @@ impl AuditService {
             .as_deref()
             .and_then(|v| errors.check("cursor", input::id(v)))
             .map(AuditEventId::from_uuid);
-        let limit = query.limit.unwrap_or(50);
-        if limit == 0 || limit > MAX_AUDIT_LIMIT {
-            errors.add("limit", format!("must be between 1 and {MAX_AUDIT_LIMIT}"));
-        }
+        let limit = errors.check("limit", Limit::parse(query.limit));
         errors.into_result()?;
+        let Some(limit) = limit else {
+            unreachable!("the limit parsed when no error was recorded")
+        };
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        // One more than asked tells whether a next page exists without a count query.
         let mut events = self
             .ports
             .audit
-            .list(&mut tx, actor.clinic_id, &filter, before, limit + 1)
+            .list(&mut tx, actor.clinic_id, &filter, before, limit.fetch())
             .await?;
-        let next = if events.len() > limit as usize {
-            events.truncate(limit as usize);
+        let next = if limit.cut(&mut events) {
             events.last().map(|e| e.id.to_string())
         } else {
             None

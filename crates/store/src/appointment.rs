@@ -78,7 +78,7 @@ fn changes(a: &Appointment) -> appointment::ActiveModel {
 }
 
 /// Rows of the clinic's appointments that are not soft-deleted.
-fn live_in(clinic: ClinicId) -> Condition {
+pub(crate) fn live_in(clinic: ClinicId) -> Condition {
     Condition::all()
         .add(appointment::Column::ClinicId.eq(clinic.as_uuid()))
         .add(appointment::Column::DeletedAt.is_null())

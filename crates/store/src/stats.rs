@@ -7,6 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use crate::Store;
+use crate::appointment::live_in;
 use crate::entity::{appointment, not_before};
 use crate::error::{invalid_row, repo_error};
 use crate::transaction::db;
@@ -24,8 +25,7 @@ impl StatsRepo for Store {
             .column(appointment::Column::PractitionerId)
             .column(appointment::Column::Status)
             .column_as(appointment::Column::Id.count(), "n")
-            .filter(appointment::Column::ClinicId.eq(clinic.as_uuid()))
-            .filter(appointment::Column::DeletedAt.is_null())
+            .filter(live_in(clinic))
             .filter(appointment::Column::StartsAt.gte(not_before(span.start())))
             .filter(appointment::Column::StartsAt.lt(not_before(span.end())))
             .group_by(appointment::Column::PractitionerId)
