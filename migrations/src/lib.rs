@@ -21,6 +21,7 @@ mod m20260401_000003_queue_and_encounters;
 mod m20260501_000004_outbox;
 mod m20260601_000005_clinic_notifications;
 mod m20260701_000006_appointments_unattended_index;
+mod m20261201_000007_live_appointment_indexes;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260501_000004_outbox::Migration),
             Box::new(m20260601_000005_clinic_notifications::Migration),
             Box::new(m20260701_000006_appointments_unattended_index::Migration),
+            Box::new(m20261201_000007_live_appointment_indexes::Migration),
         ]
     }
 }

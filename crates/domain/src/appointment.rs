@@ -11,6 +11,14 @@ use crate::{AppointmentId, ClinicId, Interval, InvalidValue, PatientId, Practiti
 /// Bounds on an appointment's length in minutes.
 pub const DURATION_MINUTES: std::ops::RangeInclusive<u32> = 5..=720;
 
+/// The longest an appointment can last.
+///
+/// Stores use it to bound an overlap search from below: an appointment that starts more
+/// than this before a span has ended before it, so the search never walks the history.
+pub fn longest() -> Duration {
+    Duration::minutes(i64::from(*DURATION_MINUTES.end()))
+}
+
 /// How soon the patient needs to be seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Urgency {
@@ -520,6 +528,15 @@ mod tests {
             r.check(),
             Err(BookingViolation::PractitionerBusy { with: busy[0] })
         );
+    }
+
+    #[test]
+    fn no_default_slot_is_longer_than_the_longest_appointment() {
+        // A booking without a length takes the practitioner's slot length; the stores'
+        // overlap search relies on that never exceeding `longest()`.
+        let slot = Duration::minutes(i64::from(*crate::practitioner::SLOT_MINUTES.end()));
+        assert!(slot <= longest());
+        assert!(parse_duration_minutes(*DURATION_MINUTES.end()).unwrap() <= longest());
     }
 
     #[test]

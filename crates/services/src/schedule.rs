@@ -378,7 +378,25 @@ impl ScheduleService {
         // Checked on every request, cached or not: the practitioner is of the actor's clinic.
         let practitioner = self.practitioner(&mut tx, actor, practitioner_id).await?;
         let now = self.ports.clock.now();
-        let key = format!("slots:{practitioner_id}:{from}:{to}");
+        let slots = self
+            .free_slots(&mut tx, &clinic, &practitioner, from, to, now)
+            .await?;
+        Ok((slots, clinic))
+    }
+
+    /// A practitioner's free slots on local dates `from..to`, from the cache when it has them.
+    ///
+    /// The cache holds the slots as computed; those that have begun since are dropped here.
+    async fn free_slots(
+        &self,
+        tx: &mut Tx,
+        clinic: &Clinic,
+        practitioner: &Practitioner,
+        from: NaiveDate,
+        to: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Interval>, ServiceError> {
+        let key = format!("slots:{}:{from}:{to}", practitioner.id);
         if let Some(slots) = self
             .ports
             .cache
@@ -386,33 +404,23 @@ impl ScheduleService {
             .await
             .and_then(|b| decode_slots(&b))
         {
-            // Computed a little earlier: slots that have begun since are no longer offered.
-            return Ok((
-                slots.into_iter().filter(|s| s.start() >= now).collect(),
-                clinic,
-            ));
+            return Ok(slots.into_iter().filter(|s| s.start() >= now).collect());
         }
         let stamp = self
             .ports
             .cache
-            .stamp(&[practitioner_tag(practitioner_id)])
+            .stamp(&[practitioner_tag(practitioner.id)])
             .await;
-        let calendar = Calendar::load(
-            &self.ports,
-            &mut tx,
-            &clinic,
-            &practitioner,
-            utc_span(from, to),
-        )
-        .await?;
-        let slots = calendar.free_slots(&clinic, &practitioner, from, to, now);
+        let calendar =
+            Calendar::load(&self.ports, tx, clinic, practitioner, utc_span(from, to)).await?;
+        let slots = calendar.free_slots(clinic, practitioner, from, to, now);
         if let Some(stamp) = stamp {
             self.ports
                 .cache
                 .set_tagged(&key, stamp, encode_slots(&slots), SLOTS_TTL)
                 .await;
         }
-        Ok((slots, clinic))
+        Ok(slots)
     }
 
     /// The first free slots across the clinic's practitioners (optionally of one specialty or department), earliest first.
@@ -443,7 +451,6 @@ impl ScheduleService {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let now = self.ports.clock.now();
-        let span = utc_span(from, to);
         let mut found = Vec::new();
         let mut page = clinicflow_domain::PageRequest::first(200);
         loop {
@@ -453,13 +460,10 @@ impl ScheduleService {
                 .list(&mut tx, actor.clinic_id, &filter, page)
                 .await?;
             for p in &practitioners.items {
-                let calendar = Calendar::load(&self.ports, &mut tx, &clinic, p, span).await?;
-                found.extend(
-                    calendar
-                        .free_slots(&clinic, p, from, to, now)
-                        .into_iter()
-                        .map(|s| (p.id, s)),
-                );
+                // The same cached slots as each practitioner's own slot list, so a search
+                // across practitioners costs a cache read per practitioner when warm.
+                let slots = self.free_slots(&mut tx, &clinic, p, from, to, now).await?;
+                found.extend(slots.into_iter().map(|s| (p.id, s)));
             }
             if !practitioners.has_next() {
                 break;

@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use clinicflow_domain::appointment::longest;
 use clinicflow_domain::page::AppointmentKey;
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, ClinicId, Interval, Page, PageRequest,
@@ -137,6 +138,11 @@ fn following(key: &AppointmentKey) -> Condition {
 }
 
 /// Live appointments in an active status that overlap `span`, ordered by start.
+///
+/// The lower bound on the start adds nothing logically (an appointment starting more than
+/// [`longest`] before the span has ended before it), but it turns the index scan on
+/// `(clinic, practitioner or patient, starts_at)` into a short range instead of a walk
+/// through all of that practitioner's history.
 fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appointment::Entity> {
     let active = AppointmentStatus::ALL
         .into_iter()
@@ -145,6 +151,7 @@ fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appoi
     live(clinic)
         .filter(appointment::Column::Status.is_in(active))
         .filter(appointment::Column::StartsAt.lt(not_before(span.end())))
+        .filter(appointment::Column::StartsAt.gt(instant(span.start()) - longest()))
         .filter(appointment::Column::EndsAt.gt(instant(span.start())))
         .order_by_asc(appointment::Column::StartsAt)
         .order_by_asc(appointment::Column::Id)

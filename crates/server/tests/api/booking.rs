@@ -13,6 +13,7 @@ crate::on_both_backends!(
     appointments_move_through_their_statuses_and_refuse_illegal_moves,
     a_reschedule_links_old_and_new,
     the_sweeper_marks_unattended_appointments_no_show_and_announces_recent_ones,
+    the_first_free_slots_across_practitioners_leave_out_booked_time,
 );
 
 async fn two_hundred_concurrent_overlapping_bookings_yield_exactly_one(backend: TestBackend) {
@@ -53,15 +54,92 @@ async fn two_hundred_concurrent_overlapping_bookings_yield_exactly_one(backend: 
         };
         panic!("expected 1 × 201 and 199 × 409, got {statuses:?}; an odd answer: {body}");
     }
+    // Every stored appointment of that practitioner, whatever its status: only a 201 writes one.
     let list: Value = app
         .get(&format!(
-            "/api/v1/appointments?practitioner_id={practitioner}&status=booked"
+            "/api/v1/appointments?practitioner_id={practitioner}"
         ))
         .await
         .json()
         .await
         .expect("json");
-    assert_eq!(list["count"], 1, "exactly one active appointment is stored");
+    assert_eq!(
+        list["count"], 1,
+        "exactly one appointment is stored: {list}"
+    );
+    assert_eq!(list["results"][0]["status"], "booked", "and it is active");
+}
+
+async fn the_first_free_slots_across_practitioners_leave_out_booked_time(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (house, wilson) = (app.practitioner().await, app.practitioner().await);
+    let patient = app.patient(1).await;
+    let day = future_day();
+    let next_day = (chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").expect("date")
+        + chrono::Duration::days(1))
+    .to_string();
+    let first = |limit: u32| {
+        let app = &app;
+        let path =
+            format!("/api/v1/slots?specialty=diagnostics&from={day}&to={next_day}&limit={limit}");
+        async move {
+            let res = app.get(&path).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let body: Value = res.json().await.expect("json");
+            body["slots"]
+                .as_array()
+                .expect("slots")
+                .iter()
+                .map(|s| {
+                    (
+                        s["practitioner_id"].as_str().expect("id").to_owned(),
+                        s["starts_at"].as_str().expect("start").to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let at = |h: u32, m: u32| format!("{day}T{h:02}:{m:02}:00Z");
+    let mut both = [house.clone(), wilson.clone()];
+    both.sort();
+    // Earliest first, ties in practitioner order; read twice so the second answer is cached.
+    let expected = vec![
+        (both[0].clone(), at(8, 0)),
+        (both[1].clone(), at(8, 0)),
+        (both[0].clone(), at(8, 30)),
+    ];
+    assert_eq!(first(3).await, expected);
+    assert_eq!(first(3).await, expected);
+
+    let booked = app
+        .post(
+            "/api/v1/appointments",
+            json!({"patient_id": patient, "practitioner_id": both[0], "starts_at": at(8, 0)}),
+        )
+        .await;
+    assert_eq!(booked.status(), StatusCode::CREATED);
+    assert_eq!(
+        first(3).await,
+        [
+            (both[1].clone(), at(8, 0)),
+            (both[0].clone(), at(8, 30)),
+            (both[1].clone(), at(8, 30)),
+        ],
+        "the booked slot is gone at once, cached or not"
+    );
+    assert_eq!(first(100).await.len(), 15, "16 slots, one booked");
+    let none = app
+        .get(&format!(
+            "/api/v1/slots?specialty=dermatology&from={day}&to={next_day}"
+        ))
+        .await;
+    assert_eq!(none.status(), StatusCode::OK);
+    assert_eq!(
+        none.json::<Value>().await.expect("json")["slots"],
+        json!([])
+    );
 }
 
 async fn a_double_booking_answers_409_with_the_taken_interval_and_next_slots(backend: TestBackend) {

@@ -302,6 +302,49 @@ pub async fn active_queries_skip_cancelled_deleted_and_touching_appointments(ctx
     );
 }
 
+pub async fn the_longest_appointment_is_found_from_a_span_late_in_it(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let longest = clinicflow_domain::appointment::longest().num_minutes();
+    // 00:00 to 12:00, and another that ends exactly where the search begins.
+    let day = ctx
+        .appointment(appointment(&ada, &house, at(0, 0), longest))
+        .await;
+    let mut earlier = appointment(&ada, &house, at(0, 0), longest);
+    earlier.interval = Interval::starting_at(
+        at(0, 0) - Duration::minutes(longest),
+        Duration::minutes(longest),
+    )
+    .unwrap();
+    ctx.appointment(earlier).await;
+
+    let mut tx = ctx.read().await;
+    // The last minute of the longest appointment: found, although it began 719 minutes earlier.
+    let last_minute = span((11, 59), (12, 30));
+    assert_eq!(
+        ctx.store
+            .active_for_practitioner(&mut tx, clinic, house.id, last_minute)
+            .await
+            .unwrap(),
+        std::slice::from_ref(&day)
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_patient(&mut tx, clinic, ada.id, last_minute)
+            .await
+            .unwrap(),
+        std::slice::from_ref(&day)
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_practitioner(&mut tx, clinic, house.id, span((12, 0), (13, 0)))
+            .await
+            .unwrap(),
+        []
+    );
+}
+
 pub async fn appointment_overlap_is_rejected(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
     let ada = ctx.patient(clinic, "Ada", "Lovelace").await;

@@ -68,3 +68,44 @@ pub async fn migrations_revert_and_apply_again(ctx: Ctx) {
     ctx.store.migrate().await.unwrap();
     ctx.clinic("After a round trip").await;
 }
+
+pub async fn every_appointment_index_leaves_out_deleted_rows(ctx: Ctx) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let raw = sea_orm::Database::connect(ctx.db.url.as_str())
+        .await
+        .unwrap();
+    let backend = raw.get_database_backend();
+    let sql = match ctx.store.backend() {
+        clinicflow_store::Backend::Postgres => {
+            "SELECT indexname AS name, indexdef AS def FROM pg_indexes \
+             WHERE tablename = 'appointments' AND indexname LIKE '%\\_idx'"
+        }
+        _ => {
+            "SELECT name, sql AS def FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = 'appointments' AND name LIKE '%\\_idx' ESCAPE '\\'"
+        }
+    };
+    let rows = raw
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap();
+    let indexes: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "name").unwrap(),
+                r.try_get::<String>("", "def").unwrap(),
+            )
+        })
+        .collect();
+    assert!(indexes.len() >= 6, "{indexes:?}");
+    for (name, def) in &indexes {
+        assert!(
+            def.to_lowercase()
+                .replace('"', "")
+                .contains("deleted_at is null"),
+            "{name} also indexes soft-deleted appointments: {def}"
+        );
+    }
+    raw.close().await.unwrap();
+}
