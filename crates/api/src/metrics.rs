@@ -75,8 +75,17 @@ pub struct CacheLookups {
     pub misses: u64,
 }
 
+/// The cache's counters at one scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    /// Reads by keyspace.
+    pub lookups: Vec<CacheLookups>,
+    /// Redis calls that failed or timed out so far; `None` when there is no Redis.
+    pub redis_errors: Option<u64>,
+}
+
 /// Reads the cache's counters when scraped; set by the server, which knows the cache.
-pub type CacheProbe = Arc<dyn Fn() -> Vec<CacheLookups> + Send + Sync>;
+pub type CacheProbe = Arc<dyn Fn() -> CacheCounters + Send + Sync>;
 
 /// A cache read's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,13 +114,25 @@ impl Collector for CacheCollector {
         let Some(probe) = probe else {
             return Ok(());
         };
+        let counters = probe();
+        if let Some(errors) = counters.redis_errors {
+            // A rising count while requests still succeed is the degraded mode: answers come
+            // from the database until Redis is back.
+            let metric = encoder.encode_descriptor(
+                "cache_redis_errors",
+                "Redis calls of the cache that failed or timed out; the cache then falls back to the database",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(errors).encode(metric)?;
+        }
         let mut metric = encoder.encode_descriptor(
             "cache_lookups",
             "Cache reads by keyspace and result: hit or miss",
             None,
             MetricType::Counter,
         )?;
-        for lookups in probe() {
+        for lookups in counters.lookups {
             for (result, n) in [("hit", lookups.hits), ("miss", lookups.misses)] {
                 let labels = LookupLabels {
                     keyspace: lookups.keyspace.clone(),
@@ -341,12 +362,13 @@ mod tests {
             max: 10,
         }));
         metrics.record_outbox_round(4, 1, 0, 2);
-        metrics.set_cache_probe(Arc::new(|| {
-            vec![CacheLookups {
+        metrics.set_cache_probe(Arc::new(|| CacheCounters {
+            lookups: vec![CacheLookups {
                 keyspace: "clinic".into(),
                 hits: 9,
                 misses: 2,
-            }]
+            }],
+            redis_errors: Some(5),
         }));
         metrics.record_no_shows(3);
         let text = metrics.encode();
@@ -360,6 +382,7 @@ mod tests {
             "clinicflow_no_shows_marked_total 3",
             r#"clinicflow_cache_lookups_total{keyspace="clinic",result="hit"} 9"#,
             r#"clinicflow_cache_lookups_total{keyspace="clinic",result="miss"} 2"#,
+            "clinicflow_cache_redis_errors_total 5",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }

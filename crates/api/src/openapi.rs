@@ -29,7 +29,9 @@ pub const DOCS_PATH: &str = "/docs";
 pub const BEARER: &str = "bearer";
 
 /// The page behind `/docs`: Redoc, pinned, from jsDelivr, reading the document of this server.
-/// No inline script: the `<redoc>` element carries the document's URL.
+/// No inline script: the `<redoc>` element carries the document's URL. The integrity hash is
+/// the SHA-384 of `bundles/redoc.standalone.js` in the npm package redoc 2.5.0, which jsDelivr
+/// serves byte for byte, so a changed file on the CDN is refused by the browser.
 const DOCS_PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -39,7 +41,7 @@ const DOCS_PAGE: &str = r#"<!DOCTYPE html>
 </head>
 <body style="margin: 0">
 <redoc spec-url="/api/v1/openapi.json"></redoc>
-<script src="https://cdn.jsdelivr.net/npm/redoc@2.5.0/bundles/redoc.standalone.js" crossorigin="anonymous"></script>
+<script src="https://cdn.jsdelivr.net/npm/redoc@2.5.0/bundles/redoc.standalone.js" integrity="sha384-4vOjrBu7SuDWXcAw1qFznVLA/sKL+0l4nn+J1HY8w7cpa6twQEYuh4b0Cwuo7CyX" crossorigin="anonymous"></script>
 </body>
 </html>
 "#;

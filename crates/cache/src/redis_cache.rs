@@ -6,9 +6,16 @@
 //! its tags. When Redis cannot be asked, tagged values are not served at all: the caller reads
 //! the database instead (degraded, never stale), the failure is counted and logged at most
 //! once per interval, and the cache is used again as soon as Redis answers.
+//!
+//! An invalidation that fails during an outage is lost, so values stored before it must not
+//! be served afterwards. Every stamp therefore also carries the namespace's epoch, and an
+//! instance that saw Redis fail advances the epoch before it trusts Redis again: whatever
+//! was cached before the failure is stale on every instance at once. An instance that saw
+//! no failure (only the writer was cut off from Redis) may serve a value the writer could
+//! not invalidate until the writer reaches Redis again, at most for the value's TTL.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -38,20 +45,21 @@ enum Failure {
     Redis(#[from] RedisError),
 }
 
-fn value_key(key: &str) -> String {
-    format!("clinicflow:cache:{key}")
-}
+/// The prefix of every Redis key unless set otherwise.
+const DEFAULT_NAMESPACE: &str = "clinicflow";
 
-fn tag_key(tag: &str) -> String {
-    format!("clinicflow:tag:{tag}")
-}
+/// The tag every stamp carries besides its own; advancing it makes every value stale.
+const EPOCH_TAG: &str = "epoch";
 
 /// The two-level cache.
 pub struct RedisCache {
     local: LocalCache,
     pool: Pool,
+    namespace: String,
     timeout: Duration,
     errors: AtomicU64,
+    /// Set by every failed Redis call: an invalidation may have been lost since.
+    suspect: AtomicBool,
     warnings: Mutex<Warnings>,
     lookups: LookupCounter,
 }
@@ -71,8 +79,10 @@ impl RedisCache {
         Ok(Self {
             local: LocalCache::new(local_max_bytes),
             pool: backend::pool(url)?,
+            namespace: DEFAULT_NAMESPACE.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             errors: AtomicU64::new(0),
+            suspect: AtomicBool::new(false),
             warnings: Mutex::new(Warnings::default()),
             lookups: LookupCounter::default(),
         })
@@ -83,6 +93,22 @@ impl RedisCache {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The same cache with its Redis keys under `namespace` instead of `clinicflow`; instances
+    /// share values, tags and the epoch only within one namespace.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    fn value_key(&self, key: &str) -> String {
+        format!("{}:cache:{key}", self.namespace)
+    }
+
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}:tag:{tag}", self.namespace)
     }
 
     /// Redis calls that failed or timed out so far.
@@ -116,6 +142,7 @@ impl RedisCache {
             }
             Err(failure) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                self.suspect.store(true, Ordering::Release);
                 let due = self
                     .warnings
                     .lock()
@@ -133,12 +160,34 @@ impl RedisCache {
         result
     }
 
+    /// Advances the epoch once Redis answers again after a failure, before anything read
+    /// from it is trusted.
+    async fn settle(&self) -> Result<(), Failure> {
+        if !self.suspect.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // A failure of this call sets `suspect` again, so the next one tries again.
+        let epoch = self.tag_key(EPOCH_TAG);
+        self.bounded(async {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("INCR")
+                .arg(&epoch)
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        tracing::info!("cache epoch advanced: values cached before the Redis failure are stale");
+        Ok(())
+    }
+
     /// The current versions of `tags` (0 for a tag never invalidated).
     async fn versions(&self, tags: &[String]) -> Result<Vec<(String, u64)>, Failure> {
         if tags.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = tags.iter().map(|t| tag_key(t)).collect();
+        self.settle().await?;
+        let keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
         let found: Vec<Option<u64>> = self
             .bounded(async {
                 let mut conn = self.pool.get().await?;
@@ -158,7 +207,7 @@ impl RedisCache {
             .bounded(async {
                 let mut conn = self.pool.get().await?;
                 Ok(redis::cmd("GET")
-                    .arg(value_key(key))
+                    .arg(self.value_key(key))
                     .query_async(&mut conn)
                     .await?)
             })
@@ -210,7 +259,9 @@ impl Cache for RedisCache {
 
     async fn stamp(&self, tags: &[String]) -> Option<TagStamp> {
         let started = Instant::now();
-        let stamp = self.versions(tags).await.ok().map(TagStamp);
+        let mut tags = tags.to_vec();
+        tags.push(EPOCH_TAG.to_owned());
+        let stamp = self.versions(&tags).await.ok().map(TagStamp);
         clinicflow_ports::timing::add_cache(started.elapsed());
         stamp
     }
@@ -231,7 +282,7 @@ impl Cache for RedisCache {
                 .bounded(async {
                     let mut conn = self.pool.get().await?;
                     redis::cmd("SET")
-                        .arg(value_key(key))
+                        .arg(self.value_key(key))
                         .arg(bytes)
                         .arg("PX")
                         .arg(millis)
@@ -254,7 +305,7 @@ impl Cache for RedisCache {
                 let mut conn = self.pool.get().await?;
                 let mut pipe = redis::pipe();
                 for tag in tags {
-                    pipe.cmd("INCR").arg(tag_key(tag)).ignore();
+                    pipe.cmd("INCR").arg(self.tag_key(tag)).ignore();
                 }
                 pipe.query_async::<()>(&mut conn).await?;
                 Ok(())
@@ -269,7 +320,7 @@ impl Cache for RedisCache {
             .bounded(async {
                 let mut conn = self.pool.get().await?;
                 redis::cmd("DEL")
-                    .arg(value_key(key))
+                    .arg(self.value_key(key))
                     .query_async::<()>(&mut conn)
                     .await?;
                 Ok(())

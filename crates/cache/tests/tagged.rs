@@ -13,10 +13,17 @@ use uuid::Uuid;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn cache(url: &str) -> RedisCache {
+/// Instances of one test share a namespace that no other test uses, so an epoch advanced
+/// by one test's outage never empties another test's cache.
+fn cache_in(url: &str, namespace: &str) -> RedisCache {
     RedisCache::connect(url, 1 << 20)
         .expect("the test Redis URL is valid")
         .with_timeout(TEST_TIMEOUT)
+        .with_namespace(format!("test:{namespace}"))
+}
+
+fn cache(url: &str) -> RedisCache {
+    cache_in(url, "shared")
 }
 
 /// A key and a tag no other test uses.
@@ -56,12 +63,16 @@ async fn an_invalidation_on_one_instance_is_seen_by_another_at_once() {
 }
 
 #[tokio::test]
-async fn without_redis_tagged_values_are_misses_until_it_returns() {
+async fn without_redis_tagged_values_are_misses_and_an_invalidation_lost_meanwhile_resurrects_nothing()
+ {
     let Some(url) = redis_url() else { return };
+    let namespace = Uuid::now_v7().to_string();
     let relay = Relay::start(redis_addr(&url).await).await;
     let cut_off = RedisCache::connect(&url_through(&url, relay.addr), 1 << 20)
         .expect("valid URL")
-        .with_timeout(Duration::from_millis(300));
+        .with_timeout(Duration::from_millis(300))
+        .with_namespace(format!("test:{namespace}"));
+    let other = cache_in(&url, &namespace);
     let (key, tags) = unique("clinic");
     let stamp = cut_off.stamp(&tags).await.expect("Redis answers");
     cut_off
@@ -76,22 +87,36 @@ async fn without_redis_tagged_values_are_misses_until_it_returns() {
         cut_off.stamp(&tags).await.is_none(),
         "nothing is cached blind"
     );
-    assert!(cut_off.redis_errors() >= 2);
+    // A write on this instance: its invalidation cannot reach Redis.
+    cut_off.invalidate(&tags).await;
+    assert!(cut_off.redis_errors() >= 3);
 
     relay.restore();
-    let mut back = None;
+    let mut fresh = None;
     for _ in 0..50 {
-        back = cut_off.get(&key).await;
-        if back.is_some() {
+        fresh = cut_off.stamp(&tags).await;
+        if fresh.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let fresh = fresh.expect("Redis answers again");
+    // The value stored before the lost invalidation is stale everywhere, not served again.
     assert_eq!(
-        back,
-        Some(b"v1".to_vec()),
-        "served again once Redis answers"
+        cut_off.get(&key).await,
+        None,
+        "no stale value on the writer"
     );
+    assert_eq!(other.get(&key).await, None, "nor on another instance");
+    cut_off
+        .set_tagged(&key, fresh, b"v2".to_vec(), MINUTE)
+        .await;
+    assert_eq!(
+        cut_off.get(&key).await,
+        Some(b"v2".to_vec()),
+        "cached again"
+    );
+    assert_eq!(other.get(&key).await, Some(b"v2".to_vec()));
 }
 
 #[tokio::test]

@@ -71,8 +71,9 @@ pub struct Wiring {
     pub cache_lookups: CacheLookups,
 }
 
-/// Reads a cache's hit and miss counters.
-pub type CacheLookups = Arc<dyn Fn() -> Vec<clinicflow_cache::Lookups> + Send + Sync>;
+/// Reads a cache's hit and miss counters, and its Redis errors when it has Redis.
+pub type CacheLookups =
+    Arc<dyn Fn() -> (Vec<clinicflow_cache::Lookups>, Option<u64>) + Send + Sync>;
 
 impl std::fmt::Debug for Wiring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,12 +125,15 @@ pub async fn connect_with_clock(
                     .map_err(|e| StartError::Redis(e.to_string()))?,
                 );
                 let counted = cache.clone();
-                (cache, Arc::new(move || counted.lookups()))
+                (
+                    cache,
+                    Arc::new(move || (counted.lookups(), Some(counted.redis_errors()))),
+                )
             }
             None => {
                 let cache = LocalCache::new(settings.cache.local_max_bytes);
                 let counted = cache.clone();
-                (Arc::new(cache), Arc::new(move || counted.lookups()))
+                (Arc::new(cache), Arc::new(move || (counted.lookups(), None)))
             }
         };
     let ports = Ports {
@@ -247,14 +251,18 @@ impl Application {
             }
         }));
         metrics.set_cache_probe(Arc::new(move || {
-            cache_lookups()
-                .into_iter()
-                .map(|l| clinicflow_api::metrics::CacheLookups {
-                    keyspace: l.keyspace,
-                    hits: l.hits,
-                    misses: l.misses,
-                })
-                .collect()
+            let (lookups, redis_errors) = cache_lookups();
+            clinicflow_api::metrics::CacheCounters {
+                lookups: lookups
+                    .into_iter()
+                    .map(|l| clinicflow_api::metrics::CacheLookups {
+                        keyspace: l.keyspace,
+                        hits: l.hits,
+                        misses: l.misses,
+                    })
+                    .collect(),
+                redis_errors,
+            }
         }));
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartError::Bind {
             addr: settings.bind.clone(),

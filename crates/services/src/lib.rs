@@ -20,6 +20,7 @@ pub mod clinic;
 pub mod dashboard;
 pub mod encounter;
 pub mod error;
+mod flight;
 pub mod input;
 mod invalidate;
 #[cfg(test)]

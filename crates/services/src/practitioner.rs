@@ -2,9 +2,9 @@
 
 use clinicflow_domain::practitioner::{parse_buffer_minutes, parse_code, parse_slot_minutes};
 use clinicflow_domain::{
-    Actor, Page, PageRequest, Permission, PersonName, Practitioner, PractitionerId,
+    Actor, ClinicId, Page, PageRequest, Permission, PersonName, Practitioner, PractitionerId,
 };
-use clinicflow_ports::{PractitionerFilter, TxMode};
+use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag};
 use uuid::Uuid;
 
 use crate::{FieldErrors, Ports, ServiceError};
@@ -134,11 +134,7 @@ impl PractitionerService {
     ) -> Result<Practitioner, ServiceError> {
         actor.require(Permission::ReadPractitioners)?;
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        self.ports
-            .practitioners
-            .get(&mut tx, actor.clinic_id, id)
-            .await?
-            .ok_or(ServiceError::NotFound("practitioner"))
+        cached_practitioner(&self.ports, &mut tx, actor.clinic_id, id).await
     }
 
     /// Applies a partial change; `if_match` (a version) guards against lost updates.
@@ -222,5 +218,119 @@ impl PractitionerService {
             .practitioners
             .list(&mut tx, actor.clinic_id, &filter, page)
             .await?)
+    }
+}
+
+/// How long a practitioner read stays cached; every change of theirs makes it stale at once.
+const PRACTITIONER_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A practitioner as the cache keeps it: the row's fields, parsed again when read back.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    given: String,
+    family: String,
+    specialties: Vec<String>,
+    department: Option<String>,
+    slot_minutes: u32,
+    buffer_minutes: u32,
+    version: i32,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn encode(p: &Practitioner) -> Vec<u8> {
+    serde_json::to_vec(&Cached {
+        given: p.name.given().to_owned(),
+        family: p.name.family().to_owned(),
+        specialties: p.specialties.clone(),
+        department: p.department.clone(),
+        slot_minutes: p.slot_minutes,
+        buffer_minutes: p.buffer_minutes,
+        version: p.version,
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    })
+    .unwrap_or_default()
+}
+
+fn decode(clinic: ClinicId, id: PractitionerId, bytes: &[u8]) -> Option<Practitioner> {
+    let c: Cached = serde_json::from_slice(bytes).ok()?;
+    Some(Practitioner {
+        id,
+        clinic_id: clinic,
+        name: PersonName::parse(&c.given, &c.family).ok()?,
+        specialties: c.specialties,
+        department: c.department,
+        slot_minutes: c.slot_minutes,
+        buffer_minutes: c.buffer_minutes,
+        version: c.version,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    })
+}
+
+/// Reads a practitioner of `clinic` through the cache, for reads only: writes read the row in
+/// their own transaction.
+///
+/// The key names the clinic, so another clinic's id is a miss and then a 404 from the
+/// database, never a cached hit.
+pub(crate) async fn cached_practitioner(
+    ports: &Ports,
+    tx: &mut Tx,
+    clinic: ClinicId,
+    id: PractitionerId,
+) -> Result<Practitioner, ServiceError> {
+    let key = format!("practitioner:{clinic}:{id}");
+    if let Some(p) = ports
+        .cache
+        .get(&key)
+        .await
+        .and_then(|b| decode(clinic, id, &b))
+    {
+        return Ok(p);
+    }
+    // Stamped before the read, so a change committed in between leaves this value stale.
+    let stamp = ports.cache.stamp(&[practitioner_tag(id)]).await;
+    let practitioner = ports
+        .practitioners
+        .get(tx, clinic, id)
+        .await?
+        .ok_or(ServiceError::NotFound("practitioner"))?;
+    if let Some(stamp) = stamp {
+        ports
+            .cache
+            .set_tagged(&key, stamp, encode(&practitioner), PRACTITIONER_TTL)
+            .await;
+    }
+    Ok(practitioner)
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    #[test]
+    fn a_cached_practitioner_decodes_to_what_was_encoded() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 12, 1, 8, 0, 0)
+            .single()
+            .expect("valid")
+            + chrono::Duration::microseconds(123_456);
+        let p = Practitioner {
+            id: PractitionerId::from_uuid(Uuid::now_v7()),
+            clinic_id: ClinicId::from_uuid(Uuid::now_v7()),
+            name: PersonName::parse("Gregory", "House").expect("valid"),
+            specialties: vec!["diagnostics".into(), "nephrology".into()],
+            department: Some("internal-medicine".into()),
+            slot_minutes: 20,
+            buffer_minutes: 5,
+            version: 3,
+            created_at: at,
+            updated_at: at + chrono::Duration::days(1),
+        };
+        assert_eq!(decode(p.clinic_id, p.id, &encode(&p)), Some(p.clone()));
+        assert_eq!(decode(p.clinic_id, p.id, b"not json"), None);
     }
 }

@@ -9,6 +9,7 @@ use clinicflow_domain::{
 use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag};
 use uuid::Uuid;
 
+use crate::flight::Flights;
 use crate::{FieldErrors, Ports, ServiceError, input};
 
 /// Most slots returned by a search across practitioners.
@@ -74,6 +75,7 @@ pub struct SlotQuery {
 #[derive(Debug, Clone)]
 pub struct ScheduleService {
     ports: Ports,
+    flights: std::sync::Arc<Flights>,
 }
 
 /// The schedule, exceptions and busy time of one practitioner around `span`.
@@ -215,7 +217,10 @@ fn parse_range(errors: &mut FieldErrors, from: &str, to: &str) -> Option<(NaiveD
 impl ScheduleService {
     /// Builds the service.
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            flights: Default::default(),
+        }
     }
 
     /// Practitioners may change only their own schedule and time off.
@@ -375,8 +380,14 @@ impl ScheduleService {
         };
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-        // Checked on every request, cached or not: the practitioner is of the actor's clinic.
-        let practitioner = self.practitioner(&mut tx, actor, practitioner_id).await?;
+        // The cached read is keyed by the actor's clinic: another clinic's id is still a 404.
+        let practitioner = crate::practitioner::cached_practitioner(
+            &self.ports,
+            &mut tx,
+            actor.clinic_id,
+            practitioner_id,
+        )
+        .await?;
         let now = self.ports.clock.now();
         let slots = self
             .free_slots(&mut tx, &clinic, &practitioner, from, to, now)
@@ -397,14 +408,21 @@ impl ScheduleService {
         now: DateTime<Utc>,
     ) -> Result<Vec<Interval>, ServiceError> {
         let key = format!("slots:{}:{from}:{to}", practitioner.id);
-        if let Some(slots) = self
-            .ports
-            .cache
-            .get(&key)
-            .await
-            .and_then(|b| decode_slots(&b))
-        {
-            return Ok(slots.into_iter().filter(|s| s.start() >= now).collect());
+        let cached = || async {
+            self.ports
+                .cache
+                .get(&key)
+                .await
+                .and_then(|b| decode_slots(&b))
+                .map(|slots| slots.into_iter().filter(|s| s.start() >= now).collect())
+        };
+        if let Some(slots) = cached().await {
+            return Ok(slots);
+        }
+        // Concurrent misses of this key wait here for the first one, then read its result.
+        let _flight = self.flights.enter(&key).await;
+        if let Some(slots) = cached().await {
+            return Ok(slots);
         }
         let stamp = self
             .ports

@@ -14,6 +14,8 @@ mod paging;
 mod patients;
 mod queue;
 mod receiver;
+#[path = "../../../cache/tests/common/mod.rs"]
+mod redis_relay;
 mod security;
 mod seed;
 mod tenancy;
