@@ -95,6 +95,44 @@ pub struct ClinicPatchIn {
     /// Up to 5 offsets, each 1 minute to 30 days; `[]` turns reminders off.
     #[schema(max_items = 5)]
     reminder_offsets_minutes: Option<Vec<u32>>,
+    /// New target waits, all five categories at once; a more urgent category may not have a
+    /// longer target than a less urgent one.
+    triage_target_minutes: Option<TargetsIn>,
+}
+
+/// `PATCH /clinic`: target waits per triage category, in minutes, the shape `GET` shows.
+/// Signed here so that a negative wait is a 422 naming the field, not a 400.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsIn {
+    /// `immediate`: 0 to 1440.
+    #[schema(minimum = 0, maximum = 1440)]
+    immediate: i64,
+    /// `very_urgent`: 0 to 1440, at least `immediate`.
+    #[schema(minimum = 0, maximum = 1440)]
+    very_urgent: i64,
+    /// `urgent`: 0 to 1440, at least `very_urgent`.
+    #[schema(minimum = 0, maximum = 1440)]
+    urgent: i64,
+    /// `standard`: 0 to 1440, at least `urgent`.
+    #[schema(minimum = 0, maximum = 1440)]
+    standard: i64,
+    /// `non_urgent`: 0 to 1440, at least `standard`.
+    #[schema(minimum = 0, maximum = 1440)]
+    non_urgent: i64,
+}
+
+impl From<TargetsIn> for [i64; 5] {
+    fn from(t: TargetsIn) -> Self {
+        // Most urgent first, the order of `TriageCategory::rank`.
+        [
+            t.immediate,
+            t.very_urgent,
+            t.urgent,
+            t.standard,
+            t.non_urgent,
+        ]
+    }
 }
 
 /// The caller's clinic and its settings.
@@ -140,6 +178,7 @@ async fn update(
         name: body.name,
         no_show_grace_minutes: body.no_show_grace_minutes,
         checkin_grace_minutes: body.checkin_grace_minutes,
+        triage_target_minutes: body.triage_target_minutes.map(Into::into),
         reminder_offsets_minutes: body.reminder_offsets_minutes,
     };
     let clinic = state.services.clinics.update(&auth.0, patch).await?;

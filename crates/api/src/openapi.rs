@@ -855,6 +855,41 @@ mod tests {
     }
 
     #[test]
+    fn the_clinic_patch_takes_triage_targets_in_the_shape_get_shows() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let keys = |schema: &str| -> Vec<String> {
+            let mut keys: Vec<String> = schemas[schema]["properties"]
+                .as_object()
+                .expect("properties")
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys("TargetsIn"), keys("TargetsOut"));
+        let mut required: Vec<String> =
+            serde_json::from_value(schemas["TargetsIn"]["required"].clone())
+                .expect("every category is required");
+        required.sort();
+        assert_eq!(required, keys("TargetsIn"));
+        for (name, property) in schemas["TargetsIn"]["properties"]
+            .as_object()
+            .expect("properties")
+        {
+            assert_eq!(
+                (&property["minimum"], &property["maximum"]),
+                (&serde_json::json!(0), &serde_json::json!(1440)),
+                "{name}"
+            );
+        }
+        let patch = schemas["ClinicPatchIn"]["properties"]["triage_target_minutes"].to_string();
+        assert!(patch.contains("#/components/schemas/TargetsIn"), "{patch}");
+        assert!(schemas["EntryOut"]["properties"]["recalled_at"].is_object());
+    }
+
+    #[test]
     fn the_documented_actions_are_the_ones_routed() {
         let doc = document();
         let names = |schema: &str| -> Vec<String> {

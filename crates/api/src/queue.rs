@@ -96,6 +96,8 @@ pub struct EntryOut {
     finished_at: Option<DateTime<Utc>>,
     /// When they left unserved.
     left_at: Option<DateTime<Utc>>,
+    /// When they were last recalled (sent back from called to waiting, keeping their deadline).
+    recalled_at: Option<DateTime<Utc>>,
     /// The entry's version.
     version: i32,
 }
@@ -118,6 +120,7 @@ impl From<QueueEntry> for EntryOut {
             started_at: e.started_at,
             finished_at: e.finished_at,
             left_at: e.left_at,
+            recalled_at: e.recalled_at,
             version: e.version,
         }
     }

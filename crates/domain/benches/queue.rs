@@ -116,6 +116,7 @@ fn entries(settings: &QueueSettings) -> Vec<QueueEntry> {
                 started_at: None,
                 finished_at: None,
                 left_at: None,
+                recalled_at: None,
                 version: 1,
                 updated_at: arrived_at,
             }

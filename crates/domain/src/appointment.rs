@@ -536,7 +536,7 @@ mod tests {
         // overlap search relies on that never exceeding `longest()`.
         let slot = Duration::minutes(i64::from(*crate::practitioner::SLOT_MINUTES.end()));
         assert!(slot <= longest());
-        assert!(parse_duration_minutes(*DURATION_MINUTES.end()).unwrap() <= longest());
+        assert!(parse_duration_minutes(*DURATION_MINUTES.end()).expect("in range") <= longest());
     }
 
     #[test]

@@ -112,7 +112,39 @@ impl Default for QueueSettings {
     }
 }
 
+/// The longest target wait a clinic may set, in minutes: a day.
+pub const MAX_TARGET_MINUTES: u32 = 24 * 60;
+
 impl QueueSettings {
+    /// Parses target waits, most urgent first: each 0 to [`MAX_TARGET_MINUTES`], and never
+    /// longer for a more urgent category than for a less urgent one.
+    pub fn parse_targets(minutes: [i64; 5]) -> Result<[u32; 5], InvalidValue> {
+        let mut targets = [0; 5];
+        for (category, (target, raw)) in TriageCategory::ALL
+            .iter()
+            .zip(targets.iter_mut().zip(minutes))
+        {
+            *target = u32::try_from(raw)
+                .ok()
+                .filter(|m| *m <= MAX_TARGET_MINUTES)
+                .ok_or_else(|| {
+                    InvalidValue::new(format!(
+                        "{category} must be 0 to {MAX_TARGET_MINUTES} minutes"
+                    ))
+                })?;
+        }
+        // Otherwise a more urgent walk-in could be due after a less urgent one who arrived with them.
+        for (pair, categories) in targets.windows(2).zip(TriageCategory::ALL.windows(2)) {
+            if pair[0] > pair[1] {
+                return Err(InvalidValue::new(format!(
+                    "{} may not be longer than {}",
+                    categories[0], categories[1]
+                )));
+            }
+        }
+        Ok(targets)
+    }
+
     /// The target wait of a category.
     pub fn target(&self, category: TriageCategory) -> Duration {
         Duration::minutes(i64::from(self.target_minutes[category.rank() as usize]))
@@ -278,6 +310,8 @@ pub struct QueueEntry {
     pub finished_at: Option<DateTime<Utc>>,
     /// When the patient left unseen.
     pub left_at: Option<DateTime<Utc>>,
+    /// When the patient was last sent back from called to waiting.
+    pub recalled_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version.
     pub version: i32,
     /// Last change.
@@ -323,6 +357,7 @@ impl QueueEntry {
             QueueStatus::Waiting => {
                 self.called_at = None;
                 self.called_by = None;
+                self.recalled_at = Some(now);
             }
         }
         self.status = to;
@@ -394,6 +429,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             left_at: None,
+            recalled_at: None,
             version: 1,
             updated_at: arrived_at,
         }
@@ -489,7 +525,10 @@ mod tests {
             .expect("call");
         e.transition(QueueStatus::Waiting, t0() + Duration::minutes(6))
             .expect("recall");
-        assert_eq!(e.called_at, None);
+        assert_eq!(
+            (e.called_at, e.recalled_at),
+            (None, Some(t0() + Duration::minutes(6)))
+        );
         e.transition(QueueStatus::Called, t0() + Duration::minutes(7))
             .expect("call again");
         e.transition(QueueStatus::InService, t0() + Duration::minutes(8))
@@ -517,6 +556,58 @@ mod tests {
     }
 
     #[test]
+    fn a_recall_is_stamped_keeps_the_deadline_and_a_new_call_keeps_the_stamp() {
+        let mut e = walk_in(1, 0, TriageCategory::Urgent);
+        let deadline = e.deadline;
+        e.called_by = Some(PractitionerId::from_uuid(uuid::Uuid::from_u128(7)));
+        e.transition(QueueStatus::Called, t0() + Duration::minutes(3))
+            .expect("call");
+        e.transition(QueueStatus::Waiting, t0() + Duration::minutes(4))
+            .expect("recall");
+        assert_eq!(e.recalled_at, Some(t0() + Duration::minutes(4)));
+        assert_eq!((e.called_at, e.called_by), (None, None));
+        assert_eq!((e.deadline, e.version), (deadline, 3));
+        e.transition(QueueStatus::Called, t0() + Duration::minutes(9))
+            .expect("call again");
+        assert_eq!(
+            (e.called_at, e.recalled_at),
+            (
+                Some(t0() + Duration::minutes(9)),
+                Some(t0() + Duration::minutes(4))
+            )
+        );
+        let mut w = walk_in(2, 0, TriageCategory::Urgent);
+        w.transition(QueueStatus::Waiting, t0())
+            .expect_err("only a called patient is recalled");
+        assert_eq!(w.recalled_at, None, "a refused move stamps nothing");
+    }
+
+    #[test]
+    fn target_waits_are_bounded_and_never_longer_for_the_more_urgent() {
+        assert_eq!(
+            QueueSettings::parse_targets([0, 5, 30, 90, 1440]),
+            Ok([0, 5, 30, 90, 1440])
+        );
+        assert_eq!(
+            QueueSettings::parse_targets([15, 15, 15, 15, 15]),
+            Ok([15; 5])
+        );
+        let err = |m| QueueSettings::parse_targets(m).expect_err("refused").0;
+        assert_eq!(
+            err([0, -1, 60, 120, 240]),
+            "very_urgent must be 0 to 1440 minutes"
+        );
+        assert_eq!(
+            err([0, 10, 60, 120, 1441]),
+            "non_urgent must be 0 to 1440 minutes"
+        );
+        assert_eq!(
+            err([0, 10, 130, 120, 240]),
+            "urgent may not be longer than standard"
+        );
+    }
+
+    #[test]
     fn waits_are_shared_across_practitioners() {
         assert_eq!(
             estimated_wait(0, Duration::minutes(15), 2),
@@ -533,9 +624,54 @@ mod tests {
         );
     }
 
+    /// A checked-in appointment starting at `starts_min`, the patient arriving at `arrived_min`.
+    fn checked_in(
+        n: u128,
+        arrived_min: i64,
+        starts_min: i64,
+        category: TriageCategory,
+    ) -> QueueEntry {
+        let mut e = walk_in(n, arrived_min, category);
+        let starts_at = t0() + Duration::minutes(starts_min);
+        e.appointment_id = Some(AppointmentId::from_uuid(uuid::Uuid::from_u128(n)));
+        e.rule = DeadlineRule::Appointment { starts_at };
+        e.deadline = appointment_deadline(e.arrived_at, starts_at, &QueueSettings::default());
+        e
+    }
+
+    /// Walk-ins and checked-in appointments (early, on time or late), some of them re-triaged,
+    /// arriving at a minute drawn from `arrived`.
+    fn arb_entry_arriving(
+        arrived: impl Strategy<Value = i64>,
+    ) -> impl Strategy<Value = QueueEntry> {
+        (
+            0u128..1_000_000,
+            arrived,
+            0usize..5,
+            any::<bool>(),
+            -120i64..240,
+            proptest::option::of(0usize..5),
+        )
+            .prop_map(|(n, arrived, c, appointment, starts_after, retriage)| {
+                let category = TriageCategory::ALL[c];
+                let mut e = if appointment {
+                    checked_in(n, arrived, arrived + starts_after, category)
+                } else {
+                    walk_in(n, arrived, category)
+                };
+                if let Some(r) = retriage {
+                    e.retriage(
+                        TriageCategory::ALL[r],
+                        &QueueSettings::default(),
+                        e.arrived_at,
+                    );
+                }
+                e
+            })
+    }
+
     fn arb_entry() -> impl Strategy<Value = QueueEntry> {
-        (0u128..1_000_000, 0i64..600, 0usize..5)
-            .prop_map(|(n, arrived, c)| walk_in(n, arrived, TriageCategory::ALL[c]))
+        arb_entry_arriving(0i64..600)
     }
 
     proptest! {
@@ -582,9 +718,24 @@ mod tests {
         }
 
         #[test]
-        fn every_deadline_is_finite_and_at_most_the_longest_target_after_arrival(e in arb_entry()) {
-            let longest = QueueSettings::default().target(TriageCategory::NonUrgent);
-            prop_assert!(e.deadline >= e.arrived_at && e.deadline <= e.arrived_at + longest);
+        fn every_deadline_is_finite_and_bounded_by_its_rule(e in arb_entry()) {
+            let s = QueueSettings::default();
+            let bound = match e.rule {
+                DeadlineRule::WalkIn => e.arrived_at + s.target(TriageCategory::NonUrgent),
+                DeadlineRule::Appointment { starts_at } => appointment_deadline(e.arrived_at, starts_at, &s),
+            };
+            prop_assert!(e.deadline >= e.arrived_at && e.deadline <= bound);
+        }
+
+        #[test]
+        fn nobody_who_arrives_after_an_entrys_deadline_goes_ahead_of_it(
+            (e, later) in arb_entry().prop_flat_map(|e| {
+                let after = (e.deadline - t0()).num_minutes() + 1;
+                (Just(e), arb_entry_arriving(after..after + 600))
+            })
+        ) {
+            prop_assume!(e.id != later.id);
+            prop_assert_eq!(QueueEntry::serve_order(&e, &later), Ordering::Less);
         }
     }
 }

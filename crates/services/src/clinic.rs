@@ -43,6 +43,8 @@ pub struct ClinicPatch {
     pub no_show_grace_minutes: Option<u32>,
     /// Minutes after start a checked-in appointment keeps its place in the queue.
     pub checkin_grace_minutes: Option<u32>,
+    /// Target waits per triage category, most urgent first, all five at once.
+    pub triage_target_minutes: Option<[i64; 5]>,
     /// Minutes before start each reminder goes out (empty: no reminders).
     pub reminder_offsets_minutes: Option<Vec<u32>>,
 }
@@ -163,6 +165,9 @@ impl ClinicService {
         let checkin_grace = patch
             .checkin_grace_minutes
             .and_then(|m| errors.check("checkin_grace_minutes", grace_minutes(m)));
+        let targets = patch
+            .triage_target_minutes
+            .and_then(|m| errors.check("triage_target_minutes", QueueSettings::parse_targets(m)));
         let reminders = patch
             .reminder_offsets_minutes
             .as_deref()
@@ -183,6 +188,10 @@ impl ClinicService {
         }
         if let Some(minutes) = checkin_grace {
             clinic.queue.checkin_grace_minutes = minutes;
+        }
+        // Entries already waiting keep the deadlines they joined with: only new ones (and re-triages) use these.
+        if let Some(targets) = targets {
+            clinic.queue.target_minutes = targets;
         }
         if let Some(reminders) = reminders {
             clinic.reminders = reminders;
@@ -375,6 +384,18 @@ mod tests {
         let bytes = encode_clinic(&clinic);
         assert_eq!(decode_clinic(clinic.id, &bytes), Some(clinic.clone()));
         assert!(decode_clinic(clinic.id, b"Nowhere/Zone\n15\nX").is_none());
+        // Changed targets are cached as changed: the walk-ins that join next read them from here.
+        let changed = Clinic {
+            queue: QueueSettings {
+                target_minutes: [0, 5, 30, 90, 180],
+                checkin_grace_minutes: 7,
+            },
+            ..clinic.clone()
+        };
+        assert_eq!(
+            decode_clinic(changed.id, &encode_clinic(&changed)),
+            Some(changed)
+        );
     }
 
     #[test]

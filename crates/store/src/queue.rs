@@ -72,6 +72,7 @@ fn to_domain(row: queue_entry::Model) -> Result<QueueEntry, RepoError> {
         started_at: row.started_at,
         finished_at: row.finished_at,
         left_at: row.left_at,
+        recalled_at: row.recalled_at,
         version: row.version,
         updated_at: row.updated_at,
     })
@@ -103,6 +104,7 @@ fn changes(e: &QueueEntry) -> queue_entry::ActiveModel {
         started_at: Set(e.started_at.map(instant)),
         finished_at: Set(e.finished_at.map(instant)),
         left_at: Set(e.left_at.map(instant)),
+        recalled_at: Set(e.recalled_at.map(instant)),
         version: Set(e.version),
         created_at: NotSet,
         updated_at: Set(instant(e.updated_at)),

@@ -17,6 +17,9 @@ crate::on_both_backends!(
     concurrent_calls_never_take_one_patient_twice,
     service_opens_and_closes_the_encounter_and_completes_the_appointment,
     the_live_board_pushes_every_change,
+    changed_triage_targets_set_a_new_walk_ins_deadline_and_bad_ones_write_nothing,
+    recall_and_leave_over_http_stamp_the_entry_and_refuse_illegal_moves,
+    queue_stats_count_one_days_arrivals_per_practitioner_with_no_shows,
 );
 
 async fn walk_in(app: &TestApp, patient: &str, category: &str) -> String {
@@ -55,6 +58,17 @@ async fn check_in(
         assert_eq!(res.status(), StatusCode::OK, "{action}");
     }
     id
+}
+
+fn instant(v: &Value) -> chrono::DateTime<Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp"))
+        .expect("RFC 3339")
+        .with_timezone(&Utc)
+}
+
+/// Minutes from an entry's arrival to its deadline.
+fn target_of(entry: &Value) -> i64 {
+    (instant(&entry["deadline"]) - instant(&entry["arrived_at"])).num_minutes()
 }
 
 async fn order(app: &TestApp) -> Vec<String> {
@@ -286,6 +300,362 @@ async fn service_opens_and_closes_the_encounter_and_completes_the_appointment(
     );
 }
 
+async fn changed_triage_targets_set_a_new_walk_ins_deadline_and_bad_ones_write_nothing(
+    backend: TestBackend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (ada, grace, alan) = (
+        app.patient(1).await,
+        app.patient(2).await,
+        app.patient(3).await,
+    );
+    // Read first, so that the settings are cached and the change must invalidate them.
+    let before: Value = app.get("/api/v1/clinic").await.json().await.expect("json");
+    assert_eq!(
+        before["triage_target_minutes"],
+        json!({"immediate": 0, "very_urgent": 10, "urgent": 60, "standard": 120, "non_urgent": 240})
+    );
+    let first: Value = app
+        .post(
+            "/api/v1/queue/entries",
+            json!({"patient_id": ada, "category": "urgent"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(target_of(&first), 60);
+
+    let targets =
+        json!({"immediate": 0, "very_urgent": 5, "urgent": 30, "standard": 90, "non_urgent": 180});
+    let res = app
+        .patch("/api/v1/clinic", json!({"triage_target_minutes": targets}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["triage_target_minutes"],
+        targets
+    );
+    let second: Value = app
+        .post(
+            "/api/v1/queue/entries",
+            json!({"patient_id": grace, "category": "urgent"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(target_of(&second), 30, "the new target, not the cached one");
+    let board: Value = app.get("/api/v1/queue").await.json().await.expect("json");
+    let entries = board["entries"].as_array().expect("entries");
+    let of = |patient: &str| {
+        entries
+            .iter()
+            .find(|e| e["patient_id"] == patient)
+            .expect("on the board")
+    };
+    assert_eq!(
+        of(&ada)["deadline"],
+        first["deadline"],
+        "who already waits keeps the deadline they joined with"
+    );
+    assert_eq!(of(&grace)["priority"]["target_minutes"], 30);
+    assert_eq!(
+        entries[0]["patient_id"],
+        grace.as_str(),
+        "due 30 min after arriving, before the earlier arrival due after 60"
+    );
+
+    let bad = [
+        json!({"immediate": 0, "very_urgent": -1, "urgent": 30, "standard": 90, "non_urgent": 180}),
+        json!({"immediate": 0, "very_urgent": 5, "urgent": 30, "standard": 90, "non_urgent": 1441}),
+        json!({"immediate": 0, "very_urgent": 5, "urgent": 100, "standard": 90, "non_urgent": 180}),
+    ];
+    for targets in bad {
+        let res = app
+            .patch(
+                "/api/v1/clinic",
+                json!({"name": "Renamed", "triage_target_minutes": targets}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{targets}");
+        let problem: Value = res.json().await.expect("json");
+        assert_eq!(problem["code"], "validation_failed");
+        assert!(
+            problem["errors"]["triage_target_minutes"].is_array(),
+            "{problem}"
+        );
+    }
+    let missing = app
+        .patch(
+            "/api/v1/clinic",
+            json!({"triage_target_minutes": {"urgent": 30}}),
+        )
+        .await;
+    assert_eq!(
+        missing.status(),
+        StatusCode::BAD_REQUEST,
+        "all five targets at once"
+    );
+    let after: Value = app.get("/api/v1/clinic").await.json().await.expect("json");
+    assert_eq!(
+        (&after["name"], &after["triage_target_minutes"]),
+        (
+            &before["name"],
+            &json!({"immediate": 0, "very_urgent": 5, "urgent": 30, "standard": 90, "non_urgent": 180})
+        ),
+        "refused changes wrote nothing"
+    );
+    let third: Value = app
+        .post(
+            "/api/v1/queue/entries",
+            json!({"patient_id": alan, "category": "very_urgent"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(target_of(&third), 5);
+}
+
+async fn recall_and_leave_over_http_stamp_the_entry_and_refuse_illegal_moves(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let practitioner = app.practitioner().await;
+    let (ada, grace) = (app.patient(1).await, app.patient(2).await);
+    let first = walk_in(&app, &ada, "standard").await;
+    let second = walk_in(&app, &grace, "standard").await;
+    let call = || {
+        app.post(
+            "/api/v1/queue/call-next",
+            json!({"practitioner_id": practitioner}),
+        )
+    };
+    let called: Value = call().await.json().await.expect("json");
+    assert_eq!(called["entry"]["id"], first.as_str());
+    let deadline = called["entry"]["deadline"].clone();
+    assert!(called["entry"]["recalled_at"].is_null());
+
+    let res = app
+        .post(&format!("/api/v1/queue/entries/{first}/recall"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let recalled: Value = res.json().await.expect("json");
+    assert_eq!(recalled["status"], "waiting");
+    assert_eq!(
+        recalled["deadline"], deadline,
+        "a recall keeps the deadline"
+    );
+    assert!(recalled["called_at"].is_null() && recalled["called_by"].is_null());
+    assert!(
+        instant(&recalled["recalled_at"]) >= instant(&called["entry"]["called_at"]),
+        "{recalled}"
+    );
+    let board: Value = app.get("/api/v1/queue").await.json().await.expect("json");
+    assert_eq!(board["entries"][0]["id"], first.as_str());
+    assert_eq!(board["entries"][0]["position"], 1, "back in their place");
+    assert_eq!(board["entries"][0]["recalled_at"], recalled["recalled_at"]);
+
+    let again = app
+        .post(&format!("/api/v1/queue/entries/{first}/recall"), json!({}))
+        .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::CONFLICT,
+        "only the called are recalled"
+    );
+    let problem: Value = again.json().await.expect("json");
+    assert_eq!(problem["code"], "illegal_transition");
+    assert_eq!(problem["allowed"], json!(["called", "left"]));
+
+    let res = app
+        .post(&format!("/api/v1/queue/entries/{second}/leave"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let left: Value = res.json().await.expect("json");
+    assert_eq!(left["status"], "left");
+    assert!(left["left_at"].is_string());
+    assert_eq!(
+        order(&app).await,
+        std::slice::from_ref(&ada),
+        "who left is off the board"
+    );
+    let twice = app
+        .post(&format!("/api/v1/queue/entries/{second}/leave"), json!({}))
+        .await;
+    assert_eq!(twice.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        twice.json::<Value>().await.expect("json")["allowed"],
+        json!([])
+    );
+
+    let called: Value = call().await.json().await.expect("json");
+    assert_eq!(called["entry"]["id"], first.as_str(), "called again");
+    assert_eq!(
+        called["entry"]["recalled_at"], recalled["recalled_at"],
+        "the recall stays on record"
+    );
+    let res = app
+        .post(&format!("/api/v1/queue/entries/{first}/start"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .post(&format!("/api/v1/queue/entries/{first}/leave"), json!({}))
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CONFLICT,
+        "a patient in service cannot leave unseen"
+    );
+    let problem: Value = res.json().await.expect("json");
+    assert_eq!(problem["code"], "illegal_transition");
+    assert_eq!(problem["allowed"], json!(["done"]));
+    let res = app
+        .post(&format!("/api/v1/queue/entries/{first}/recall"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["allowed"],
+        json!(["done"])
+    );
+    let board: Value = app.get("/api/v1/queue").await.json().await.expect("json");
+    assert_eq!(
+        board["entries"][0]["status"], "in_service",
+        "the refused moves wrote nothing"
+    );
+    let unknown = uuid::Uuid::now_v7();
+    assert_eq!(
+        app.post(&format!("/api/v1/queue/entries/{unknown}/leave"), json!({}))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// The day's figures for `query`: its date, then waiting, called, in service, done, left and no-shows.
+async fn day_stats(app: &TestApp, query: String) -> (String, Vec<u64>) {
+    let res = app.get(&format!("/api/v1/queue/stats{query}")).await;
+    assert_eq!(res.status(), StatusCode::OK, "{query}");
+    let s: Value = res.json().await.expect("json");
+    let counts = [
+        "waiting",
+        "called",
+        "in_service",
+        "done",
+        "left",
+        "no_shows",
+    ]
+    .iter()
+    .map(|k| s[*k].as_u64().expect("a count"))
+    .collect();
+    (s["date"].as_str().expect("date").to_owned(), counts)
+}
+
+async fn queue_stats_count_one_days_arrivals_per_practitioner_with_no_shows(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (house, wilson) = (app.practitioner().await, app.practitioner().await);
+    let p: Vec<String> = {
+        let mut v = Vec::new();
+        for n in 0..5 {
+            v.push(app.patient(n).await);
+        }
+        v
+    };
+    let res = app
+        .post(
+            "/api/v1/queue/entries",
+            json!({"patient_id": p[0], "practitioner_id": house, "category": "standard"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let leaving = walk_in(&app, &p[1], "standard").await;
+    walk_in(&app, &p[2], "standard").await;
+    walk_in(&app, &p[3], "standard").await;
+    let call = |practitioner: &str| {
+        app.post(
+            "/api/v1/queue/call-next",
+            json!({"practitioner_id": practitioner}),
+        )
+    };
+    let called: Value = call(&house).await.json().await.expect("json");
+    assert_eq!(called["entry"]["patient_id"], p[0].as_str());
+    let res = app
+        .post(&format!("/api/v1/queue/entries/{leaving}/leave"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let served: Value = call(&wilson).await.json().await.expect("json");
+    assert_eq!(served["entry"]["patient_id"], p[2].as_str());
+    let served = served["entry"]["id"].as_str().expect("id").to_owned();
+    for action in ["start", "finish"] {
+        let res = app
+            .post(
+                &format!("/api/v1/queue/entries/{served}/{action}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{action}");
+    }
+    // House's patient did not come: past start + the 15-minute grace, so a no-show.
+    let missed_start = (Utc::now() - chrono::Duration::minutes(30))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("whole minute");
+    let res = app
+        .post(
+            "/api/v1/appointments",
+            json!({"patient_id": p[4], "practitioner_id": house, "starts_at": missed_start.to_rfc3339(), "overbook": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let missed = id_of(res).await;
+    let res = app
+        .post(&format!("/api/v1/appointments/{missed}/no-show"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let (today, all) = day_stats(&app, String::new()).await;
+    // The UTC test clinic's day; the no-show is counted on the day its appointment started.
+    let missed_day = missed_start.date_naive().to_string();
+    if today == missed_day {
+        assert_eq!(all, [1, 1, 0, 1, 1, 1]);
+    } else {
+        assert_eq!(all[..5], [1, 1, 0, 1, 1]);
+        assert_eq!(day_stats(&app, format!("?date={missed_day}")).await.1[5], 1);
+    }
+    assert_eq!(
+        day_stats(&app, format!("?date={today}")).await,
+        (today.clone(), all.clone())
+    );
+    // House's own and the one House called; Wilson's: the one he served.
+    let (_, of_house) = day_stats(&app, format!("?date={today}&practitioner_id={house}")).await;
+    assert_eq!(of_house[..5], [0, 1, 0, 0, 0]);
+    let (_, of_wilson) = day_stats(&app, format!("?date={today}&practitioner_id={wilson}")).await;
+    assert_eq!(of_wilson, [0, 0, 0, 1, 0, 0], "no no-show of Wilson's");
+    if today == missed_day {
+        assert_eq!(of_house[5], 1);
+    }
+    // Two days back: before every arrival and before the missed appointment, even just after midnight.
+    let other_day = (chrono::NaiveDate::parse_from_str(&today, "%Y-%m-%d").expect("a date")
+        - chrono::Duration::days(2))
+    .to_string();
+    assert_eq!(
+        day_stats(&app, format!("?date={other_day}")).await,
+        (other_day.clone(), vec![0; 6]),
+        "another day counts none of this day's arrivals"
+    );
+    for bad in ["?date=yesterday", "?practitioner_id=house"] {
+        assert_eq!(
+            app.get(&format!("/api/v1/queue/stats{bad}")).await.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}"
+        );
+    }
+}
+
 /// Reads SSE events from a response until one of type `queue` whose data satisfies `pred`.
 async fn next_board<B: AsRef<[u8]>>(
     events: &mut (impl futures::Stream<Item = reqwest::Result<B>> + Unpin),
@@ -313,6 +683,32 @@ async fn next_board<B: AsRef<[u8]>>(
     })
     .await
     .expect("the board arrives within 10 s")
+}
+
+/// Reads SSE frames until a comment frame (every line starting with `:`) and returns it.
+async fn next_comment<B: AsRef<[u8]>>(
+    events: &mut (impl futures::Stream<Item = reqwest::Result<B>> + Unpin),
+    buffer: &mut String,
+    within: Duration,
+) -> String {
+    tokio::time::timeout(within, async {
+        loop {
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                if frame.trim_end().lines().all(|l| l.starts_with(':')) {
+                    return frame;
+                }
+            }
+            let chunk = events
+                .next()
+                .await
+                .expect("the stream stays open")
+                .expect("chunk");
+            buffer.push_str(std::str::from_utf8(chunk.as_ref()).expect("utf-8"));
+        }
+    })
+    .await
+    .expect("a comment frame arrives in time")
 }
 
 fn holds(board: &Value, patient: &str) -> bool {
@@ -347,6 +743,11 @@ async fn the_live_board_pushes_every_change(backend: TestBackend) {
     assert_eq!(first["entries"], json!([]));
     walk_in(&app, &patient, "urgent").await;
     next_board(&mut events, &mut buffer, |b| holds(b, &patient)).await;
+    // With nothing changing, the 1-second heartbeat keeps the idle stream alive.
+    assert_eq!(
+        next_comment(&mut events, &mut buffer, Duration::from_secs(5)).await,
+        ": heartbeat\n\n"
+    );
 
     let second = open().await.expect("request");
     assert_eq!(second.status(), StatusCode::OK);

@@ -28,6 +28,8 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
     pub left_at: Option<DateTimeUtc>,
+    /// The last move from `called` back to `waiting`; added by `m20261201_000008_queue_recalled_at`.
+    pub recalled_at: Option<DateTimeUtc>,
     pub version: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

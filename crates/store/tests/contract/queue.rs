@@ -36,6 +36,7 @@ fn as_stored(e: &QueueEntry) -> QueueEntry {
         started_at: e.started_at.map(cut),
         finished_at: e.finished_at.map(cut),
         left_at: e.left_at.map(cut),
+        recalled_at: e.recalled_at.map(cut),
         updated_at: cut(e.updated_at),
         ..e.clone()
     }
@@ -114,6 +115,7 @@ pub async fn a_queue_entry_reads_back_and_updates_every_field(ctx: Ctx) {
         started_at: Some(at(9, 6) + odd),
         finished_at: Some(at(9, 7) + odd),
         left_at: Some(at(9, 8) + odd),
+        recalled_at: Some(at(9, 4) + odd),
         version: 4,
         updated_at: at(9, 6) + odd,
         ..queue_entry(&ada, Urgent, at(8, 50) + odd, at(9, 10) + odd)
@@ -147,6 +149,7 @@ pub async fn a_queue_entry_reads_back_and_updates_every_field(ctx: Ctx) {
         started_at: None,
         finished_at: None,
         left_at: None,
+        recalled_at: None,
         version: 5,
         updated_at: at(10, 0) + odd,
         ..entry.clone()

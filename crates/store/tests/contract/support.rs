@@ -246,6 +246,7 @@ pub fn queue_entry(
         started_at: None,
         finished_at: None,
         left_at: None,
+        recalled_at: None,
         version: 1,
         updated_at: arrived_at,
     }
