@@ -21,6 +21,9 @@ use crate::{ApiError, AppState};
 /// The window of the general per-user and per-IP API throttles.
 pub const HOUR: Duration = Duration::from_secs(3600);
 
+/// The window of the refresh limit, the same as the login limits'.
+const MINUTE: Duration = Duration::from_secs(60);
+
 /// Issuer written into and required from every token.
 const ISSUER: &str = "clinicflow";
 /// Audience written into and required from every token.
@@ -168,7 +171,8 @@ impl FromRequest for Authenticated {
     }
 }
 
-fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor, ApiError> {
+/// The actor of the request's bearer token; an error when there is none or it does not verify.
+pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -296,6 +300,9 @@ pub struct RefreshIn {
 }
 
 /// `POST /api/v1/auth/refresh`: rotates the refresh token; a replayed one ends its whole session.
+///
+/// Limited per client IP as logins are (10 attempts a minute), counted since the address's
+/// last successful refresh.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/refresh",
@@ -306,15 +313,37 @@ pub struct RefreshIn {
         (status = 200, description = "A new pair; the presented refresh token stops working", body = TokenOut),
         problems::Public,
         problems::InvalidCredentials,
+        problems::TooManyRequests,
         problems::JsonBody,
     )
 )]
 #[post("/auth/refresh")]
 pub async fn refresh(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<RefreshIn>,
 ) -> Result<HttpResponse, ApiError> {
+    // Refresh is outside the anonymous throttle, because a front desk behind one NAT address
+    // refreshes all day; without a limit of its own it would answer guesses (each a write
+    // transaction) without end. Attempts count before the lookup, so a spent budget costs the
+    // database nothing; a success forgives the address, as a successful login forgives the
+    // account, so what adds up is the failures since the last success.
+    let key = client_ip(&req).map(|ip| format!("refresh:ip:{ip}"));
+    if let Some(key) = &key {
+        let decision = state
+            .limiter
+            .hit(key, state.limits.refresh_per_ip_per_minute, MINUTE)
+            .await;
+        if !decision.allowed {
+            return Err(ApiError::Service(ServiceError::RateLimited {
+                retry_after_secs: decision.retry_after.as_secs().max(1),
+            }));
+        }
+    }
     let session = state.services.auth.refresh(&body.refresh_token).await?;
+    if let Some(key) = &key {
+        state.limiter.reset(key).await;
+    }
     session_answer(&state, session)
 }
 
@@ -480,6 +509,97 @@ mod tests {
                 .verify(&token)
                 .is_err()
         );
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// The claims `issue` would write for a fresh actor, as JSON so that a test can change or
+    /// drop any one of them.
+    fn claims(exp_offset_secs: i64) -> serde_json::Value {
+        let now = Utc::now().timestamp();
+        serde_json::json!({
+            "sub": Uuid::now_v7(),
+            "cid": Uuid::now_v7(),
+            "role": "receptionist",
+            "iat": now,
+            "exp": now + exp_offset_secs,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "jti": Uuid::now_v7(),
+        })
+    }
+
+    fn forge(algorithm: Algorithm, claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(algorithm),
+            claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("signed")
+    }
+
+    #[test]
+    fn a_forged_token_with_every_claim_right_is_accepted() {
+        // The control for the refusals below: each changes exactly one thing from this token.
+        let verified = tokens(SECRET)
+            .verify(&forge(Algorithm::HS256, &claims(900)))
+            .expect("valid");
+        assert_eq!(verified.role, Role::Receptionist);
+    }
+
+    #[test]
+    fn a_token_of_another_issuer_is_refused() {
+        let mut c = claims(900);
+        c["iss"] = "someone-else".into();
+        assert!(tokens(SECRET).verify(&forge(Algorithm::HS256, &c)).is_err());
+    }
+
+    #[test]
+    fn a_token_for_another_audience_is_refused() {
+        let mut c = claims(900);
+        c["aud"] = "another-api".into();
+        assert!(tokens(SECRET).verify(&forge(Algorithm::HS256, &c)).is_err());
+    }
+
+    #[test]
+    fn a_token_expired_beyond_the_leeway_is_refused() {
+        let expired = -(LEEWAY_SECS as i64) - 5;
+        assert!(
+            tokens(SECRET)
+                .verify(&forge(Algorithm::HS256, &claims(expired)))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_token_expired_within_the_leeway_is_accepted() {
+        // A clock behind the server's by less than the leeway must not log staff out early.
+        let just_expired = -(LEEWAY_SECS as i64) + 10;
+        assert!(
+            tokens(SECRET)
+                .verify(&forge(Algorithm::HS256, &claims(just_expired)))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_token_signed_with_another_hmac_algorithm_is_refused() {
+        // Same secret, valid claims: only the pinned algorithm may change the answer.
+        for algorithm in [Algorithm::HS384, Algorithm::HS512] {
+            assert!(
+                tokens(SECRET)
+                    .verify(&forge(algorithm, &claims(900)))
+                    .is_err(),
+                "{algorithm:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_without_expiry_is_refused() {
+        let mut c = claims(900);
+        c.as_object_mut().expect("an object").remove("exp");
+        assert!(tokens(SECRET).verify(&forge(Algorithm::HS256, &c)).is_err());
     }
 
     #[test]

@@ -20,8 +20,10 @@ pub struct ApiLimits {
     pub max_json_string_chars: usize,
     /// Requests per hour of one authenticated user.
     pub per_user_per_hour: u32,
-    /// Requests per hour from one IP without a token.
+    /// Requests per hour from one IP without a valid token (none, or one that fails to verify).
     pub per_ip_per_hour: u32,
+    /// Refresh attempts per minute from one IP since its last successful refresh.
+    pub refresh_per_ip_per_minute: u32,
     /// Live streams (queue board) one user may hold open at once.
     pub max_streams_per_user: u32,
     /// Seconds between keep-alive comments on a live stream.
@@ -40,6 +42,7 @@ impl Default for ApiLimits {
             max_json_string_chars: 10_000,
             per_user_per_hour: 1000,
             per_ip_per_hour: 100,
+            refresh_per_ip_per_minute: 10,
             max_streams_per_user: 5,
             stream_heartbeat_secs: 15,
             slow_request_ms: 1000,
@@ -117,7 +120,7 @@ fn is_json(req: &ServiceRequest) -> bool {
 }
 
 /// Middleware: holds JSON bodies to the depth and string limits, and throttles requests that
-/// carry no token per client IP (health probes excepted).
+/// carry no valid token per client IP (health probes excepted).
 pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -126,7 +129,13 @@ pub async fn guard(
         return next.call(req).await;
     };
     let limits = state.limits;
-    if !req.headers().contains_key(header::AUTHORIZATION) && !exempt_from_ip_throttle(req.path()) {
+    // Only a token that verifies moves a request to its user's budget: if the mere presence of
+    // an Authorization header did, `Bearer junk` would be a way around every throttle, since
+    // the per-user count needs a user. The extractor verifies the token again: one more HMAC
+    // is cheaper than carrying the actor from here to there.
+    if !exempt_from_ip_throttle(req.path())
+        && crate::auth::authenticate(req.request(), &state).is_err()
+    {
         let ip = req
             .peer_addr()
             .map(|a| a.ip().to_string())

@@ -90,7 +90,10 @@ async fn the_document_and_the_docs_page_are_public_and_outside_the_anonymous_thr
         // Every external script is pinned by its hash, so a changed CDN file never runs.
         for script in page.split("<script").skip(1) {
             let tag = &script[..script.find('>').expect("a closed tag")];
-            assert!(tag.contains("integrity=\"sha384-"), "unpinned: <script{tag}>");
+            assert!(
+                tag.contains("integrity=\"sha384-"),
+                "unpinned: <script{tag}>"
+            );
         }
         assert_eq!(page.matches("<script").count(), 1);
     }

@@ -13,6 +13,10 @@ crate::on_both_backends!(
     a_replayed_refresh_token_revokes_the_whole_family,
     logout_and_password_change_end_sessions,
     brute_force_is_throttled_and_locks_the_account,
+    the_account_limit_holds_across_addresses,
+    a_flood_of_bad_tokens_is_throttled_per_ip,
+    failed_refreshes_are_limited_per_ip_until_one_succeeds,
+    each_user_is_throttled_on_their_own_budget,
     roles_limit_what_each_user_may_do,
     practitioners_see_only_their_own_patients_and_appointments,
     every_patient_data_access_is_audited,
@@ -34,6 +38,13 @@ async fn tokens_of(res: reqwest::Response) -> (String, String) {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let body: Value = res.json().await.expect("json");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900, "the default access token lifetime");
+    let refresh_secs = body["refresh_expires_in"].as_i64().expect("seconds");
+    assert!(
+        (14 * 24 * 3600 - 60..=14 * 24 * 3600).contains(&refresh_secs),
+        "{refresh_secs}"
+    );
     (
         body["access_token"].as_str().expect("access").to_owned(),
         body["refresh_token"].as_str().expect("refresh").to_owned(),
@@ -86,6 +97,7 @@ async fn logout_and_password_change_end_sessions(backend: TestBackend) {
         .await
         .expect("request");
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.headers()["cache-control"], "no-store");
     assert_eq!(refresh(&app, &a).await.status(), StatusCode::UNAUTHORIZED);
 
     let (access, b) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
@@ -108,6 +120,7 @@ async fn logout_and_password_change_end_sessions(backend: TestBackend) {
         )
         .await;
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(changed.headers()["cache-control"], "no-store");
     assert_eq!(
         refresh(&app, &b).await.status(),
         StatusCode::UNAUTHORIZED,
@@ -161,10 +174,7 @@ async fn brute_force_is_throttled_and_locks_the_account(backend: TestBackend) {
     assert!(statuses[judged..].iter().all(|s| *s == 429), "{statuses:?}");
 
     // From another address: the account is locked, so even the right password is a plain 401.
-    let other_ip = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .expect("client");
+    let other_ip = second_address();
     let login = |password: &'static str| {
         other_ip
             .post(app.url("/api/v1/auth/login"))
@@ -183,6 +193,184 @@ async fn brute_force_is_throttled_and_locks_the_account(backend: TestBackend) {
         StatusCode::OK,
         "the lock has expired"
     );
+}
+
+/// A client that connects from 127.0.0.2, a second source address on loopback.
+fn second_address() -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client")
+}
+
+/// Asserts `res` is a `429 rate_limited` problem with a `Retry-After` within `max_secs`.
+async fn assert_throttled(res: reqwest::Response, max_secs: u64) {
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=max_secs).contains(&retry), "Retry-After {retry}");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["code"],
+        "rate_limited"
+    );
+}
+
+async fn the_account_limit_holds_across_addresses(backend: TestBackend) {
+    // Default limits: 5 attempts a minute per account, 10 per address.
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let target = "admin@clinic-b.example";
+    let other_ip = second_address();
+    let login = |client: &reqwest::Client, email: &str, password: &str| {
+        client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+    };
+    // Five wrong passwords spread over two addresses, neither near its own limit.
+    for client in [&app.client, &other_ip, &app.client, &other_ip, &app.client] {
+        let res = login(client, target, "wrong password!")
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    for client in [&other_ip, &app.client] {
+        assert_throttled(
+            login(client, target, ADMIN_PASSWORD)
+                .await
+                .expect("request"),
+            60,
+        )
+        .await;
+    }
+    // The addresses themselves are not throttled: another account is judged from both.
+    let res = login(&app.client, ADMIN, "wrong password!")
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = login(&other_ip, ADMIN, ADMIN_PASSWORD)
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn a_flood_of_bad_tokens_is_throttled_per_ip(backend: TestBackend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.http.per_ip_per_hour = 5).await else {
+        return;
+    };
+    // The two logins are anonymous requests: two of the five.
+    let (access, refresh_token) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
+    // Issued by us, with one character of its signature changed.
+    let tampered = {
+        let (signed, signature) = access.rsplit_once('.').expect("a JWT");
+        let first = if signature.starts_with('A') { 'B' } else { 'A' };
+        format!("{signed}.{first}{}", &signature[1..])
+    };
+    let me = |authorization: &str| {
+        app.client
+            .get(app.url("/api/v1/me"))
+            .header("authorization", authorization)
+            .send()
+    };
+    let bad = [
+        "Bearer junk".to_owned(),
+        format!("Bearer {tampered}"),
+        "Basic YWRtaW46YWRtaW4=".to_owned(),
+    ];
+    for authorization in &bad {
+        let res = me(authorization).await.expect("request");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{authorization}");
+    }
+    for authorization in &bad {
+        assert_throttled(me(authorization).await.expect("request"), 3600).await;
+    }
+    assert_throttled(
+        app.client
+            .get(app.url("/api/v1/me"))
+            .send()
+            .await
+            .expect("request"),
+        3600,
+    )
+    .await;
+    // A valid token is counted against its user only, and refresh keeps working.
+    for _ in 0..3 {
+        let res = app
+            .as_user(&access, app.client.get(app.url("/api/v1/me")))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    tokens_of(refresh(&app, &refresh_token).await).await;
+}
+
+async fn failed_refreshes_are_limited_per_ip_until_one_succeeds(backend: TestBackend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.auth.login_per_ip_per_minute = 3).await
+    else {
+        return;
+    };
+    let (_, mut token) = tokens_of(app.login_answer(ADMIN, ADMIN_PASSWORD).await).await;
+    for _ in 0..3 {
+        assert_eq!(
+            refresh(&app, "a guessed token").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_throttled(refresh(&app, "a guessed token").await, 60).await;
+    // Once the budget is spent nothing is looked up, so a genuine token answers the same.
+    assert_throttled(refresh(&app, &token).await, 60).await;
+
+    // From another address: two guesses, then a success, which forgives the address, so two
+    // more guesses are judged although five attempts exceed the limit of three.
+    let other_ip = second_address();
+    let refresh_from = |token: String| {
+        other_ip
+            .post(app.url("/api/v1/auth/refresh"))
+            .json(&json!({"refresh_token": token}))
+            .send()
+    };
+    for _ in 0..2 {
+        let res = refresh_from("a guessed token".into())
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    (_, token) = tokens_of(refresh_from(token).await.expect("request")).await;
+    for _ in 0..2 {
+        let res = refresh_from("a guessed token".into())
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    tokens_of(refresh_from(token).await.expect("request")).await;
+}
+
+async fn each_user_is_throttled_on_their_own_budget(backend: TestBackend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.http.per_user_per_hour = 2).await else {
+        return;
+    };
+    // Creating the user is the admin's first request.
+    let desk = app
+        .staff("desk@clinic-a.example", "receptionist", None)
+        .await;
+    assert_eq!(app.get("/api/v1/me").await.status(), StatusCode::OK);
+    assert_throttled(app.get("/api/v1/me").await, 3600).await;
+    for _ in 0..2 {
+        let res = app
+            .as_user(&desk, app.client.get(app.url("/api/v1/me")))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "another user's budget");
+    }
+    assert_throttled(
+        app.as_user(&desk, app.client.get(app.url("/api/v1/me")))
+            .await,
+        3600,
+    )
+    .await;
 }
 
 async fn roles_limit_what_each_user_may_do(backend: TestBackend) {

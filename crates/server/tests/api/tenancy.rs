@@ -53,6 +53,30 @@ async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend:
         .as_str()
         .expect("an encounter")
         .to_owned();
+    // The call announced itself through the outbox, so clinic A has a message to retry.
+    let outbox: Value = app.get("/api/v1/outbox").await.json().await.expect("json");
+    let message = outbox["results"][0]["id"]
+        .as_str()
+        .expect("an outbox message")
+        .to_owned();
+    // Clinic A's own figures for its practitioner count the walk-in, so clinic B's zeros for
+    // the same id below mean the filter stayed in clinic B, not that the day was empty.
+    let today = chrono::Utc::now().date_naive();
+    let own_stats: Value = app
+        .get(&format!(
+            "/api/v1/queue/stats?date={today}&practitioner_id={practitioner}"
+        ))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let counted = |stats: &Value| -> u64 {
+        ["waiting", "called", "in_service", "done", "left"]
+            .iter()
+            .map(|k| stats[*k].as_u64().expect("a count"))
+            .sum()
+    };
+    assert_eq!(counted(&own_stats), 1, "{own_stats}");
     let users: Value = app.get("/api/v1/users").await.json().await.expect("json");
     let user = users["results"][0]["id"]
         .as_str()
@@ -156,6 +180,26 @@ async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend:
             json!({"starts_at": format!("{day}T11:00:00Z")}),
         ),
         (
+            Method::POST,
+            format!("/api/v1/appointments/{appointment}/check-in"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/appointments/{appointment}/start"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/appointments/{appointment}/complete"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/appointments/{appointment}/no-show"),
+            json!({}),
+        ),
+        (
             Method::PATCH,
             format!("/api/v1/users/{user}"),
             json!({"active": false}),
@@ -169,6 +213,26 @@ async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend:
             Method::POST,
             format!("/api/v1/queue/entries/{walk_in}/retriage"),
             json!({"category": "immediate"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/queue/entries/{walk_in}/start"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/queue/entries/{walk_in}/leave"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/queue/entries/{walk_in}/recall"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/outbox/{message}/retry"),
+            json!({}),
         ),
         (
             Method::GET,
@@ -230,6 +294,20 @@ async fn another_clinics_ids_are_not_found_anywhere_and_nothing_changes(backend:
         json!([]),
         "clinic A's lobby is not on clinic B's board"
     );
+    let res = app
+        .get(&format!("/api/v1/queue?practitioner_id={practitioner}"))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A filter on clinic A's practitioner counts nothing here, as the list filters below do.
+    let res = app
+        .get(&format!(
+            "/api/v1/queue/stats?date={today}&practitioner_id={practitioner}"
+        ))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let stats: Value = res.json().await.expect("json");
+    assert_eq!(counted(&stats), 0, "{stats}");
+    assert_eq!(stats["no_shows"], 0, "{stats}");
     // Lists, filters and search show nothing of clinic A: only clinic B's own patient (a
     // "Tester" too) and practitioner (also in diagnostics).
     for (path, expected) in [
