@@ -393,6 +393,45 @@ impl QueueEntry {
     }
 }
 
+/// How long after finishing a visit a practitioner still counts as serving a queue.
+pub const ACTIVE_WINDOW_MINUTES: i64 = 60;
+
+/// How many practitioners share the waiting patients: those of `in_scope` who have a
+/// patient called or in service now, or who finished a visit within the last
+/// [`ACTIVE_WINDOW_MINUTES`]. When none has (the day's first patients), all of `in_scope`
+/// count, and never fewer than one.
+///
+/// A department with ten practitioners of whom two work today should not promise a tenth
+/// of the wait; activity is what shows who works, without reading every schedule.
+pub fn active_practitioners(
+    in_scope: &[PractitionerId],
+    open: &[QueueEntry],
+    recently_ended: &[(PractitionerId, DateTime<Utc>)],
+    now: DateTime<Utc>,
+) -> u32 {
+    let since = now - Duration::minutes(ACTIVE_WINDOW_MINUTES);
+    let mut active: Vec<PractitionerId> = open
+        .iter()
+        .filter(|e| matches!(e.status, QueueStatus::Called | QueueStatus::InService))
+        .filter_map(|e| e.called_by)
+        .chain(
+            recently_ended
+                .iter()
+                .filter(|(_, ended)| *ended >= since)
+                .map(|(p, _)| *p),
+        )
+        .filter(|p| in_scope.contains(p))
+        .collect();
+    active.sort();
+    active.dedup();
+    let count = if active.is_empty() {
+        in_scope.len()
+    } else {
+        active.len()
+    };
+    u32::try_from(count).unwrap_or(u32::MAX).max(1)
+}
+
 /// Estimated wait of the patient at 0-based `position`: the patients ahead share the
 /// practitioners serving the queue, each taking the recent mean service time.
 pub fn estimated_wait(position: usize, mean_service: Duration, practitioners: u32) -> Duration {
@@ -622,6 +661,35 @@ mod tests {
             Duration::minutes(30),
             "no practitioner counts as one"
         );
+    }
+
+    #[test]
+    fn only_practitioners_at_work_share_the_wait() {
+        let p = |n: u128| PractitionerId::from_uuid(uuid::Uuid::from_u128(1000 + n));
+        let scope: Vec<PractitionerId> = (0..10).map(p).collect();
+        let now = t0() + Duration::hours(3);
+        // Nobody has called anyone yet: the whole department counts.
+        assert_eq!(active_practitioners(&scope, &[], &[], now), 10);
+        let mut called = walk_in(1, 0, TriageCategory::Standard);
+        called.status = QueueStatus::Called;
+        called.called_by = Some(p(0));
+        let mut waiting = walk_in(2, 0, TriageCategory::Standard);
+        waiting.called_by = Some(p(5));
+        let ended = [
+            (p(1), now - Duration::minutes(20)),
+            (p(1), now - Duration::minutes(5)),
+            (p(2), now - Duration::minutes(ACTIVE_WINDOW_MINUTES + 1)),
+            (p(0), now - Duration::minutes(2)),
+            // Not of this queue's scope.
+            (PractitionerId::from_uuid(uuid::Uuid::from_u128(7)), now),
+        ];
+        // p0 (calling and finished), p1 (finished lately); p2 finished too long ago, and a
+        // waiting entry's stale called_by (after a recall) counts for nobody.
+        assert_eq!(
+            active_practitioners(&scope, &[called, waiting], &ended, now),
+            2
+        );
+        assert_eq!(active_practitioners(&[], &[], &[], now), 1, "at least one");
     }
 
     /// A checked-in appointment starting at `starts_min`, the patient arriving at `arrived_min`.

@@ -2,7 +2,9 @@
 //! patient atomically, service (which opens and closes the encounter), and daily statistics.
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone as _, Utc};
-use clinicflow_domain::queue::{appointment_deadline, estimated_wait, walk_in_deadline};
+use clinicflow_domain::queue::{
+    active_practitioners, appointment_deadline, estimated_wait, walk_in_deadline,
+};
 use clinicflow_domain::{
     Actor, Appointment, AppointmentStatus, AuditAction, Clinic, DeadlineRule, Encounter,
     EncounterId, Interval, PageRequest, PatientId, Permission, PractitionerId, QueueEntry,
@@ -418,7 +420,15 @@ impl QueueService {
         tx.commit().await?;
         let times: Vec<Duration> = history.iter().filter_map(Encounter::service_time).collect();
         let mean_service = mean(&times).unwrap_or(Duration::minutes(DEFAULT_SERVICE_MINUTES));
-        let practitioners = u32::try_from(serving.len()).unwrap_or(u32::MAX).max(1);
+        let ended: Vec<_> = history
+            .iter()
+            .filter_map(|e| Some((e.practitioner_id, e.ended_at?)))
+            .collect();
+        let practitioners = if scope.practitioner_id.is_some() {
+            1
+        } else {
+            active_practitioners(&serving, &entries, &ended, self.ports.clock.now())
+        };
         let mut position = 0;
         let entries = entries
             .into_iter()
