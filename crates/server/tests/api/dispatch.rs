@@ -38,7 +38,7 @@ impl<N: Notifier> Notifier for Counting<N> {
     }
 }
 
-fn settings(db: &TestDatabase) -> Settings {
+pub(crate) fn settings(db: &TestDatabase) -> Settings {
     Settings {
         database_url: SecretString::from(db.url.clone()),
         ..Settings::default()
@@ -46,7 +46,7 @@ fn settings(db: &TestDatabase) -> Settings {
 }
 
 /// Waits until `done` holds, checking every 50 ms, or fails after `limit`.
-async fn eventually<F: std::future::Future<Output = bool>>(
+pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(
     limit: Duration,
     what: &str,
     mut done: impl FnMut() -> F,
@@ -169,11 +169,17 @@ async fn two_server_processes_on_postgres_deliver_a_thousand_messages_once_each(
 
 /// The real server binary, on `db`, sending to webhooks with short timeouts and lease.
 fn server(db: &TestDatabase) -> Child {
+    server_on(db, "127.0.0.1:0", &[])
+}
+
+/// The real server binary on `db`, listening on `bind`, with `env` set on top.
+pub(crate) fn server_on(db: &TestDatabase, bind: &str, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_clinicflow"))
         .arg("serve")
         .env_remove("REDIS_URL")
         .env("DATABASE_URL", &db.url)
-        .env("CLINICFLOW_BIND", "127.0.0.1:0")
+        .env("CLINICFLOW_BIND", bind)
+        .envs(env.iter().copied())
         .env("CLINICFLOW_PROFILE", "development")
         .env("CLINICFLOW_OUTBOX_POLL_INTERVAL_MS", "100")
         .env("CLINICFLOW_OUTBOX_WEBHOOK_CONNECT_TIMEOUT_SECS", "1")

@@ -18,5 +18,6 @@ mod receiver;
 mod redis_relay;
 mod security;
 mod seed;
+mod shutdown;
 mod tenancy;
 mod webhook;
