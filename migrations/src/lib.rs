@@ -23,6 +23,7 @@ mod m20260601_000005_clinic_notifications;
 mod m20260701_000006_appointments_unattended_index;
 mod m20261201_000007_live_appointment_indexes;
 mod m20261201_000008_queue_recalled_at;
+mod m20261201_000009_patient_search_covering_indexes;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260701_000006_appointments_unattended_index::Migration),
             Box::new(m20261201_000007_live_appointment_indexes::Migration),
             Box::new(m20261201_000008_queue_recalled_at::Migration),
+            Box::new(m20261201_000009_patient_search_covering_indexes::Migration),
         ]
     }
 }
