@@ -120,6 +120,11 @@ pub(crate) async fn announce_appointment(
     appointment: &Appointment,
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
+    // A visit recorded after it ended (an admin back-dating it) is nothing to confirm to
+    // anyone, and it has no reminders ahead.
+    if kind == EventKind::BookingConfirmed && appointment.interval.end() <= now {
+        return Ok(());
+    }
     ports
         .outbox
         .enqueue(tx, &message(kind, appointment, now, now, None))

@@ -713,6 +713,27 @@ async fn a_booking_writes_its_confirmation_and_the_reminders_still_ahead_in_its_
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test]
+async fn a_visit_recorded_after_it_ended_is_not_announced() {
+    let mut world = world(Vec::new());
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    world.outbox.checkpoint();
+    world.outbox.expect_enqueue().never();
+    let (service, commits) = world.service();
+    // The clock says 2026-11-30 12:00; an admin records Tuesday 24 November's 08:00 visit.
+    let mut input = request("2026-11-24T08:00:00Z");
+    input.overbook = true;
+    service
+        .book(&actor(Role::Admin), input)
+        .await
+        .expect("recorded");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
 /// A world whose one clinic has `overdue` (each call of the sweeper's query takes the next
 /// answer, then nothing) and no queue entries.
 fn sweep_world(overdue: Vec<Vec<Appointment>>) -> World {
