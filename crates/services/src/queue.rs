@@ -546,6 +546,15 @@ impl QueueService {
             .get(&mut tx, actor.clinic_id, id)
             .await?
             .ok_or(ServiceError::NotFound("queue entry"))?;
+        // As with call-next: a practitioner serves the patients they called, not a colleague's.
+        if matches!(action, QueueAction::Start | QueueAction::Finish)
+            && let Some(own) = own_practitioner(actor)
+            && entry.called_by != Some(own)
+        {
+            return Err(ServiceError::Forbidden(
+                "a practitioner starts and finishes only the patients they called".into(),
+            ));
+        }
         let expected = entry.version;
         let illegal =
             |e: clinicflow_domain::queue::IllegalQueueMove| ServiceError::IllegalQueueMove(e);

@@ -20,6 +20,7 @@ crate::on_both_backends!(
     changed_triage_targets_set_a_new_walk_ins_deadline_and_bad_ones_write_nothing,
     recall_and_leave_over_http_stamp_the_entry_and_refuse_illegal_moves,
     queue_stats_count_one_days_arrivals_per_practitioner_with_no_shows,
+    a_practitioner_serves_only_the_patients_they_called,
 );
 
 async fn walk_in(app: &TestApp, patient: &str, category: &str) -> String {
@@ -798,4 +799,74 @@ async fn a_change_on_one_instance_reaches_a_board_on_another() {
     next_board(&mut events, &mut buffer, |_| true).await;
     walk_in(&app, &patient, "standard").await;
     next_board(&mut events, &mut buffer, |b| holds(b, &patient)).await;
+}
+
+async fn a_practitioner_serves_only_the_patients_they_called(backend: TestBackend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (house, wilson) = (app.practitioner().await, app.practitioner().await);
+    let house_token = app
+        .staff("house@clinic-a.example", "practitioner", Some(&house))
+        .await;
+    let wilson_token = app
+        .staff("wilson@clinic-a.example", "practitioner", Some(&wilson))
+        .await;
+    let entry = walk_in(&app, &app.patient(1).await, "standard").await;
+    let act = |token: &str, action: &str| {
+        let url = app.url(&format!("/api/v1/queue/entries/{entry}/{action}"));
+        let req = app.client.post(url).json(&json!({}));
+        let token = token.to_owned();
+        let app = &app;
+        async move { app.as_user(&token, req).await }
+    };
+    let called = app
+        .as_user(
+            &house_token,
+            app.client
+                .post(app.url("/api/v1/queue/call-next"))
+                .json(&json!({"practitioner_id": house})),
+        )
+        .await;
+    assert_eq!(called.status(), StatusCode::OK);
+    for action in ["start", "finish"] {
+        let res = act(&wilson_token, action).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::FORBIDDEN,
+            "{action} by a colleague"
+        );
+        let problem: Value = res.json().await.expect("json");
+        assert_eq!(problem["code"], "forbidden");
+    }
+    let entry_now: Value = app.get("/api/v1/queue").await.json().await.expect("json");
+    assert!(
+        entry_now["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["id"] == entry.as_str() && e["status"] == "called"),
+        "the refused start changed nothing: {entry_now}"
+    );
+    assert_eq!(act(&house_token, "start").await.status(), StatusCode::OK);
+    assert_eq!(
+        act(&wilson_token, "finish").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(act(&house_token, "finish").await.status(), StatusCode::OK);
+    // Staff who are not practitioners (here the admin) are not bound to the caller.
+    let other = walk_in(&app, &app.patient(2).await, "standard").await;
+    let called = app
+        .as_user(
+            &house_token,
+            app.client
+                .post(app.url("/api/v1/queue/call-next"))
+                .json(&json!({"practitioner_id": house})),
+        )
+        .await;
+    assert_eq!(called.status(), StatusCode::OK);
+    let res = app
+        .post(&format!("/api/v1/queue/entries/{other}/start"), json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
