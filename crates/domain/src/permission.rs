@@ -204,4 +204,164 @@ mod tests {
         assert!(Role::Practitioner.allows(Permission::Overbook));
         assert!(!Role::Receptionist.allows(Permission::Overbook));
     }
+
+    /// The API documentation, whose "Roles" section shows this table to readers.
+    const API_DOCS: &str = include_str!("../../../docs/api.md");
+
+    /// The row of the table in docs/api.md that stands for `permission`. The match is
+    /// exhaustive, so a new permission does not compile until it is given a row.
+    fn documented_as(permission: Permission) -> &'static str {
+        match permission {
+            Permission::ReadPatients => "read patients",
+            Permission::WritePatients => "register and change patients",
+            Permission::DeletePatients => "delete patients",
+            Permission::ReadPractitioners => "read practitioners, schedules, slots",
+            Permission::WritePractitioners => "register and change practitioners",
+            Permission::WriteSchedules => "set schedules and time off",
+            Permission::ReadAppointments => "read appointments",
+            Permission::BookAppointments => "book, reschedule, cancel",
+            Permission::RunAppointments => "confirm, check in, start, complete, no-show",
+            Permission::Overbook => "overbook (outside availability or in the past)",
+            Permission::ManageUsers => "manage users",
+            Permission::ReadAudit => "read the audit log",
+            Permission::ReadQueue => "see the queue and its live board",
+            Permission::ManageQueue => "add walk-ins, re-triage, recall, mark left",
+            Permission::ServePatients => "call next, start and finish service, write visit notes",
+            Permission::ReadClinic => "read the clinic's settings",
+            Permission::ManageClinic => {
+                "change the clinic's settings and webhook, see and retry the outbox"
+            }
+        }
+    }
+
+    /// The permission a row label of the docs stands for; `None` for a row nobody maps.
+    fn permission_documented_as(label: &str) -> Option<Permission> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| documented_as(*p) == label)
+    }
+
+    /// The "Roles" section of docs/api.md, up to the next section.
+    fn roles_section() -> &'static str {
+        let (_, rest) = API_DOCS
+            .split_once("\n## Roles\n")
+            .expect("docs/api.md has a \"## Roles\" section");
+        rest.split_once("\n## ")
+            .map_or(rest, |(section, _)| section)
+    }
+
+    /// The cells of a Markdown table row, trimmed.
+    fn cells(line: &str) -> Vec<&str> {
+        line.trim()
+            .trim_start_matches('|')
+            .trim_end_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect()
+    }
+
+    /// Whether a cell of the table grants the permission: "no" does not; "yes", "yes (…)" and
+    /// "own … only" do (the qualifier is a row-level rule, enforced by the services' filters).
+    fn grants(cell: &str) -> bool {
+        match cell {
+            "no" => false,
+            "yes" => true,
+            qualified if qualified.starts_with("yes (") && qualified.ends_with(')') => true,
+            own if own.starts_with("own ") && own.ends_with(" only") => true,
+            other => panic!("a cell of the roles table reads {other:?}: neither yes nor no"),
+        }
+    }
+
+    #[test]
+    fn the_roles_table_in_the_api_docs_agrees_with_the_permission_table_cell_by_cell() {
+        let mut lines = roles_section()
+            .lines()
+            .filter(|l| l.trim_start().starts_with('|'));
+        let header = cells(lines.next().expect("the roles table has a header"));
+        assert_eq!(
+            header[0], "permission",
+            "the first column names the permission"
+        );
+        let roles: Vec<Role> = header[1..]
+            .iter()
+            .map(|name| {
+                name.parse()
+                    .unwrap_or_else(|e| panic!("column {name:?} is not a staff role: {e}"))
+            })
+            .collect();
+        for role in [
+            Role::Admin,
+            Role::Practitioner,
+            Role::Receptionist,
+            Role::Nurse,
+        ] {
+            assert!(roles.contains(&role), "the table has no column for {role}");
+        }
+        let separator = cells(lines.next().expect("the header's separator row"));
+        assert!(
+            separator
+                .iter()
+                .all(|c| c.chars().all(|ch| ch == '-' || ch == ':')),
+            "{separator:?}"
+        );
+
+        let mut documented = Vec::new();
+        let mut disagreements = Vec::new();
+        for line in lines {
+            let row = cells(line);
+            assert_eq!(row.len(), header.len(), "a row of another width: {line}");
+            let label = row[0];
+            let permission = permission_documented_as(label).unwrap_or_else(|| {
+                panic!("the docs' row {label:?} stands for no permission of the table")
+            });
+            assert!(
+                !documented.contains(&permission),
+                "{permission} has two rows in the docs"
+            );
+            documented.push(permission);
+            for (role, cell) in roles.iter().zip(&row[1..]) {
+                if grants(cell) != role.allows(permission) {
+                    disagreements.push(format!(
+                        "{label:?} for {role}: the docs say {cell:?}, Role::allows says {}",
+                        role.allows(permission)
+                    ));
+                }
+            }
+        }
+        for permission in Permission::ALL {
+            if !documented.contains(&permission) {
+                disagreements.push(format!(
+                    "{permission} has no row in the docs' roles table (expected {:?})",
+                    documented_as(permission)
+                ));
+            }
+        }
+        assert!(disagreements.is_empty(), "{disagreements:#?}");
+    }
+
+    #[test]
+    fn the_api_docs_name_exactly_what_the_system_role_holds() {
+        // "It holds only "read appointments" and "confirm, …", and uses them for one thing".
+        let section = roles_section();
+        let (_, after) = section
+            .split_once("It holds only")
+            .expect("the docs say what the system role holds");
+        let (held, _) = after
+            .split_once("and uses them")
+            .expect("the sentence goes on to say what it is for");
+        let named: Vec<Permission> = held
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|label| {
+                permission_documented_as(label)
+                    .unwrap_or_else(|| panic!("{label:?} is not a row of the roles table"))
+            })
+            .collect();
+        let allowed: Vec<Permission> = Permission::ALL
+            .into_iter()
+            .filter(|p| Role::System.allows(*p))
+            .collect();
+        assert_eq!(named, allowed);
+    }
 }

@@ -8,19 +8,23 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, test_redis_url};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_settings_change_on_one_instance_is_read_at_once_on_another() {
-    let Some(redis) = test_redis_url() else {
-        return;
-    };
-    let Some(app) = TestApp::spawn_with(TestBackend::Postgres, |s| {
+/// An app on PostgreSQL and Redis, and the base URL of a second instance sharing both;
+/// `None` (the test skips) without those servers.
+async fn two_instances_on_one_redis() -> Option<(TestApp, String)> {
+    let redis = test_redis_url()?;
+    let app = TestApp::spawn_with(TestBackend::Postgres, |s| {
         s.redis_url = Some(SecretString::from(redis.clone()));
     })
-    .await
-    else {
+    .await?;
+    let other = app.another_instance().await;
+    Some((app, other))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_change_on_one_instance_is_read_at_once_on_another() {
+    let Some((app, other)) = two_instances_on_one_redis().await else {
         return;
     };
-    let other = app.another_instance().await;
     let read_on_other = async || -> Value {
         app.as_user(&app.token, app.client.get(format!("{other}/api/v1/clinic")))
             .await
@@ -130,17 +134,9 @@ async fn cached_slots_follow_bookings_cancellations_and_time_off(backend: TestBa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_booking_on_one_instance_takes_the_slot_from_another_instances_cache() {
-    let Some(redis) = test_redis_url() else {
+    let Some((app, other)) = two_instances_on_one_redis().await else {
         return;
     };
-    let Some(app) = TestApp::spawn_with(TestBackend::Postgres, |s| {
-        s.redis_url = Some(SecretString::from(redis.clone()));
-    })
-    .await
-    else {
-        return;
-    };
-    let other = app.another_instance().await;
     let practitioner = app.practitioner().await;
     let patient = app.patient(1).await;
     let day = crate::helpers::future_day();
@@ -276,17 +272,9 @@ async fn with_redis_cut_off_mid_run_answers_stay_right_and_the_cache_returns_wit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_practitioner_change_on_one_instance_is_read_at_once_on_another() {
-    let Some(redis) = test_redis_url() else {
+    let Some((app, other)) = two_instances_on_one_redis().await else {
         return;
     };
-    let Some(app) = TestApp::spawn_with(TestBackend::Postgres, |s| {
-        s.redis_url = Some(SecretString::from(redis.clone()));
-    })
-    .await
-    else {
-        return;
-    };
-    let other = app.another_instance().await;
     let practitioner = app.practitioner().await;
     let read_on_other = async || -> Value {
         let res = app

@@ -1,10 +1,13 @@
 //! Security through HTTP: token rotation and reuse detection, brute-force limits and
 //! lockout, roles, the audit log, request hardening.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use chrono::DurationRound;
+use clinicflow_domain::{Permission, Role};
 use clinicflow_store::testing::TestBackend;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_PASSWORD, TestApp, future_day, id_of};
@@ -18,6 +21,7 @@ crate::on_both_backends!(
     failed_refreshes_are_limited_per_ip_until_one_succeeds,
     each_user_is_throttled_on_their_own_budget,
     roles_limit_what_each_user_may_do,
+    every_route_answers_403_exactly_to_the_roles_without_its_permission,
     practitioners_see_only_their_own_patients_and_appointments,
     every_patient_data_access_is_audited,
     oversized_deep_and_unknown_input_is_refused,
@@ -493,6 +497,667 @@ async fn roles_limit_what_each_user_may_do(backend: TestBackend) {
         .await
         .expect("request");
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// One representative request of a route, and the permissions its use case checks.
+struct Probe {
+    method: Method,
+    /// The route's path template, as the OpenAPI document names it.
+    route: &'static str,
+    path: String,
+    body: Option<Value>,
+    /// All of them are needed (an overbooking needs both booking and overbooking).
+    needs: &'static [Permission],
+}
+
+fn probe(
+    method: Method,
+    route: &'static str,
+    path: impl Into<String>,
+    body: Option<Value>,
+    needs: &'static [Permission],
+) -> Probe {
+    Probe {
+        method,
+        route,
+        path: path.into(),
+        body,
+        needs,
+    }
+}
+
+/// Routes that check no permission: public ones, and those any signed-in user may call for
+/// themselves. Every other operation of the OpenAPI document must have a probe below.
+const WITHOUT_PERMISSION: [(&str, &str); 10] = [
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/docs"),
+    ("GET", "/api/v1/openapi.json"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/change-password"),
+    ("GET", "/api/v1/me"),
+];
+
+/// Every string of every `enum` inside `schema` (a plain enum, or a `oneOf` of documented ones).
+fn enum_values(schema: &Value, out: &mut BTreeSet<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("enum", Value::Array(values)) => {
+                        out.extend(values.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+                    }
+                    _ => enum_values(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| enum_values(v, out)),
+        _ => {}
+    }
+}
+
+/// Books as the admin and returns the appointment's id.
+async fn booked(
+    app: &TestApp,
+    patient: &str,
+    practitioner: &str,
+    starts_at: &str,
+    overbook: bool,
+) -> String {
+    let res = app
+        .post(
+            "/api/v1/appointments",
+            json!({"patient_id": patient, "practitioner_id": practitioner, "starts_at": starts_at, "overbook": overbook}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "booked at {starts_at}");
+    id_of(res).await
+}
+
+/// Adds a walk-in for `practitioner` as the admin and calls it; returns the entry's id.
+async fn called_walk_in(app: &TestApp, patient: &str, practitioner: &str) -> String {
+    let entry = id_of(
+        app.post(
+            "/api/v1/queue/entries",
+            json!({"patient_id": patient, "practitioner_id": practitioner, "category": "standard"}),
+        )
+        .await,
+    )
+    .await;
+    let called: Value = app
+        .post(
+            "/api/v1/queue/call-next",
+            json!({"practitioner_id": practitioner}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        called["entry"]["id"],
+        entry.as_str(),
+        "the only waiting entry"
+    );
+    entry
+}
+
+/// The role x route matrix: every route that checks a permission is sent, as every staff role,
+/// one representative request, and answers `403 forbidden` exactly to the roles that
+/// `Role::allows` denies one of the route's permissions. The expectation comes from the domain's
+/// table and the explicit route -> permission list below, so changing either the table or the
+/// check of a route fails this test; so does a route of the OpenAPI document without a probe.
+async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(backend: TestBackend) {
+    // No sweeper: the no-show probe needs its past appointment still booked.
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sweeper.interval_secs = 0).await else {
+        return;
+    };
+    let doc = app.practitioner().await;
+    // The practitioner user's own patient: every appointment below is with `doc`.
+    let mine = app.patient(1).await;
+    let spare = app.patient(2).await;
+    let day = future_day();
+    let next_day = (chrono::Utc::now().date_naive() + chrono::Duration::days(31)).to_string();
+    let at = |time: &str| format!("{day}T{time}:00Z");
+    let read = booked(&app, &mine, &doc, &at("08:00"), false).await;
+    let moved = booked(&app, &mine, &doc, &at("08:30"), false).await;
+    let cancelled = booked(&app, &mine, &doc, &at("09:00"), false).await;
+    let rescheduled = booked(&app, &mine, &doc, &at("09:30"), false).await;
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(60))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("whole minute");
+    let missed = booked(&app, &mine, &doc, &past.to_rfc3339(), true).await;
+    // A visit in progress, so there is an encounter (of `doc`, with `mine`).
+    let visit = called_walk_in(&app, &mine, &doc).await;
+    let started = app
+        .post(&format!("/api/v1/queue/entries/{visit}/start"), json!({}))
+        .await;
+    assert_eq!(started.status(), StatusCode::OK);
+    let visits: Value = app
+        .get(&format!("/api/v1/patients/{mine}/encounters"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let encounter = visits["results"][0]["id"]
+        .as_str()
+        .expect("an encounter")
+        .to_owned();
+    let served = called_walk_in(&app, &app.patient(3).await, &doc).await;
+    let recalled = called_walk_in(&app, &app.patient(4).await, &doc).await;
+    let pending: Value = app
+        .get("/api/v1/outbox?status=pending")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let reminder = pending["results"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["event"] == "reminder.due" && m["appointment_id"] == read.as_str())
+        .expect("a pending reminder of an appointment that stays booked")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let staff = [
+        (Role::Admin, app.token.clone()),
+        (
+            Role::Practitioner,
+            app.staff("house@clinic-a.example", "practitioner", Some(&doc))
+                .await,
+        ),
+        (
+            Role::Receptionist,
+            app.staff("desk@clinic-a.example", "receptionist", None)
+                .await,
+        ),
+        (
+            Role::Nurse,
+            app.staff("nurse@clinic-a.example", "nurse", None).await,
+        ),
+    ];
+    let users: Value = app.get("/api/v1/users").await.json().await.expect("json");
+    let nurse_id = users["results"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["role"] == "nurse")
+        .expect("the nurse")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let schedule: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| json!({"weekday": d, "start": "08:00", "end": "12:00"}))
+        .collect();
+
+    use Method as M;
+    use Permission as P;
+    let empty = || Some(json!({}));
+    let probes = [
+        probe(
+            M::GET,
+            "/api/v1/clinic",
+            "/api/v1/clinic",
+            None,
+            &[P::ReadClinic],
+        ),
+        probe(
+            M::PATCH,
+            "/api/v1/clinic",
+            "/api/v1/clinic",
+            Some(json!({"name": "Test Clinic"})),
+            &[P::ManageClinic],
+        ),
+        probe(
+            M::PUT,
+            "/api/v1/clinic/webhook",
+            "/api/v1/clinic/webhook",
+            Some(json!({"url": "http://127.0.0.1:9/clinicflow"})),
+            &[P::ManageClinic],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/clinic/webhook",
+            "/api/v1/clinic/webhook",
+            None,
+            &[P::ManageClinic],
+        ),
+        probe(
+            M::DELETE,
+            "/api/v1/clinic/webhook",
+            "/api/v1/clinic/webhook",
+            None,
+            &[P::ManageClinic],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/dashboard/stats",
+            "/api/v1/dashboard/stats",
+            None,
+            &[P::ReadAppointments],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/users",
+            "/api/v1/users",
+            None,
+            &[P::ManageUsers],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/users",
+            "/api/v1/users",
+            Some(
+                json!({"email": "new@clinic-a.example", "password": ADMIN_PASSWORD, "role": "nurse"}),
+            ),
+            &[P::ManageUsers],
+        ),
+        probe(
+            M::PATCH,
+            "/api/v1/users/{id}",
+            format!("/api/v1/users/{nurse_id}"),
+            Some(json!({"active": true})),
+            &[P::ManageUsers],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/audit-events",
+            "/api/v1/audit-events",
+            None,
+            &[P::ReadAudit],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/outbox",
+            "/api/v1/outbox",
+            None,
+            &[P::ManageClinic],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/outbox/{id}/retry",
+            format!("/api/v1/outbox/{reminder}/retry"),
+            empty(),
+            &[P::ManageClinic],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/patients",
+            "/api/v1/patients",
+            None,
+            &[P::ReadPatients],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/patients",
+            "/api/v1/patients",
+            Some(json!({"given_name": "Walk", "family_name": "In", "birth_date": "1990-05-05"})),
+            &[P::WritePatients],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/patients/{id}",
+            format!("/api/v1/patients/{mine}"),
+            None,
+            &[P::ReadPatients],
+        ),
+        probe(
+            M::PATCH,
+            "/api/v1/patients/{id}",
+            format!("/api/v1/patients/{mine}"),
+            Some(json!({"family_name": "Tester"})),
+            &[P::WritePatients],
+        ),
+        probe(
+            M::DELETE,
+            "/api/v1/patients/{id}",
+            format!("/api/v1/patients/{spare}"),
+            None,
+            &[P::DeletePatients],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/patients/{id}/encounters",
+            format!("/api/v1/patients/{mine}/encounters"),
+            None,
+            &[P::ReadPatients],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/practitioners",
+            "/api/v1/practitioners",
+            Some(
+                json!({"given_name": "James", "family_name": "Wilson", "specialties": ["oncology"]}),
+            ),
+            &[P::WritePractitioners],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/practitioners",
+            "/api/v1/practitioners",
+            None,
+            &[P::ReadPractitioners],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/practitioners/{id}",
+            format!("/api/v1/practitioners/{doc}"),
+            None,
+            &[P::ReadPractitioners],
+        ),
+        probe(
+            M::PATCH,
+            "/api/v1/practitioners/{id}",
+            format!("/api/v1/practitioners/{doc}"),
+            Some(json!({"slot_minutes": 30})),
+            &[P::WritePractitioners],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/practitioners/{id}/schedule",
+            format!("/api/v1/practitioners/{doc}/schedule"),
+            None,
+            &[P::ReadPractitioners],
+        ),
+        probe(
+            M::PUT,
+            "/api/v1/practitioners/{id}/schedule",
+            format!("/api/v1/practitioners/{doc}/schedule"),
+            Some(json!({"rules": schedule, "valid_from": "2020-01-01"})),
+            &[P::WriteSchedules],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/practitioners/{id}/time-off",
+            format!("/api/v1/practitioners/{doc}/time-off"),
+            Some(
+                json!({"starts_at": format!("{next_day}T08:00:00Z"), "ends_at": format!("{next_day}T09:00:00Z")}),
+            ),
+            &[P::WriteSchedules],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/practitioners/{id}/slots",
+            format!("/api/v1/practitioners/{doc}/slots?from={day}&to={next_day}"),
+            None,
+            &[P::ReadPractitioners],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/slots",
+            format!("/api/v1/slots?from={day}&to={next_day}"),
+            None,
+            &[P::ReadPractitioners],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments",
+            "/api/v1/appointments",
+            Some(json!({"patient_id": mine, "practitioner_id": doc, "starts_at": at("11:00")})),
+            &[P::BookAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments",
+            "/api/v1/appointments",
+            Some(
+                json!({"patient_id": mine, "practitioner_id": doc, "starts_at": at("13:00"), "overbook": true}),
+            ),
+            &[P::BookAppointments, P::Overbook],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/appointments",
+            "/api/v1/appointments",
+            None,
+            &[P::ReadAppointments],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/appointments/{id}",
+            format!("/api/v1/appointments/{read}"),
+            None,
+            &[P::ReadAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments/{id}/{action}",
+            format!("/api/v1/appointments/{moved}/confirm"),
+            empty(),
+            &[P::RunAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments/{id}/{action}",
+            format!("/api/v1/appointments/{moved}/check-in"),
+            empty(),
+            &[P::RunAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments/{id}/{action}",
+            format!("/api/v1/appointments/{moved}/start"),
+            empty(),
+            &[P::RunAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments/{id}/{action}",
+            format!("/api/v1/appointments/{moved}/complete"),
+            empty(),
+            &[P::RunAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments/{id}/{action}",
+            format!("/api/v1/appointments/{cancelled}/cancel"),
+            Some(json!({"reason": "the patient called"})),
+            &[P::BookAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments/{id}/{action}",
+            format!("/api/v1/appointments/{missed}/no-show"),
+            empty(),
+            &[P::RunAppointments],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/appointments/{id}/reschedule",
+            format!("/api/v1/appointments/{rescheduled}/reschedule"),
+            Some(json!({"starts_at": at("10:30")})),
+            &[P::BookAppointments],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/queue",
+            "/api/v1/queue",
+            None,
+            &[P::ReadQueue],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/queue/stream",
+            "/api/v1/queue/stream",
+            None,
+            &[P::ReadQueue],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/queue/stats",
+            "/api/v1/queue/stats",
+            None,
+            &[P::ReadQueue],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/queue/entries",
+            "/api/v1/queue/entries",
+            Some(json!({"patient_id": mine, "category": "standard"})),
+            &[P::ManageQueue],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/queue/call-next",
+            "/api/v1/queue/call-next",
+            Some(json!({"practitioner_id": doc})),
+            &[P::ServePatients],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/queue/entries/{id}/{action}",
+            format!("/api/v1/queue/entries/{served}/start"),
+            empty(),
+            &[P::ServePatients],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/queue/entries/{id}/{action}",
+            format!("/api/v1/queue/entries/{served}/finish"),
+            empty(),
+            &[P::ServePatients],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/queue/entries/{id}/{action}",
+            format!("/api/v1/queue/entries/{recalled}/recall"),
+            empty(),
+            &[P::ManageQueue],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/queue/entries/{id}/{action}",
+            format!("/api/v1/queue/entries/{recalled}/retriage"),
+            Some(json!({"category": "urgent"})),
+            &[P::ManageQueue],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/queue/entries/{id}/{action}",
+            format!("/api/v1/queue/entries/{recalled}/leave"),
+            empty(),
+            &[P::ManageQueue],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/encounters/{id}",
+            format!("/api/v1/encounters/{encounter}"),
+            None,
+            &[P::ReadPatients],
+        ),
+        probe(
+            M::PATCH,
+            "/api/v1/encounters/{id}",
+            format!("/api/v1/encounters/{encounter}"),
+            Some(json!({"notes": "seen; fluids"})),
+            &[P::ServePatients],
+        ),
+    ];
+
+    // Every operation of the API description that checks a permission has a probe, every probe
+    // names a documented operation, and the action routes are probed with every action.
+    let doc_json: Value =
+        serde_json::from_str(clinicflow_api::openapi::document_json()).expect("the document");
+    let documented: BTreeSet<(String, String)> = doc_json["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("a path item")
+                .keys()
+                .map(|method| (method.to_uppercase(), path.clone()))
+        })
+        .filter(|(m, p)| !WITHOUT_PERMISSION.contains(&(m.as_str(), p.as_str())))
+        .collect();
+    let probed: BTreeSet<(String, String)> = probes
+        .iter()
+        .map(|p| (p.method.as_str().to_owned(), p.route.to_owned()))
+        .collect();
+    assert_eq!(
+        documented, probed,
+        "every documented route that checks a permission is probed, and nothing else"
+    );
+    for (route, schema) in [
+        ("/api/v1/appointments/{id}/{action}", "StatusMove"),
+        ("/api/v1/queue/entries/{id}/{action}", "EntryAction"),
+    ] {
+        let mut actions = BTreeSet::new();
+        enum_values(&doc_json["components"]["schemas"][schema], &mut actions);
+        assert!(!actions.is_empty(), "{schema} lists its actions");
+        let probed: BTreeSet<String> = probes
+            .iter()
+            .filter(|p| p.route == route)
+            .map(|p| p.path.rsplit('/').next().expect("an action").to_owned())
+            .collect();
+        assert_eq!(actions, probed, "{route}");
+    }
+
+    // The admin goes first on every route, so its answer must be a success: that shows each
+    // request is a real one. Later roles may find the resource moved on (409) or gone (404),
+    // which still means they were let through, because every use case checks the permission
+    // before it reads anything. Practitioners also have row rules (only their own patients,
+    // appointments, encounters, schedule and calls, else 404 or 403): every probe uses `doc`'s
+    // own resources, so a refusal of the practitioner here is the role table's, not a row rule's.
+    let mut failures = Vec::new();
+    for p in &probes {
+        for (role, token) in &staff {
+            let mut req = app.client.request(p.method.clone(), app.url(&p.path));
+            if let Some(body) = &p.body {
+                req = req.json(body);
+            }
+            let res = app.as_user(token, req).await;
+            let status = res.status();
+            let allowed = p.needs.iter().all(|n| role.allows(*n));
+            let what = format!(
+                "{} {} as {role} (needs {:?}, allowed: {allowed})",
+                p.method, p.path, p.needs
+            );
+            if status.is_success() {
+                // Not read: the live board is an endless stream.
+                if !allowed {
+                    failures.push(format!("{what}: expected 403, got {status}"));
+                }
+                continue;
+            }
+            let content_type = res.headers().get("content-type").cloned();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            if !allowed {
+                let problem = content_type.is_some_and(|v| v == "application/problem+json");
+                if status != StatusCode::FORBIDDEN || !problem || body["code"] != "forbidden" {
+                    failures.push(format!(
+                        "{what}: expected 403 forbidden, got {status} {body}"
+                    ));
+                }
+            } else if *role == Role::Admin {
+                failures.push(format!(
+                    "{what}: the admin's request should succeed, got {status} {body}"
+                ));
+            } else {
+                // Answers of the use case after its permission check. Anything else is a
+                // refusal (403) or an answer from before the use case (400, 401, 429, 5xx, an
+                // unknown route), which would prove nothing about the permission.
+                let reached = matches!(
+                    status,
+                    StatusCode::NOT_FOUND
+                        | StatusCode::CONFLICT
+                        | StatusCode::PRECONDITION_FAILED
+                        | StatusCode::UNPROCESSABLE_ENTITY
+                ) && body["detail"] != "no such route";
+                if !reached {
+                    failures.push(format!(
+                        "{what}: expected anything but 403, got {status} {body}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 async fn practitioners_see_only_their_own_patients_and_appointments(backend: TestBackend) {
