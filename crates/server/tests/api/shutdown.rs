@@ -49,7 +49,11 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: T
     );
     let client = reqwest::Client::new();
     eventually(Duration::from_secs(60), "the server answers", || async {
-        client.get(format!("{base}/health/live")).send().await.is_ok()
+        client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_ok()
     })
     .await;
     let login: Value = client
@@ -85,12 +89,16 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: T
     assert!(status.success());
 
     // New connections are refused once the server stopped accepting.
-    eventually(Duration::from_secs(10), "new connections are refused", || async {
-        TcpStream::connect(("127.0.0.1", port)).await.is_err()
-    })
+    eventually(
+        Duration::from_secs(10),
+        "new connections are refused",
+        || async { TcpStream::connect(("127.0.0.1", port)).await.is_err() },
+    )
     .await;
 
-    conn.write_all(rest.as_bytes()).await.expect("the rest is sent");
+    conn.write_all(rest.as_bytes())
+        .await
+        .expect("the rest is sent");
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(20), conn.read_to_string(&mut answer))
         .await
@@ -102,7 +110,11 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: T
     );
     let (_, json_body) = answer.split_once("\r\n\r\n").expect("a body");
     let created: Value = serde_json::from_str(json_body).expect("json");
-    let id: uuid::Uuid = created["id"].as_str().expect("an id").parse().expect("uuid");
+    let id: uuid::Uuid = created["id"]
+        .as_str()
+        .expect("an id")
+        .parse()
+        .expect("uuid");
 
     let started = Instant::now();
     let exit = loop {
