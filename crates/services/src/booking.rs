@@ -112,13 +112,25 @@ struct Step<'a> {
     announce: bool,
 }
 
+/// How long after an appointment ended a staff move on it is still news to announce.
+///
+/// Later moves correct the record (a no-show entered days late, a demo's history) and tell
+/// nobody, as the no-show sweeper by default does not announce what it marks a day late.
+fn news_after_end() -> Duration {
+    Duration::hours(24)
+}
+
 impl<'a> Step<'a> {
-    /// A move made by staff: always announced.
-    fn announced(action: &'a AppointmentAction, now: DateTime<Utc>) -> Self {
+    /// A move made by staff on `appointment`: announced unless its end is long past.
+    fn by_staff(
+        action: &'a AppointmentAction,
+        appointment: &Appointment,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             action,
             now,
-            announce: true,
+            announce: appointment.interval.end() + news_after_end() > now,
         }
     }
 }
@@ -595,14 +607,9 @@ impl BookingService {
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let mut appointment = self.load_for_change(&mut tx, actor, id, if_match).await?;
         let now = self.ports.clock.now();
+        let step = Step::by_staff(&action, &appointment, now);
         let queue_changed = self
-            .apply(
-                &mut tx,
-                actor,
-                &clinic,
-                &mut appointment,
-                Step::announced(&action, now),
-            )
+            .apply(&mut tx, actor, &clinic, &mut appointment, step)
             .await?;
         tx.commit().await?;
         if queue_changed {

@@ -91,6 +91,57 @@ fn tuesday_mornings() -> Schedule {
     .expect("valid schedule")
 }
 
+#[tokio::test]
+async fn a_move_on_a_visit_long_over_corrects_the_record_and_announces_nothing() {
+    for (start, announced) in [
+        ("2026-11-27T08:00:00Z", false),
+        ("2026-11-30T08:00:00Z", true),
+    ] {
+        let mut world = world(Vec::new());
+        let current = existing(start, 30);
+        let id = current.id;
+        world
+            .appointments
+            .expect_get()
+            .returning(move |_, _, _| Ok(Some(current.clone())));
+        world
+            .appointments
+            .expect_update()
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        world.outbox.checkpoint();
+        world
+            .outbox
+            .expect_enqueue()
+            .times(usize::from(announced))
+            .withf(|_, m| m.kind == clinicflow_domain::EventKind::NoShow)
+            .returning(|_, _| Ok(()));
+        // Reminders are withdrawn either way.
+        world
+            .outbox
+            .expect_cancel_pending()
+            .times(1)
+            .returning(|_, _, _, _| Ok(0));
+        // A no-show closes the appointment's queue entry, if it has one: here none.
+        world
+            .queue
+            .expect_for_appointment()
+            .returning(|_, _, _| Ok(None));
+        let (service, commits) = world.service();
+        // The clock says 2026-11-30 12:00: the first visit ended three days ago.
+        service
+            .act(
+                &actor(Role::Receptionist),
+                id,
+                AppointmentAction::NoShow,
+                None,
+            )
+            .await
+            .expect("marked");
+        assert_eq!(commits.load(Ordering::SeqCst), 1, "{start}");
+    }
+}
+
 fn existing(start: &str, minutes: i64) -> Appointment {
     let interval = Interval::starting_at(at(start), Duration::minutes(minutes)).expect("valid");
     Appointment {
