@@ -8,12 +8,13 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use chrono::Utc;
 use clinicflow_domain::{Actor, ClinicId, PractitionerId, Role, UserId};
-use clinicflow_services::{ServiceError, Session};
+use clinicflow_services::Session;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::limits::spend;
 use crate::openapi::problems;
 use crate::telemetry::RequestId;
 use crate::{ApiError, AppState};
@@ -151,25 +152,23 @@ impl FromRequest for Authenticated {
                 .ok_or(ApiError::Unauthenticated(
                     "authentication is not configured",
                 ))?;
-            let mut actor = authenticate(&req, state)?;
+            // Verified by the guard already, unless the route is outside it.
+            let verified = req.extensions().get::<Verified>().map(|v| v.0);
+            let mut actor = match verified {
+                Some(actor) => actor,
+                None => authenticate(&req, state)?,
+            };
             actor.request_id = req.extensions().get::<RequestId>().map(|r| r.0);
-            let decision = state
-                .limiter
-                .hit(
-                    &format!("api:user:{}", actor.user_id),
-                    state.limits.per_user_per_hour,
-                    HOUR,
-                )
-                .await;
-            if !decision.allowed {
-                return Err(ApiError::Service(ServiceError::RateLimited {
-                    retry_after_secs: decision.retry_after.as_secs().max(1),
-                }));
-            }
+            let key = format!("api:user:{}", actor.user_id);
+            spend(state, &key, state.limits.per_user_per_hour, HOUR).await?;
             Ok(Authenticated(actor))
         })
     }
 }
+
+/// The actor of a bearer token the guard has verified, kept in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Verified(pub Actor);
 
 /// The actor of the request's bearer token; an error when there is none or it does not verify.
 pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor, ApiError> {
@@ -330,15 +329,7 @@ pub async fn refresh(
     // account, so what adds up is the failures since the last success.
     let key = client_ip(&req).map(|ip| format!("refresh:ip:{ip}"));
     if let Some(key) = &key {
-        let decision = state
-            .limiter
-            .hit(key, state.limits.refresh_per_ip_per_minute, MINUTE)
-            .await;
-        if !decision.allowed {
-            return Err(ApiError::Service(ServiceError::RateLimited {
-                retry_after_secs: decision.retry_after.as_secs().max(1),
-            }));
-        }
+        spend(&state, key, state.limits.refresh_per_ip_per_minute, MINUTE).await?;
     }
     let session = state.services.auth.refresh(&body.refresh_token).await?;
     if let Some(key) = &key {

@@ -4,7 +4,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError, web};
+use actix_web::{Error, HttpMessage, ResponseError, web};
 use clinicflow_services::ServiceError;
 
 use crate::{ApiError, AppState};
@@ -119,6 +119,23 @@ fn is_json(req: &ServiceRequest) -> bool {
         .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"))
 }
 
+/// Counts one request against `key`'s budget of `limit` per `window`; a spent budget is
+/// `429 rate_limited` with the time until the window ends.
+pub(crate) async fn spend(
+    state: &AppState,
+    key: &str,
+    limit: u32,
+    window: std::time::Duration,
+) -> Result<(), ApiError> {
+    let decision = state.limiter.hit(key, limit, window).await;
+    if decision.allowed {
+        return Ok(());
+    }
+    Err(ApiError::Service(ServiceError::RateLimited {
+        retry_after_secs: decision.retry_after.as_secs().max(1),
+    }))
+}
+
 /// Middleware: holds JSON bodies to the depth and string limits, and throttles requests that
 /// carry no valid token per client IP (health probes excepted).
 pub async fn guard(
@@ -131,32 +148,25 @@ pub async fn guard(
     let limits = state.limits;
     // Only a token that verifies moves a request to its user's budget: if the mere presence of
     // an Authorization header did, `Bearer junk` would be a way around every throttle, since
-    // the per-user count needs a user. The extractor verifies the token again: one more HMAC
-    // is cheaper than carrying the actor from here to there.
-    if !exempt_from_ip_throttle(req.path())
-        && crate::auth::authenticate(req.request(), &state).is_err()
-    {
-        let ip = req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        let decision = state
-            .limiter
-            .hit(
-                &format!("api:ip:{ip}"),
-                limits.per_ip_per_hour,
-                crate::auth::HOUR,
-            )
-            .await;
-        if !decision.allowed {
-            let e = ApiError::Service(ServiceError::RateLimited {
-                retry_after_secs: decision.retry_after.as_secs().max(1),
-            });
-            return Err(actix_web::error::InternalError::from_response(
-                e.to_string(),
-                e.error_response(),
-            )
-            .into());
+    // the per-user count needs a user. The verified actor is left in the request for the
+    // extractor, so the token is checked once.
+    if !exempt_from_ip_throttle(req.path()) {
+        match crate::auth::authenticate(req.request(), &state) {
+            Ok(actor) => {
+                req.extensions_mut().insert(crate::auth::Verified(actor));
+            }
+            Err(_) => {
+                let ip = crate::auth::client_ip(req.request()).unwrap_or_default();
+                let key = format!("api:ip:{ip}");
+                if let Err(e) = spend(&state, &key, limits.per_ip_per_hour, crate::auth::HOUR).await
+                {
+                    return Err(actix_web::error::InternalError::from_response(
+                        e.to_string(),
+                        e.error_response(),
+                    )
+                    .into());
+                }
+            }
         }
     }
     if is_json(&req) {
