@@ -300,21 +300,22 @@ pub(crate) async fn clinic_settings(
     {
         return Ok(clinic);
     }
-    // Stamped before the read: a change committed and invalidated after this point leaves
-    // what is read here stale in the cache at once.
-    let stamp = ports.cache.stamp(&[clinic_tag(id)]).await;
-    let clinic = ports
-        .clinics
-        .get(tx, id)
-        .await?
-        .ok_or(ServiceError::NotFound("clinic"))?;
-    if let Some(stamp) = stamp {
+    let load = async {
         ports
-            .cache
-            .set_tagged(&key, stamp, encode_clinic(&clinic), CLINIC_TTL)
-            .await;
-    }
-    Ok(clinic)
+            .clinics
+            .get(tx, id)
+            .await?
+            .ok_or(ServiceError::NotFound("clinic"))
+    };
+    crate::cached::load_tagged(
+        ports,
+        &key,
+        &[clinic_tag(id)],
+        CLINIC_TTL,
+        encode_clinic,
+        load,
+    )
+    .await
 }
 
 fn encode_clinic(c: &Clinic) -> Vec<u8> {

@@ -16,6 +16,7 @@ use clinicflow_ports::{
 pub mod audit;
 pub mod auth;
 pub mod booking;
+mod cached;
 pub mod clinic;
 pub mod dashboard;
 pub mod encounter;

@@ -289,20 +289,15 @@ pub(crate) async fn cached_practitioner(
     {
         return Ok(p);
     }
-    // Stamped before the read, so a change committed in between leaves this value stale.
-    let stamp = ports.cache.stamp(&[practitioner_tag(id)]).await;
-    let practitioner = ports
-        .practitioners
-        .get(tx, clinic, id)
-        .await?
-        .ok_or(ServiceError::NotFound("practitioner"))?;
-    if let Some(stamp) = stamp {
+    let load = async {
         ports
-            .cache
-            .set_tagged(&key, stamp, encode(&practitioner), PRACTITIONER_TTL)
-            .await;
-    }
-    Ok(practitioner)
+            .practitioners
+            .get(tx, clinic, id)
+            .await?
+            .ok_or(ServiceError::NotFound("practitioner"))
+    };
+    let tags = [practitioner_tag(id)];
+    crate::cached::load_tagged(ports, &key, &tags, PRACTITIONER_TTL, encode, load).await
 }
 
 #[cfg(test)]

@@ -424,11 +424,9 @@ impl QueueService {
             .iter()
             .filter_map(|e| Some((e.practitioner_id, e.ended_at?)))
             .collect();
-        let practitioners = if scope.practitioner_id.is_some() {
-            1
-        } else {
-            active_practitioners(&serving, &entries, &ended, self.ports.clock.now())
-        };
+        // On a practitioner's board `serving` is that practitioner alone, so this is 1.
+        let practitioners =
+            active_practitioners(&serving, &entries, &ended, self.ports.clock.now());
         let mut position = 0;
         let entries = entries
             .into_iter()

@@ -424,21 +424,14 @@ impl ScheduleService {
         if let Some(slots) = cached().await {
             return Ok(slots);
         }
-        let stamp = self
-            .ports
-            .cache
-            .stamp(&[practitioner_tag(practitioner.id)])
-            .await;
-        let calendar =
-            Calendar::load(&self.ports, tx, clinic, practitioner, utc_span(from, to)).await?;
-        let slots = calendar.free_slots(clinic, practitioner, from, to, now);
-        if let Some(stamp) = stamp {
-            self.ports
-                .cache
-                .set_tagged(&key, stamp, encode_slots(&slots), SLOTS_TTL)
-                .await;
-        }
-        Ok(slots)
+        let load = async {
+            let calendar =
+                Calendar::load(&self.ports, tx, clinic, practitioner, utc_span(from, to)).await?;
+            Ok(calendar.free_slots(clinic, practitioner, from, to, now))
+        };
+        let tags = [practitioner_tag(practitioner.id)];
+        let encode = |slots: &Vec<Interval>| encode_slots(slots);
+        crate::cached::load_tagged(&self.ports, &key, &tags, SLOTS_TTL, encode, load).await
     }
 
     /// The first free slots across the clinic's practitioners (optionally of one specialty or department), earliest first.
