@@ -24,6 +24,7 @@ mod m20260701_000006_appointments_unattended_index;
 mod m20261201_000007_live_appointment_indexes;
 mod m20261201_000008_queue_recalled_at;
 mod m20261201_000009_patient_search_covering_indexes;
+mod m20261201_000010_idempotency_keys;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_live_appointment_indexes::Migration),
             Box::new(m20261201_000008_queue_recalled_at::Migration),
             Box::new(m20261201_000009_patient_search_covering_indexes::Migration),
+            Box::new(m20261201_000010_idempotency_keys::Migration),
         ]
     }
 }

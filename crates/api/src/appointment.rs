@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use clinicflow_domain::{Appointment, AppointmentId, Interval};
+use clinicflow_domain::{Appointment, AppointmentId, Interval, StoredAnswer};
 use clinicflow_services::{AppointmentAction, AppointmentQuery, BookInput, RescheduleInput};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use crate::openapi::problems;
 use crate::page::{
-    CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, if_match, path_action,
-    versioned,
+    CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, fresh_version, if_match,
+    path_action, versioned,
 };
-use crate::{ApiError, AppState, Authenticated};
+use crate::{ApiError, AppState, Authenticated, idempotency};
 
 /// Registers the appointment routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -46,7 +46,7 @@ impl From<&Interval> for SlotOut {
 }
 
 /// `POST /appointments` body.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookIn {
     /// The patient's id.
@@ -179,12 +179,17 @@ impl From<Appointment> for AppointmentOut {
     }
 }
 
-fn created_appointment(a: Appointment) -> HttpResponse {
+fn created_appointment(a: &Appointment) -> HttpResponse {
     created(
         format!("/api/v1/appointments/{}", a.id),
         a.version,
-        &AppointmentOut::from(a),
+        &AppointmentOut::from(a.clone()),
     )
+}
+
+/// The stored answer of a booking or reschedule made under an idempotency key.
+fn stored_created(a: &Appointment) -> StoredAnswer {
+    idempotency::stored(created_appointment(a))
 }
 
 /// Books an appointment: on a whole minute, in the future, inside the practitioner's
@@ -194,6 +199,9 @@ fn created_appointment(a: Appointment) -> HttpResponse {
     path = "/api/v1/appointments",
     operation_id = "book_appointment",
     tag = "appointment",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
+    ),
     request_body = BookIn,
     security(("bearer" = [])),
     responses(
@@ -206,16 +214,21 @@ fn created_appointment(a: Appointment) -> HttpResponse {
     )
 )]
 async fn book(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
     body: web::Json<BookIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let a = state
-        .services
-        .booking
-        .book(&auth.0, body.into_inner().into())
-        .await?;
-    Ok(created_appointment(a))
+    let body = body.into_inner();
+    let booking = &state.services.booking;
+    let Some(keyed) = idempotency::key_of(&req, &body)? else {
+        return Ok(created_appointment(
+            &booking.book(&auth.0, body.into()).await?,
+        ));
+    };
+    let once = keyed.once(state.limits.idempotency_ttl_secs, &stored_created);
+    let answered = booking.book_idempotent(&auth.0, body.into(), &once).await?;
+    Ok(idempotency::respond(answered))
 }
 
 /// An appointment, with its version as `ETag` (a `fields` selection gets a weak body ETag instead).
@@ -323,7 +336,7 @@ async fn list(
 }
 
 /// Optional body of a status move (only `cancel` reads it).
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionIn {
     /// `cancel`: why.
@@ -360,6 +373,7 @@ pub enum StatusMove {
         ("id" = Uuid, Path, description = "The appointment's id"),
         ("action" = StatusMove, Path, description = "The move"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
     ),
     request_body(content = Option<ActionIn>, description = "Only `cancel` reads a body"),
     security(("bearer" = [])),
@@ -382,7 +396,9 @@ async fn act(
     body: Option<web::Json<ActionIn>>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
-    let reason = body.and_then(|b| b.into_inner().reason);
+    let body = body.map(web::Json::into_inner);
+    let keyed = idempotency::key_of(&req, &body)?;
+    let reason = body.and_then(|b| b.reason);
     let action = match path_action(&action).ok_or(ApiError::NoRoute)? {
         StatusMove::Confirm => AppointmentAction::Confirm,
         StatusMove::CheckIn => AppointmentAction::CheckIn,
@@ -391,22 +407,24 @@ async fn act(
         StatusMove::Cancel => AppointmentAction::Cancel(reason),
         StatusMove::NoShow => AppointmentAction::NoShow,
     };
-    let a = state
-        .services
-        .booking
-        .act(
-            &auth.0,
-            AppointmentId::from_uuid(id),
-            action,
-            if_match(&req)?,
-        )
+    let (id, if_match) = (AppointmentId::from_uuid(id), if_match(&req)?);
+    let booking = &state.services.booking;
+    let Some(keyed) = keyed else {
+        let a = booking.act(&auth.0, id, action, if_match).await?;
+        return Ok(versioned(&req, a.version, &AppointmentOut::from(a)));
+    };
+    let render = |a: &Appointment| {
+        idempotency::stored(fresh_version(a.version, &AppointmentOut::from(a.clone())))
+    };
+    let once = keyed.once(state.limits.idempotency_ttl_secs, &render);
+    let answered = booking
+        .act_idempotent(&auth.0, id, action, if_match, &once)
         .await?;
-    let version = a.version;
-    Ok(versioned(&req, version, &AppointmentOut::from(a)))
+    Ok(idempotency::respond(answered))
 }
 
 /// `POST /appointments/{id}/reschedule` body.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleIn {
     /// The new start, as for booking.
@@ -426,6 +444,7 @@ pub struct RescheduleIn {
     params(
         ("id" = Uuid, Path, description = "The appointment's id"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
     ),
     request_body = RescheduleIn,
     security(("bearer" = [])),
@@ -448,21 +467,22 @@ async fn reschedule(
     body: web::Json<RescheduleIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let keyed = idempotency::key_of(&req, &body)?;
     let input = RescheduleInput {
         starts_at: body.starts_at,
         duration_minutes: body.duration_minutes,
     };
-    let a = state
-        .services
-        .booking
-        .reschedule(
-            &auth.0,
-            AppointmentId::from_uuid(*id),
-            input,
-            if_match(&req)?,
-        )
+    let (id, if_match) = (AppointmentId::from_uuid(*id), if_match(&req)?);
+    let booking = &state.services.booking;
+    let Some(keyed) = keyed else {
+        let a = booking.reschedule(&auth.0, id, input, if_match).await?;
+        return Ok(created_appointment(&a));
+    };
+    let once = keyed.once(state.limits.idempotency_ttl_secs, &stored_created);
+    let answered = booking
+        .reschedule_idempotent(&auth.0, id, input, if_match, &once)
         .await?;
-    Ok(created_appointment(a))
+    Ok(idempotency::respond(answered))
 }
 
 #[cfg(test)]

@@ -289,6 +289,12 @@ impl ApiError {
                         "the resource changed since the version in If-Match; read it again",
                     )
                 },
+                ServiceError::IdempotencyKeyReused => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "Idempotency key reused",
+                    "this Idempotency-Key was used for a different request; use a new key for a new request",
+                ),
                 ServiceError::Duplicate(field) => Problem::new(
                     StatusCode::CONFLICT,
                     "duplicate",

@@ -120,7 +120,7 @@ fn with_etag(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
 }
 
 /// The first 16 bytes of a digest in hex: plenty to tell two bodies apart.
-fn hex_prefix(digest: &[u8]) -> String {
+pub(crate) fn hex_prefix(digest: &[u8]) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 

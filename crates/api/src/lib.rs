@@ -19,6 +19,7 @@ pub mod encounter;
 pub mod error;
 pub mod health;
 pub mod http_cache;
+pub mod idempotency;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;

@@ -32,6 +32,8 @@ pub struct ApiLimits {
     pub slow_request_ms: u64,
     /// Smallest response body in bytes worth compressing.
     pub compress_min_bytes: usize,
+    /// Seconds a write's answer is kept for retries with the same `Idempotency-Key`.
+    pub idempotency_ttl_secs: u64,
 }
 
 impl Default for ApiLimits {
@@ -47,6 +49,7 @@ impl Default for ApiLimits {
             stream_heartbeat_secs: 15,
             slow_request_ms: 1000,
             compress_min_bytes: 1024,
+            idempotency_ttl_secs: 24 * 60 * 60,
         }
     }
 }

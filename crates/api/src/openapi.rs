@@ -300,8 +300,8 @@ pub mod problems {
         status: 400,
         description: "Malformed request: an unreadable body (`malformed_json`, `malformed_body`; \
             unknown fields included), query (`invalid_query`), path segment (`invalid_path`) or \
-            header (`invalid_header`), or JSON nested deeper than 16 levels (`json_too_deep`) or \
-            holding a string over 10,000 characters (`string_too_long`).",
+            header (`invalid_header`, `invalid_idempotency_key`), or JSON nested deeper than 16 \
+            levels (`json_too_deep`) or holding a string over 10,000 characters (`string_too_long`).",
         headers: &[],
     };
     /// 401 for a missing, invalid or expired access token.
@@ -374,8 +374,9 @@ pub mod problems {
     pub const UNPROCESSABLE: ProblemResponse = ProblemResponse {
         name: "Unprocessable",
         status: 422,
-        description: "`validation_failed`: `errors` lists the messages per invalid field; or \
-            `booking_in_past`.",
+        description: "`validation_failed`: `errors` lists the messages per invalid field; \
+            `booking_in_past`; or `idempotency_key_reused`: the `Idempotency-Key` was sent before \
+            with a different request.",
         headers: &[],
     };
     /// 429.

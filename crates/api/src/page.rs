@@ -270,8 +270,13 @@ pub fn versioned<T: Serialize>(req: &HttpRequest, version: i32, body: &T) -> Htt
             .insert_header((header::ETAG, tag))
             .finish();
     }
+    fresh_version(version, body)
+}
+
+/// A 200 with a versioned resource and its `ETag`, whatever the request's preconditions.
+pub fn fresh_version<T: Serialize>(version: i32, body: &T) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((header::ETAG, tag))
+        .insert_header((header::ETAG, etag(version)))
         .insert_header((header::CACHE_CONTROL, "private, no-cache"))
         .json(body)
 }

@@ -14,7 +14,7 @@ use crate::page::{
     CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, double_option, if_match,
     versioned,
 };
-use crate::{ApiError, AppState, Authenticated};
+use crate::{ApiError, AppState, Authenticated, idempotency};
 
 /// Registers the patient routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -70,7 +70,7 @@ impl From<InsuranceDto> for InsuranceInput {
 }
 
 /// `POST /patients` body.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientIn {
     /// Given name.
@@ -245,6 +245,9 @@ impl From<Patient> for PatientOut {
     path = "/api/v1/patients",
     operation_id = "create_patient",
     tag = "patient",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
+    ),
     request_body = PatientIn,
     security(("bearer" = [])),
     responses(
@@ -257,20 +260,32 @@ impl From<Patient> for PatientOut {
     )
 )]
 async fn create(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
     body: web::Json<PatientIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let patient = state
-        .services
-        .patients
-        .create(&auth.0, body.into_inner().into())
+    let body = body.into_inner();
+    let patients = &state.services.patients;
+    let Some(keyed) = idempotency::key_of(&req, &body)? else {
+        return Ok(created_patient(
+            &patients.create(&auth.0, body.into()).await?,
+        ));
+    };
+    let render = |p: &Patient| idempotency::stored(created_patient(p));
+    let once = keyed.once(state.limits.idempotency_ttl_secs, &render);
+    let answered = patients
+        .create_idempotent(&auth.0, body.into(), &once)
         .await?;
-    Ok(created(
+    Ok(idempotency::respond(answered))
+}
+
+fn created_patient(patient: &Patient) -> HttpResponse {
+    created(
         format!("/api/v1/patients/{}", patient.id),
         patient.version,
-        &PatientOut::from(patient),
-    ))
+        &PatientOut::from(patient.clone()),
+    )
 }
 
 /// A patient, with its version as `ETag` (a `fields` selection gets a weak body ETag instead).

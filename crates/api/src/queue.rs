@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use clinicflow_domain::{Actor, DeadlineRule, QueueEntry, QueueEntryId, UserId};
 use clinicflow_services::{Board, BoardEntry, DayStats, JoinInput, QueueAction, ServiceError};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::openapi::problems;
 use crate::page::path_action;
-use crate::{ApiError, AppState, Authenticated};
+use crate::{ApiError, AppState, Authenticated, idempotency};
 
 /// Registers the queue routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -28,7 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `POST /queue/entries` body: a walk-in, for a practitioner, a department or anyone.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinIn {
     /// The patient's id.
@@ -262,6 +262,9 @@ async fn board(
     path = "/api/v1/queue/entries",
     operation_id = "join_queue",
     tag = "queue",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
+    ),
     request_body = JoinIn,
     security(("bearer" = [])),
     responses(
@@ -274,11 +277,13 @@ async fn board(
     )
 )]
 async fn join(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
     body: web::Json<JoinIn>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
+    let keyed = idempotency::key_of(&req, &b)?;
     let input = JoinInput {
         patient_id: b.patient_id,
         practitioner_id: b.practitioner_id,
@@ -286,8 +291,15 @@ async fn join(
         category: b.category,
         note: b.note,
     };
-    let entry = state.services.queue.join(&auth.0, input).await?;
-    Ok(HttpResponse::Created().json(EntryOut::from(entry)))
+    let queue = &state.services.queue;
+    let created = |entry: &QueueEntry| HttpResponse::Created().json(EntryOut::from(entry.clone()));
+    let Some(keyed) = keyed else {
+        return Ok(created(&queue.join(&auth.0, input).await?));
+    };
+    let render = |entry: &QueueEntry| idempotency::stored(created(entry));
+    let once = keyed.once(state.limits.idempotency_ttl_secs, &render);
+    let answered = queue.join_idempotent(&auth.0, input, &once).await?;
+    Ok(idempotency::respond(answered))
 }
 
 /// `POST /queue/call-next` body.

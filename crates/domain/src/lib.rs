@@ -11,6 +11,7 @@ pub mod clinic;
 pub mod contact;
 pub mod encounter;
 pub mod id;
+pub mod idempotency;
 pub mod interval;
 pub mod outbox;
 pub mod page;
@@ -34,6 +35,7 @@ pub use id::{
     AppointmentId, AuditEventId, ClinicId, EncounterId, OutboxMessageId, PatientId, PractitionerId,
     QueueEntryId, RefreshTokenId, ScheduleExceptionId, TokenFamilyId, UserId,
 };
+pub use idempotency::{Claimed, IdempotencyKey, KeyClaim, StoredAnswer};
 pub use interval::Interval;
 pub use outbox::{
     AttemptOutcome, DeliveryStatus, EventKind, OutboxMessage, ReminderOffsets, RetryPolicy,

@@ -27,8 +27,8 @@ pub use notify::Notifier;
 pub use password::PasswordHasher;
 pub use repo::{
     AppointmentFilter, AppointmentRepo, AuditFilter, AuditRepo, ClinicRepo, EncounterRepo,
-    OutboxRepo, PatientFilter, PatientRepo, PatientSearch, PractitionerFilter, PractitionerRepo,
-    QueueRepo, QueueScope, RefreshTokenRepo, ScheduleRepo, UserRepo,
+    IdempotencyRepo, OutboxRepo, PatientFilter, PatientRepo, PatientSearch, PractitionerFilter,
+    PractitionerRepo, QueueRepo, QueueScope, RefreshTokenRepo, ScheduleRepo, UserRepo,
 };
 pub use stats::{StatsRepo, StatusCount};
 pub use transaction::{AfterCommit, Database, Transaction, Tx, TxMode};
@@ -37,8 +37,8 @@ pub use transaction::{AfterCommit, Database, Transaction, Tx, TxMode};
 pub use {
     cache::MockCache, clock::MockClock, events::MockEventBus, limit::MockRateLimiter,
     notify::MockNotifier, password::MockPasswordHasher, repo::MockAppointmentRepo,
-    repo::MockAuditRepo, repo::MockClinicRepo, repo::MockEncounterRepo, repo::MockOutboxRepo,
-    repo::MockPatientRepo, repo::MockPractitionerRepo, repo::MockQueueRepo,
+    repo::MockAuditRepo, repo::MockClinicRepo, repo::MockEncounterRepo, repo::MockIdempotencyRepo,
+    repo::MockOutboxRepo, repo::MockPatientRepo, repo::MockPractitionerRepo, repo::MockQueueRepo,
     repo::MockRefreshTokenRepo, repo::MockScheduleRepo, repo::MockUserRepo, stats::MockStatsRepo,
     transaction::FakeTransaction, transaction::MockDatabase,
 };

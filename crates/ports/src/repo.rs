@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use clinicflow_domain::page::{AppointmentKey, PatientKey};
 use clinicflow_domain::{
-    Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Clinic, ClinicId,
-    DeliveryStatus, Email, Encounter, EncounterId, EventKind, Interval, OutboxMessage,
-    OutboxMessageId, Page, PageRequest, Patient, PatientId, Phone, Practitioner, PractitionerId,
-    QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule, ScheduleException,
-    TokenFamilyId, User, UserId, WebhookEndpoint,
+    Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Claimed, Clinic,
+    ClinicId, DeliveryStatus, Email, Encounter, EncounterId, EventKind, Interval, KeyClaim,
+    OutboxMessage, OutboxMessageId, Page, PageRequest, Patient, PatientId, Phone, Practitioner,
+    PractitionerId, QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule,
+    ScheduleException, StoredAnswer, TokenFamilyId, User, UserId, WebhookEndpoint,
 };
 
 use crate::{RepoError, Tx};
@@ -590,4 +590,28 @@ pub trait OutboxRepo: Send + Sync {
 
     /// Pending messages of every clinic, for the depth gauge.
     async fn pending_count(&self, tx: &mut Tx) -> Result<u64, RepoError>;
+}
+
+/// The answers of idempotent writes, kept per clinic, user and key.
+///
+/// A claim and its answer are written in the unit of work of the write they belong to, so
+/// a key is remembered exactly when its write committed.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait IdempotencyRepo: Send + Sync {
+    /// Claims the key for this request, or tells what its earlier, unexpired use answered.
+    /// MUST wait for a concurrent unit of work holding the same key to end, so two requests
+    /// with one key never both see [`Claimed::Fresh`].
+    async fn claim(&self, tx: &mut Tx, claim: &KeyClaim) -> Result<Claimed, RepoError>;
+
+    /// Stores the answer of the write that claimed the key in this unit of work.
+    async fn answer(
+        &self,
+        tx: &mut Tx,
+        claim: &KeyClaim,
+        answer: &StoredAnswer,
+    ) -> Result<(), RepoError>;
+
+    /// Forgets the keys expired at `now`; returns how many.
+    async fn purge_expired(&self, tx: &mut Tx, now: DateTime<Utc>) -> Result<u64, RepoError>;
 }

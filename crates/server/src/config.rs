@@ -125,6 +125,8 @@ pub struct HttpSettings {
     pub slow_request_ms: u64,
     /// Smallest response body in bytes that is compressed (gzip or brotli, as the client asks).
     pub compress_min_bytes: usize,
+    /// Seconds the first answer to a write with an `Idempotency-Key` is given again to retries.
+    pub idempotency_ttl_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -142,6 +144,7 @@ impl Default for HttpSettings {
             stream_heartbeat_secs: 15,
             slow_request_ms: 1000,
             compress_min_bytes: 1024,
+            idempotency_ttl_secs: 24 * 60 * 60,
         }
     }
 }
@@ -496,6 +499,11 @@ impl Settings {
         )?;
         parse_env(
             env,
+            "CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS",
+            &mut s.http.idempotency_ttl_secs,
+        )?;
+        parse_env(
+            env,
             "CLINICFLOW_HTTP_SLOW_REQUEST_MS",
             &mut s.http.slow_request_ms,
         )?;
@@ -650,6 +658,13 @@ impl Settings {
             return Err(invalid(
                 "CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS",
                 "must be at least 60",
+            ));
+        }
+        // A retry may come a day later (a client offline overnight); a week bounds the table.
+        if !(60..=7 * 24 * 60 * 60).contains(&self.http.idempotency_ttl_secs) {
+            return Err(invalid(
+                "CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS",
+                "must be between 60 and 604800 (a week)",
             ));
         }
         if !(1..=300).contains(&self.http.stream_heartbeat_secs) {
@@ -826,6 +841,7 @@ impl Settings {
             stream_heartbeat_secs: self.http.stream_heartbeat_secs,
             slow_request_ms: self.http.slow_request_ms,
             compress_min_bytes: self.http.compress_min_bytes,
+            idempotency_ttl_secs: self.http.idempotency_ttl_secs,
         }
     }
 }
@@ -871,6 +887,32 @@ mod tests {
             err.to_string().contains("CLINICFLOW_DB_MAX_CONNECTIONS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_idempotency_window_defaults_to_a_day_and_is_bounded() {
+        let s = Settings::load_from(None, &env_of(&[])).expect("valid");
+        assert_eq!(s.api_limits().idempotency_ttl_secs, 86_400);
+        let s = Settings::load_from(
+            None,
+            &env_of(&[("CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS", "3600")]),
+        )
+        .expect("valid");
+        assert_eq!(s.api_limits().idempotency_ttl_secs, 3600);
+        let cases: [&'static [(&str, &str)]; 3] = [
+            &[("CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS", "59")],
+            &[("CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS", "604801")],
+            &[("CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS", "soon")],
+        ];
+        for env in cases {
+            let bad = env[0].1;
+            let err = Settings::load_from(None, &env_of(env)).expect_err("out of range");
+            assert!(
+                err.to_string()
+                    .contains("CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -150,7 +150,8 @@ pub async fn connect_with_clock(
         encounters: shared.clone(),
         outbox: shared.clone(),
         events: events.clone(),
-        tokens: shared,
+        tokens: shared.clone(),
+        idempotency: shared,
         limiter: limiter.clone(),
         cache,
         clock: clock.clone(),
@@ -189,7 +190,13 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
             "if-none-match",
             "idempotency-key",
         ])
-        .expose_headers(["etag", "location", "retry-after", "x-request-id"])
+        .expose_headers([
+            "etag",
+            "location",
+            "retry-after",
+            "x-request-id",
+            "idempotent-replayed",
+        ])
         .max_age(600)
 }
 
@@ -324,9 +331,14 @@ impl Application {
             settings.dispatch(),
             metrics.clone(),
         );
-        let sweeper = settings
-            .sweep()
-            .map(|sweep| sweeper::Sweeper::start(services.booking.clone(), sweep, metrics.clone()));
+        let sweeper = settings.sweep().map(|sweep| {
+            sweeper::Sweeper::start(
+                services.booking.clone(),
+                services.idempotency.clone(),
+                sweep,
+                metrics.clone(),
+            )
+        });
         let warmer = settings
             .dashboard_refresh()
             .map(|every| warmer::Warmer::start(services.dashboard.clone(), every));

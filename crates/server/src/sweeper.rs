@@ -1,11 +1,11 @@
 //! The no-show sweeper: a worker that marks appointments nobody checked in for as no-shows
-//! once their grace has passed, in every clinic.
+//! once their grace has passed, in every clinic, and forgets expired idempotency keys.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use clinicflow_api::metrics::Metrics;
-use clinicflow_services::BookingService;
+use clinicflow_services::{BookingService, IdempotencyService};
 
 use crate::worker::Worker;
 
@@ -27,13 +27,21 @@ pub struct Sweeper(Worker);
 impl Sweeper {
     /// Starts sweeping in the background. Several instances may sweep at once: each
     /// appointment is claimed in the unit of work that marks it.
-    pub fn start(booking: BookingService, settings: SweepSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        booking: BookingService,
+        keys: IdempotencyService,
+        settings: SweepSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self(Worker::start(
             "no-show sweeper",
             settings.interval,
             move || {
-                let (booking, metrics) = (booking.clone(), metrics.clone());
+                let (booking, keys, metrics) = (booking.clone(), keys.clone(), metrics.clone());
                 async move {
+                    if let Err(e) = keys.purge_expired().await {
+                        tracing::warn!(error = %e, "purging expired idempotency keys failed; trying again at the next interval");
+                    }
                     match booking
                         .sweep_no_shows(settings.batch, settings.announce_within)
                         .await

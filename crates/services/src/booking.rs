@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
 use crate::error::ConflictKind;
+use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::outbox::{announce_appointment, withdraw_reminders};
 use crate::schedule::{Calendar, next_free_slots};
 use crate::{Conflict, FieldErrors, Ports, ServiceError, input};
@@ -182,16 +183,37 @@ impl BookingService {
     /// Books an appointment, or explains the conflict with the next free slots.
     #[tracing::instrument(skip_all)]
     pub async fn book(&self, actor: &Actor, input: BookInput) -> Result<Appointment, ServiceError> {
-        // Concurrent inserts can deadlock in PostgreSQL's exclusion-constraint checks; the
-        // database aborts one, and running it again turns it into the conflict it is.
-        crate::error::retrying(|| self.book_once(actor, &input)).await
+        self.book_with(actor, input, None).await?.value()
     }
 
-    async fn book_once(
+    /// Books at most once per idempotency key: a retry gets the first booking's answer.
+    #[tracing::instrument(skip_all)]
+    pub async fn book_idempotent(
+        &self,
+        actor: &Actor,
+        input: BookInput,
+        once: &Once<'_, Appointment>,
+    ) -> Result<Answered, ServiceError> {
+        self.book_with(actor, input, Some(once)).await?.answered()
+    }
+
+    async fn book_with(
+        &self,
+        actor: &Actor,
+        input: BookInput,
+        once: Option<&Once<'_, Appointment>>,
+    ) -> Result<Outcome<Appointment>, ServiceError> {
+        // Concurrent inserts can deadlock in PostgreSQL's exclusion-constraint checks; the
+        // database aborts one, and running it again turns it into the conflict it is.
+        crate::error::retrying(|| self.try_book(actor, &input, once)).await
+    }
+
+    async fn try_book(
         &self,
         actor: &Actor,
         input: &BookInput,
-    ) -> Result<Appointment, ServiceError> {
+        once: Option<&Once<'_, Appointment>>,
+    ) -> Result<Outcome<Appointment>, ServiceError> {
         let create = Access::kind(AuditAction::Create, ResourceType::Appointment);
         audit::require(&self.ports, actor, Permission::BookAppointments, create).await?;
         if input.overbook {
@@ -227,6 +249,9 @@ impl BookingService {
             unreachable!("every field parsed when no error was recorded")
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            return Ok(earlier);
+        }
         self.ports
             .appointments
             .lock_parties(&mut tx, actor.clinic_id, practitioner_id, patient_id)
@@ -304,9 +329,11 @@ impl BookingService {
             now,
         )
         .await?;
+        let id = appointment.id;
+        let outcome = idempotency::finish(&self.ports, &mut tx, actor, once, appointment).await?;
         tx.commit().await?;
-        tracing::debug!(appointment_id = %appointment.id, "appointment booked");
-        Ok(appointment)
+        tracing::debug!(appointment_id = %id, "appointment booked");
+        Ok(outcome)
     }
 
     /// Runs the booking rules inside `tx`; the outer error is a failure, the inner one a rule violation.
@@ -590,6 +617,35 @@ impl BookingService {
         action: AppointmentAction,
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
+        self.act_with(actor, id, action, if_match, None)
+            .await?
+            .value()
+    }
+
+    /// Moves an appointment's status at most once per idempotency key: a retry gets the
+    /// first move's answer instead of an illegal-transition or stale-version error.
+    #[tracing::instrument(skip_all, fields(appointment_id = %id))]
+    pub async fn act_idempotent(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        action: AppointmentAction,
+        if_match: Option<i32>,
+        once: &Once<'_, Appointment>,
+    ) -> Result<Answered, ServiceError> {
+        self.act_with(actor, id, action, if_match, Some(once))
+            .await?
+            .answered()
+    }
+
+    async fn act_with(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        action: AppointmentAction,
+        if_match: Option<i32>,
+        once: Option<&Once<'_, Appointment>>,
+    ) -> Result<Outcome<Appointment>, ServiceError> {
         let update = Access {
             resource_id: Some(id.as_uuid()),
             ..Access::kind(AuditAction::Update, ResourceType::Appointment)
@@ -604,6 +660,9 @@ impl BookingService {
             other => other,
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            return Ok(earlier);
+        }
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let mut appointment = self.load_for_change(&mut tx, actor, id, if_match).await?;
         let now = self.ports.clock.now();
@@ -611,11 +670,12 @@ impl BookingService {
         let queue_changed = self
             .apply(&mut tx, actor, &clinic, &mut appointment, step)
             .await?;
+        let outcome = idempotency::finish(&self.ports, &mut tx, actor, once, appointment).await?;
         tx.commit().await?;
         if queue_changed {
             crate::queue::announce(&self.ports, actor.clinic_id).await;
         }
-        Ok(appointment)
+        Ok(outcome)
     }
 
     /// Applies `action` to `appointment` in `tx` with everything that goes with a status move:
@@ -805,16 +865,45 @@ impl BookingService {
         input: RescheduleInput,
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
-        crate::error::retrying(|| self.reschedule_once(actor, id, &input, if_match)).await
+        self.reschedule_with(actor, id, input, if_match, None)
+            .await?
+            .value()
     }
 
-    async fn reschedule_once(
+    /// Reschedules at most once per idempotency key: a retry gets the first answer.
+    #[tracing::instrument(skip_all, fields(appointment_id = %id))]
+    pub async fn reschedule_idempotent(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        input: RescheduleInput,
+        if_match: Option<i32>,
+        once: &Once<'_, Appointment>,
+    ) -> Result<Answered, ServiceError> {
+        self.reschedule_with(actor, id, input, if_match, Some(once))
+            .await?
+            .answered()
+    }
+
+    async fn reschedule_with(
+        &self,
+        actor: &Actor,
+        id: AppointmentId,
+        input: RescheduleInput,
+        if_match: Option<i32>,
+        once: Option<&Once<'_, Appointment>>,
+    ) -> Result<Outcome<Appointment>, ServiceError> {
+        crate::error::retrying(|| self.try_reschedule(actor, id, &input, if_match, once)).await
+    }
+
+    async fn try_reschedule(
         &self,
         actor: &Actor,
         id: AppointmentId,
         input: &RescheduleInput,
         if_match: Option<i32>,
-    ) -> Result<Appointment, ServiceError> {
+        once: Option<&Once<'_, Appointment>>,
+    ) -> Result<Outcome<Appointment>, ServiceError> {
         let update = Access {
             resource_id: Some(id.as_uuid()),
             ..Access::kind(AuditAction::Update, ResourceType::Appointment)
@@ -834,6 +923,9 @@ impl BookingService {
         };
 
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            return Ok(earlier);
+        }
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let mut old = self.load_for_change(&mut tx, actor, id, if_match).await?;
         self.ports
@@ -916,8 +1008,9 @@ impl BookingService {
         )
         .await?;
         announce_appointment(&self.ports, &mut tx, EventKind::BookingConfirmed, &new, now).await?;
+        let outcome = idempotency::finish(&self.ports, &mut tx, actor, once, new).await?;
         tx.commit().await?;
-        Ok(new)
+        Ok(outcome)
     }
 }
 

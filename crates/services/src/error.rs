@@ -110,6 +110,9 @@ pub enum ServiceError {
         /// The stored version, if known.
         current: Option<i32>,
     },
+    /// The `Idempotency-Key` was used before for a different request.
+    #[error("the idempotency key was used for a different request")]
+    IdempotencyKeyReused,
     /// A unique value is taken.
     #[error("{0} already exists")]
     Duplicate(&'static str),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use clinicflow_ports::{
     AppointmentRepo, AuditRepo, Cache, ClinicRepo, Clock, Database, EncounterRepo, EventBus,
-    OutboxRepo, PasswordHasher, PatientRepo, PractitionerRepo, QueueRepo, RateLimiter,
-    RefreshTokenRepo, ScheduleRepo, StatsRepo, UserRepo,
+    IdempotencyRepo, OutboxRepo, PasswordHasher, PatientRepo, PractitionerRepo, QueueRepo,
+    RateLimiter, RefreshTokenRepo, ScheduleRepo, StatsRepo, UserRepo,
 };
 
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod dashboard;
 pub mod encounter;
 pub mod error;
 mod flight;
+pub mod idempotency;
 pub mod input;
 mod invalidate;
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub use clinic::{ClinicPatch, ClinicService, NewClinic};
 pub use dashboard::{Dashboard, DashboardService, PractitionerDay};
 pub use encounter::EncounterService;
 pub use error::{Conflict, FieldErrors, ServiceError};
+pub use idempotency::{Answered, IdempotencyService, Once};
 pub use outbox::{DispatchReport, OutboxService};
 pub use patient::{NewPatient, PatientChanges, PatientService};
 pub use practitioner::{NewPractitioner, PractitionerChanges, PractitionerService};
@@ -80,6 +82,8 @@ pub struct Ports {
     pub outbox: Arc<dyn OutboxRepo>,
     /// Refresh tokens.
     pub tokens: Arc<dyn RefreshTokenRepo>,
+    /// The answers of idempotent writes.
+    pub idempotency: Arc<dyn IdempotencyRepo>,
     /// Counters for login and API limits.
     pub limiter: Arc<dyn RateLimiter>,
     /// Cache for hot, rarely changing reads.
@@ -123,6 +127,8 @@ pub struct Services {
     pub outbox: OutboxService,
     /// The dashboard.
     pub dashboard: DashboardService,
+    /// The answers kept for idempotent retries.
+    pub idempotency: IdempotencyService,
 }
 
 impl Services {
@@ -141,6 +147,7 @@ impl Services {
             encounters: EncounterService::new(ports.clone()),
             outbox: OutboxService::new(ports.clone()),
             dashboard: DashboardService::new(ports.clone()),
+            idempotency: IdempotencyService::new(ports.clone()),
             clinics: ClinicService::new(ports.clone()),
             patients: PatientService::new(ports.clone()),
             practitioners: PractitionerService::new(ports.clone()),

@@ -8,9 +8,9 @@ use std::sync::atomic::AtomicUsize;
 use chrono::{DateTime, Utc};
 use clinicflow_ports::{
     FakeTransaction, MockAppointmentRepo, MockAuditRepo, MockCache, MockClinicRepo, MockClock,
-    MockDatabase, MockEncounterRepo, MockEventBus, MockOutboxRepo, MockPasswordHasher,
-    MockPatientRepo, MockPractitionerRepo, MockQueueRepo, MockRateLimiter, MockRefreshTokenRepo,
-    MockScheduleRepo, MockStatsRepo, MockUserRepo,
+    MockDatabase, MockEncounterRepo, MockEventBus, MockIdempotencyRepo, MockOutboxRepo,
+    MockPasswordHasher, MockPatientRepo, MockPractitionerRepo, MockQueueRepo, MockRateLimiter,
+    MockRefreshTokenRepo, MockScheduleRepo, MockStatsRepo, MockUserRepo,
 };
 
 use crate::Ports;
@@ -31,6 +31,7 @@ pub(crate) struct Mocks {
     pub events: MockEventBus,
     pub outbox: MockOutboxRepo,
     pub tokens: MockRefreshTokenRepo,
+    pub idempotency: MockIdempotencyRepo,
     pub limiter: MockRateLimiter,
     pub hasher: MockPasswordHasher,
     /// Commits of every transaction begun through `db`.
@@ -62,6 +63,7 @@ impl Mocks {
             events: MockEventBus::new(),
             outbox: MockOutboxRepo::new(),
             tokens: MockRefreshTokenRepo::new(),
+            idempotency: MockIdempotencyRepo::new(),
             limiter: MockRateLimiter::new(),
             hasher: MockPasswordHasher::new(),
             commits,
@@ -94,6 +96,7 @@ impl Mocks {
             events: Arc::new(self.events),
             outbox: Arc::new(self.outbox),
             tokens: Arc::new(self.tokens),
+            idempotency: Arc::new(self.idempotency),
             limiter: Arc::new(self.limiter),
             cache: Arc::new(cache),
             clock: Arc::new(clock),

@@ -9,6 +9,7 @@ use clinicflow_ports::{AppointmentFilter, PatientFilter, PatientSearch, Tx, TxMo
 use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
+use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::{FieldErrors, Ports, ServiceError, input};
 
 /// An emergency contact as sent by a client.
@@ -103,6 +104,26 @@ impl PatientService {
     /// Registers a patient in the actor's clinic.
     #[tracing::instrument(skip_all)]
     pub async fn create(&self, actor: &Actor, input: NewPatient) -> Result<Patient, ServiceError> {
+        self.create_with(actor, input, None).await?.value()
+    }
+
+    /// Registers a patient at most once per idempotency key: a retry gets the first answer.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_idempotent(
+        &self,
+        actor: &Actor,
+        input: NewPatient,
+        once: &Once<'_, Patient>,
+    ) -> Result<Answered, ServiceError> {
+        self.create_with(actor, input, Some(once)).await?.answered()
+    }
+
+    async fn create_with(
+        &self,
+        actor: &Actor,
+        input: NewPatient,
+        once: Option<&Once<'_, Patient>>,
+    ) -> Result<Outcome<Patient>, ServiceError> {
         audit::require(
             &self.ports,
             actor,
@@ -172,6 +193,9 @@ impl PatientService {
             deleted_at: None,
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            return Ok(earlier);
+        }
         self.ports.patients.insert(&mut tx, &patient).await?;
         audit::record(
             &self.ports,
@@ -180,8 +204,9 @@ impl PatientService {
             Access::patient(AuditAction::Create, patient.id),
         )
         .await?;
+        let outcome = idempotency::finish(&self.ports, &mut tx, actor, once, patient).await?;
         tx.commit().await?;
-        Ok(patient)
+        Ok(outcome)
     }
 
     /// The patient, if the actor may see it: a practitioner sees only patients booked with them.

@@ -14,6 +14,7 @@ use clinicflow_ports::{AppointmentFilter, PractitionerFilter, QueueScope, Tx, Tx
 use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
+use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::{FieldErrors, Ports, ServiceError, input};
 
 /// Service time assumed when a queue has no history yet.
@@ -220,6 +221,26 @@ impl QueueService {
     /// Adds a walk-in with its triage category; the deadline follows from arrival and category.
     #[tracing::instrument(skip_all)]
     pub async fn join(&self, actor: &Actor, input: JoinInput) -> Result<QueueEntry, ServiceError> {
+        self.join_with(actor, input, None).await?.value()
+    }
+
+    /// Adds a walk-in at most once per idempotency key: a retry gets the first answer.
+    #[tracing::instrument(skip_all)]
+    pub async fn join_idempotent(
+        &self,
+        actor: &Actor,
+        input: JoinInput,
+        once: &Once<'_, QueueEntry>,
+    ) -> Result<Answered, ServiceError> {
+        self.join_with(actor, input, Some(once)).await?.answered()
+    }
+
+    async fn join_with(
+        &self,
+        actor: &Actor,
+        input: JoinInput,
+        once: Option<&Once<'_, QueueEntry>>,
+    ) -> Result<Outcome<QueueEntry>, ServiceError> {
         let create = Access::kind(AuditAction::Create, ResourceType::QueueEntry);
         audit::require(&self.ports, actor, Permission::ManageQueue, create).await?;
         let mut errors = FieldErrors::new();
@@ -248,6 +269,9 @@ impl QueueService {
         };
         let now = self.ports.clock.now();
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            return Ok(earlier);
+        }
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         if self
             .ports
@@ -311,9 +335,10 @@ impl QueueService {
             },
         )
         .await?;
+        let outcome = idempotency::finish(&self.ports, &mut tx, actor, once, entry).await?;
         tx.commit().await?;
         announce(&self.ports, actor.clinic_id).await;
-        Ok(entry)
+        Ok(outcome)
     }
 
     async fn scope(

@@ -7,6 +7,7 @@ pub(crate) mod audit_event;
 pub(crate) mod clinic;
 pub(crate) mod clinic_webhook;
 pub(crate) mod encounter;
+pub(crate) mod idempotency_key;
 pub(crate) mod outbox_message;
 pub(crate) mod patient;
 pub(crate) mod practitioner;

@@ -50,6 +50,7 @@ mod clinic;
 mod encounter;
 mod entity;
 mod error;
+mod idempotency;
 mod outbox;
 mod page;
 mod patient;

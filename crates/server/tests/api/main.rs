@@ -6,6 +6,7 @@ mod cache;
 mod dashboard;
 mod dispatch;
 mod helpers;
+mod idempotency;
 mod logs;
 mod observability;
 mod openapi;

@@ -1154,3 +1154,97 @@ async fn a_keyset_list_is_audited_as_a_list_of_the_patient_asked_for() {
         .expect("listed");
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }
+
+fn answer(body: &str) -> clinicflow_domain::StoredAnswer {
+    clinicflow_domain::StoredAnswer {
+        status: 201,
+        headers: Vec::new(),
+        body: body.into(),
+    }
+}
+
+fn render(a: &Appointment) -> clinicflow_domain::StoredAnswer {
+    answer(&a.id.to_string())
+}
+
+fn once(render: crate::idempotency::Render<'_, Appointment>) -> Once<'_, Appointment> {
+    let key = clinicflow_domain::IdempotencyKey::parse("key-1").expect("valid");
+    Once::new(key, "fingerprint".into(), Duration::hours(24), render)
+}
+
+#[tokio::test]
+async fn a_keyed_booking_stores_its_answer_in_its_own_unit_of_work() {
+    let mut world = world(Vec::new());
+    world
+        .idempotency
+        .expect_claim()
+        .times(1)
+        .withf(|_, c| {
+            c.key.as_str() == "key-1"
+                && c.user_id == actor(Role::Receptionist).user_id
+                && c.expires_at - c.created_at == Duration::hours(24)
+        })
+        .returning(|_, _| Ok(clinicflow_domain::Claimed::Fresh));
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    world
+        .idempotency
+        .expect_answer()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let (service, commits) = world.service();
+    let answered = service
+        .book_idempotent(
+            &actor(Role::Receptionist),
+            request("2026-12-01T08:00:00Z"),
+            &once(&render),
+        )
+        .await
+        .expect("booked");
+    assert!(!answered.replayed);
+    assert_eq!(answered.answer.status, 201);
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        1,
+        "key, answer and booking commit together"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_key_writes_nothing_and_a_reused_one_is_refused() {
+    for (claimed, replayed) in [
+        (clinicflow_domain::Claimed::Replay(answer("first")), true),
+        (clinicflow_domain::Claimed::Mismatch, false),
+    ] {
+        let mut world = world(Vec::new());
+        world
+            .idempotency
+            .expect_claim()
+            .times(1)
+            .returning(move |_, _| Ok(claimed.clone()));
+        world.appointments.expect_insert().never();
+        world.idempotency.expect_answer().never();
+        world.outbox.checkpoint();
+        world.outbox.expect_enqueue().never();
+        let (service, commits) = world.service();
+        let outcome = service
+            .book_idempotent(
+                &actor(Role::Receptionist),
+                request("2026-12-01T08:00:00Z"),
+                &once(&render),
+            )
+            .await;
+        if replayed {
+            let answered = outcome.expect("the first answer");
+            assert!(answered.replayed);
+            assert_eq!(answered.answer, answer("first"));
+        } else {
+            let err = outcome.expect_err("a reused key");
+            assert!(matches!(err, ServiceError::IdempotencyKeyReused), "{err:?}");
+        }
+        assert_eq!(commits.load(Ordering::SeqCst), 0, "nothing committed");
+    }
+}

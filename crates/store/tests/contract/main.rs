@@ -11,6 +11,7 @@ mod audit;
 mod clinic;
 mod database;
 mod encounter;
+mod idempotency;
 mod outbox;
 mod patient;
 mod practitioner;
@@ -105,6 +106,10 @@ contract_tests! {
     token::a_refresh_token_needs_a_unique_hash_and_a_user_of_its_clinic,
     token::revoking_reaches_exactly_the_family_or_the_user,
     token::concurrent_refreshes_with_one_token_rotate_it_once,
+    idempotency::a_key_is_claimed_once_and_its_answer_given_to_retries,
+    idempotency::a_claim_rolled_back_leaves_the_key_free,
+    idempotency::an_expired_key_is_claimed_afresh_and_purged,
+    idempotency::concurrent_claims_of_one_key_make_one_write,
     time::stored_instants_compare_in_time_order,
     clinic::queue_settings_read_back_and_default_for_clinics_stored_without_them,
     queue::a_queue_entry_reads_back_and_updates_every_field,
