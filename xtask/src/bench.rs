@@ -1015,10 +1015,10 @@ fn render(
         s,
         "- **Server**: `target/release/clinicflow serve`, production profile (JSON logs to a \
          file), in-process cache and no Redis, default pool and workers, rate limits raised \
-         out of the way. SQLite in WAL mode with `synchronous=NORMAL` on the local disk; \
-         PostgreSQL{} is xtask's throwaway cluster (`fsync=off`, `synchronous_commit=off`, \
-         `full_page_writes=off`), so neither pays an fsync per commit; it gets a `VACUUM \
-         ANALYZE` after seeding, as autovacuum would give it soon after a bulk load.",
+         out of the way. SQLite in WAL mode with `synchronous=FULL` on the local disk, so \
+         every commit pays an fsync, as it does in production; PostgreSQL{} is xtask's \
+         throwaway cluster (`fsync=off`, `synchronous_commit=off`, `full_page_writes=off`), \
+         which pays none; it gets a `VACUUM ANALYZE` after seeding, as autovacuum would give it soon after a bulk load.",
         if postgres_version.is_empty() {
             String::new()
         } else {

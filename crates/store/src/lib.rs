@@ -189,8 +189,11 @@ impl Store {
                     .max_lifetime(None);
             }
             options.map_sqlx_sqlite_opts(|o| {
+                // FULL syncs the WAL at every commit: with NORMAL, a commit already answered
+                // 201 could vanish in a power cut or OS crash (a process crash loses nothing
+                // either way), and an acknowledged booking must never be lost.
                 o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
             });
