@@ -32,7 +32,10 @@ impl PageParams {
 }
 
 /// `{count, next, previous, results}`.
+// `deny_unknown_fields` only closes the schema (serialization ignores it): a closed page and a
+// closed keyset page are told apart by their fields, so an empty page is exactly one of the two.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PageOut<T> {
     /// Items in the whole list.
     count: u64,
@@ -139,7 +142,9 @@ impl ListParams {
 }
 
 /// `{results, next_cursor}`: one keyset page; `next_cursor` is absent on the last page.
+// Closed for the same reason as `PageOut`.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CursorPageOut<T> {
     /// This page's items.
     results: Vec<T>,

@@ -5,6 +5,7 @@ mod booking;
 mod cache;
 mod dashboard;
 mod dispatch;
+mod fuzz_regressions;
 mod helpers;
 mod logs;
 mod observability;
