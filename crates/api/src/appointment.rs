@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::body::OptionalJson;
 use crate::openapi::problems;
 use crate::page::{
     CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, if_match, path_action,
@@ -379,10 +380,10 @@ async fn act(
     state: web::Data<AppState>,
     auth: Authenticated,
     path: web::Path<(Uuid, String)>,
-    body: Option<web::Json<ActionIn>>,
+    body: OptionalJson<ActionIn>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
-    let reason = body.and_then(|b| b.into_inner().reason);
+    let reason = body.0.and_then(|b| b.reason);
     let action = match path_action(&action).ok_or(ApiError::NoRoute)? {
         StatusMove::Confirm => AppointmentAction::Confirm,
         StatusMove::CheckIn => AppointmentAction::CheckIn,
