@@ -26,8 +26,15 @@ pub struct PageParams {
 impl PageParams {
     /// The validated page request.
     pub fn request(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(self.page, self.page_size)
-            .map_err(|e| ApiError::Service(FieldErrors::single("page", e.0)))
+        PageRequest::parse(self.page, self.page_size).map_err(|e| {
+            // One message for either value; a page that passes alone leaves the size to blame.
+            let field = if PageRequest::parse(self.page, None).is_ok() {
+                "page_size"
+            } else {
+                "page"
+            };
+            ApiError::Service(FieldErrors::single(field, e.0))
+        })
     }
 }
 
