@@ -1,6 +1,7 @@
 //! API tests through real HTTP: each test starts the whole server on a random port
 //! against a fresh database, and every test runs on SQLite and on PostgreSQL.
 
+mod bad_input;
 mod booking;
 mod cache;
 mod dashboard;
