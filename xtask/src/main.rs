@@ -10,6 +10,7 @@
 //! `docs/architecture.md` on the crates' manifests.
 
 mod bench;
+mod fuzz;
 mod postgres;
 mod redis;
 mod services;
@@ -46,6 +47,9 @@ commands:
   bench [--quick] [--patients N] [--appointments N] [--duration S] ...
         HTTP load on SQLite and PostgreSQL (release server, clinicflow-loadgen)
         with the actix-web and pgbench ceilings; writes docs/benchmarks.md
+  fuzz [--quick] [--max-examples N] [--no-build] [-- SCHEMATHESIS-ARGS...]
+        schemathesis (pinned, in a venv under the target dir) against a seeded
+        server on SQLite: fails on any 5xx or answer the OpenAPI document omits
   migrate [--database-url URL]
   seed [--patients N] [--practitioners N] [--database-url URL]
   demo  the server's own commands, run as
@@ -85,6 +89,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
         }
         Some(server_command @ ("migrate" | "seed" | "demo")) => server(server_command, &rest),
         Some("bench") => bench::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::body::OptionalJson;
 use crate::openapi::problems;
 use crate::page::{
     CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, fresh_version, if_match,
@@ -393,10 +394,10 @@ async fn act(
     state: web::Data<AppState>,
     auth: Authenticated,
     path: web::Path<(Uuid, String)>,
-    body: Option<web::Json<ActionIn>>,
+    body: OptionalJson<ActionIn>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
-    let body = body.map(web::Json::into_inner);
+    let body = body.0;
     let keyed = idempotency::key_of(&req, &body)?;
     let reason = body.and_then(|b| b.reason);
     let action = match path_action(&action).ok_or(ApiError::NoRoute)? {

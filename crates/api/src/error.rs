@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use actix_web::dev::ServiceResponse;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::{DateTime, Utc};
 use clinicflow_domain::IllegalTransition;
@@ -45,6 +47,9 @@ pub enum ApiError {
     /// No route matches.
     #[error("no such route")]
     NoRoute,
+    /// The route exists, but not for this method.
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
 }
 
 /// The body of every error answer: an RFC 9457 problem with a stable `code`, and the extension
@@ -365,6 +370,12 @@ impl ApiError {
                 "Not found",
                 "no such route",
             ),
+            ApiError::MethodNotAllowed => Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                self.to_string(),
+            ),
         }
     }
 }
@@ -408,6 +419,22 @@ impl ResponseError for ApiError {
 /// Answers unknown routes with a problem instead of an empty 404.
 pub async fn no_route() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NoRoute)
+}
+
+/// Gives actix's own 405 (the path has routes, none for this method), which has no body, the
+/// problem every other error answer is; its `Allow` header, if any, is kept.
+pub fn method_not_allowed<B>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let (req, _) = res.into_parts();
+    let mut answer = ApiError::MethodNotAllowed.error_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, answer).map_into_right_body(),
+    ))
 }
 
 /// JSON bodies: size limit and problem answers for unreadable bodies.

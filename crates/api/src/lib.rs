@@ -13,6 +13,7 @@ use clinicflow_services::Services;
 pub mod appointment;
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod clinic;
 pub mod dashboard;
 pub mod encounter;

@@ -5,12 +5,14 @@
 //! error responses live in `components.responses`, and the sets below (`problems::Common`, …)
 //! attach them to operations.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayItems, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Components, OpenApi as Document};
+use utoipa::openapi::{Components, OpenApi as Document, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
@@ -130,7 +132,7 @@ pub const DOCS_CSP: &str = "default-src 'none'; \
     ),
     // Schemas that only path parameters refer to are not collected from the paths.
     components(schemas(Problem, appointment::StatusMove, queue::EntryAction)),
-    modifiers(&SharedComponents),
+    modifiers(&SharedComponents, &FieldSelections),
     tags(
         (name = "auth", description = "Logging in, token refresh and rotation, sessions."),
         (name = "clinic", description = "The caller's clinic: settings and webhook (admins change them)."),
@@ -173,6 +175,73 @@ impl Modify for SharedComponents {
             components
                 .responses
                 .insert(problem.name.to_owned(), problem.response().into());
+        }
+    }
+}
+
+/// The objects `?fields=` may cut down to the fields named and `id`.
+const SELECTABLE: [&str; 2] = ["PatientOut", "AppointmentOut"];
+
+/// Describes what `?fields=` answers, which the derive cannot: for each [`SELECTABLE`] object
+/// `X`, a schema `XSelection` (the same properties, only `id` required), and every answer of a
+/// read that takes `fields` (the single read, and the items of its list pages) is either.
+struct FieldSelections;
+
+impl Modify for FieldSelections {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Components::new);
+        let mut either_of = BTreeMap::new();
+        for name in SELECTABLE {
+            let Some(RefOr::T(Schema::Object(full))) = components.schemas.get(name) else {
+                continue;
+            };
+            let mut selection = full.clone();
+            selection.required = vec!["id".to_owned()];
+            selection.description = Some(format!(
+                "{} With `fields`: only the fields named, and `id`.",
+                full.description.as_deref().unwrap_or_default()
+            ));
+            let selection_name = format!("{name}Selection");
+            components
+                .schemas
+                .insert(selection_name.clone(), RefOr::T(Schema::Object(selection)));
+            let either: RefOr<Schema> = AnyOfBuilder::new()
+                .item(Ref::from_schema_name(name))
+                .item(Ref::from_schema_name(selection_name))
+                .into();
+            for page in [format!("PageOut_{name}"), format!("CursorPageOut_{name}")] {
+                if let Some(RefOr::T(Schema::Object(page))) = components.schemas.get_mut(&page)
+                    && let Some(RefOr::T(Schema::Array(results))) =
+                        page.properties.get_mut("results")
+                {
+                    results.items = ArrayItems::RefOrSchema(Box::new(either.clone()));
+                }
+            }
+            either_of.insert(Ref::from_schema_name(name).ref_location, either);
+        }
+        let single_reads = openapi
+            .paths
+            .paths
+            .values_mut()
+            .filter_map(|item| item.get.as_mut())
+            .filter(|op| {
+                op.parameters.iter().flatten().any(|p| match p {
+                    RefOr::T(p) => p.name == "fields",
+                    RefOr::Ref(_) => false,
+                })
+            });
+        for op in single_reads {
+            let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") else {
+                continue;
+            };
+            for content in ok.content.values_mut() {
+                if let RefOr::T(content) = content
+                    && let Some(RefOr::Ref(schema)) = &content.schema
+                    && let Some(either) = either_of.get(&schema.ref_location)
+                {
+                    content.schema = Some(either.clone());
+                }
+            }
         }
     }
 }

@@ -26,13 +26,23 @@ pub struct PageParams {
 impl PageParams {
     /// The validated page request.
     pub fn request(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(self.page, self.page_size)
-            .map_err(|e| ApiError::Service(FieldErrors::single("page", e.0)))
+        PageRequest::parse(self.page, self.page_size).map_err(|e| {
+            // One message for either value; a page that passes alone leaves the size to blame.
+            let field = if PageRequest::parse(self.page, None).is_ok() {
+                "page_size"
+            } else {
+                "page"
+            };
+            ApiError::Service(FieldErrors::single(field, e.0))
+        })
     }
 }
 
 /// `{count, next, previous, results}`.
+// `deny_unknown_fields` only closes the schema (serialization ignores it): a closed page and a
+// closed keyset page are told apart by their fields, so an empty page is exactly one of the two.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PageOut<T> {
     /// Items in the whole list.
     count: u64,
@@ -139,7 +149,9 @@ impl ListParams {
 }
 
 /// `{results, next_cursor}`: one keyset page; `next_cursor` is absent on the last page.
+// Closed for the same reason as `PageOut`.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CursorPageOut<T> {
     /// This page's items.
     results: Vec<T>,

@@ -317,8 +317,8 @@ pub struct RuleDto {
     slot_minutes: Option<u32>,
 }
 
-/// `PUT /practitioners/{id}/schedule` body and answer: the whole weekly schedule.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+/// `PUT /practitioners/{id}/schedule` body: the whole weekly schedule.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleDto {
     /// The weekly rules; rules of one weekday must not overlap.
@@ -332,34 +332,42 @@ pub struct ScheduleDto {
 }
 
 /// The schedule with the zone its times are written in.
+///
+/// Its fields are spelled out rather than flattened from [`ScheduleDto`]: that body refuses
+/// unknown fields, and its closed schema would declare `practitioner_id` and `time_zone`
+/// themselves not allowed here.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleOut {
     /// The practitioner's id.
     practitioner_id: String,
     /// The clinic's IANA time zone, which the rules' times are in.
     time_zone: &'static str,
-    #[serde(flatten)]
-    schedule: ScheduleDto,
+    /// The weekly rules.
+    rules: Vec<RuleDto>,
+    /// First day it applies (`YYYY-MM-DD`).
+    #[schema(format = Date)]
+    valid_from: String,
+    /// Last day it applies, inclusive; `null` when open-ended.
+    #[schema(format = Date)]
+    valid_to: Option<String>,
 }
 
 fn schedule_out(id: PractitionerId, time_zone: &'static str, s: &Schedule) -> ScheduleOut {
     ScheduleOut {
         practitioner_id: id.to_string(),
         time_zone,
-        schedule: ScheduleDto {
-            rules: s
-                .rules()
-                .iter()
-                .map(|r| RuleDto {
-                    weekday: weekday_name(r.weekday()).to_owned(),
-                    start: r.start().format("%H:%M").to_string(),
-                    end: r.end().format("%H:%M").to_string(),
-                    slot_minutes: r.slot_minutes(),
-                })
-                .collect(),
-            valid_from: Some(s.valid_from().to_string()),
-            valid_to: s.valid_to().map(|d| d.to_string()),
-        },
+        rules: s
+            .rules()
+            .iter()
+            .map(|r| RuleDto {
+                weekday: weekday_name(r.weekday()).to_owned(),
+                start: r.start().format("%H:%M").to_string(),
+                end: r.end().format("%H:%M").to_string(),
+                slot_minutes: r.slot_minutes(),
+            })
+            .collect(),
+        valid_from: s.valid_from().to_string(),
+        valid_to: s.valid_to().map(|d| d.to_string()),
     }
 }
 

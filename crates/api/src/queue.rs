@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::body::OptionalJson;
 use crate::openapi::problems;
 use crate::page::path_action;
 use crate::{ApiError, AppState, Authenticated, idempotency};
@@ -403,7 +404,7 @@ async fn act(
     state: web::Data<AppState>,
     auth: Authenticated,
     path: web::Path<(Uuid, String)>,
-    body: Option<web::Json<ActIn>>,
+    body: OptionalJson<ActIn>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, action) = path.into_inner();
     let action = match path_action(&action).ok_or(ApiError::NoRoute)? {
@@ -412,7 +413,7 @@ async fn act(
         EntryAction::Leave => QueueAction::Leave,
         EntryAction::Recall => QueueAction::Recall,
         EntryAction::Retriage => {
-            let category = body.and_then(|b| b.into_inner().category).ok_or_else(|| {
+            let category = body.0.and_then(|b| b.category).ok_or_else(|| {
                 ApiError::Service(clinicflow_services::FieldErrors::single(
                     "category",
                     "is required to re-triage",

@@ -1,8 +1,12 @@
 //! Half-open UTC time intervals `[start, end)`.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 
 use crate::InvalidValue;
+
+/// The last year an interval may reach: RFC 3339 writes four-digit years only, and SQLite keeps
+/// instants as text, which sorts in time order only while years have four digits.
+pub const LAST_YEAR: i32 = 9999;
 
 /// A non-empty half-open interval `[start, end)` in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -12,10 +16,15 @@ pub struct Interval {
 }
 
 impl Interval {
-    /// Builds an interval; the end must lie after the start.
+    /// Builds an interval; the end must lie after the start, and within [`LAST_YEAR`].
     pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self, InvalidValue> {
         if end <= start {
             return Err(InvalidValue::new("the end must lie after the start"));
+        }
+        if end.year() > LAST_YEAR {
+            return Err(InvalidValue::new(format!(
+                "the interval must end within the year {LAST_YEAR}"
+            )));
         }
         Ok(Self { start, end })
     }
@@ -100,6 +109,16 @@ mod tests {
     fn empty_and_reversed_intervals_are_rejected() {
         assert!(Interval::new(at(5), at(5)).is_err());
         assert!(Interval::new(at(6), at(5)).is_err());
+    }
+
+    #[test]
+    fn an_interval_may_not_run_past_the_year_9999() {
+        let last_evening = Utc
+            .with_ymd_and_hms(9999, 12, 31, 23, 30, 0)
+            .single()
+            .expect("valid");
+        assert!(Interval::starting_at(last_evening, Duration::minutes(29)).is_ok());
+        assert!(Interval::starting_at(last_evening, Duration::minutes(30)).is_err());
     }
 
     #[test]

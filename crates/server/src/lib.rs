@@ -6,7 +6,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer};
 use clinicflow_api::{AppState, TokenConfig, Tokens};
 use clinicflow_cache::{
@@ -296,6 +297,10 @@ impl Application {
         let mut server = HttpServer::new(move || {
             let state = state.clone();
             App::new()
+                .wrap(ErrorHandlers::new().handler(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    clinicflow_api::error::method_not_allowed,
+                ))
                 .wrap(from_fn(clinicflow_api::limits::guard))
                 .wrap(cors(&origins))
                 .wrap(

@@ -1,10 +1,12 @@
 //! API tests through real HTTP: each test starts the whole server on a random port
 //! against a fresh database, and every test runs on SQLite and on PostgreSQL.
 
+mod bad_input;
 mod booking;
 mod cache;
 mod dashboard;
 mod dispatch;
+mod fuzz_regressions;
 mod helpers;
 mod idempotency;
 mod logs;

@@ -1,0 +1,326 @@
+//! `fuzz`: a property-based fuzz of the whole HTTP API from its own OpenAPI document.
+//!
+//! Installs a pinned schemathesis into a virtual environment under the target directory (kept
+//! between runs, so a re-run downloads nothing), builds the server, seeds the demo clinic into
+//! a fresh SQLite database, serves it on a free loopback port, and runs schemathesis against
+//! `/api/v1/openapi.json` as the seeded admin (`xtask/fuzz/hooks.py` logs in). Any 5xx, any
+//! answer whose status, content type or body the document does not describe fails the run.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use crate::bench::{Process, free_port, random_hex, target_dir, wait_ready};
+use crate::{Result, cargo, services, status_of, warn, workspace_root};
+
+/// The schemathesis release the run is pinned to; the venv is rebuilt when this changes.
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+/// What every response is checked for (`schemathesis run --help` lists the names).
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_schema_conformance";
+/// Operations left out: the live board is an endless Server-Sent Events stream, which a
+/// request-response fuzzer can only time out on.
+const EXCLUDED_OPERATIONS: [&str; 1] = ["queue_stream"];
+/// The seed's admin (demo data only), whom the hooks log in as.
+const ADMIN_EMAIL: &str = "admin@demo-clinic.example";
+/// Its password.
+const ADMIN_PASSWORD: &str = "demo-admin-password";
+/// Examples per operation and phase for `--quick` and for a full run.
+const QUICK_EXAMPLES: u32 = 20;
+const FULL_EXAMPLES: u32 = 200;
+
+/// What to run, from the command line.
+#[derive(Debug)]
+struct Options {
+    max_examples: u32,
+    build: bool,
+    /// Passed on to `schemathesis run` (after `--`).
+    extra: Vec<OsString>,
+}
+
+impl Options {
+    fn parse(args: &[OsString]) -> Result<Self> {
+        let mut options = Self {
+            max_examples: FULL_EXAMPLES,
+            build: true,
+            extra: Vec::new(),
+        };
+        let mut explicit = None;
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.to_str() {
+                Some("--quick") => options.max_examples = QUICK_EXAMPLES,
+                Some("--no-build") => options.build = false,
+                Some("--max-examples") => {
+                    let raw = args
+                        .next()
+                        .and_then(|v| v.to_str())
+                        .ok_or("fuzz: --max-examples needs a number")?;
+                    let n =
+                        raw.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            format!("fuzz: --max-examples: {raw:?} is not 1 or more")
+                        })?;
+                    explicit = Some(n);
+                }
+                Some("--") => {
+                    options.extra = args.cloned().collect();
+                    break;
+                }
+                _ => return Err(format!("fuzz: unexpected argument {arg:?}").into()),
+            }
+        }
+        // An explicit count wins over `--quick`, whichever comes first.
+        if let Some(n) = explicit {
+            options.max_examples = n;
+        }
+        Ok(options)
+    }
+}
+
+/// `fuzz`: prepares schemathesis and a seeded server, runs the fuzz, reports.
+pub fn run(args: &[OsString]) -> Result<ExitCode> {
+    let options = Options::parse(args)?;
+    let started = Instant::now();
+    let root = workspace_root();
+    let work = target_dir(&root).join("fuzz");
+    fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let schemathesis = ensure_schemathesis(&work.join("venv"))?;
+
+    if options.build {
+        eprintln!("cargo xtask fuzz: cargo build -p clinicflow");
+        let status = status_of(cargo().args(["build", "-p", "clinicflow"]))?;
+        if !status.success() {
+            return Ok(crate::exit_code(status));
+        }
+    }
+    let server = target_dir(&root).join("debug").join("clinicflow");
+    if !server.exists() {
+        return Err(format!("{} is missing: run without --no-build", server.display()).into());
+    }
+
+    let scratch = services::create_temp_dir()?;
+    let outcome = fuzz(&options, &server, &schemathesis, &scratch, &work);
+    if let Err(error) = fs::remove_dir_all(&scratch) {
+        warn(format_args!("cannot remove {}: {error}", scratch.display()));
+    }
+    let (status, summary) = outcome?;
+    let verdict = if status.success() { "passed" } else { "FAILED" };
+    eprintln!(
+        "cargo xtask fuzz: {verdict}: schemathesis {SCHEMATHESIS_VERSION}, up to {} examples \
+         per operation and phase, in {:.0} s; the server's log is {}",
+        options.max_examples,
+        started.elapsed().as_secs_f64(),
+        work.join("server.log").display()
+    );
+    for line in summary {
+        eprintln!("  {line}");
+    }
+    Ok(crate::exit_code(status))
+}
+
+/// The venv's `schemathesis`, installing the pinned version unless it is there already.
+fn ensure_schemathesis(venv: &Path) -> Result<PathBuf> {
+    let program = venv.join("bin").join("schemathesis");
+    let installed = Command::new(&program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&format!("version {SCHEMATHESIS_VERSION}"))
+        });
+    if installed {
+        return Ok(program);
+    }
+    let python = venv.join("bin").join("python");
+    if !python.exists() {
+        eprintln!("cargo xtask fuzz: python3 -m venv {}", venv.display());
+        let status = status_of(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+        if !status.success() {
+            return Err(
+                format!("python3 -m venv failed ({status}); is python3-venv installed?").into(),
+            );
+        }
+    }
+    eprintln!("cargo xtask fuzz: pip install schemathesis=={SCHEMATHESIS_VERSION}");
+    let status = status_of(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")),
+    )?;
+    if !status.success() {
+        return Err(
+            format!("pip install schemathesis=={SCHEMATHESIS_VERSION} failed ({status})").into(),
+        );
+    }
+    Ok(program)
+}
+
+/// The server with the fuzz's configuration: rate limits and the account lock far out of the
+/// way (the fuzzer sends thousands of requests as one user and logs in with random passwords,
+/// which would otherwise end in 429s and a locked admin), day-long access tokens, and no
+/// outbox delivery, so webhook URLs the fuzzer sets are never called.
+fn server_command(server: &Path, url: &str) -> Command {
+    let mut command = Command::new(server);
+    command
+        .env("DATABASE_URL", url)
+        .env("CLINICFLOW_PROFILE", "production")
+        .env("CLINICFLOW_JWT_SECRET", random_hex(32))
+        .env("CLINICFLOW_HTTP_PER_USER_PER_HOUR", "1000000000")
+        .env("CLINICFLOW_HTTP_PER_IP_PER_HOUR", "1000000000")
+        .env("CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE", "1000000")
+        .env("CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE", "1000000")
+        .env("CLINICFLOW_AUTH_LOCKOUT_FAILURES", "1000000")
+        .env("CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS", "86400")
+        .env("CLINICFLOW_OUTBOX_POLL_INTERVAL_MS", "86400000")
+        .env_remove("REDIS_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Seeds and serves a database in `scratch`, runs schemathesis against it, and returns its
+/// status and the lines of its summary.
+fn fuzz(
+    options: &Options,
+    server: &Path,
+    schemathesis: &Path,
+    scratch: &Path,
+    work: &Path,
+) -> Result<(std::process::ExitStatus, Vec<String>)> {
+    let url = format!("sqlite://{}?mode=rwc", scratch.join("fuzz.db").display());
+    let log_path = work.join("server.log");
+    let log = fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+
+    eprintln!("cargo xtask fuzz: seeding the demo clinic");
+    let seed = server_command(server, &url)
+        .args(["seed", "--patients", "50"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.try_clone()?)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", server.display()))?;
+    if !seed.success() {
+        return Err(format!(
+            "clinicflow seed failed ({seed}); see {}",
+            log_path.display()
+        )
+        .into());
+    }
+
+    let port = free_port()?;
+    let child = server_command(server, &url)
+        .arg("serve")
+        .env("CLINICFLOW_BIND", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
+    let mut process = Process::new(child, "clinicflow serve");
+    wait_ready(&mut process, port, "/health/ready", &log_path)?;
+
+    let base = format!("http://127.0.0.1:{port}");
+    let mut command = Command::new(schemathesis);
+    command
+        .arg("run")
+        .arg(format!("{base}/api/v1/openapi.json"))
+        .args(["--checks", CHECKS])
+        .args(["--max-examples", &options.max_examples.to_string()])
+        // One worker: the server shares two cores with it anyway, and parallel workers tripped
+        // a thread-safety error in schemathesis' coverage phase on Python 3.11.
+        .args(["--workers", "1"])
+        .args(["--request-timeout", "30"])
+        .arg("--no-color");
+    for operation in EXCLUDED_OPERATIONS {
+        command.args(["--exclude-operation-id", operation]);
+    }
+    command
+        .args(&options.extra)
+        .current_dir(work)
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            workspace_root().join("xtask/fuzz/hooks.py"),
+        )
+        .env("CLINICFLOW_FUZZ_BASE_URL", &base)
+        .env("CLINICFLOW_FUZZ_EMAIL", ADMIN_EMAIL)
+        .env("CLINICFLOW_FUZZ_PASSWORD", ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    eprintln!(
+        "cargo xtask fuzz: schemathesis run {base}/api/v1/openapi.json (checks {CHECKS}; up to {} \
+         examples per operation)",
+        options.max_examples
+    );
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", schemathesis.display()))?;
+    let mut summary = Vec::new();
+    let mut in_summary = false;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            in_summary |= line.contains(" SUMMARY ");
+            if in_summary && is_summary_line(&line) {
+                summary.push(line.trim().to_owned());
+            }
+        }
+    }
+    let status = child.wait()?;
+    process.stop();
+    Ok((status, summary))
+}
+
+/// The lines of schemathesis' summary worth repeating: operations, test cases, failures and
+/// the closing tally.
+fn is_summary_line(line: &str) -> bool {
+    let line = line.trim();
+    line.starts_with("Tested:")
+        || line.starts_with("Selected:")
+        || line.contains(" generated")
+        || ["✅", "❌", "🚫", "⚠️"]
+            .iter()
+            .any(|mark| line.starts_with(mark))
+        || (line.starts_with('=') && line.ends_with('=') && line.contains(" in "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Options {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        Options::parse(&args).expect("valid arguments")
+    }
+
+    #[test]
+    fn quick_and_an_explicit_count_combine_with_the_count_winning() {
+        assert_eq!(parse(&[]).max_examples, FULL_EXAMPLES);
+        assert_eq!(parse(&["--quick"]).max_examples, QUICK_EXAMPLES);
+        assert_eq!(parse(&["--max-examples", "7", "--quick"]).max_examples, 7);
+        let options = parse(&["--quick", "--", "--include-tag", "patient"]);
+        assert_eq!(options.extra, ["--include-tag", "patient"]);
+    }
+
+    #[test]
+    fn a_zero_or_missing_count_is_refused() {
+        for args in [
+            &["--max-examples", "0"][..],
+            &["--max-examples"],
+            &["--slow"],
+        ] {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            assert!(Options::parse(&args).is_err(), "{args:?}");
+        }
+    }
+}
