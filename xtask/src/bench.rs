@@ -677,13 +677,13 @@ fn psql(bin: &Path, port: &str, database: &str, sql: &str) -> Result<()> {
 }
 
 /// A child process stopped with SIGTERM (then SIGKILL) when done or dropped.
-struct Process {
+pub(crate) struct Process {
     child: Option<Child>,
     name: &'static str,
 }
 
 impl Process {
-    fn new(child: Child, name: &'static str) -> Self {
+    pub(crate) fn new(child: Child, name: &'static str) -> Self {
         Self {
             child: Some(child),
             name,
@@ -691,7 +691,7 @@ impl Process {
     }
 
     /// Fails when the process has exited.
-    fn check_alive(&mut self) -> Result<()> {
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
         if let Some(child) = &mut self.child
             && let Some(status) = child.try_wait()?
         {
@@ -701,8 +701,16 @@ impl Process {
         Ok(())
     }
 
+    /// SIGKILL at once, as a crash or the OOM killer would, and reaps it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, up to 10 s for a graceful stop, then SIGKILL.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -733,7 +741,7 @@ impl Drop for Process {
 }
 
 /// Waits up to a minute for `GET path` on `port` to answer 200.
-fn wait_ready(process: &mut Process, port: u16, path: &str, log: &Path) -> Result<()> {
+pub(crate) fn wait_ready(process: &mut Process, port: u16, path: &str, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Err(error) = process.check_alive() {
@@ -755,7 +763,7 @@ fn wait_ready(process: &mut Process, port: u16, path: &str, log: &Path) -> Resul
 }
 
 /// The status of a plain HTTP/1.1 `GET path` on 127.0.0.1:`port`, if it answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
+pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -770,12 +778,12 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
 /// `bytes` random bytes from the kernel, as hex.
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     if let Ok(mut random) = fs::File::open("/dev/urandom") {
         let _ = random.read_exact(&mut buffer);
@@ -787,14 +795,14 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// The last `lines` lines of a file.
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR`, else `target` in the workspace.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),

@@ -10,6 +10,7 @@
 //! `docs/architecture.md` on the crates' manifests.
 
 mod bench;
+mod chaos;
 mod postgres;
 mod redis;
 mod services;
@@ -46,6 +47,11 @@ commands:
   bench [--quick] [--patients N] [--appointments N] [--duration S] ...
         HTTP load on SQLite and PostgreSQL (release server, clinicflow-loadgen)
         with the actix-web and pgbench ceilings; writes docs/benchmarks.md
+  chaos [--quick] [--requests N] [--duration S] [--outage S] [--no-build]
+        fault injection on real servers (release; --quick: debug build, smaller):
+        booking storms over 3 instances on PostgreSQL and 1 on SQLite, SIGKILL
+        under load, PostgreSQL restarted and Redis stopped under load; one line
+        per scenario, non-zero exit when any expectation fails
   migrate [--database-url URL]
   seed [--patients N] [--practitioners N] [--database-url URL]
   demo  the server's own commands, run as
@@ -85,6 +91,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
         }
         Some(server_command @ ("migrate" | "seed" | "demo")) => server(server_command, &rest),
         Some("bench") => bench::run(&rest),
+        Some("chaos") => chaos::run(&rest),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
