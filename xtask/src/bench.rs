@@ -691,7 +691,7 @@ impl Process {
     }
 
     /// Fails when the process has exited.
-    fn check_alive(&mut self) -> Result<()> {
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
         if let Some(child) = &mut self.child
             && let Some(status) = child.try_wait()?
         {
@@ -699,6 +699,14 @@ impl Process {
             return Err(format!("{} exited ({status})", self.name).into());
         }
         Ok(())
+    }
+
+    /// SIGKILL at once, as a crash or the OOM killer would, and reaps it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, up to 10 s for a graceful stop, then SIGKILL.
@@ -755,7 +763,7 @@ pub(crate) fn wait_ready(process: &mut Process, port: u16, path: &str, log: &Pat
 }
 
 /// The status of a plain HTTP/1.1 `GET path` on 127.0.0.1:`port`, if it answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
+pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(

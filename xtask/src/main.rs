@@ -10,6 +10,7 @@
 //! `docs/architecture.md` on the crates' manifests.
 
 mod bench;
+mod chaos;
 mod fuzz;
 mod postgres;
 mod redis;
@@ -39,10 +40,12 @@ commands:
   db-up [--port N] [--redis-port N]
         start a throwaway PostgreSQL (and Redis when redis-server exists) on
         127.0.0.1, print DATABASE_URL / REDIS_URL, stop them on Ctrl-C
-  test [--require-services] [-- ARGS...]
+  test [--require-services] [--no-chaos] [-- ARGS...]
         start PostgreSQL and Redis on free ports, run the workspace's tests
         (cargo nextest when installed, else cargo test), stop the servers;
-        --require-services turns a missing server into an error
+        --require-services turns a missing server into an error; then, when
+        both servers ran and no runner ARGS narrowed the run, `chaos --quick`
+        and `fuzz --quick` (--no-chaos skips both)
   ci    cargo fmt --check, cargo clippy -D warnings, then test --require-services
   bench [--quick] [--patients N] [--appointments N] [--duration S] ...
         HTTP load on SQLite and PostgreSQL (release server, clinicflow-loadgen)
@@ -50,6 +53,11 @@ commands:
   fuzz [--quick] [--max-examples N] [--no-build] [-- SCHEMATHESIS-ARGS...]
         schemathesis (pinned, in a venv under the target dir) against a seeded
         server on SQLite: fails on any 5xx or answer the OpenAPI document omits
+  chaos [--quick] [--requests N] [--duration S] [--outage S] [--no-build]
+        fault injection on real servers (release; --quick: debug build, smaller):
+        booking storms over 3 instances on PostgreSQL and 1 on SQLite, SIGKILL
+        under load, PostgreSQL restarted and Redis stopped under load; one line
+        per scenario, non-zero exit when any expectation fails
   migrate [--database-url URL]
   seed [--patients N] [--practitioners N] [--database-url URL]
   demo  the server's own commands, run as
@@ -78,8 +86,8 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
     match command.to_str() {
         Some("db-up") => db_up(&rest),
         Some("test") => {
-            let (require_services, runner_args) = parse_test_args(&rest)?;
-            test(require_services, &runner_args)
+            let (flags, runner_args) = parse_test_args(&rest)?;
+            test(&flags, &runner_args)
         }
         Some("ci") => {
             if let Some(arg) = rest.first() {
@@ -90,6 +98,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode> {
         Some(server_command @ ("migrate" | "seed" | "demo")) => server(server_command, &rest),
         Some("bench") => bench::run(&rest),
         Some("fuzz") => fuzz::run(&rest),
+        Some("chaos") => chaos::run(&rest),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -154,14 +163,22 @@ fn parse_port(value: Option<&OsString>, flag: &str) -> Result<u16> {
         .ok_or_else(|| format!("{flag}: {value:?} is not a port number (1-65535)").into())
 }
 
-/// Splits `test`'s arguments into `--require-services` and the runner's arguments.
-fn parse_test_args(args: &[OsString]) -> Result<(bool, Vec<OsString>)> {
-    let mut require_services = false;
+/// `test`'s flags.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestFlags {
+    require_services: bool,
+    no_chaos: bool,
+}
+
+/// Splits `test`'s arguments into its flags and the runner's arguments.
+fn parse_test_args(args: &[OsString]) -> Result<(TestFlags, Vec<OsString>)> {
+    let mut flags = TestFlags::default();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
-            Some("--require-services") => require_services = true,
-            Some("--") => return Ok((require_services, args.cloned().collect())),
+            Some("--require-services") => flags.require_services = true,
+            Some("--no-chaos") => flags.no_chaos = true,
+            Some("--") => return Ok((flags, args.cloned().collect())),
             _ => {
                 return Err(format!(
                     "test: unexpected argument {arg:?}; pass test-runner arguments after `--`\n\n{USAGE}"
@@ -170,11 +187,13 @@ fn parse_test_args(args: &[OsString]) -> Result<(bool, Vec<OsString>)> {
             }
         }
     }
-    Ok((require_services, Vec::new()))
+    Ok((flags, Vec::new()))
 }
 
-/// `test`: starts the services, runs every test suite, stops the services.
-fn test(require_services: bool, runner_args: &[OsString]) -> Result<ExitCode> {
+/// `test`: starts the services, runs every test suite, stops the services, then runs the
+/// quick chaos suite when both servers were there.
+fn test(flags: &TestFlags, runner_args: &[OsString]) -> Result<ExitCode> {
+    let require_services = flags.require_services;
     let requirement = if require_services {
         Requirement::Required
     } else {
@@ -219,8 +238,26 @@ fn test(require_services: bool, runner_args: &[OsString]) -> Result<ExitCode> {
         }
     );
     let status = status_of(&mut runner)?;
+    let both_ran = services.postgres_url().is_some() && services.redis_url().is_some();
     drop(services);
-    Ok(exit_code(status))
+    if !status.success() {
+        return Ok(exit_code(status));
+    }
+    // A filtered run is someone iterating on a few tests: no chaos suite or fuzz for them.
+    if flags.no_chaos || !runner_args.is_empty() || !both_ran {
+        if !flags.no_chaos && runner_args.is_empty() {
+            eprintln!("cargo xtask test: chaos --quick skipped (it needs PostgreSQL and Redis)");
+        }
+        return Ok(exit_code(status));
+    }
+    eprintln!("cargo xtask test: cargo xtask chaos --quick");
+    let chaos = chaos::run(&[OsString::from("--quick")])?;
+    if chaos != ExitCode::SUCCESS {
+        return Ok(chaos);
+    }
+    // The Rust regression tests keep what the fuzz found; the quick fuzz looks for new cases.
+    eprintln!("cargo xtask test: cargo xtask fuzz --quick");
+    fuzz::run(&[OsString::from("--quick")])
 }
 
 /// `ci`: the whole gate; if it passes locally, CI is green.
@@ -251,7 +288,11 @@ fn ci() -> Result<ExitCode> {
         }
     }
     eprintln!("cargo xtask ci: cargo xtask test --require-services");
-    test(true, &[])
+    let flags = TestFlags {
+        require_services: true,
+        no_chaos: false,
+    };
+    test(&flags, &[])
 }
 
 /// `migrate`, `seed`, `demo`: forwarded to the server binary.

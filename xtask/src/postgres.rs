@@ -214,14 +214,22 @@ impl Postgres {
             port,
         };
         postgres.init()?;
+        postgres.resume()?;
+        Ok(postgres)
+    }
+
+    /// Starts the server of this cluster again (after [`Postgres::stop`]), on the same port
+    /// with the same data, and waits until it accepts connections.
+    pub fn resume(&self) -> Result<(), String> {
+        let port = self.port;
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            shell_quote(socket_dir.as_os_str())
+            shell_quote(self.dir.join(SOCKET_DIR).as_os_str())
         );
-        let data = postgres.data_dir();
-        let log = postgres.log_file();
-        let output = postgres
+        let data = self.data_dir();
+        let log = self.log_file();
+        let output = self
             .pg_ctl(&[
                 "-w".as_ref(),
                 "-D".as_ref(),
@@ -236,8 +244,8 @@ impl Postgres {
             .map_err(|error| format!("cannot run pg_ctl: {error}"))?;
         if let Err(error) = check("pg_ctl start", &output) {
             // pg_ctl may have given up waiting on a server that is still starting.
-            if postgres.data_dir().join("postmaster.pid").exists() {
-                postgres.stop();
+            if self.data_dir().join("postmaster.pid").exists() {
+                self.stop();
             }
             return Err(format!(
                 "PostgreSQL did not start on port {port}: {error}\n--- {} ---\n{}",
@@ -245,7 +253,17 @@ impl Postgres {
                 fs::read_to_string(&log).unwrap_or_default()
             ));
         }
-        Ok(postgres)
+        Ok(())
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of its programs (`psql` usually sits there too).
+    pub fn bin_dir(&self) -> &Path {
+        self.binaries.dir()
     }
 
     /// Stops a cluster that [`Postgres::start`] may have left running in `dir`.

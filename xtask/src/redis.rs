@@ -1,6 +1,6 @@
 //! A throwaway Redis: `redis-server` as a child process without persistence, killed when done.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub struct Redis {
     child: Child,
     port: u16,
     log: PathBuf,
+    binary: PathBuf,
+    dir: PathBuf,
 }
 
 impl Redis {
@@ -40,38 +42,40 @@ impl Redis {
         fs::create_dir(&data)
             .map_err(|error| format!("cannot create {}: {error}", data.display()))?;
         let log = dir.join(LOG_FILE);
-        let log_file = File::create(&log)
-            .map_err(|error| format!("cannot create {}: {error}", log.display()))?;
-        let log_copy = log_file
-            .try_clone()
-            .map_err(|error| format!("cannot share {}: {error}", log.display()))?;
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .arg("--dir")
-            .arg(&data)
-            .current_dir(&data)
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_copy)
-            .spawn()
-            .map_err(|error| format!("cannot run {}: {error}", binary.display()))?;
-        let mut redis = Self { child, port, log };
-        if let Err(error) = fs::write(dir.join(PID_FILE), redis.child.id().to_string()) {
+        let child = spawn(binary, dir, port)?;
+        let mut redis = Self {
+            child,
+            port,
+            log,
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+        };
+        redis.wait_started()?;
+        Ok(redis)
+    }
+
+    /// Starts the server again after [`Redis::stop`], on the same port; it starts empty,
+    /// as a Redis without persistence does after a crash.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.child = spawn(&self.binary, &self.dir, self.port)?;
+        self.wait_started()
+    }
+
+    /// Records the pid for the watchdog and waits for PONG; stops the server on failure.
+    fn wait_started(&mut self) -> Result<(), String> {
+        if let Err(error) = fs::write(self.dir.join(PID_FILE), self.child.id().to_string()) {
             warn(format_args!("cannot write Redis's pid file: {error}"));
         }
-        if let Err(error) = redis.wait_until_ready() {
-            redis.stop();
+        if let Err(error) = self.wait_until_ready() {
+            self.stop();
             return Err(format!(
-                "Redis did not start on port {port}: {error}\n--- {} ---\n{}",
-                redis.log.display(),
-                fs::read_to_string(&redis.log).unwrap_or_default()
+                "Redis did not start on port {}: {error}\n--- {} ---\n{}",
+                self.port,
+                self.log.display(),
+                fs::read_to_string(&self.log).unwrap_or_default()
             ));
         }
-        Ok(redis)
+        Ok(())
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -132,6 +136,34 @@ impl Redis {
             && stream.read_exact(&mut reply).is_ok()
             && &reply == b"+PONG\r\n"
     }
+}
+
+/// Spawns `binary` on `port` without persistence, its log appended to the directory's log.
+fn spawn(binary: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+    let data = dir.join(DATA_DIR);
+    let log = dir.join(LOG_FILE);
+    let log_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|error| format!("cannot open {}: {error}", log.display()))?;
+    let log_copy = log_file
+        .try_clone()
+        .map_err(|error| format!("cannot share {}: {error}", log.display()))?;
+    Command::new(binary)
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .arg("--dir")
+        .arg(&data)
+        .current_dir(&data)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_copy)
+        .spawn()
+        .map_err(|error| format!("cannot run {}: {error}", binary.display()))
 }
 
 /// Kills a `redis-server` that [`Redis::start`] left running in `dir` (for the watchdog).

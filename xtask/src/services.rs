@@ -120,6 +120,16 @@ impl Services {
         self.redis.as_ref().ok().map(Redis::url)
     }
 
+    /// The running PostgreSQL, to stop and resume it (the chaos suite).
+    pub fn postgres(&self) -> Option<&Postgres> {
+        self.postgres.as_ref().ok()
+    }
+
+    /// The running Redis, to stop and restart it (the chaos suite).
+    pub fn redis_mut(&mut self) -> Option<&mut Redis> {
+        self.redis.as_mut().ok()
+    }
+
     /// One line saying which servers are up, at which URLs.
     pub fn summary(&self) -> String {
         let postgres = match &self.postgres {

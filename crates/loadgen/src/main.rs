@@ -11,13 +11,26 @@
 //! (microseconds); every measurement prints one `result key=value …` line on stdout for xtask
 //! to read, and a readable summary on stderr.
 //!
+//! For `cargo xtask chaos` it also has the subcommands that drive a deployment while xtask
+//! breaks it: `storm` (many overlapping bookings at once over several instances), `steady`
+//! (a booking load that logs every answer with its time), `verify` (after a crash, every
+//! acknowledged booking is stored whole) and `receiver` (a webhook receiver that counts
+//! deliveries). They print `result key=value …` lines the same way.
+//!
 //! It talks to the server over HTTP only and depends on no crate of the workspace.
 
+mod answer;
 mod ceiling;
+mod clinic;
 mod load;
+mod receiver;
 mod scenario;
 mod session;
+mod steady;
+mod storm;
+mod verify;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +64,95 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Send many overlapping bookings at once, round-robin over instances (chaos suite).
+    Storm(StormArgs),
+    /// Book at a steady pace, logging every answer with its send time (chaos suite).
+    Steady(SteadyArgs),
+    /// Check that every booking answered 201 is stored whole (chaos suite).
+    Verify(VerifyArgs),
+    /// Serve a webhook receiver that appends each delivered message to a file (chaos suite).
+    Receiver {
+        /// Address to listen on.
+        #[arg(long)]
+        bind: String,
+        /// The file to append `id event appointment_id` lines to.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The seeded admin's login, as every chaos subcommand takes it.
+#[derive(Args)]
+struct Login {
+    /// Login e-mail.
+    #[arg(long, default_value = "admin@demo-clinic.example")]
+    email: String,
+    /// Login password.
+    #[arg(long, default_value = "demo-admin-password")]
+    password: String,
+}
+
+#[derive(Args)]
+struct StormArgs {
+    /// The instances, comma-separated, such as http://127.0.0.1:8080,http://127.0.0.1:8081.
+    #[arg(long)]
+    base_urls: String,
+    #[command(flatten)]
+    login: Login,
+    /// Requests in the storm.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    /// Whose overlap: one practitioner, or one patient across two practitioners.
+    #[arg(long, value_enum)]
+    conflict: storm::Conflict,
+    /// The storm books a time from this many days ahead on.
+    #[arg(long, default_value_t = 42)]
+    days_ahead: i64,
+}
+
+#[derive(Args)]
+struct SteadyArgs {
+    /// The server.
+    #[arg(long)]
+    base_url: String,
+    #[command(flatten)]
+    login: Login,
+    /// Seconds of load.
+    #[arg(long)]
+    duration: f64,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Milliseconds each worker pauses between rounds.
+    #[arg(long, default_value_t = 20)]
+    pause_ms: u64,
+    /// File for the `event` lines.
+    #[arg(long)]
+    events: PathBuf,
+    /// File for the ids of appointments answered 201.
+    #[arg(long)]
+    created: PathBuf,
+    /// Point the clinic's webhook at this URL first.
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Bookings go to slots from this many days ahead on.
+    #[arg(long, default_value_t = 70)]
+    days_ahead: i64,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The server.
+    #[arg(long)]
+    base_url: String,
+    #[command(flatten)]
+    login: Login,
+    /// File with the ids of appointments answered 201 (from `steady --created`).
+    #[arg(long)]
+    created: PathBuf,
+    /// When the load began (Unix milliseconds): appointments created since are checked whole.
+    #[arg(long)]
+    since_unix_ms: i64,
 }
 
 #[derive(Args)]
@@ -97,6 +199,50 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Ceiling { bind, workers } => ceiling::serve(&bind, workers),
         Command::Run(args) => run(args),
+        Command::Receiver { bind, out } => receiver::serve(&bind, out),
+        Command::Storm(args) => small_runtime().and_then(|rt| {
+            rt.block_on(storm::run(storm::Storm {
+                bases: args
+                    .base_urls
+                    .split(',')
+                    .map(|b| b.trim().trim_end_matches('/').to_owned())
+                    .filter(|b| !b.is_empty())
+                    .collect(),
+                requests: args.requests.max(1),
+                conflict: args.conflict,
+                email: args.login.email,
+                password: args.login.password,
+                days_ahead: args.days_ahead,
+            }))
+        }),
+        Command::Steady(args) => small_runtime().and_then(|rt| {
+            if !args.duration.is_finite() || args.duration <= 0.0 {
+                return Err("--duration must be positive".into());
+            }
+            rt.block_on(steady::run(steady::Steady {
+                base: args.base_url.trim_end_matches('/').to_owned(),
+                email: args.login.email,
+                password: args.login.password,
+                duration: Duration::from_secs_f64(args.duration),
+                workers: args.workers,
+                pause: Duration::from_millis(args.pause_ms),
+                events: args.events,
+                created: args.created,
+                webhook: args.webhook,
+                days_ahead: args.days_ahead,
+            }))
+        }),
+        Command::Verify(args) => small_runtime().and_then(|rt| {
+            let since = chrono::DateTime::from_timestamp_millis(args.since_unix_ms)
+                .ok_or("--since-unix-ms is out of range")?;
+            rt.block_on(verify::run(verify::Verify {
+                base: args.base_url.trim_end_matches('/').to_owned(),
+                email: args.login.email,
+                password: args.login.password,
+                created: args.created,
+                since,
+            }))
+        }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +325,15 @@ fn run(args: RunArgs) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// A two-thread runtime: the servers under test share the machine.
+fn small_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 /// Prints one measurement: a `result` line on stdout, a summary on stderr.

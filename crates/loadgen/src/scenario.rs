@@ -383,7 +383,7 @@ fn pick(items: &[String]) -> Result<&str, String> {
 }
 
 /// Percent-encodes a query value (a name prefix), keeping RFC 3986's unreserved characters.
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -52,6 +52,17 @@ impl Session {
         Ok(session)
     }
 
+    /// The same login on another server of one deployment (instances share the JWT secret),
+    /// sending through `client`.
+    pub fn on(&self, client: reqwest::Client, base: &str) -> Self {
+        Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            tokens: Arc::clone(&self.tokens),
+            refreshing: Arc::clone(&self.refreshing),
+        }
+    }
+
     /// The full URL of `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
