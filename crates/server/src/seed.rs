@@ -329,7 +329,16 @@ pub async fn seed(
                 ),
                 overbook: past,
             };
-            let booked = match services.booking.book(&actor, input).await {
+            let mut booked = services.booking.book(&actor, input.clone()).await;
+            if let Err(ServiceError::BookingInPast) = booked {
+                // The slot began while the seed ran, after `now`: it is a past one now.
+                let late = BookInput {
+                    overbook: true,
+                    ..input
+                };
+                booked = services.booking.book(&actor, late).await;
+            }
+            let booked = match booked {
                 Ok(a) => a,
                 // A randomly picked patient may already be booked then: skip that slot.
                 Err(ServiceError::BookingConflict(_)) => continue,

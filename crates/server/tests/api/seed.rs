@@ -73,3 +73,32 @@ async fn the_demo_seed_creates_a_clinic_once_with_a_queue_and_staff() {
         "only the walk-ins wait: past visits were recorded, not queued"
     );
 }
+
+/// A seed is slow enough for slots to begin while it runs: one planned as future when it
+/// started, and in the past when its turn comes, is booked as a past one, not a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_that_begin_while_the_seed_runs_are_booked_as_past_ones() {
+    let db = TestDatabase::new(TestBackend::Sqlite)
+        .await
+        .expect("SQLite is always there");
+    let settings = Settings {
+        database_url: SecretString::from(db.url.clone()),
+        ..Settings::default()
+    };
+    let services = clinicflow::connect(&settings)
+        .await
+        .expect("connects")
+        .services;
+    let options = SeedOptions {
+        patients: 12,
+        practitioners: 2,
+        days_back: 1,
+        days_ahead: 1,
+    };
+    // As if the seed had started a week ago: every slot it takes for future has begun.
+    let started = chrono::Utc::now() - chrono::Duration::days(7);
+    let report = seed::seed(&services, options, started)
+        .await
+        .expect("seeded although its future slots have begun");
+    assert!(report.appointments > 0);
+}
