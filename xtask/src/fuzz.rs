@@ -82,6 +82,11 @@ impl Options {
 
 /// `fuzz`: prepares schemathesis and a seeded server, runs the fuzz, reports.
 pub fn run(args: &[OsString]) -> Result<ExitCode> {
+    execute(args).map(|(code, _)| code)
+}
+
+/// Runs the fuzz as [`run`] does, and also returns schemathesis' summary lines.
+pub fn execute(args: &[OsString]) -> Result<(ExitCode, Vec<String>)> {
     let options = Options::parse(args)?;
     let started = Instant::now();
     let root = workspace_root();
@@ -93,7 +98,7 @@ pub fn run(args: &[OsString]) -> Result<ExitCode> {
         eprintln!("cargo xtask fuzz: cargo build -p clinicflow");
         let status = status_of(cargo().args(["build", "-p", "clinicflow"]))?;
         if !status.success() {
-            return Ok(crate::exit_code(status));
+            return Ok((crate::exit_code(status), Vec::new()));
         }
     }
     let server = target_dir(&root).join("debug").join("clinicflow");
@@ -115,10 +120,10 @@ pub fn run(args: &[OsString]) -> Result<ExitCode> {
         started.elapsed().as_secs_f64(),
         work.join("server.log").display()
     );
-    for line in summary {
+    for line in &summary {
         eprintln!("  {line}");
     }
-    Ok(crate::exit_code(status))
+    Ok((crate::exit_code(status), summary))
 }
 
 /// The venv's `schemathesis`, installing the pinned version unless it is there already.

@@ -4,7 +4,10 @@
 //! Every request's interval contains one common stretch of time, so any two of them
 //! overlap and at most one can be booked. With `--conflict practitioner` they are for one
 //! practitioner and each has its own patient; with `--conflict patient` they are for one
-//! patient and alternate between two practitioners whose free slots overlap. Connections
+//! patient and alternate between two practitioners whose free slots overlap. With
+//! `--conflict retry` every request is the same booking with the same `Idempotency-Key`, as
+//! a client retrying through several instances at once: all must get the one booking's 201.
+//! Connections
 //! are opened before the storm (a round of `GET /health/live` as wide as the storm) and
 //! every request waits on one barrier, so all of them are in flight together.
 
@@ -29,6 +32,8 @@ pub enum Conflict {
     Practitioner,
     /// One patient, two practitioners in turn.
     Patient,
+    /// One booking with one idempotency key, sent by every request.
+    Retry,
 }
 
 /// What to send.
@@ -86,7 +91,10 @@ pub async fn run(storm: Storm) -> Result<(), String> {
     let duration = window - step;
     let bodies: Vec<Value> = (0..storm.requests)
         .map(|i| {
-            let offset = i64::try_from(i).unwrap_or(0) % (step + 1);
+            let offset = match storm.conflict {
+                Conflict::Retry => 0,
+                _ => i64::try_from(i).unwrap_or(0) % (step + 1),
+            };
             let practitioner = &target.practitioners[i % target.practitioners.len()];
             let patient = &target.patients[i % target.patients.len()];
             json!({
@@ -109,7 +117,17 @@ pub async fn run(storm: Storm) -> Result<(), String> {
     );
 
     open_connections(&sessions, storm.requests).await;
-    let answers = fire(&sessions, bodies).await?;
+    // One key per storm, so a second run books afresh.
+    let key = (storm.conflict == Conflict::Retry)
+        .then(|| format!("chaos-retry-{}", Utc::now().timestamp_micros()));
+    let answers = fire(&sessions, bodies, key.as_deref()).await?;
+    let mut ids: Vec<String> = answers
+        .iter()
+        .filter(|a| a.status == 201)
+        .filter_map(Answer::id)
+        .collect();
+    ids.sort();
+    ids.dedup();
 
     let created = answers.iter().filter(|a| a.status == 201).count();
     let conflicts = answers.iter().filter(|a| a.is_conflict()).count();
@@ -137,7 +155,9 @@ pub async fn run(storm: Storm) -> Result<(), String> {
         .unwrap_or(0);
 
     let filter = match storm.conflict {
-        Conflict::Practitioner => format!("practitioner_id={}", target.practitioners[0]),
+        Conflict::Practitioner | Conflict::Retry => {
+            format!("practitioner_id={}", target.practitioners[0])
+        }
         Conflict::Patient => format!("patient_id={}", target.patients[0]),
     };
     // Appointments that start up to a day before the window could reach into it too.
@@ -155,14 +175,16 @@ pub async fn run(storm: Storm) -> Result<(), String> {
         .count();
     println!(
         "result scenario=storm conflict={} requests={} created={created} conflicts={conflicts} \
-         other={} active_rows={active_rows} in_flight_together={} send_spread_ms={} max_ms={max_ms} \
+         other={} active_rows={active_rows} distinct_ids={} in_flight_together={} send_spread_ms={} max_ms={max_ms} \
          practitioner_ids={} patient_id={} window_start={} window_end={}",
         match storm.conflict {
             Conflict::Practitioner => "practitioner",
             Conflict::Patient => "patient",
+            Conflict::Retry => "retry",
         },
         answers.len(),
         answers.len() - created - conflicts,
+        ids.len(),
         last_sent <= first_answered,
         last_sent - first_sent,
         target.practitioners.join(","),
@@ -193,8 +215,13 @@ async fn target(
 ) -> Result<Target, String> {
     let practitioners = clinic::practitioners(session).await?;
     match conflict {
-        Conflict::Practitioner => {
-            let patients = clinic::patients(session, requests).await?;
+        Conflict::Practitioner | Conflict::Retry => {
+            let wanted = if conflict == Conflict::Retry {
+                1
+            } else {
+                requests
+            };
+            let patients = clinic::patients(session, wanted).await?;
             for practitioner in &practitioners {
                 let slots = clinic::free_slots(session, practitioner, from, 14).await?;
                 if let Some(slot) = slots
@@ -290,16 +317,23 @@ async fn open_connections(sessions: &[Session], requests: usize) {
 }
 
 /// Sends every body at once, body `i` to instance `i mod n`, and collects the answers.
-async fn fire(sessions: &[Session], bodies: Vec<Value>) -> Result<Vec<Answer>, String> {
+async fn fire(
+    sessions: &[Session],
+    bodies: Vec<Value>,
+    key: Option<&str>,
+) -> Result<Vec<Answer>, String> {
     let barrier = Arc::new(Barrier::new(bodies.len()));
     let mut tasks = JoinSet::new();
     for (i, body) in bodies.into_iter().enumerate() {
         let session = &sessions[i % sessions.len()];
         // Built (token included) before the barrier, so the barrier releases ready requests.
-        let request = session
+        let mut request = session
             .request(Method::POST, "/api/v1/appointments")
             .await?
             .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
         let barrier = Arc::clone(&barrier);
         tasks.spawn(async move {
             barrier.wait().await;
