@@ -287,7 +287,12 @@ fn fuzz_line(summary: &[String], passed: bool) -> String {
     // "2938 generated, 2936 passed, 2 failed" becomes "generated=2938 passed=2936 failed=2".
     let counts = summary
         .iter()
-        .find(|l| l.contains(" generated"))
+        .find(|l| {
+            l.contains(" generated")
+                && l.split(' ')
+                    .next()
+                    .is_some_and(|n| n.parse::<u64>().is_ok())
+        })
         .map(|l| {
             l.split(',')
                 .filter_map(|part| {
@@ -1331,6 +1336,8 @@ mod tests {
         let summary = [
             "Selected: 48/49".to_owned(),
             "Tested: 48".to_owned(),
+            "⚠️ Schema validation mismatch: 20 operations mostly rejected generated data"
+                .to_owned(),
             "10 generated, 8 passed, 2 failed".to_owned(),
         ];
         assert_eq!(
