@@ -5,8 +5,8 @@ use clinicflow::seed::{self, SeedOptions};
 use clinicflow_store::testing::{TestBackend, TestDatabase};
 use secrecy::SecretString;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_seed_creates_a_clinic_once_with_a_queue_and_staff() {
+/// The services over a fresh SQLite database, which lives as long as the first value.
+async fn services() -> (TestDatabase, clinicflow_services::Services) {
     let db = TestDatabase::new(TestBackend::Sqlite)
         .await
         .expect("SQLite is always there");
@@ -18,6 +18,12 @@ async fn the_demo_seed_creates_a_clinic_once_with_a_queue_and_staff() {
         .await
         .expect("connects")
         .services;
+    (db, services)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_seed_creates_a_clinic_once_with_a_queue_and_staff() {
+    let (_db, services) = services().await;
     let options = SeedOptions {
         patients: 12,
         practitioners: 2,
@@ -78,17 +84,7 @@ async fn the_demo_seed_creates_a_clinic_once_with_a_queue_and_staff() {
 /// started, and in the past when its turn comes, is booked as a past one, not a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_that_begin_while_the_seed_runs_are_booked_as_past_ones() {
-    let db = TestDatabase::new(TestBackend::Sqlite)
-        .await
-        .expect("SQLite is always there");
-    let settings = Settings {
-        database_url: SecretString::from(db.url.clone()),
-        ..Settings::default()
-    };
-    let services = clinicflow::connect(&settings)
-        .await
-        .expect("connects")
-        .services;
+    let (_db, services) = services().await;
     let options = SeedOptions {
         patients: 12,
         practitioners: 2,
