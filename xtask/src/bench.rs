@@ -134,13 +134,7 @@ impl Options {
 
     /// Parses `bench`'s arguments: `--quick` picks the defaults, the other flags override them.
     fn parse(args: &[OsString]) -> Result<Self> {
-        let args: Vec<&str> = args
-            .iter()
-            .map(|a| {
-                a.to_str()
-                    .ok_or_else(|| format!("bench: {a:?} is not UTF-8"))
-            })
-            .collect::<Result<_, _>>()?;
+        let args = utf8_args("bench", args)?;
         let mut options = if args.contains(&"--quick") {
             Self::quick()
         } else {
@@ -430,16 +424,13 @@ fn backend_run(
     let port = free_port()?;
     let log = fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let child = server_command(server, url)
-        .arg("serve")
-        .env("CLINICFLOW_BIND", format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
-    let mut process = Process::new(child, "clinicflow serve");
-    wait_ready(&mut process, port, "/health/ready", &log_path)?;
+    let mut process = serve(
+        server_command(server, url),
+        port,
+        log,
+        &log_path,
+        "/health/ready",
+    )?;
     let rows = run_loadgen(
         loadgen,
         &format!("http://127.0.0.1:{port}"),
@@ -738,6 +729,38 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A task's arguments as text; a task has no use for arguments that are not UTF-8.
+pub(crate) fn utf8_args<'a>(task: &str, args: &'a [OsString]) -> Result<Vec<&'a str>> {
+    args.iter()
+        .map(|a| {
+            a.to_str()
+                .ok_or_else(|| format!("{task}: {a:?} is not UTF-8").into())
+        })
+        .collect()
+}
+
+/// Runs `command` (a `clinicflow` binary with its environment) as `serve` on 127.0.0.1:`port`,
+/// its output going to `log` (the file at `log_path`), and waits until `GET ready_path` answers.
+pub(crate) fn serve(
+    mut command: Command,
+    port: u16,
+    log: fs::File,
+    log_path: &Path,
+    ready_path: &str,
+) -> Result<Process> {
+    let child = command
+        .arg("serve")
+        .env("CLINICFLOW_BIND", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", command.get_program().display()))?;
+    let mut process = Process::new(child, "clinicflow serve");
+    wait_ready(&mut process, port, ready_path, log_path)?;
+    Ok(process)
 }
 
 /// Waits up to a minute for `GET path` on `port` to answer 200.

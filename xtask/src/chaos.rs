@@ -75,13 +75,7 @@ impl Options {
     }
 
     fn parse(args: &[OsString]) -> Result<Self> {
-        let args: Vec<&str> = args
-            .iter()
-            .map(|a| {
-                a.to_str()
-                    .ok_or_else(|| format!("chaos: {a:?} is not UTF-8"))
-            })
-            .collect::<Result<_, _>>()?;
+        let args = bench::utf8_args("chaos", args)?;
         let mut options = if args.contains(&"--quick") {
             Self::quick()
         } else {
@@ -440,17 +434,13 @@ impl Suite {
             .append(true)
             .open(&log)
             .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-        let child = self
-            .server_command(deployment)
-            .arg("serve")
-            .env("CLINICFLOW_BIND", format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.server.display()))?;
-        let mut process = Process::new(child, "clinicflow serve");
-        bench::wait_ready(&mut process, port, "/health/live", &log)?;
+        let process = bench::serve(
+            self.server_command(deployment),
+            port,
+            file,
+            &log,
+            "/health/live",
+        )?;
         Ok(Instance { process, port, log })
     }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use crate::bench::{Process, free_port, random_hex, target_dir, wait_ready};
+use crate::bench::{free_port, random_hex, serve, target_dir};
 use crate::{Result, cargo, services, status_of, warn, workspace_root};
 
 /// The schemathesis release the run is pinned to; the venv is rebuilt when this changes.
@@ -223,16 +223,13 @@ fn fuzz(
     }
 
     let port = free_port()?;
-    let child = server_command(server, &url)
-        .arg("serve")
-        .env("CLINICFLOW_BIND", format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
-    let mut process = Process::new(child, "clinicflow serve");
-    wait_ready(&mut process, port, "/health/ready", &log_path)?;
+    let mut process = serve(
+        server_command(server, &url),
+        port,
+        log,
+        &log_path,
+        "/health/ready",
+    )?;
 
     let base = format!("http://127.0.0.1:{port}");
     let mut command = Command::new(schemathesis);
