@@ -200,9 +200,7 @@ fn stored_created(a: &Appointment) -> StoredAnswer {
     path = "/api/v1/appointments",
     operation_id = "book_appointment",
     tag = "appointment",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
-    ),
+    params(idempotency::KeyHeader),
     request_body = BookIn,
     security(("bearer" = [])),
     responses(
@@ -374,7 +372,7 @@ pub enum StatusMove {
         ("id" = Uuid, Path, description = "The appointment's id"),
         ("action" = StatusMove, Path, description = "The move"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
+        idempotency::KeyHeader,
     ),
     request_body(content = Option<ActionIn>, description = "Only `cancel` reads a body"),
     security(("bearer" = [])),
@@ -445,7 +443,7 @@ pub struct RescheduleIn {
     params(
         ("id" = Uuid, Path, description = "The appointment's id"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
+        idempotency::KeyHeader,
     ),
     request_body = RescheduleIn,
     security(("bearer" = [])),

@@ -26,6 +26,15 @@ pub const KEY_HEADER: &str = "Idempotency-Key";
 /// The response header that marks an answer given again.
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
+/// The `Idempotency-Key` header, as the OpenAPI document describes it on each keyed route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct KeyHeader {
+    /// Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`
+    #[param(rename = "Idempotency-Key", nullable = false)]
+    pub idempotency_key: Option<String>,
+}
+
 /// A request's key and the digest that tells its retries from other requests.
 #[derive(Debug)]
 pub(crate) struct Keyed {

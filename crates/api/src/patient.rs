@@ -245,9 +245,7 @@ impl From<Patient> for PatientOut {
     path = "/api/v1/patients",
     operation_id = "create_patient",
     tag = "patient",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
-    ),
+    params(idempotency::KeyHeader),
     request_body = PatientIn,
     security(("bearer" = [])),
     responses(

@@ -263,9 +263,7 @@ async fn board(
     path = "/api/v1/queue/entries",
     operation_id = "join_queue",
     tag = "queue",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "Makes a retry safe: the same key and request within 24 h get the first answer again (`Idempotent-Replayed: true`); the same key with another request is a 422 `idempotency_key_reused`"),
-    ),
+    params(idempotency::KeyHeader),
     request_body = JoinIn,
     security(("bearer" = [])),
     responses(
