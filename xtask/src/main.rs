@@ -228,6 +228,12 @@ fn test(flags: &TestFlags, runner_args: &[OsString]) -> Result<ExitCode> {
     if require_services {
         runner.env("CLINICFLOW_REQUIRE_SERVICES", "1");
     }
+    // Every skipped test appends a line here (`clinicflow_store::testing::record_skip`), so
+    // the run ends by saying how many tests did not really run, and why.
+    let skip_log =
+        std::env::temp_dir().join(format!("clinicflow-skips-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&skip_log);
+    runner.env("CLINICFLOW_SKIP_LOG", &skip_log);
 
     eprintln!(
         "cargo xtask test: {}; runner: {}",
@@ -241,6 +247,9 @@ fn test(flags: &TestFlags, runner_args: &[OsString]) -> Result<ExitCode> {
     let status = status_of(&mut runner)?;
     let both_ran = services.postgres_url().is_some() && services.redis_url().is_some();
     drop(services);
+    let skips = std::fs::read_to_string(&skip_log).unwrap_or_default();
+    let _ = std::fs::remove_file(&skip_log);
+    eprintln!("cargo xtask test: {}", skip_summary(&skips));
     if !status.success() {
         return Ok(exit_code(status));
     }
@@ -255,6 +264,33 @@ fn test(flags: &TestFlags, runner_args: &[OsString]) -> Result<ExitCode> {
     // and each run looks for new cases.
     eprintln!("cargo xtask test: cargo xtask chaos --quick");
     chaos::run(&[OsString::from("--quick")])
+}
+
+/// One line saying how many tests were skipped and why, from the lines of the skip log
+/// (`skipped: <test>: <reason>`).
+fn skip_summary(log: &str) -> String {
+    let mut reasons: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for line in log.lines() {
+        let Some(rest) = line.strip_prefix("skipped: ") else {
+            continue;
+        };
+        let reason = rest.split_once(": ").map_or(rest, |(_, reason)| reason);
+        *reasons.entry(reason).or_default() += 1;
+        total += 1;
+    }
+    if total == 0 {
+        return "no test was skipped".to_owned();
+    }
+    let reasons: Vec<String> = reasons
+        .into_iter()
+        .map(|(reason, count)| format!("{count} for {reason}"))
+        .collect();
+    format!(
+        "{total} tests were SKIPPED, not passed: {}; run with the missing servers installed \
+         (or --require-services) to run them",
+        reasons.join(", ")
+    )
 }
 
 /// `ci`: the whole gate; if it passes locally, CI is green.
@@ -363,4 +399,27 @@ fn exit_code(status: ExitStatus) -> ExitCode {
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(1);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod skip_summary_tests {
+    use super::skip_summary;
+
+    #[test]
+    fn skips_are_counted_by_reason() {
+        let log = "skipped: postgres::a: no PostgreSQL (X is not set)\n\
+                   skipped: postgres::b: no PostgreSQL (X is not set)\n\
+                   skipped: redis_x: no Redis (Y is not set)\n";
+        let summary = skip_summary(log);
+        assert!(summary.starts_with("3 tests were SKIPPED"), "{summary}");
+        assert!(
+            summary.contains("2 for no PostgreSQL (X is not set)"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("1 for no Redis (Y is not set)"),
+            "{summary}"
+        );
+        assert_eq!(skip_summary(""), "no test was skipped");
+    }
 }

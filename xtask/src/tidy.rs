@@ -1,7 +1,11 @@
-//! Tidy tests: the architecture rules of `docs/architecture.md`, checked on the crates' manifests.
+//! Tidy tests: the architecture rules of `docs/architecture.md`, checked on the crates'
+//! manifests and sources, and the house rules of the repository (no stray files, a `//!`
+//! paragraph at the top of every crate).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::workspace_root;
 
@@ -62,6 +66,276 @@ fn domain_uses_no_async_runtime_and_no_workspace_crate() {
         violations.is_empty(),
         "clinicflow-domain does no I/O and depends on no other crate of the workspace: {violations:?}"
     );
+}
+
+/// The inbound adapters: they reach the outside world only through the services.
+const INBOUND_ADAPTERS: [&str; 3] = ["clinicflow-api", "clinicflow-fhir", "clinicflow-web"];
+
+#[test]
+fn inbound_adapters_never_use_the_store_or_the_cache() {
+    let manifests = workspace_manifests();
+    assert!(
+        manifests.contains_key("clinicflow-api"),
+        "crates/api/Cargo.toml declares clinicflow-api"
+    );
+    let violations: Vec<String> = INBOUND_ADAPTERS
+        .iter()
+        .filter_map(|package| manifests.get(*package).map(|deps| (package, deps)))
+        .flat_map(|(package, dependencies)| {
+            dependencies
+                .iter()
+                .filter(|name| {
+                    [
+                        "clinicflow-store",
+                        "clinicflow-cache",
+                        "clinicflow",
+                        "clinicflow-migration",
+                    ]
+                    .contains(&name.as_str())
+                })
+                .map(move |name| format!("{package} depends on {name}"))
+        })
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "api (and every other inbound adapter) depends on services, ports and domain only, \
+         never on store, cache, migrations or the server (docs/architecture.md): {violations:?}"
+    );
+}
+
+#[test]
+fn services_use_only_domain_and_ports_of_the_workspace() {
+    let manifests = workspace_manifests();
+    let dependencies = manifests
+        .get("clinicflow-services")
+        .expect("crates/services/Cargo.toml declares clinicflow-services");
+    let violations: Vec<&String> = dependencies
+        .iter()
+        .filter(|name| {
+            name.starts_with("clinicflow")
+                && !["clinicflow-domain", "clinicflow-ports"].contains(&name.as_str())
+        })
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "clinicflow-services depends on no workspace crate but domain and ports: {violations:?}"
+    );
+}
+
+#[test]
+fn loadgen_depends_on_no_workspace_crate() {
+    let manifests = workspace_manifests();
+    let dependencies = manifests
+        .get("clinicflow-loadgen")
+        .expect("crates/loadgen/Cargo.toml declares clinicflow-loadgen");
+    let violations: Vec<&String> = dependencies
+        .iter()
+        .filter(|name| name.starts_with("clinicflow"))
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "clinicflow-loadgen talks to the server over HTTP only: {violations:?}"
+    );
+}
+
+/// Calls that read a clock or draw randomness; the domain takes `now` and random bytes as
+/// arguments instead, so its rules are repeatable in tests.
+const CLOCK_AND_RANDOMNESS: [&str; 12] = [
+    "Utc::now",
+    "Local::now",
+    "SystemTime::now",
+    "Instant::now",
+    "Uuid::now_v7",
+    "Uuid::new_v4",
+    "Uuid::new_v7",
+    "rand::",
+    "thread_rng",
+    "OsRng",
+    "getrandom",
+    "chrono::offset::Local",
+];
+
+#[test]
+fn domain_source_reads_no_clock_and_draws_no_randomness() {
+    let root = workspace_root().join("crates/domain/src");
+    let mut violations = Vec::new();
+    for path in rust_files(&root) {
+        let text = fs::read_to_string(&path).expect("readable domain source");
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for call in CLOCK_AND_RANDOMNESS {
+                if code.contains(call) {
+                    violations.push(format!("{}:{}: {call}", path.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "the domain never reads a clock or draws randomness; pass `now` or the random \
+         bytes in (docs/architecture.md): {violations:?}"
+    );
+    assert!(
+        CLOCK_AND_RANDOMNESS
+            .iter()
+            .any(|call| "let now = Utc::now();".contains(call)),
+        "the pattern list catches a clock call"
+    );
+}
+
+/// Leftovers of merges, patches and editors that must never be committed.
+fn is_stray(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    [".orig", ".rej", ".bak", ".swp", ".swo", "~"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+        || name.starts_with(".#")
+        || name == ".DS_Store"
+}
+
+#[test]
+fn no_stray_files_are_tracked() {
+    let output = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git ls-files succeeds");
+    let listing = String::from_utf8(output.stdout).expect("tracked paths are UTF-8");
+    let stray: Vec<&str> = listing
+        .split('\0')
+        .filter(|path| !path.is_empty() && is_stray(path))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "merge, patch and editor leftovers are tracked: {stray:?}"
+    );
+    assert!(is_stray("crates/api/src/page.rs.orig") && is_stray("notes.md~"));
+    assert!(!is_stray("crates/api/src/page.rs"));
+}
+
+#[test]
+fn every_crate_starts_with_a_doc_paragraph() {
+    let root = workspace_root();
+    let mut crate_roots = Vec::new();
+    let mut folders: Vec<PathBuf> = fs::read_dir(root.join("crates"))
+        .expect("crates/ directory")
+        .map(|entry| entry.expect("crates/ entry").path())
+        .collect();
+    folders.push(root.join("migrations"));
+    folders.push(root.join("xtask"));
+    for folder in folders {
+        for file in ["src/lib.rs", "src/main.rs"] {
+            let path = folder.join(file);
+            if path.exists() {
+                crate_roots.push(path);
+            }
+        }
+    }
+    assert!(crate_roots.len() >= 8, "found the crates: {crate_roots:?}");
+    let undocumented: Vec<String> = crate_roots
+        .iter()
+        .filter(|path| {
+            let text = fs::read_to_string(path).expect("readable crate root");
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "every crate starts with a `//!` paragraph saying what it is for: {undocumented:?}"
+    );
+}
+
+#[test]
+fn architecture_page_names_every_crate_service_port_and_worker() {
+    let root = workspace_root();
+    let page = fs::read_to_string(root.join("docs/architecture.md")).expect("docs/architecture.md");
+    let mut missing = Vec::new();
+    let mut folders: Vec<String> = fs::read_dir(root.join("crates"))
+        .expect("crates/ directory")
+        .map(|entry| entry.expect("crates/ entry").path())
+        .filter(|path| path.join("Cargo.toml").exists())
+        .map(|path| {
+            let name = path.file_name().expect("folder name").to_string_lossy();
+            format!("crates/{name}")
+        })
+        .collect();
+    folders.extend(["migrations".to_owned(), "xtask".to_owned()]);
+    missing.extend(
+        folders
+            .into_iter()
+            .filter(|folder| !page.contains(&format!("`{folder}`")))
+            .map(|folder| format!("crate {folder}")),
+    );
+    let declared = |dir: &str, prefix: &str, suffix: &str| -> Vec<String> {
+        rust_files(&root.join(dir))
+            .iter()
+            .flat_map(|path| {
+                let text = fs::read_to_string(path).expect("readable source");
+                text.lines()
+                    .filter_map(|line| line.strip_prefix(prefix))
+                    .map(|rest| {
+                        rest.chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect::<String>()
+                    })
+                    .filter(|name| name.ends_with(suffix))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let services = declared("crates/services/src", "pub struct ", "Service");
+    assert!(services.len() >= 10, "found the services: {services:?}");
+    let ports = declared("crates/ports/src", "pub trait ", "");
+    assert!(ports.len() >= 15, "found the ports: {ports:?}");
+    for name in services.iter().chain(&ports) {
+        if !page.contains(&format!("`{name}`")) {
+            missing.push(name.clone());
+        }
+    }
+    let mut workers = Vec::new();
+    for path in rust_files(&root.join("crates/server/src")) {
+        let text = fs::read_to_string(&path).expect("readable server source");
+        for (_, rest) in text
+            .match_indices("Worker::start(")
+            .map(|(i, _)| text.split_at(i))
+        {
+            if let Some(name) = rest.split('"').nth(1) {
+                workers.push(name.to_owned());
+            }
+        }
+    }
+    assert!(workers.len() >= 3, "found the workers: {workers:?}");
+    missing.extend(
+        workers
+            .into_iter()
+            .filter(|name| !page.contains(name.as_str()))
+            .map(|name| format!("worker {name}")),
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md's code map must name every crate (as `crates/x`), service, \
+         port (in backticks) and worker: missing {missing:?}"
+    );
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).expect("readable source folder") {
+            let path = entry.expect("source entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 #[test]

@@ -313,18 +313,4 @@ impl Cache for RedisCache {
             .await;
         clinicflow_ports::timing::add_cache(started.elapsed());
     }
-
-    async fn remove(&self, key: &str) {
-        self.local.remove(key).await;
-        let _ = self
-            .bounded(async {
-                let mut conn = self.pool.get().await?;
-                redis::cmd("DEL")
-                    .arg(self.value_key(key))
-                    .query_async::<()>(&mut conn)
-                    .await?;
-                Ok(())
-            })
-            .await;
-    }
 }

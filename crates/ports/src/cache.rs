@@ -33,9 +33,6 @@ pub trait Cache: Send + Sync {
 
     /// Makes every value tied to any of `tags` stale, on every instance.
     async fn invalidate(&self, tags: &[String]);
-
-    /// Forgets `key`.
-    async fn remove(&self, key: &str);
 }
 
 /// The tag of every cached value derived from a practitioner's schedule, time off or

@@ -18,6 +18,31 @@ use crate::{PoolOptions, Store};
 pub const PG_URL_VAR: &str = "CLINICFLOW_TEST_PG_URL";
 /// Set to `1` to make a missing test server fail instead of skipping.
 pub const REQUIRE_SERVICES_VAR: &str = "CLINICFLOW_REQUIRE_SERVICES";
+/// A file that every skipped test appends a line to; `cargo xtask test` sums it up at the end.
+pub const SKIP_LOG_VAR: &str = "CLINICFLOW_SKIP_LOG";
+
+/// Says that the running test is skipped and why, so a skip is never mistaken for a pass:
+/// straight to the process's stderr (past the test harness's capture, so a plain `cargo
+/// test` shows it) and into the file named by [`SKIP_LOG_VAR`], which `cargo xtask test`
+/// counts and prints after the run.
+pub fn record_skip(reason: &str) {
+    use std::io::Write;
+    // libtest and nextest name the thread that runs a test after the test.
+    let line = format!(
+        "skipped: {}: {reason}\n",
+        std::thread::current().name().unwrap_or("a test")
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(path) = std::env::var_os(SKIP_LOG_VAR) {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +170,10 @@ fn postgres_admin_url() -> Option<String> {
         _ if std::env::var(REQUIRE_SERVICES_VAR).as_deref() == Ok("1") => panic!(
             "{REQUIRE_SERVICES_VAR}=1 but {PG_URL_VAR} is not set: PostgreSQL tests need an admin URL such as postgres://postgres@127.0.0.1:5432/postgres"
         ),
-        _ => None,
+        _ => {
+            record_skip(&format!("no PostgreSQL ({PG_URL_VAR} is not set)"));
+            None
+        }
     }
 }
 

@@ -54,8 +54,7 @@ impl TestApp {
         configure: impl FnOnce(&mut Settings),
     ) -> Option<TestApp> {
         let Some(db) = TestDatabase::new(backend).await else {
-            eprintln!("skipped: no PostgreSQL server (run through `cargo xtask test`)");
-            return None;
+            return None; // recorded as skipped by `testing`
         };
         let settings = Settings {
             bind: "127.0.0.1:0".into(),
@@ -272,7 +271,7 @@ pub fn test_redis_url() -> Option<String> {
             std::env::var("CLINICFLOW_REQUIRE_SERVICES").as_deref() != Ok("1"),
             "CLINICFLOW_TEST_REDIS_URL is required (run through `cargo xtask test`)"
         );
-        eprintln!("skipped: CLINICFLOW_TEST_REDIS_URL is not set");
+        clinicflow_store::testing::record_skip("no Redis (CLINICFLOW_TEST_REDIS_URL is not set)");
         return None;
     };
     Some(redis)

@@ -255,6 +255,46 @@ async fn a_free_slot_inside_availability_is_booked_and_committed() {
 }
 
 #[tokio::test]
+async fn a_booking_locks_its_practitioner_and_patient_once_before_it_reads_overlaps() {
+    let mut world = world(Vec::new());
+    world.appointments.checkpoint();
+    let mut seq = mockall::Sequence::new();
+    world
+        .appointments
+        .expect_lock_parties()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(|_, _, practitioner_id, patient_id| {
+            *practitioner_id == practitioner().id && *patient_id == patient().id
+        })
+        .returning(|_, _, _, _| Ok(()));
+    world
+        .appointments
+        .expect_active_for_practitioner()
+        .times(1..)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    world
+        .appointments
+        .expect_active_for_patient()
+        .times(1..)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn an_overlapping_booking_is_refused_with_the_taken_interval_and_next_slots() {
     let taken = existing("2026-12-01T08:00:00Z", 30);
     let mut world = world(vec![taken.clone()]);
@@ -504,7 +544,12 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
     world.appointments = {
         let mut a = world.appointments;
         a.checkpoint();
-        a.expect_lock_parties().returning(|_, _, _, _| Ok(()));
+        a.expect_lock_parties()
+            .times(1)
+            .withf(move |_, _, practitioner_id, patient_id| {
+                *practitioner_id == practitioner().id && *patient_id == patient().id
+            })
+            .returning(|_, _, _, _| Ok(()));
         let held = current.clone();
         a.expect_get()
             .returning(move |_, _, _| Ok(Some(held.clone())));
