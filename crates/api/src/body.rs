@@ -48,7 +48,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
                     ApiError::PayloadTooLarge
                 } else {
                     ApiError::Malformed {
-                        code: "malformed_body",
+                        code: crate::error::ErrorCode::MalformedBody,
                         detail: format!("the body could not be read: {e}"),
                     }
                 }
@@ -62,7 +62,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
             serde_json::from_slice(&bytes)
                 .map(|value| Self(Some(value)))
                 .map_err(|e| ApiError::Malformed {
-                    code: "malformed_json",
+                    code: crate::error::ErrorCode::MalformedJson,
                     detail: format!("the body is not valid: {e}"),
                 })
         })
@@ -120,7 +120,7 @@ mod tests {
                 matches!(
                     extract(req).await,
                     Err(ApiError::Malformed {
-                        code: "malformed_json",
+                        code: crate::error::ErrorCode::MalformedJson,
                         ..
                     })
                 ),

@@ -1,7 +1,8 @@
 //! Every error the API answers with, as RFC 9457 `application/problem+json`.
 //!
 //! One `ResponseError` impl matches every service error variant with no fallback arm,
-//! so a new variant forces a decision on its status and code.
+//! so a new variant forces a decision on its code; each code's status and title come from
+//! the one catalogue, [`ErrorCode`], which a test holds equal to docs/api.md's table.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,10 @@ use utoipa::ToSchema;
 
 use crate::appointment::SlotOut;
 
+mod code;
+
+pub use code::ErrorCode;
+
 /// An error answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,8 +35,8 @@ pub enum ApiError {
     /// The request could not be read (bad JSON, query, path or header).
     #[error("{detail}")]
     Malformed {
-        /// Stable code.
-        code: &'static str,
+        /// Stable code (a 400 of the catalogue).
+        code: ErrorCode,
         /// What was wrong.
         detail: String,
     },
@@ -143,18 +148,14 @@ fn status_number<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S::O
 }
 
 impl Problem {
-    fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    /// A problem with the status and title the catalogue gives `code`.
+    fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            problem_type: format!("urn:clinicflow:problem:{code}"),
-            title,
-            status,
+            problem_type: format!("urn:clinicflow:problem:{}", code.as_str()),
+            title: code.title(),
+            status: code.status(),
             detail: detail.into(),
-            code,
+            code: code.as_str(),
             errors: None,
             conflict: None,
             practitioner_id: None,
@@ -178,12 +179,7 @@ impl Problem {
             from: Some(from),
             to: Some(to),
             allowed: Some(allowed),
-            ..Self::new(
-                StatusCode::CONFLICT,
-                "illegal_transition",
-                "Illegal status transition",
-                detail,
-            )
+            ..Self::new(ErrorCode::IllegalTransition, detail)
         }
     }
 }
@@ -213,9 +209,7 @@ fn conflict_problem(c: &Conflict) -> Problem {
                 ends_at: with.map(|w| w.end()),
             }),
             ..Problem::new(
-                StatusCode::CONFLICT,
-                "booking_conflict",
-                "Booking conflict",
+                ErrorCode::BookingConflict,
                 format!(
                     "the {} already has an appointment at that time",
                     party_name(party)
@@ -223,9 +217,7 @@ fn conflict_problem(c: &Conflict) -> Problem {
             )
         },
         ConflictKind::OutsideAvailability => Problem::new(
-            StatusCode::CONFLICT,
-            "outside_availability",
-            "Outside availability",
+            ErrorCode::OutsideAvailability,
             "the practitioner does not work at that time (schedule or time off)",
         ),
     };
@@ -243,23 +235,16 @@ impl ApiError {
                 ServiceError::Validation(fields) => Problem {
                     errors: Some(fields.fields().clone()),
                     ..Problem::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
-                        "Validation failed",
+                        ErrorCode::ValidationFailed,
                         "one or more fields are invalid",
                     )
                 },
-                ServiceError::NotFound(what) => Problem::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "Not found",
-                    format!("no such {what}"),
-                ),
+                ServiceError::NotFound(what) => {
+                    Problem::new(ErrorCode::NotFound, format!("no such {what}"))
+                }
                 ServiceError::BookingConflict(c) => conflict_problem(c),
                 ServiceError::BookingInPast => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "booking_in_past",
-                    "Booking in the past",
+                    ErrorCode::BookingInPast,
                     "the appointment would start in the past",
                 ),
                 ServiceError::IllegalTransition(t) => match t {
@@ -271,12 +256,7 @@ impl ApiError {
                     ),
                     IllegalTransition::NoShowTooEarly { allowed_from } => Problem {
                         allowed_from: Some(*allowed_from),
-                        ..Problem::new(
-                            StatusCode::CONFLICT,
-                            "no_show_too_early",
-                            "Too early for a no-show",
-                            t.to_string(),
-                        )
+                        ..Problem::new(ErrorCode::NoShowTooEarly, t.to_string())
                     },
                 },
                 ServiceError::IllegalQueueMove(m) => Problem::transition(
@@ -288,94 +268,50 @@ impl ApiError {
                 ServiceError::PreconditionFailed { current } => Problem {
                     current_version: Some(*current),
                     ..Problem::new(
-                        StatusCode::PRECONDITION_FAILED,
-                        "precondition_failed",
-                        "Precondition failed",
+                        ErrorCode::PreconditionFailed,
                         "the resource changed since the version in If-Match; read it again",
                     )
                 },
                 ServiceError::IdempotencyKeyReused => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "Idempotency key reused",
+                    ErrorCode::IdempotencyKeyReused,
                     "this Idempotency-Key was used for a different request; use a new key for a new request",
                 ),
                 ServiceError::Duplicate(field) => Problem::new(
-                    StatusCode::CONFLICT,
-                    "duplicate",
-                    "Already exists",
+                    ErrorCode::Duplicate,
                     format!("a record with this {field} already exists"),
                 ),
                 ServiceError::InvalidCredentials => Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_credentials",
-                    "Invalid credentials",
+                    ErrorCode::InvalidCredentials,
                     "the e-mail or password is wrong",
                 ),
-                ServiceError::Forbidden(why) => {
-                    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", why.clone())
-                }
+                ServiceError::Forbidden(why) => Problem::new(ErrorCode::Forbidden, why.clone()),
                 ServiceError::RateLimited { retry_after_secs } => Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "Too many requests",
+                    ErrorCode::RateLimited,
                     format!("too many requests; retry after {retry_after_secs} s"),
                 ),
                 ServiceError::Transient(_) => Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "concurrent_update",
-                    "Concurrent update",
+                    ErrorCode::ConcurrentUpdate,
                     "a concurrent request held the same records; retry",
                 ),
                 ServiceError::Unavailable(_) => Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service unavailable",
+                    ErrorCode::Unavailable,
                     "the database is unavailable; retry shortly",
                 ),
                 ServiceError::Unexpected(_) => Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "Internal error",
+                    ErrorCode::InternalError,
                     "an unexpected error occurred; it has been logged",
                 ),
             },
-            ApiError::Malformed { code, detail } => Problem::new(
-                StatusCode::BAD_REQUEST,
-                code,
-                "Malformed request",
-                detail.clone(),
-            ),
-            ApiError::UnsupportedMediaType => Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-                self.to_string(),
-            ),
-            ApiError::PayloadTooLarge => Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                self.to_string(),
-            ),
-            ApiError::Unauthenticated(why) => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "Unauthenticated",
-                *why,
-            ),
-            ApiError::NoRoute => Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "Not found",
-                "no such route",
-            ),
-            ApiError::MethodNotAllowed => Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-                self.to_string(),
-            ),
+            ApiError::Malformed { code, detail } => Problem::new(*code, detail.clone()),
+            ApiError::UnsupportedMediaType => {
+                Problem::new(ErrorCode::UnsupportedMediaType, self.to_string())
+            }
+            ApiError::PayloadTooLarge => Problem::new(ErrorCode::PayloadTooLarge, self.to_string()),
+            ApiError::Unauthenticated(why) => Problem::new(ErrorCode::Unauthenticated, *why),
+            ApiError::NoRoute => Problem::new(ErrorCode::NotFound, "no such route"),
+            ApiError::MethodNotAllowed => {
+                Problem::new(ErrorCode::MethodNotAllowed, self.to_string())
+            }
         }
     }
 }
@@ -447,11 +383,11 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                 JsonPayloadError::Overflow { .. }
                 | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge,
                 JsonPayloadError::Deserialize(e) => ApiError::Malformed {
-                    code: "malformed_json",
+                    code: ErrorCode::MalformedJson,
                     detail: format!("the body is not valid: {e}"),
                 },
                 other => ApiError::Malformed {
-                    code: "malformed_json",
+                    code: ErrorCode::MalformedJson,
                     detail: format!("the body could not be read: {other}"),
                 },
             };
@@ -463,7 +399,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
         let api = ApiError::Malformed {
-            code: "invalid_query",
+            code: ErrorCode::InvalidQuery,
             detail: format!("invalid query string: {err}"),
         };
         actix_web::error::InternalError::from_response(err, api.error_response()).into()
@@ -474,7 +410,7 @@ pub fn query_config() -> web::QueryConfig {
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err: PathError, _req| {
         let api = ApiError::Malformed {
-            code: "invalid_path",
+            code: ErrorCode::InvalidPath,
             detail: format!("invalid path segment: {err}"),
         };
         actix_web::error::InternalError::from_response(err, api.error_response()).into()

@@ -62,7 +62,7 @@ pub(crate) fn key_of<B: Serialize>(req: &HttpRequest, body: &B) -> Result<Option
         return Ok(None);
     };
     let malformed = |detail: String| ApiError::Malformed {
-        code: "invalid_idempotency_key",
+        code: crate::error::ErrorCode::InvalidIdempotencyKey,
         detail,
     };
     if values.next().is_some() {

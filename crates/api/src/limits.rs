@@ -74,7 +74,7 @@ pub fn check_json(body: &[u8], max_depth: usize, max_chars: usize) -> Result<(),
                 chars += 1;
                 if chars > max_chars {
                     return Err(ApiError::Malformed {
-                        code: "string_too_long",
+                        code: crate::error::ErrorCode::StringTooLong,
                         detail: format!("a JSON string is longer than {max_chars} characters"),
                     });
                 }
@@ -90,7 +90,7 @@ pub fn check_json(body: &[u8], max_depth: usize, max_chars: usize) -> Result<(),
                 depth += 1;
                 if depth > max_depth {
                     return Err(ApiError::Malformed {
-                        code: "json_too_deep",
+                        code: crate::error::ErrorCode::JsonTooDeep,
                         detail: format!("JSON nests deeper than {max_depth} levels"),
                     });
                 }
@@ -180,7 +180,7 @@ pub async fn guard(
                     ApiError::PayloadTooLarge
                 } else {
                     ApiError::Malformed {
-                        code: "malformed_body",
+                        code: crate::error::ErrorCode::MalformedBody,
                         detail: format!("the body could not be read: {e}"),
                     }
                 };
@@ -226,7 +226,7 @@ mod tests {
         assert!(matches!(
             check_json(deep.as_bytes(), 16, 100),
             Err(ApiError::Malformed {
-                code: "json_too_deep",
+                code: crate::error::ErrorCode::JsonTooDeep,
                 ..
             })
         ));
@@ -248,7 +248,7 @@ mod tests {
         assert!(matches!(
             check_json(eleven.as_bytes(), 2, 10),
             Err(ApiError::Malformed {
-                code: "string_too_long",
+                code: crate::error::ErrorCode::StringTooLong,
                 ..
             })
         ));

@@ -261,7 +261,7 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
         .parse()
         .map(Some)
         .map_err(|_| ApiError::Malformed {
-            code: "invalid_header",
+            code: crate::error::ErrorCode::InvalidHeader,
             detail: "If-Match must be an ETag such as \"3\"".into(),
         })
 }
