@@ -16,6 +16,7 @@ pub mod auth;
 pub mod body;
 pub mod clinic;
 pub mod dashboard;
+pub mod docs;
 pub mod encounter;
 pub mod error;
 pub mod health;
@@ -79,7 +80,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(health::scope())
         .route("/metrics", web::get().to(metrics::scrape))
-        .route("/docs", web::get().to(openapi::docs))
+        .route("/", web::get().to(docs::index))
+        .route(docs::DOCS_PATH, web::get().to(docs::page))
+        .route(docs::REDOC_SCRIPT_PATH, web::get().to(docs::redoc_script))
         .service(
             web::scope("/api/v1")
                 .route("/openapi.json", web::get().to(openapi::document))

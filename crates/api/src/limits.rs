@@ -103,14 +103,17 @@ pub fn check_json(body: &[u8], max_depth: usize, max_chars: usize) -> Result<(),
 }
 
 /// Paths the anonymous per-IP throttle leaves alone: health probes and metrics scrapes, the
-/// API's static OpenAPI document and its browsable page, and refresh and logout, which carry a
+/// API's static OpenAPI document, its browsable page and that page's script, the index page,
+/// and refresh and logout, which carry a
 /// 256-bit token of their own and which every user of a clinic behind one NAT address calls
 /// several times an hour. Login has its own, stricter per-IP limit.
 fn exempt_from_ip_throttle(path: &str) -> bool {
     path.starts_with("/health")
         || path == "/metrics"
         || path == crate::openapi::DOCUMENT_PATH
-        || path == crate::openapi::DOCS_PATH
+        || path == crate::docs::DOCS_PATH
+        || path == crate::docs::REDOC_SCRIPT_PATH
+        || path == "/"
         || path == "/api/v1/auth/refresh"
         || path == "/api/v1/auth/logout"
 }
@@ -211,6 +214,8 @@ mod tests {
     fn the_api_description_is_exempt_from_the_anonymous_throttle() {
         assert!(exempt_from_ip_throttle("/api/v1/openapi.json"));
         assert!(exempt_from_ip_throttle("/docs"));
+        assert!(exempt_from_ip_throttle("/docs/redoc-2.5.0.standalone.js"));
+        assert!(exempt_from_ip_throttle("/"));
         assert!(!exempt_from_ip_throttle("/docs/other"));
         assert!(!exempt_from_ip_throttle("/api/v1/patients"));
     }

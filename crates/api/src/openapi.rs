@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
-use actix_web::http::header;
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayItems, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, OpenApi as Document, Ref, RefOr};
@@ -17,51 +16,15 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
 use crate::{
-    appointment, audit, auth, clinic, dashboard, encounter, health, metrics, outbox, patient,
+    appointment, audit, auth, clinic, dashboard, docs, encounter, health, metrics, outbox, patient,
     practitioner, queue, user,
 };
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
 
-/// Where the browsable documentation is served.
-pub const DOCS_PATH: &str = "/docs";
-
 /// The name of the bearer security scheme operations refer to.
 pub const BEARER: &str = "bearer";
-
-/// The page behind `/docs`: Redoc, pinned, from jsDelivr, reading the document of this server.
-/// No inline script: the `<redoc>` element carries the document's URL. The integrity hash is
-/// the SHA-384 of `bundles/redoc.standalone.js` in the npm package redoc 2.5.0, which jsDelivr
-/// serves byte for byte, so a changed file on the CDN is refused by the browser.
-const DOCS_PAGE: &str = r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>clinicflow API</title>
-</head>
-<body style="margin: 0">
-<redoc spec-url="/api/v1/openapi.json"></redoc>
-<script src="https://cdn.jsdelivr.net/npm/redoc@2.5.0/bundles/redoc.standalone.js" integrity="sha384-4vOjrBu7SuDWXcAw1qFznVLA/sKL+0l4nn+J1HY8w7cpa6twQEYuh4b0Cwuo7CyX" crossorigin="anonymous"></script>
-</body>
-</html>
-"#;
-
-/// The Content-Security-Policy of `/docs`, which replaces the server's default
-/// `default-src 'none'` for that page only: Redoc's script from its pinned jsDelivr directory,
-/// the inline styles it injects, its search worker (a `blob:` URL), and the document fetched
-/// from this origin.
-pub const DOCS_CSP: &str = "default-src 'none'; \
-    script-src https://cdn.jsdelivr.net/npm/redoc@2.5.0/; \
-    style-src 'unsafe-inline'; \
-    img-src 'self' data:; \
-    font-src 'self' data:; \
-    connect-src 'self'; \
-    worker-src blob:; \
-    base-uri 'none'; \
-    form-action 'none'; \
-    frame-ancestors 'none'";
 
 /// The API's OpenAPI description; [`document_json`] serves it.
 #[derive(OpenApi)]
@@ -83,7 +46,9 @@ pub const DOCS_CSP: &str = "default-src 'none'; \
         health::ready,
         metrics::scrape,
         document,
-        docs,
+        docs::page,
+        docs::redoc_script,
+        docs::index,
         auth::login,
         auth::refresh,
         auth::logout,
@@ -273,25 +238,6 @@ pub async fn document() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(document_json())
-}
-
-/// `GET /docs`: the document rendered for people.
-#[utoipa::path(
-    get,
-    path = "/docs",
-    operation_id = "api_docs",
-    tag = "openapi",
-    responses(
-        (status = 200, description = "An HTML page that renders `/api/v1/openapi.json` with Redoc (loaded from jsDelivr)", content_type = "text/html", body = String),
-    )
-)]
-pub async fn docs() -> HttpResponse {
-    // The server's default headers leave a header the handler set alone, so this policy
-    // replaces the strict default for this page only.
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_CSP))
-        .body(DOCS_PAGE)
 }
 
 /// The reusable error responses and the sets operations list them by.
@@ -544,7 +490,7 @@ mod tests {
 
     use actix_web::body::to_bytes;
     use actix_web::dev::ResourceMap;
-    use actix_web::http::{Method, StatusCode};
+    use actix_web::http::{Method, StatusCode, header};
     use actix_web::test as actix_test;
     use actix_web::{App, ResponseError};
     use chrono::{Duration, TimeZone, Utc};
@@ -558,16 +504,19 @@ mod tests {
     use super::*;
     use crate::ApiError;
     use crate::appointment::StatusMove;
+    use crate::docs::{DOCS_PATH, REDOC_SCRIPT_PATH};
     use crate::page::path_action;
     use crate::queue::EntryAction;
 
     /// Operations that are not the API proper: probes, metrics and the documentation itself.
-    const OUTSIDE_THE_API: [&str; 5] = [
+    const OUTSIDE_THE_API: [&str; 7] = [
         "/health/live",
         "/health/ready",
         "/metrics",
         DOCUMENT_PATH,
         DOCS_PATH,
+        REDOC_SCRIPT_PATH,
+        "/",
     ];
 
     /// Every method a route could be registered for.
@@ -993,48 +942,8 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn the_docs_page_renders_the_document_under_its_own_policy() {
+    async fn the_document_is_served_as_json() {
         let app = actix_test::init_service(App::new().configure(crate::routes)).await;
-        let res = actix_test::call_service(
-            &app,
-            actix_test::TestRequest::get().uri(DOCS_PATH).to_request(),
-        )
-        .await;
-        assert_eq!(res.status(), StatusCode::OK);
-        let headers = res.headers().clone();
-        assert!(
-            headers
-                .get(header::CONTENT_TYPE)
-                .expect("a type")
-                .to_str()
-                .expect("ascii")
-                .starts_with("text/html")
-        );
-        assert_eq!(
-            headers
-                .get(header::CONTENT_SECURITY_POLICY)
-                .expect("a policy"),
-            DOCS_CSP
-        );
-        let page = String::from_utf8(to_bytes(res.into_body()).await.expect("a body").to_vec())
-            .expect("UTF-8");
-        assert!(page.contains(&format!("spec-url=\"{DOCUMENT_PATH}\"")));
-        // The policy allows exactly the directory the viewer's script comes from.
-        let script = page
-            .split("<script src=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .expect("a script");
-        let allowed = DOCS_CSP
-            .split(';')
-            .find_map(|d| d.trim().strip_prefix("script-src "))
-            .expect("a script-src");
-        assert!(
-            script.starts_with(allowed),
-            "{script} is not under {allowed}"
-        );
-        assert!(!page.contains("<script>"), "no inline script");
-
         let res = actix_test::call_service(
             &app,
             actix_test::TestRequest::get()

@@ -1,6 +1,7 @@
 //! The outbox dispatcher: a worker in the server process that delivers due messages in rounds,
 //! and the `log` channel used when no other is configured.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,17 +16,60 @@ use clinicflow_api::metrics::Metrics;
 
 use crate::worker::Worker;
 
-/// Delivers by writing each message to the structured log: the embedded default, so reminders
-/// and confirmations are seen happening without any receiver.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogNotifier;
+/// Delivers by writing to the structured log: the embedded default, so reminders and
+/// confirmations are seen happening without any receiver.
+///
+/// A demo's first start delivers hundreds of messages at once, so the log gets one line per
+/// dispatch round with the count per event (written by the dispatcher from [`LogNotifier::take`]),
+/// not one line per message; each message's ids are logged at debug level. Clones share
+/// their count.
+#[derive(Debug, Clone, Default)]
+pub struct LogNotifier {
+    /// Messages delivered since the last [`LogNotifier::take`], by event name.
+    delivered: Arc<Mutex<BTreeMap<&'static str, usize>>>,
+}
+
+impl LogNotifier {
+    /// The messages delivered since the last call, by event name, and starts counting anew.
+    pub fn take(&self) -> BTreeMap<&'static str, usize> {
+        std::mem::take(
+            &mut *self
+                .delivered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Writes the summary of what was delivered since the last summary, if anything was.
+    fn summarise(&self) {
+        let delivered = self.take();
+        if delivered.is_empty() {
+            return;
+        }
+        let count: usize = delivered.values().sum();
+        let events = delivered
+            .iter()
+            .map(|(event, n)| format!("{event}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Counts and event names only: no message's payload (it names a patient) is logged.
+        tracing::info!(count, events = %events, "outbox messages delivered to the log");
+    }
+}
 
 #[async_trait]
 impl Notifier for LogNotifier {
     async fn deliver(&self, _: &Endpoint, messages: &[OutboxMessage]) -> Vec<AttemptOutcome> {
         for m in messages {
             // Ids and the event kind only: the payload names a patient id, which stays out of logs.
-            tracing::info!(message_id = %m.id, clinic_id = %m.clinic_id, event = %m.kind, attempt = m.attempts, "outbox message delivered to the log");
+            tracing::debug!(message_id = %m.id, clinic_id = %m.clinic_id, event = %m.kind, attempt = m.attempts, "outbox message delivered to the log");
+        }
+        let mut delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for m in messages {
+            *delivered.entry(m.kind.as_str()).or_default() += 1;
         }
         vec![AttemptOutcome::Delivered; messages.len()]
     }
@@ -54,10 +98,12 @@ pub struct DispatchSettings {
 pub struct Dispatcher(Worker);
 
 impl Dispatcher {
-    /// Starts delivering in the background.
+    /// Starts delivering in the background through `notifier`; after each round it summarises
+    /// what `log` (the log channel inside `notifier`) delivered in it.
     pub fn start(
         outbox: OutboxService,
         notifier: Arc<dyn Notifier>,
+        log: LogNotifier,
         settings: DispatchSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -67,15 +113,18 @@ impl Dispatcher {
             "outbox dispatcher",
             settings.poll_interval,
             move || {
-                let (outbox, notifier, last_depth_report, metrics) = (
+                let (outbox, notifier, log, last_depth_report, metrics) = (
                     outbox.clone(),
                     notifier.clone(),
+                    log.clone(),
                     last_depth_report.clone(),
                     metrics.clone(),
                 );
                 async move {
                     report_depth(&outbox, &last_depth_report).await;
-                    round(&outbox, notifier.as_ref(), &settings, &metrics).await
+                    let found_work = round(&outbox, notifier.as_ref(), &settings, &metrics).await;
+                    log.summarise();
+                    found_work
                 }
             },
         ))

@@ -161,7 +161,7 @@ pub async fn connect_with_clock(
     let channels = webhook::Channels {
         webhook: webhook::WebhookNotifier::new(clock, settings.webhook_timeouts())
             .map_err(|e| StartError::Http(e.to_string()))?,
-        log: dispatcher::LogNotifier,
+        log: dispatcher::LogNotifier::default(),
     };
     let mut services = Services::new(ports, settings.auth_policy());
     if let Some(refresh) = settings.dashboard_refresh() {
@@ -330,9 +330,11 @@ impl Application {
                 source,
             })?
             .run();
+        let log = channels.log.clone();
         let dispatcher = dispatcher::Dispatcher::start(
             services.outbox.clone(),
             Arc::new(channels),
+            log,
             settings.dispatch(),
             metrics.clone(),
         );

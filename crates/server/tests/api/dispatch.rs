@@ -94,6 +94,7 @@ async fn two_instances_on_postgres_share_a_thousand_messages_and_send_none_twice
             Dispatcher::start(
                 wiring.services.outbox.clone(),
                 Arc::new(notifier),
+                wiring.channels.log.clone(),
                 dispatch,
                 Arc::default(),
             )

@@ -2,9 +2,13 @@
 //! production filter; and they show what the outbox does.
 
 use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use clinicflow_store::testing::TestBackend;
+use chrono::Utc;
+use clinicflow_services::NewClinic;
+use clinicflow_store::testing::{TestBackend, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -181,4 +185,103 @@ async fn no_secret_or_patient_data_reaches_the_logs(backend: TestBackend) {
     ] {
         assert!(!text.contains(secret), "`{secret}` appears in the logs");
     }
+}
+
+/// The server as the demo runs it (the development profile's readable lines), its log sent to
+/// a file: no colour codes, and the log channel's deliveries summarised once per round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_file_gets_no_colour_and_one_line_per_round_of_log_deliveries() {
+    let Some(db) = TestDatabase::new(TestBackend::Sqlite).await else {
+        return;
+    };
+    let wiring = clinicflow::connect(&crate::dispatch::settings(&db))
+        .await
+        .expect("wiring");
+    // A clinic without a webhook: its messages go to the log.
+    let (clinic, _) = wiring
+        .services
+        .clinics
+        .create(NewClinic {
+            name: "Log Clinic".into(),
+            time_zone: "UTC".into(),
+            admin_email: "admin@log-clinic.example".into(),
+            admin_password: ADMIN_PASSWORD.into(),
+        })
+        .await
+        .expect("clinic");
+    // More than one round's claim (100): two rounds.
+    let messages = 130;
+    crate::webhook::enqueue(&wiring, clinic.id, messages, Utc::now()).await;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log_path = dir.path().join("server.log");
+    let log_file = std::fs::File::create(&log_path).expect("a log file");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_clinicflow"))
+        .arg("serve")
+        .env_remove("REDIS_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env("DATABASE_URL", &db.url)
+        .env("CLINICFLOW_BIND", "127.0.0.1:0")
+        .env("CLINICFLOW_PROFILE", "development")
+        .env("CLINICFLOW_OUTBOX_POLL_INTERVAL_MS", "100")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("the server starts");
+    let summaries = |text: &str| -> Vec<usize> {
+        text.lines()
+            .filter(|l| l.contains("outbox messages delivered to the log"))
+            .map(|l| {
+                l.split_whitespace()
+                    .find_map(|word| word.strip_prefix("count="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a count in {l}"))
+            })
+            .collect()
+    };
+    crate::dispatch::eventually(
+        Duration::from_secs(60),
+        "the server delivers every message",
+        || async { wiring.services.outbox.depth().await.expect("depth") == 0 },
+    )
+    .await;
+    // SIGTERM lets the dispatcher finish its round, summary included, and the log is whole.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.try_wait().expect("the server runs").is_none() {
+        if std::time::Instant::now() > deadline {
+            server.kill().expect("stopped");
+            panic!("the server did not stop on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let text = std::fs::read_to_string(&log_path).expect("the log");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no ANSI escape codes in a file:\n{text}"
+    );
+    assert!(text.contains(" INFO "), "the readable format: {text}");
+    let summaries = summaries(&text);
+    let rounds = text.lines().filter(|l| l.contains("outbox round")).count();
+    assert_eq!(summaries.iter().sum::<usize>(), messages, "{text}");
+    assert_eq!(summaries.len(), rounds, "one summary per round: {text}");
+    assert_eq!(rounds, 2, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("outbox messages delivered to the log")
+                && l.contains("events=queue.called=")),
+        "the summary names the events: {text}"
+    );
+    assert!(
+        !text.contains("outbox message delivered to the log"),
+        "no line per message at the default filter"
+    );
+    assert!(!text.contains("message_id"), "no message ids at info");
 }

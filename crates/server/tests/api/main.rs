@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod booking;
+mod browser;
 mod cache;
 mod dashboard;
 mod dispatch;

@@ -2,7 +2,8 @@
 //! outside the anonymous throttle, `/docs` keeps its own Content-Security-Policy, and every
 //! operation the document lists answers, with or without a token, as it says it does.
 
-use clinicflow_api::openapi::{DOCS_CSP, DOCUMENT_PATH};
+use clinicflow_api::docs::{DOCS_CSP, REDOC_SCRIPT_PATH};
+use clinicflow_api::openapi::DOCUMENT_PATH;
 use clinicflow_store::testing::TestBackend;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
@@ -87,15 +88,37 @@ async fn the_document_and_the_docs_page_are_public_and_outside_the_anonymous_thr
         assert_eq!(headers["x-content-type-options"], "nosniff");
         let page = res.text().await.expect("text");
         assert!(page.contains(&format!("spec-url=\"{DOCUMENT_PATH}\"")));
-        // Every external script is pinned by its hash, so a changed CDN file never runs.
+        // The one script is this server's, pinned by its hash.
         for script in page.split("<script").skip(1) {
             let tag = &script[..script.find('>').expect("a closed tag")];
             assert!(
                 tag.contains("integrity=\"sha384-"),
                 "unpinned: <script{tag}>"
             );
+            assert!(tag.contains(&format!("src=\"{REDOC_SCRIPT_PATH}\"")));
         }
         assert_eq!(page.matches("<script").count(), 1);
+
+        // The script and the index page are as public, and as free of the throttle.
+        let res = anonymous(&app, REDOC_SCRIPT_PATH).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            res.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert!(res.bytes().await.expect("the script").len() > 500_000);
+        let res = anonymous(&app, "/").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.text()
+                .await
+                .expect("text")
+                .contains("<a href=\"/docs\">")
+        );
     }
     // Every other answer keeps the strict default policy.
     let res = anonymous(&app, "/health/live").await;
