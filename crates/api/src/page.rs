@@ -256,13 +256,17 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
     if raw == "*" {
         return Ok(None);
     }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
+    // Exactly the syntax the document's pattern states: a strong or weak entity tag of digits.
+    raw.strip_prefix("W/")
+        .unwrap_or(raw)
+        .strip_prefix('"')
+        .and_then(|tag| tag.strip_suffix('"'))
+        .filter(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|version| version.parse().ok())
         .map(Some)
-        .map_err(|_| ApiError::Malformed {
+        .ok_or_else(|| ApiError::Malformed {
             code: "invalid_header",
-            detail: "If-Match must be an ETag such as \"3\"".into(),
+            detail: "If-Match must be `*` or an ETag such as \"3\"".into(),
         })
 }
 
@@ -379,6 +383,44 @@ mod tests {
             .paging()
             .expect_err("mixed");
         assert_eq!(field_errors(err), ["page", "page_size"]);
+    }
+
+    #[test]
+    fn if_match_takes_exactly_the_documented_syntax() {
+        let read = |value: &str| {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::IF_MATCH, value))
+                .to_http_request();
+            if_match(&req)
+        };
+        assert_eq!(read("\"3\"").expect("strong"), Some(3));
+        assert_eq!(read("W/\"12\"").expect("weak"), Some(12));
+        assert_eq!(read("*").expect("any"), None);
+        for bad in [
+            "3",
+            "\"3",
+            "W/3",
+            "\"\"",
+            "\"-1\"",
+            "\"3\", \"4\"",
+            "\"99999999999\"",
+        ] {
+            assert!(
+                matches!(
+                    read(bad),
+                    Err(ApiError::Malformed {
+                        code: "invalid_header",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        let pattern = crate::openapi::constraints::IF_MATCH_PATTERN;
+        assert_eq!(
+            pattern, "^(\\*|(W/)?\"[0-9]+\")$",
+            "the pattern states this syntax"
+        );
     }
 
     #[test]
