@@ -27,8 +27,10 @@ const SCHEMATHESIS_VERSION: &str = "4.32.5";
 const CLIENT_GENERATOR_VERSION: &str = "0.29.1";
 /// What every response is checked for: every check schemathesis has.
 const CHECKS: &str = "all";
-/// Checks left out, each justified in docs/operations.md ("The API fuzz").
-const EXCLUDED_CHECKS: [&str; 0] = [];
+/// Checks left out, each justified in docs/operations.md ("The API fuzz"): a schema-valid
+/// request may be refused by a rule that needs state (a slot in the past or already taken, a
+/// stale `If-Match`, a cursor the server did not hand out), which no schema can express.
+const EXCLUDED_CHECKS: [&str; 1] = ["positive_data_acceptance"];
 /// Operations left out: the live board is an endless Server-Sent Events stream, which a
 /// request-response fuzzer can only time out on.
 const EXCLUDED_OPERATIONS: [&str; 1] = ["queue_stream"];

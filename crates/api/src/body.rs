@@ -319,10 +319,22 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for StrictVisitor<V> {
         }
     }
 
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        // JSON has numbers, not integers and floats: `5.0` is the integer 5 (JSON Schema
+        // agrees), which serde would refuse for an integer field.
+        if v.fract() == 0.0 && v >= 0.0 && v < u64::MAX as f64 {
+            self.inner.visit_u64(v as u64)
+        } else if v.fract() == 0.0 && v < 0.0 && v >= i64::MIN as f64 {
+            self.inner.visit_i64(v as i64)
+        } else {
+            self.inner.visit_f64(v)
+        }
+    }
+
     visit! {
         visit_bool(bool) visit_i8(i8) visit_i16(i16) visit_i32(i32) visit_i64(i64)
         visit_i128(i128) visit_u8(u8) visit_u16(u16) visit_u32(u32) visit_u64(u64)
-        visit_u128(u128) visit_f32(f32) visit_f64(f64) visit_char(char) visit_str(&str)
+        visit_u128(u128) visit_f32(f32) visit_char(char) visit_str(&str)
         visit_borrowed_str(&'de str) visit_string(String) visit_bytes(&[u8])
         visit_borrowed_bytes(&'de [u8]) visit_byte_buf(Vec<u8>)
     }
@@ -566,6 +578,26 @@ mod tests {
         ] {
             let detail = refusal::<PersonIn>(body);
             assert!(detail.contains("expected an object"), "{body}: {detail}");
+        }
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_fraction_is_an_integer() {
+        let read = |body: &str| from_slice::<Contact>(body.as_bytes()).map(|c| c.minutes);
+        assert_eq!(
+            read(r#"{"name": "C", "minutes": 5.0}"#).expect("5.0"),
+            Some(5)
+        );
+        assert_eq!(
+            read(r#"{"name": "C", "minutes": 5e1}"#).expect("5e1"),
+            Some(50)
+        );
+        for body in [
+            r#"{"name": "C", "minutes": 5.5}"#,
+            r#"{"name": "C", "minutes": -1.0}"#,
+            r#"{"name": "C", "minutes": 1e300}"#,
+        ] {
+            assert!(read(body).is_err(), "{body}");
         }
     }
 

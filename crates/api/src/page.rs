@@ -253,7 +253,8 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
         return Ok(None);
     };
     let raw = value.to_str().unwrap_or_default().trim();
-    if raw == "*" {
+    // An empty list of entity tags is valid syntax (RFC 9110 `#entity-tag`) and names none.
+    if raw == "*" || raw.is_empty() {
         return Ok(None);
     }
     // Exactly the syntax the document's pattern states: a strong or weak entity tag of digits.
@@ -396,6 +397,7 @@ mod tests {
         assert_eq!(read("\"3\"").expect("strong"), Some(3));
         assert_eq!(read("W/\"12\"").expect("weak"), Some(12));
         assert_eq!(read("*").expect("any"), None);
+        assert_eq!(read("").expect("an empty list"), None);
         for bad in [
             "3",
             "\"3",
@@ -418,7 +420,7 @@ mod tests {
         }
         let pattern = crate::openapi::constraints::IF_MATCH_PATTERN;
         assert_eq!(
-            pattern, "^(\\*|(W/)?\"[0-9]+\")$",
+            pattern, "^(|\\*|(W/)?\"[0-9]+\")$",
             "the pattern states this syntax"
         );
     }

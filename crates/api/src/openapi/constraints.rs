@@ -24,8 +24,8 @@ const NOT_UUIDS: [&str; 1] = ["member_id"];
 /// `HH:MM`, 00:00 to 23:59, as the schedule's times are parsed.
 pub const TIME_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
 
-/// An `If-Match` the server reads: `*`, or one version's entity tag, strong or weak.
-pub const IF_MATCH_PATTERN: &str = "^(\\*|(W/)?\"[0-9]+\")$";
+/// An `If-Match` the server reads: `*`, one version's entity tag (strong or weak), or empty.
+pub const IF_MATCH_PATTERN: &str = "^(|\\*|(W/)?\"[0-9]+\")$";
 
 /// An `Idempotency-Key`: visible ASCII, no spaces.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
