@@ -1,10 +1,15 @@
-//! `fuzz`: a property-based fuzz of the whole HTTP API from its own OpenAPI document.
+//! `fuzz`: a property-based fuzz of the whole HTTP API from its own OpenAPI document, and a
+//! walk through it with a client generated from that document.
 //!
-//! Installs a pinned schemathesis into a virtual environment under the target directory (kept
-//! between runs, so a re-run downloads nothing), builds the server, seeds the demo clinic into
-//! a fresh SQLite database, serves it on a free loopback port, and runs schemathesis against
-//! `/api/v1/openapi.json` as the seeded admin (`xtask/fuzz/hooks.py` logs in). Any 5xx, any
-//! answer whose status, content type or body the document does not describe fails the run.
+//! Installs a pinned schemathesis and a pinned openapi-python-client into a virtual environment
+//! under the target directory (kept between runs, so a re-run downloads nothing), builds the
+//! server, seeds the demo clinic into a fresh SQLite database and serves it on a free loopback
+//! port. It then generates a Python client from `/api/v1/openapi.json` and runs
+//! `xtask/fuzz/walkthrough.py` with it, unchanged (login, patient, slots, booking, every status
+//! move without a body); and runs schemathesis against the document as the seeded admin
+//! (`xtask/fuzz/hooks.py` logs in), every check on, the stateful phase included. A failed
+//! walk, any 5xx, any answer the document does not describe, or any other check that fails
+//! fails the run.
 
 use std::ffi::OsString;
 use std::fs;
@@ -18,9 +23,14 @@ use crate::{Result, cargo, services, status_of, warn, workspace_root};
 
 /// The schemathesis release the run is pinned to; the venv is rebuilt when this changes.
 const SCHEMATHESIS_VERSION: &str = "4.32.5";
-/// What every response is checked for (`schemathesis run --help` lists the names).
-const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
-                      response_schema_conformance";
+/// The openapi-python-client release the walk-through's client is generated with.
+const CLIENT_GENERATOR_VERSION: &str = "0.29.1";
+/// What every response is checked for: every check schemathesis has.
+const CHECKS: &str = "all";
+/// Checks left out, each justified in docs/operations.md ("The API fuzz"): a schema-valid
+/// request may be refused by a rule that needs state (a slot in the past or already taken, a
+/// stale `If-Match`, a cursor the server did not hand out), which no schema can express.
+const EXCLUDED_CHECKS: [&str; 1] = ["positive_data_acceptance"];
 /// Operations left out: the live board is an endless Server-Sent Events stream, which a
 /// request-response fuzzer can only time out on.
 const EXCLUDED_OPERATIONS: [&str; 1] = ["queue_stream"];
@@ -92,7 +102,8 @@ pub fn execute(args: &[OsString]) -> Result<(ExitCode, Vec<String>)> {
     let root = workspace_root();
     let work = target_dir(&root).join("fuzz");
     fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-    let schemathesis = ensure_schemathesis(&work.join("venv"))?;
+    let venv = work.join("venv");
+    let schemathesis = ensure_tools(&venv)?;
 
     if options.build {
         eprintln!("cargo xtask fuzz: cargo build -p clinicflow");
@@ -107,7 +118,7 @@ pub fn execute(args: &[OsString]) -> Result<(ExitCode, Vec<String>)> {
     }
 
     let scratch = services::create_temp_dir()?;
-    let outcome = fuzz(&options, &server, &schemathesis, &scratch, &work);
+    let outcome = fuzz(&options, &server, &venv, &schemathesis, &scratch, &work);
     if let Err(error) = fs::remove_dir_all(&scratch) {
         warn(format_args!("cannot remove {}: {error}", scratch.display()));
     }
@@ -126,18 +137,23 @@ pub fn execute(args: &[OsString]) -> Result<(ExitCode, Vec<String>)> {
     Ok((crate::exit_code(status), summary))
 }
 
-/// The venv's `schemathesis`, installing the pinned version unless it is there already.
-fn ensure_schemathesis(venv: &Path) -> Result<PathBuf> {
-    let program = venv.join("bin").join("schemathesis");
-    let installed = Command::new(&program)
+/// Whether `program --version` prints `version`.
+fn has_version(program: &Path, version: &str) -> bool {
+    Command::new(program)
         .arg("--version")
         .stdin(Stdio::null())
         .output()
-        .is_ok_and(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .contains(&format!("version {SCHEMATHESIS_VERSION}"))
-        });
-    if installed {
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(version))
+}
+
+/// The venv's `schemathesis`, installing the pinned versions of it and of the client generator
+/// unless they are there already.
+fn ensure_tools(venv: &Path) -> Result<PathBuf> {
+    let program = venv.join("bin").join("schemathesis");
+    let generator = venv.join("bin").join("openapi-python-client");
+    if has_version(&program, &format!("version {SCHEMATHESIS_VERSION}"))
+        && has_version(&generator, CLIENT_GENERATOR_VERSION)
+    {
         return Ok(program);
     }
     let python = venv.join("bin").join("python");
@@ -150,7 +166,11 @@ fn ensure_schemathesis(venv: &Path) -> Result<PathBuf> {
             );
         }
     }
-    eprintln!("cargo xtask fuzz: pip install schemathesis=={SCHEMATHESIS_VERSION}");
+    let pins = [
+        format!("schemathesis=={SCHEMATHESIS_VERSION}"),
+        format!("openapi-python-client=={CLIENT_GENERATOR_VERSION}"),
+    ];
+    eprintln!("cargo xtask fuzz: pip install {}", pins.join(" "));
     let status = status_of(
         Command::new(&python)
             .args([
@@ -160,12 +180,10 @@ fn ensure_schemathesis(venv: &Path) -> Result<PathBuf> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")),
+            .args(&pins),
     )?;
     if !status.success() {
-        return Err(
-            format!("pip install schemathesis=={SCHEMATHESIS_VERSION} failed ({status})").into(),
-        );
+        return Err(format!("pip install {} failed ({status})", pins.join(" ")).into());
     }
     Ok(program)
 }
@@ -197,6 +215,7 @@ fn server_command(server: &Path, url: &str) -> Command {
 fn fuzz(
     options: &Options,
     server: &Path,
+    venv: &Path,
     schemathesis: &Path,
     scratch: &Path,
     work: &Path,
@@ -232,11 +251,21 @@ fn fuzz(
     )?;
 
     let base = format!("http://127.0.0.1:{port}");
+    let walked = walkthrough(venv, &base, scratch);
+    let walked = match walked {
+        Ok(status) if status.success() => status,
+        other => {
+            process.stop();
+            return other.map(|status| (status, vec![format!("❌ walkthrough failed ({status})")]));
+        }
+    };
+    eprintln!("cargo xtask fuzz: the generated client's walk-through passed ({walked})");
     let mut command = Command::new(schemathesis);
     command
         .arg("run")
         .arg(format!("{base}/api/v1/openapi.json"))
         .args(["--checks", CHECKS])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", &options.max_examples.to_string()])
         // One worker: the server shares two cores with it anyway, and parallel workers tripped
         // a thread-safety error in schemathesis' coverage phase on Python 3.11.
@@ -245,6 +274,9 @@ fn fuzz(
         .arg("--no-color");
     for operation in EXCLUDED_OPERATIONS {
         command.args(["--exclude-operation-id", operation]);
+    }
+    if !EXCLUDED_CHECKS.is_empty() {
+        command.args(["--exclude-checks", &EXCLUDED_CHECKS.join(",")]);
     }
     command
         .args(&options.extra)
@@ -281,6 +313,61 @@ fn fuzz(
     let status = child.wait()?;
     process.stop();
     Ok((status, summary))
+}
+
+/// Generates a Python client from the served document with openapi-python-client and runs
+/// `xtask/fuzz/walkthrough.py` with it as the seeded admin. The generator's warnings fail the
+/// walk as its errors do: a piece it leaves out is a piece of the document a client cannot use.
+fn walkthrough(venv: &Path, base: &str, scratch: &Path) -> Result<std::process::ExitStatus> {
+    let bin = venv.join("bin");
+    // The generator formats its output with the venv's ruff.
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+    let client = scratch.join("client");
+    fs::create_dir_all(&client)?;
+    let package = client.join("clinicflow_client");
+    let document = format!("{base}/api/v1/openapi.json");
+    eprintln!(
+        "cargo xtask fuzz: openapi-python-client {CLIENT_GENERATOR_VERSION} generate --url {document}"
+    );
+    let generated = Command::new(bin.join("openapi-python-client"))
+        .args([
+            "generate",
+            "--url",
+            &document,
+            "--meta",
+            "none",
+            "--output-path",
+        ])
+        .arg(&package)
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run openapi-python-client: {e}"))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&generated.stdout),
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    eprint!("{said}");
+    if !generated.status.success() {
+        return Ok(generated.status);
+    }
+    if said.contains("Warning") || said.contains("WARNING") {
+        return Err("openapi-python-client warned about the document (above)".into());
+    }
+    eprintln!("cargo xtask fuzz: walkthrough.py with the generated client");
+    let status = Command::new(bin.join("python"))
+        .arg(workspace_root().join("xtask/fuzz/walkthrough.py"))
+        .env("PYTHONPATH", &client)
+        .env("CLINICFLOW_FUZZ_BASE_URL", base)
+        .env("CLINICFLOW_FUZZ_EMAIL", ADMIN_EMAIL)
+        .env("CLINICFLOW_FUZZ_PASSWORD", ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run walkthrough.py: {e}"))?;
+    Ok(status)
 }
 
 /// The lines of schemathesis' summary worth repeating: operations, test cases, failures and

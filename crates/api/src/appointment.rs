@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::body::OptionalJson;
+use crate::body::{Json, OptionalJson};
 use crate::openapi::problems;
 use crate::page::{
     CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, fresh_version, if_match,
@@ -216,7 +216,7 @@ async fn book(
     req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<BookIn>,
+    body: Json<BookIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let booking = &state.services.booking;
@@ -463,7 +463,7 @@ async fn reschedule(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<RescheduleIn>,
+    body: Json<RescheduleIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let keyed = idempotency::key_of(&req, &body)?;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::body::Json;
 use crate::limits::spend;
 use crate::openapi::problems;
 use crate::telemetry::RequestId;
@@ -273,7 +274,7 @@ fn session_answer(state: &AppState, session: Session) -> Result<HttpResponse, Ap
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<LoginIn>,
+    body: Json<LoginIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let ip = client_ip(&req);
@@ -320,7 +321,7 @@ pub struct RefreshIn {
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RefreshIn>,
+    body: Json<RefreshIn>,
 ) -> Result<HttpResponse, ApiError> {
     // Refresh is outside the anonymous throttle, because a front desk behind one NAT address
     // refreshes all day; without a limit of its own it would answer guesses (each a write
@@ -354,7 +355,7 @@ pub async fn refresh(
 #[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<AppState>,
-    body: web::Json<RefreshIn>,
+    body: Json<RefreshIn>,
 ) -> Result<HttpResponse, ApiError> {
     state.services.auth.logout(&body.refresh_token).await?;
     Ok(HttpResponse::NoContent()
@@ -393,7 +394,7 @@ pub struct ChangePasswordIn {
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<ChangePasswordIn>,
+    body: Json<ChangePasswordIn>,
 ) -> Result<HttpResponse, ApiError> {
     state
         .services

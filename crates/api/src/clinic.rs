@@ -7,6 +7,7 @@ use clinicflow_services::ClinicPatch;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::body::Json;
 use crate::openapi::problems;
 use crate::{ApiError, AppState, Authenticated};
 
@@ -171,7 +172,7 @@ async fn get(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResp
 async fn update(
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<ClinicPatchIn>,
+    body: Json<ClinicPatchIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let patch = ClinicPatch {
@@ -263,7 +264,7 @@ async fn get_webhook(
 async fn set_webhook(
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<WebhookIn>,
+    body: Json<WebhookIn>,
 ) -> Result<HttpResponse, ApiError> {
     let (webhook, new_secret) = state
         .services

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::body::Json;
 use crate::openapi::problems;
 use crate::page::{PageOut, PageParams, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
@@ -132,7 +133,7 @@ async fn update(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<EncounterPatch>,
+    body: Json<EncounterPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let e = state
         .services

@@ -352,11 +352,6 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Answers unknown routes with a problem instead of an empty 404.
-pub async fn no_route() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NoRoute)
-}
-
 /// Gives actix's own 405 (the path has routes, none for this method), which has no body, the
 /// problem every other error answer is; its `Allow` header, if any, is kept.
 pub fn method_not_allowed<B>(

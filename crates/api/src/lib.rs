@@ -30,6 +30,7 @@ pub mod page;
 pub mod patient;
 pub mod practitioner;
 pub mod queue;
+pub mod routing;
 pub mod telemetry;
 pub mod user;
 
@@ -75,7 +76,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .configure(routes);
 }
 
-/// Registers every route, and the problem answer for unknown ones; each is documented in
+/// Registers every route, and the problem answer for unknown ones (405 for a known path); each is documented in
 /// [`openapi::ApiDoc`], which a test holds to this list.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(health::scope())
@@ -102,5 +103,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(practitioner::routes)
                 .configure(appointment::routes),
         )
-        .default_service(web::to(error::no_route));
+        .default_service(web::to(routing::unmatched));
 }

@@ -9,16 +9,19 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
-use utoipa::openapi::schema::{AnyOfBuilder, ArrayItems, Schema};
+use actix_web::http::header;
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayItems, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Components, OpenApi as Document, Ref, RefOr};
+use utoipa::openapi::{Components, OpenApi as Document, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
 use crate::{
-    appointment, audit, auth, clinic, dashboard, docs, encounter, health, metrics, outbox, patient,
+    appointment, audit, auth, clinic, dashboard, docs, encounter, health, outbox, patient,
     practitioner, queue, user,
 };
+
+pub mod constraints;
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -44,7 +47,6 @@ pub const BEARER: &str = "bearer";
     paths(
         health::live,
         health::ready,
-        metrics::scrape,
         document,
         docs::page,
         docs::redoc_script,
@@ -97,7 +99,7 @@ pub const BEARER: &str = "bearer";
     ),
     // Schemas that only path parameters refer to are not collected from the paths.
     components(schemas(Problem, appointment::StatusMove, queue::EntryAction)),
-    modifiers(&SharedComponents, &FieldSelections),
+    modifiers(&SharedComponents, &FieldSelections, &OptionalBodies),
     tags(
         (name = "auth", description = "Logging in, token refresh and rotation, sessions."),
         (name = "clinic", description = "The caller's clinic: settings and webhook (admins change them)."),
@@ -111,7 +113,6 @@ pub const BEARER: &str = "bearer";
         (name = "outbox", description = "Messages for the clinic's webhook (admins)."),
         (name = "audit", description = "The append-only log of patient-data access (admins)."),
         (name = "health", description = "Liveness and readiness probes."),
-        (name = "metrics", description = "Prometheus metrics."),
         (name = "openapi", description = "This document and its browsable form."),
     )
 )]
@@ -211,11 +212,61 @@ impl Modify for FieldSelections {
     }
 }
 
+/// Describes a body a handler reads as [`crate::body::OptionalJson`] (declared
+/// `request_body(content = Option<X>)`) as generators understand it: `required: false` and a
+/// plain `$ref` to `X`. utoipa writes `oneOf: [X, null]` instead, which tells a client to send
+/// `null`, and makes generated clients send an unset value they cannot serialize.
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut Document) {
+        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
+            [
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+        });
+        for op in operations {
+            let Some(RefOr::T(body)) = op.request_body.as_mut() else {
+                continue;
+            };
+            let mut optional = false;
+            for content in body.content.values_mut() {
+                let RefOr::T(content) = content else {
+                    continue;
+                };
+                let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+                    continue;
+                };
+                let is_null = |s: &RefOr<Schema>| {
+                    matches!(s, RefOr::T(Schema::Object(o))
+                        if o.schema_type == SchemaType::Type(Type::Null))
+                };
+                if let [RefOr::Ref(reference), null] | [null, RefOr::Ref(reference)] =
+                    one_of.items.as_slice()
+                    && is_null(null)
+                {
+                    content.schema = Some(RefOr::Ref(reference.clone()));
+                    optional = true;
+                }
+            }
+            if optional {
+                body.required = Some(Required::False);
+            }
+        }
+    }
+}
+
 /// The document, serialized once.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_json()
-        .expect("the OpenAPI document is plain data, which always serializes")
+    let mut doc = serde_json::to_value(ApiDoc::openapi())
+        .expect("the OpenAPI document is plain data, which always serializes");
+    constraints::apply(&mut doc);
+    doc.to_string()
 });
 
 /// The OpenAPI document as JSON, built on first use.
@@ -508,11 +559,10 @@ mod tests {
     use crate::page::path_action;
     use crate::queue::EntryAction;
 
-    /// Operations that are not the API proper: probes, metrics and the documentation itself.
-    const OUTSIDE_THE_API: [&str; 7] = [
+    /// Operations that are not the API proper: probes and the documentation itself.
+    const OUTSIDE_THE_API: [&str; 6] = [
         "/health/live",
         "/health/ready",
-        "/metrics",
         DOCUMENT_PATH,
         DOCS_PATH,
         REDOC_SCRIPT_PATH,
@@ -664,6 +714,11 @@ mod tests {
         let documented: BTreeSet<(String, String)> = operations(&document())
             .into_iter()
             .map(|(method, path, _)| (method, path))
+            .chain(
+                crate::routing::OUTSIDE_THE_DOCUMENT
+                    .iter()
+                    .map(|(path, method)| (method.to_string(), (*path).to_owned())),
+            )
             .collect();
         let undocumented: Vec<_> = registered.difference(&documented).collect();
         let unregistered: Vec<_> = documented.difference(&registered).collect();

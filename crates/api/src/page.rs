@@ -253,16 +253,21 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
         return Ok(None);
     };
     let raw = value.to_str().unwrap_or_default().trim();
-    if raw == "*" {
+    // An empty list of entity tags is valid syntax (RFC 9110 `#entity-tag`) and names none.
+    if raw == "*" || raw.is_empty() {
         return Ok(None);
     }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
+    // Exactly the syntax the document's pattern states: a strong or weak entity tag of digits.
+    raw.strip_prefix("W/")
+        .unwrap_or(raw)
+        .strip_prefix('"')
+        .and_then(|tag| tag.strip_suffix('"'))
+        .filter(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|version| version.parse().ok())
         .map(Some)
-        .map_err(|_| ApiError::Malformed {
+        .ok_or_else(|| ApiError::Malformed {
             code: crate::error::ErrorCode::InvalidHeader,
-            detail: "If-Match must be an ETag such as \"3\"".into(),
+            detail: "If-Match must be `*` or an ETag such as \"3\"".into(),
         })
 }
 
@@ -379,6 +384,45 @@ mod tests {
             .paging()
             .expect_err("mixed");
         assert_eq!(field_errors(err), ["page", "page_size"]);
+    }
+
+    #[test]
+    fn if_match_takes_exactly_the_documented_syntax() {
+        let read = |value: &str| {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::IF_MATCH, value))
+                .to_http_request();
+            if_match(&req)
+        };
+        assert_eq!(read("\"3\"").expect("strong"), Some(3));
+        assert_eq!(read("W/\"12\"").expect("weak"), Some(12));
+        assert_eq!(read("*").expect("any"), None);
+        assert_eq!(read("").expect("an empty list"), None);
+        for bad in [
+            "3",
+            "\"3",
+            "W/3",
+            "\"\"",
+            "\"-1\"",
+            "\"3\", \"4\"",
+            "\"99999999999\"",
+        ] {
+            assert!(
+                matches!(
+                    read(bad),
+                    Err(ApiError::Malformed {
+                        code: crate::error::ErrorCode::InvalidHeader,
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        let pattern = crate::openapi::constraints::IF_MATCH_PATTERN;
+        assert_eq!(
+            pattern, "^(|\\*|(W/)?\"[0-9]+\")$",
+            "the pattern states this syntax"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::body::Json;
 use crate::openapi::problems;
 use crate::page::{
     CursorPageOut, FieldsParams, ListParams, PageOut, Paging, created, double_option, if_match,
@@ -261,7 +262,7 @@ async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<PatientIn>,
+    body: Json<PatientIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let patients = &state.services.patients;
@@ -351,7 +352,7 @@ async fn update(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<PatientPatch>,
+    body: Json<PatientPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let patient = state
         .services

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::appointment::SlotOut;
+use crate::body::Json;
 use crate::openapi::problems;
 use crate::page::{PageOut, PageParams, created, double_option, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
@@ -166,7 +167,7 @@ impl From<Practitioner> for PractitionerOut {
 async fn create(
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<PractitionerIn>,
+    body: Json<PractitionerIn>,
 ) -> Result<HttpResponse, ApiError> {
     let p = state
         .services
@@ -240,7 +241,7 @@ async fn update(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<PractitionerPatch>,
+    body: Json<PractitionerPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let p = state
         .services
@@ -393,7 +394,7 @@ async fn put_schedule(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<ScheduleDto>,
+    body: Json<ScheduleDto>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = ScheduleInput {
@@ -507,7 +508,7 @@ async fn add_time_off(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<TimeOffIn>,
+    body: Json<TimeOffIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = TimeOffInput {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::body::OptionalJson;
+use crate::body::{Json, OptionalJson};
 use crate::openapi::problems;
 use crate::page::path_action;
 use crate::{ApiError, AppState, Authenticated, idempotency};
@@ -279,7 +279,7 @@ async fn join(
     req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<JoinIn>,
+    body: Json<JoinIn>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let keyed = idempotency::key_of(&req, &b)?;
@@ -338,7 +338,7 @@ pub struct CalledOut {
 async fn call_next(
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<CallNextIn>,
+    body: Json<CallNextIn>,
 ) -> Result<HttpResponse, ApiError> {
     let called = state
         .services

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::body::Json;
 use crate::openapi::problems;
 use crate::page::{PageOut, PageParams, double_option};
 use crate::{ApiError, AppState, Authenticated};
@@ -102,7 +103,7 @@ impl From<User> for UserOut {
 async fn create(
     state: web::Data<AppState>,
     auth: Authenticated,
-    body: web::Json<UserIn>,
+    body: Json<UserIn>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let input = NewUser {
@@ -168,7 +169,7 @@ async fn update(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<UserPatch>,
+    body: Json<UserPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let changes = UserChanges {

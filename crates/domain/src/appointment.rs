@@ -31,6 +31,9 @@ pub enum Urgency {
 }
 
 impl Urgency {
+    /// Every urgency, least urgent first.
+    pub const ALL: [Urgency; 3] = [Urgency::Routine, Urgency::Urgent, Urgency::Emergency];
+
     /// The stable wire and storage name.
     pub fn as_str(&self) -> &'static str {
         match self {

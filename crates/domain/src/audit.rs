@@ -50,6 +50,9 @@ pub enum Outcome {
 macro_rules! wire_enum {
     ($ty:ident { $($variant:ident => $name:literal),* $(,)? }) => {
         impl $ty {
+            /// Every wire name, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
             /// The stable wire and storage name.
             pub fn as_str(&self) -> &'static str {
                 match self { $($ty::$variant => $name),* }

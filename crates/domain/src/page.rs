@@ -9,6 +9,8 @@ use crate::{Appointment, AppointmentId, InvalidValue, Patient, PatientId, Person
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page a client may ask for.
 pub const MAX_PAGE_SIZE: u32 = 200;
+/// Highest page number a client may ask for.
+pub const MAX_PAGE: u64 = 1_000_000;
 
 /// A validated request for one page of a list (1-based page number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +24,10 @@ impl PageRequest {
     pub fn parse(page: Option<u64>, size: Option<u64>) -> Result<Self, InvalidValue> {
         let page = page.unwrap_or(1);
         let size = size.unwrap_or(u64::from(DEFAULT_PAGE_SIZE));
-        if page == 0 || page > 1_000_000 {
-            return Err(InvalidValue::new("page must be between 1 and 1000000"));
+        if page == 0 || page > MAX_PAGE {
+            return Err(InvalidValue::new(format!(
+                "page must be between 1 and {MAX_PAGE}"
+            )));
         }
         if size == 0 || size > u64::from(MAX_PAGE_SIZE) {
             return Err(InvalidValue::new(format!(

@@ -105,6 +105,9 @@ pub enum Sex {
 }
 
 impl Sex {
+    /// Every value.
+    pub const ALL: [Sex; 4] = [Sex::Female, Sex::Male, Sex::Other, Sex::Unknown];
+
     /// The stable wire and storage name.
     pub fn as_str(&self) -> &'static str {
         match self {

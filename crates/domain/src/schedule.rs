@@ -184,6 +184,9 @@ pub enum ExceptionKind {
 }
 
 impl ExceptionKind {
+    /// Every kind.
+    pub const ALL: [ExceptionKind; 2] = [ExceptionKind::TimeOff, ExceptionKind::ExtraHours];
+
     /// The stable wire and storage name.
     pub fn as_str(&self) -> &'static str {
         match self {

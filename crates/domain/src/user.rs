@@ -23,6 +23,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// The roles a user account can hold (every role but `System`).
+    pub const STAFF: [Role; 4] = [
+        Role::Admin,
+        Role::Practitioner,
+        Role::Receptionist,
+        Role::Nurse,
+    ];
+
     /// The stable wire and storage name.
     pub fn as_str(&self) -> &'static str {
         match self {

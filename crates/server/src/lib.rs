@@ -301,6 +301,7 @@ impl Application {
                     StatusCode::METHOD_NOT_ALLOWED,
                     clinicflow_api::error::method_not_allowed,
                 ))
+                .wrap(from_fn(clinicflow_api::routing::guard))
                 .wrap(from_fn(clinicflow_api::limits::guard))
                 .wrap(cors(&origins))
                 .wrap(

@@ -24,6 +24,9 @@ crate::on_both_backends!(
     injection_strings_in_free_text_are_kept_as_text,
     injection_strings_in_path_segments_are_refused,
     a_method_a_route_does_not_take_is_a_405_problem,
+    every_json_body_is_an_object_and_refusals_name_no_rust_type,
+    arrays_in_place_of_objects_neither_log_in_nor_patch,
+    a_null_body_is_no_body_on_the_moves_that_take_one,
 );
 
 /// Strings an attacker tries in text fields and path segments.
@@ -1070,4 +1073,229 @@ async fn a_method_a_route_does_not_take_is_a_405_problem(backend: TestBackend) {
         .await;
     }
     assert_eq!(snapshot(&app).await, before, "nothing was written");
+}
+
+/// Words of Rust that a refusal must not show a client.
+const RUST_WORDS: [&str; 9] = [
+    "struct",
+    "PatientIn",
+    "LoginIn",
+    "Dto",
+    " u32",
+    " u64",
+    " i32",
+    " i64",
+    "elements",
+];
+
+/// `template` with its path parameters filled from the world: ids, and a move every resource
+/// with an `{action}` has.
+fn filled(template: &str, w: &World) -> String {
+    template
+        .split('/')
+        .map(|segment| match segment {
+            "{action}" if template.starts_with("/api/v1/queue") => "start".to_owned(),
+            "{action}" => "confirm".to_owned(),
+            s if s.starts_with('{') => {
+                if template.starts_with("/api/v1/queue") {
+                    w.queue_entry.clone()
+                } else if template.starts_with("/api/v1/practitioners") {
+                    w.practitioner.clone()
+                } else if template.starts_with("/api/v1/patients") {
+                    w.patient.clone()
+                } else {
+                    w.appointment.clone()
+                }
+            }
+            s => s.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Regression: serde filled object bodies from arrays by position, and its refusals named the
+/// Rust types (`expected struct PatientIn with 8 elements`). Every documented body is tried, so
+/// a new route is covered as soon as it is documented.
+async fn every_json_body_is_an_object_and_refusals_name_no_rust_type(backend: TestBackend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let w = world(&app).await;
+    let before = snapshot(&app).await;
+    let doc: Value = app
+        .get(clinicflow_api::openapi::DOCUMENT_PATH)
+        .await
+        .json()
+        .await
+        .expect("the document");
+    let mut tried = 0;
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("a path item") {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            let path = filled(template, &w);
+            let method: Method = method.to_uppercase().parse().expect("a method");
+            for body in [
+                r#"["admin@clinic-a.example", "admin password 123", null]"#,
+                "[null, null]",
+                "[]",
+                r#"{"email": ["x"], "given_name": ["Ada"], "rules": {}}"#,
+                "7",
+            ] {
+                let res = send(raw(
+                    &app,
+                    method.clone(),
+                    &path,
+                    Some("application/json"),
+                    body,
+                ))
+                .await;
+                let what = format!("{method} {path} with {body}");
+                let problem = problem(res, StatusCode::BAD_REQUEST, "malformed_json", &what).await;
+                let detail = problem["detail"].as_str().expect("a detail");
+                for word in RUST_WORDS {
+                    assert!(!detail.contains(word), "{what}: {detail:?} shows {word:?}");
+                }
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried >= 5 * 20, "every body of the document: {tried}");
+    assert_eq!(snapshot(&app).await, before, "nothing was written");
+}
+
+/// The two cases the review found, end to end: an array logs nobody in, and `[null, null]`
+/// changes no user. A nested object given as an array is refused too.
+async fn arrays_in_place_of_objects_neither_log_in_nor_patch(backend: TestBackend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let res = send(
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .header("content-type", "application/json")
+            .body(r#"["admin@clinic-a.example","admin password 123",null]"#),
+    )
+    .await;
+    let body = problem(
+        res,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        "login array",
+    )
+    .await;
+    assert!(
+        !body.to_string().contains("access_token"),
+        "no tokens: {body}"
+    );
+    let res = app
+        .post(
+            "/api/v1/users",
+            json!({"email": "nurse@clinic-a.example", "password": "a long password", "role": "nurse"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let user: Value = res.json().await.expect("json");
+    let path = format!("/api/v1/users/{}", user["id"].as_str().expect("an id"));
+    let res = send(raw(
+        &app,
+        Method::PATCH,
+        &path,
+        Some("application/json"),
+        "[null,null]",
+    ))
+    .await;
+    let body = problem(
+        res,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        "patch array",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("expected an object")),
+        "{body}"
+    );
+    let res = app
+        .post(
+            "/api/v1/patients",
+            json!({"given_name": "Ada", "family_name": "Lovelace", "birth_date": "1985-12-10",
+                   "emergency_contact": ["Charles", "+4915100000000"]}),
+        )
+        .await;
+    problem(
+        res,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        "a nested array",
+    )
+    .await;
+    let users: Value = app.get("/api/v1/users").await.json().await.expect("json");
+    let nurse = users["results"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["id"] == user["id"])
+        .expect("the nurse");
+    assert_eq!(nurse["role"], "nurse");
+    assert_eq!(nurse["active"], true);
+    let patients: Value = app
+        .get("/api/v1/patients?page_size=1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(patients["count"], 0, "no patient was created");
+}
+
+/// Regression: the document said an optional body may be `null`, and generated clients send
+/// it, but the server refused it with a 400.
+async fn a_null_body_is_no_body_on_the_moves_that_take_one(backend: TestBackend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let w = world(&app).await;
+    for action in ["confirm", "cancel"] {
+        let res = send(raw(
+            &app,
+            Method::POST,
+            &format!("/api/v1/appointments/{}/{action}", w.appointment),
+            Some("application/json"),
+            "null",
+        ))
+        .await;
+        assert_eq!(res.status(), StatusCode::OK, "{action} with null");
+        let appointment: Value = res.json().await.expect("json");
+        assert_eq!(appointment["cancel_reason"], Value::Null);
+    }
+    let res = send(raw(
+        &app,
+        Method::POST,
+        &format!("/api/v1/queue/entries/{}/leave", w.queue_entry),
+        Some("application/json"),
+        " null ",
+    ))
+    .await;
+    assert_eq!(res.status(), StatusCode::OK, "queue leave with null");
+    let doc: Value = app
+        .get(clinicflow_api::openapi::DOCUMENT_PATH)
+        .await
+        .json()
+        .await
+        .expect("the document");
+    for path in [
+        "/api/v1/appointments/{id}/{action}",
+        "/api/v1/queue/entries/{id}/{action}",
+    ] {
+        let body = &doc["paths"][path]["post"]["requestBody"];
+        assert_eq!(body["required"], false, "{path}: {body}");
+        let schema = &body["content"]["application/json"]["schema"];
+        assert!(
+            schema["$ref"].is_string() && schema.get("oneOf").is_none(),
+            "{path}: a plain reference, not {schema}"
+        );
+    }
 }
