@@ -333,6 +333,13 @@ impl ApiError {
                     "Service unavailable",
                     "the database is unavailable; retry shortly",
                 ),
+                ServiceError::Timeout(_) => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_timeout",
+                    "Database timeout",
+                    "the database did not answer in time (a statement or a wait for another \
+                     request's lock ran past its bound); retry shortly",
+                ),
                 ServiceError::Unexpected(_) => Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
@@ -403,7 +410,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::Service(ServiceError::Unavailable(_) | ServiceError::Transient(_)) => {
+            ApiError::Service(
+                ServiceError::Unavailable(_)
+                | ServiceError::Transient(_)
+                | ServiceError::Timeout(_),
+            ) => {
                 res.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::Service(ServiceError::RateLimited { retry_after_secs }) => {
