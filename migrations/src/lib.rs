@@ -25,6 +25,7 @@ mod m20261201_000007_live_appointment_indexes;
 mod m20261201_000008_queue_recalled_at;
 mod m20261201_000009_patient_search_covering_indexes;
 mod m20261201_000010_idempotency_keys;
+mod m20261203_000011_user_versions;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_queue_recalled_at::Migration),
             Box::new(m20261201_000009_patient_search_covering_indexes::Migration),
             Box::new(m20261201_000010_idempotency_keys::Migration),
+            Box::new(m20261203_000011_user_versions::Migration),
         ]
     }
 }

@@ -297,6 +297,11 @@ impl ApiError {
                     ErrorCode::Unavailable,
                     "the database is unavailable; retry shortly",
                 ),
+                ServiceError::Timeout(_) => Problem::new(
+                    ErrorCode::DatabaseTimeout,
+                    "the database did not answer in time (a statement or a wait for another \
+                     request's lock ran past its bound); retry shortly",
+                ),
                 ServiceError::Unexpected(_) => Problem::new(
                     ErrorCode::InternalError,
                     "an unexpected error occurred; it has been logged",
@@ -339,7 +344,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated(_) => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::Service(ServiceError::Unavailable(_) | ServiceError::Transient(_)) => {
+            ApiError::Service(
+                ServiceError::Unavailable(_)
+                | ServiceError::Transient(_)
+                | ServiceError::Timeout(_),
+            ) => {
                 res.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::Service(ServiceError::RateLimited { retry_after_secs }) => {

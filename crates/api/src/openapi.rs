@@ -64,7 +64,9 @@ pub const BEARER: &str = "bearer";
         dashboard::stats,
         user::create,
         user::list,
+        user::get,
         user::update,
+        user::unlock,
         queue::board,
         queue::stream,
         queue::stats,
@@ -463,8 +465,9 @@ pub mod problems {
     pub const UNAVAILABLE: ProblemResponse = ProblemResponse {
         name: "Unavailable",
         status: 503,
-        description: "`unavailable`: the database is unreachable; or `concurrent_update`: a \
-            concurrent request held the same records. Retry.",
+        description: "`unavailable`: the database is unreachable; `concurrent_update`: a \
+            concurrent request held the same records; or `database_timeout`: a statement or a \
+            wait for a lock took longer than the configured bound. Retry.",
         headers: &[RETRY_AFTER],
     };
 

@@ -1,6 +1,7 @@
 //! `/api/v1/users`: staff accounts, managed by admins.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
 use clinicflow_domain::{User, UserId};
 use clinicflow_services::{NewUser, UserChanges};
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use uuid::Uuid;
 
 use crate::body::Json;
 use crate::openapi::problems;
-use crate::page::{PageOut, PageParams, double_option};
+use crate::page::{PageOut, PageParams, double_option, fresh_version, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the user routes.
@@ -19,7 +20,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )
-    .service(web::resource("/users/{id}").route(web::patch().to(update)));
+    .service(
+        web::resource("/users/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update)),
+    )
+    .service(web::resource("/users/{id}/unlock").route(web::post().to(unlock)));
 }
 
 /// `POST /users` body.
@@ -68,6 +74,14 @@ pub struct UserOut {
     active: bool,
     /// Whether the account is locked after wrong passwords.
     locked: bool,
+    /// Until when logins are refused after repeated wrong passwords; `null` when never
+    /// locked or unlocked since. A time in the past is a lock that has run out.
+    locked_until: Option<DateTime<Utc>>,
+    /// Wrong passwords since the last successful login or lock.
+    failed_logins: u32,
+    /// The version, also the `ETag` of `GET /users/{id}`; every change raises it, a failed
+    /// login included.
+    version: i32,
 }
 
 impl From<User> for UserOut {
@@ -79,6 +93,9 @@ impl From<User> for UserOut {
             practitioner_id: u.practitioner_id.map(|p| p.to_string()),
             active: u.active,
             locked: u.is_locked(chrono::Utc::now()),
+            locked_until: u.locked_until,
+            failed_logins: u.failed_logins,
+            version: u.version,
         }
     }
 }
@@ -147,25 +164,64 @@ async fn list(
     Ok(HttpResponse::Ok().json(PageOut::new(&req, page, UserOut::from)))
 }
 
+/// One staff account, with its lockout state (admins).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    operation_id = "get_user",
+    tag = "user",
+    params(
+        ("id" = Uuid, Path, description = "The user's id"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` held; answered with 304 when current"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+    )
+)]
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .services
+        .users
+        .get(&auth.0, UserId::from_uuid(*id))
+        .await?;
+    let version = user.version;
+    Ok(versioned(&req, version, &UserOut::from(user)))
+}
+
 /// Changes a user's role, state or practitioner (admins, who cannot disable or demote themselves).
 #[utoipa::path(
     patch,
     path = "/api/v1/users/{id}",
     operation_id = "update_user",
     tag = "user",
-    params(("id" = Uuid, Path, description = "The user's id")),
+    params(
+        ("id" = Uuid, Path, description = "The user's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
     request_body = UserPatch,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The changed user", body = UserOut),
+        (status = 200, description = "The changed user", body = UserOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
         problems::Common,
         problems::Forbidden,
         problems::NotFound,
+        problems::PreconditionFailed,
         problems::JsonBody,
         problems::Invalid,
     )
 )]
 async fn update(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
@@ -180,7 +236,42 @@ async fn update(
     let user = state
         .services
         .users
-        .update(&auth.0, UserId::from_uuid(*id), changes)
+        .update(&auth.0, UserId::from_uuid(*id), changes, if_match(&req)?)
         .await?;
-    Ok(HttpResponse::Ok().json(UserOut::from(user)))
+    let version = user.version;
+    Ok(fresh_version(version, &UserOut::from(user)))
+}
+
+/// Lifts a lockout after repeated wrong passwords (admins): the user can log in again at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/unlock",
+    operation_id = "unlock_user",
+    tag = "user",
+    params(
+        ("id" = Uuid, Path, description = "The user's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user, unlocked", body = UserOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::PreconditionFailed,
+    )
+)]
+async fn unlock(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .services
+        .users
+        .unlock(&auth.0, UserId::from_uuid(*id), if_match(&req)?)
+        .await?;
+    let version = user.version;
+    Ok(fresh_version(version, &UserOut::from(user)))
 }

@@ -96,12 +96,22 @@ pub struct User {
     pub failed_logins: u32,
     /// Until when logins are refused after too many failures.
     pub locked_until: Option<DateTime<Utc>>,
+    /// Optimistic-concurrency version: every stored change of the row raises it, a failed
+    /// login included, so a write based on an older read is refused instead of undoing it.
+    pub version: i32,
 }
 
 impl User {
     /// Whether logins are refused at `now` because of repeated failures.
     pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
         self.locked_until.is_some_and(|until| now < until)
+    }
+
+    /// Lifts a lockout (an admin's unlock): the lock goes, and the failures that led to it
+    /// are forgotten, so the next wrong password does not lock the account again at once.
+    pub fn unlock(&mut self) {
+        self.failed_logins = 0;
+        self.locked_until = None;
     }
 }
 
@@ -151,7 +161,18 @@ mod tests {
             active: true,
             failed_logins,
             locked_until,
+            version: 1,
         }
+    }
+
+    #[test]
+    fn an_unlock_clears_the_lock_and_the_count() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let mut locked = user(3, Some(now + Duration::minutes(5)));
+        assert!(locked.is_locked(now));
+        locked.unlock();
+        assert!(!locked.is_locked(now));
+        assert_eq!((locked.failed_logins, locked.locked_until), (0, None));
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub enum RepoError {
     /// The database cannot be reached or is overloaded; the request may be retried.
     #[error("database unavailable")]
     Unavailable(#[source] BoxError),
+    /// A statement ran longer, or waited for a lock (a row, an advisory lock, another
+    /// request's idempotency key, SQLite's write lock) longer, than the configured bound.
+    /// Adapters MUST return this (not `Unavailable` or `Other`) for those aborts, so a
+    /// request stuck behind another answers quickly with a retryable error.
+    #[error("database timeout")]
+    Timeout(#[source] BoxError),
     /// Anything else: a bug or an unexpected database state.
     #[error(transparent)]
     Other(BoxError),

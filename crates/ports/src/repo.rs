@@ -11,8 +11,8 @@ use clinicflow_domain::page::{AppointmentKey, PatientKey};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Claimed, Clinic,
     ClinicId, DeliveryStatus, Email, Encounter, EncounterId, EventKind, Interval, KeyClaim,
-    OutboxMessage, OutboxMessageId, Page, PageRequest, Patient, PatientId, Phone, Practitioner,
-    PractitionerId, QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule,
+    LockoutPolicy, OutboxMessage, OutboxMessageId, Page, PageRequest, Patient, PatientId, Phone,
+    Practitioner, PractitionerId, QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule,
     ScheduleException, StoredAnswer, TokenFamilyId, User, UserId, WebhookEndpoint,
 };
 
@@ -72,8 +72,42 @@ pub trait UserRepo: Send + Sync {
     /// Every user with this e-mail in any clinic: login knows no clinic yet.
     async fn find_by_email(&self, tx: &mut Tx, email: &Email) -> Result<Vec<User>, RepoError>;
 
-    /// Writes every field of `user` but its id, clinic and e-mail; MUST return `NotFound` if absent.
-    async fn update(&self, tx: &mut Tx, user: &User) -> Result<(), RepoError>;
+    /// Writes every field of `user` but its id, clinic and e-mail (its `version` included) if
+    /// the stored version is `expected_version`; MUST return `StaleVersion` if it is not and
+    /// `NotFound` if the user is absent (or of another clinic).
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        user: &User,
+        expected_version: i32,
+    ) -> Result<(), RepoError>;
+
+    /// Counts one failed login in a single statement, so concurrent failures lose no
+    /// increment and no other field is written back: `failed_logins + 1`, and when that
+    /// reaches `policy.max_failures`, the counter starts again at 0 and `locked_until` becomes
+    /// `now + policy.lock_for` in the same statement (`LockoutPolicy::after_failure`). Bumps
+    /// the version. Does nothing while the account is locked at `now`. Returns the user as
+    /// stored afterwards, `None` when absent.
+    async fn record_failed_login(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: UserId,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepoError>;
+
+    /// After a successful login: sets the failed-login counter to 0 and clears an expired
+    /// lock, in a single statement that writes only while there is something to clear and
+    /// the account is not locked at `now` (a lock a concurrent failure just set stays), and
+    /// then bumps the version.
+    async fn clear_failed_logins(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError>;
 
     /// One page of the clinic's users, ordered by e-mail.
     async fn list(

@@ -12,6 +12,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+/// The longest database bound accepted, in milliseconds.
+const MAX_DB_BOUND_MS: u64 = 86_400_000;
+
 /// Shortest JWT secret accepted outside development.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -51,6 +54,15 @@ pub struct DbSettings {
     pub max_lifetime_secs: u64,
     /// Statements slower than this many milliseconds are logged; 0 turns that off.
     pub slow_query_ms: u64,
+    /// PostgreSQL `statement_timeout` in milliseconds: the longest any statement runs (0: no bound).
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL `lock_timeout` in milliseconds: the longest a statement waits for a lock
+    /// held by another request (0: no bound).
+    pub lock_timeout_ms: u64,
+    /// PostgreSQL `idle_in_transaction_session_timeout` in milliseconds (0: no bound).
+    pub idle_in_transaction_timeout_ms: u64,
+    /// SQLite `busy_timeout` in milliseconds: the longest a writer waits for the write lock.
+    pub sqlite_busy_timeout_ms: u64,
 }
 
 impl Default for DbSettings {
@@ -62,6 +74,10 @@ impl Default for DbSettings {
             idle_timeout_secs: 600,
             max_lifetime_secs: 1800,
             slow_query_ms: 500,
+            statement_timeout_ms: 5_000,
+            lock_timeout_ms: 2_000,
+            idle_in_transaction_timeout_ms: 10_000,
+            sqlite_busy_timeout_ms: 5_000,
         }
     }
 }
@@ -419,6 +435,26 @@ impl Settings {
         parse_env(env, "CLINICFLOW_DB_SLOW_QUERY_MS", &mut s.db.slow_query_ms)?;
         parse_env(
             env,
+            "CLINICFLOW_DB_STATEMENT_TIMEOUT_MS",
+            &mut s.db.statement_timeout_ms,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_DB_LOCK_TIMEOUT_MS",
+            &mut s.db.lock_timeout_ms,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            &mut s.db.idle_in_transaction_timeout_ms,
+        )?;
+        parse_env(
+            env,
+            "CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS",
+            &mut s.db.sqlite_busy_timeout_ms,
+        )?;
+        parse_env(
+            env,
             "CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS",
             &mut s.auth.access_token_ttl_secs,
         )?;
@@ -617,6 +653,29 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        for (key, value) in [
+            (
+                "CLINICFLOW_DB_STATEMENT_TIMEOUT_MS",
+                self.db.statement_timeout_ms,
+            ),
+            ("CLINICFLOW_DB_LOCK_TIMEOUT_MS", self.db.lock_timeout_ms),
+            (
+                "CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                self.db.idle_in_transaction_timeout_ms,
+            ),
+            (
+                "CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS",
+                self.db.sqlite_busy_timeout_ms,
+            ),
+        ] {
+            // PostgreSQL takes at most i32::MAX milliseconds and would refuse every connection.
+            if value > MAX_DB_BOUND_MS {
+                return Err(invalid(
+                    key,
+                    format!("must be at most {MAX_DB_BOUND_MS} (one day)"),
+                ));
+            }
+        }
         if !(60..=86_400).contains(&self.auth.access_token_ttl_secs) {
             return Err(invalid(
                 "CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS",
@@ -768,6 +827,14 @@ impl Settings {
             max_lifetime: Duration::from_secs(self.db.max_lifetime_secs),
             slow_statement: (self.db.slow_query_ms > 0)
                 .then(|| Duration::from_millis(self.db.slow_query_ms)),
+            bounds: clinicflow_store::DatabaseBounds {
+                statement_timeout: Duration::from_millis(self.db.statement_timeout_ms),
+                lock_timeout: Duration::from_millis(self.db.lock_timeout_ms),
+                idle_in_transaction_timeout: Duration::from_millis(
+                    self.db.idle_in_transaction_timeout_ms,
+                ),
+                sqlite_busy_timeout: Duration::from_millis(self.db.sqlite_busy_timeout_ms),
+            },
         }
     }
 }

@@ -145,27 +145,41 @@ impl AuthService {
             if user.is_locked(now) {
                 continue;
             }
+            // No read-modify-write of the user: each outcome is one conditional statement, so
+            // a concurrent deactivation, role or password change is never written over, and
+            // concurrent failures each count.
             let mut tx = self.ports.db.begin(TxMode::Write).await?;
-            let mut current = self
-                .ports
-                .users
-                .get(&mut tx, user.clinic_id, user.id)
-                .await?
-                .unwrap_or(user);
             if good {
-                if current.failed_logins != 0 || current.locked_until.is_some() {
-                    current.failed_logins = 0;
-                    current.locked_until = None;
-                    self.ports.users.update(&mut tx, &current).await?;
+                if user.failed_logins != 0 || user.locked_until.is_some() {
+                    self.ports
+                        .users
+                        .clear_failed_logins(&mut tx, user.clinic_id, user.id, now)
+                        .await?;
                 }
-                matching.push(current);
+                // Read again after the write: what was deactivated or locked since the
+                // candidates were read does not log in.
+                let current = self
+                    .ports
+                    .users
+                    .get(&mut tx, user.clinic_id, user.id)
+                    .await?;
+                if let Some(current) = current.filter(|u| may_sign_in(u) && !u.is_locked(now)) {
+                    matching.push(current);
+                }
             } else {
-                let (failures, locked_until) = self.policy.lockout.after_failure(&current, now);
-                current.failed_logins = failures;
-                current.locked_until = locked_until;
-                self.ports.users.update(&mut tx, &current).await?;
-                if locked_until.is_some() {
-                    tracing::warn!(user_id = %current.id, "account locked after repeated failed logins");
+                let after = self
+                    .ports
+                    .users
+                    .record_failed_login(
+                        &mut tx,
+                        user.clinic_id,
+                        user.id,
+                        &self.policy.lockout,
+                        now,
+                    )
+                    .await?;
+                if after.is_some_and(|u| u.is_locked(now)) {
+                    tracing::warn!(user_id = %user.id, "account locked after repeated failed logins");
                 }
             }
             tx.commit().await?;
@@ -302,7 +316,7 @@ impl AuthService {
         new: &str,
     ) -> Result<(), ServiceError> {
         check_password(new).map_err(|e| FieldErrors::single("new_password", e.0))?;
-        let mut user = {
+        let user = {
             let mut tx = self.ports.db.begin(TxMode::Read).await?;
             self.ports
                 .users
@@ -316,7 +330,7 @@ impl AuthService {
                 "is not the current password",
             ));
         }
-        user.password_hash = self
+        let new_hash = self
             .ports
             .hasher
             .hash(new)
@@ -324,7 +338,24 @@ impl AuthService {
             .map_err(ServiceError::Unexpected)?;
         let now = self.ports.clock.now();
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        self.ports.users.update(&mut tx, &user).await?;
+        // Read again, after the slow hashing: only the password is written, onto the row as it
+        // is now (a failed login or a role change since stays), and only if the password that
+        // was checked is still the current one.
+        let mut fresh = self
+            .ports
+            .users
+            .get(&mut tx, actor.clinic_id, actor.user_id)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
+        if fresh.password_hash != user.password_hash {
+            return Err(ServiceError::PreconditionFailed {
+                current: Some(fresh.version),
+            });
+        }
+        fresh.password_hash = new_hash;
+        let expected = fresh.version;
+        fresh.version += 1;
+        self.ports.users.update(&mut tx, &fresh, expected).await?;
         self.ports
             .tokens
             .revoke_user(&mut tx, actor.clinic_id, actor.user_id, now)
@@ -376,6 +407,7 @@ mod tests {
             active: true,
             failed_logins,
             locked_until,
+            version: 7,
         }
     }
 
@@ -414,21 +446,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_fifth_wrong_password_locks_the_account() {
+    async fn a_wrong_password_is_counted_in_one_statement_and_never_writes_the_user_back() {
         let mut users = MockUserRepo::new();
         users
             .expect_find_by_email()
             .returning(|_, _| Ok(vec![user(4, None)]));
+        // The fifth failure locks; the store does the counting, so no read-modify-write can
+        // undo a concurrent deactivation or lose a concurrent failure.
         users
-            .expect_get()
-            .returning(|_, _, _| Ok(Some(user(4, None))));
-        users
-            .expect_update()
+            .expect_record_failed_login()
             .times(1)
-            .withf(|_, u| {
-                u.failed_logins == 0 && u.locked_until == Some(now() + Duration::minutes(15))
+            .withf(|_, clinic, id, policy, at| {
+                (*clinic, *id) == (user(0, None).clinic_id, user(0, None).id)
+                    && *policy == LockoutPolicy::default()
+                    && *at == now()
             })
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _, _, _| Ok(Some(user(0, Some(now() + Duration::minutes(15))))));
+        users.expect_update().never();
+        users.expect_get().never();
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_verify().times(1).return_const(false);
         let (auth, commits) = service(users, MockRefreshTokenRepo::new(), hasher, allowing());
@@ -438,6 +473,60 @@ mod tests {
             .expect_err("wrong");
         assert!(matches!(err, ServiceError::InvalidCredentials));
         assert_eq!(commits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_right_password_clears_earlier_failures_without_writing_the_user_back() {
+        let mut users = MockUserRepo::new();
+        users
+            .expect_find_by_email()
+            .returning(|_, _| Ok(vec![user(2, None)]));
+        users
+            .expect_clear_failed_logins()
+            .times(1)
+            .withf(|_, _, _, at| *at == now())
+            .returning(|_, _, _, _| Ok(()));
+        users
+            .expect_get()
+            .times(1)
+            .returning(|_, _, _| Ok(Some(user(0, None))));
+        users.expect_update().never();
+        users.expect_record_failed_login().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().times(1).return_const(true);
+        let mut tokens = MockRefreshTokenRepo::new();
+        tokens.expect_insert().times(1).returning(|_, _| Ok(()));
+        let (auth, _) = service(users, tokens, hasher, allowing());
+        let session = auth
+            .login("desk@clinic.example", "right", None, None)
+            .await
+            .expect("logged in");
+        assert_eq!(session.user.failed_logins, 0);
+    }
+
+    #[tokio::test]
+    async fn an_account_deactivated_while_its_password_was_checked_gets_no_session() {
+        let mut users = MockUserRepo::new();
+        users
+            .expect_find_by_email()
+            .returning(|_, _| Ok(vec![user(0, None)]));
+        users.expect_clear_failed_logins().never();
+        // An admin's deactivation committed between the candidates' read and the check.
+        users.expect_get().times(1).returning(|_, _, _| {
+            let mut disabled = user(0, None);
+            disabled.active = false;
+            Ok(Some(disabled))
+        });
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().times(1).return_const(true);
+        let mut tokens = MockRefreshTokenRepo::new();
+        tokens.expect_insert().never();
+        let (auth, _) = service(users, tokens, hasher, allowing());
+        let err = auth
+            .login("desk@clinic.example", "right", None, None)
+            .await
+            .expect_err("disabled meanwhile");
+        assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
     }
 
     #[tokio::test]

@@ -134,6 +134,7 @@ impl ClinicService {
             active: true,
             failed_logins: 0,
             locked_until: None,
+            version: 1,
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         self.ports.clinics.insert(&mut tx, &clinic).await?;

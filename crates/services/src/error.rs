@@ -135,6 +135,10 @@ pub enum ServiceError {
     /// The database is unreachable or overloaded.
     #[error("service unavailable")]
     Unavailable(#[source] clinicflow_ports::BoxError),
+    /// A statement or a wait for a lock held by another request ran past its configured
+    /// bound; the client may retry.
+    #[error("database timeout")]
+    Timeout(#[source] clinicflow_ports::BoxError),
     /// A bug or an unexpected state; logged with its chain at the boundary.
     #[error(transparent)]
     Unexpected(clinicflow_ports::BoxError),
@@ -147,6 +151,7 @@ impl From<RepoError> for ServiceError {
             RepoError::Duplicate(field) => ServiceError::Duplicate(field),
             RepoError::StaleVersion => ServiceError::PreconditionFailed { current: None },
             RepoError::Unavailable(e) => ServiceError::Unavailable(e),
+            RepoError::Timeout(e) => ServiceError::Timeout(e),
             RepoError::Retry(e) => ServiceError::Transient(e),
             RepoError::Overlap(party) => {
                 ServiceError::Unexpected(format!("unexpected overlap of the {party:?}").into())

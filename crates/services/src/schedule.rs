@@ -7,6 +7,7 @@ use clinicflow_domain::{
     ScheduleException, ScheduleExceptionId, WeeklyRule,
 };
 use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag};
+use futures::{StreamExt as _, TryStreamExt as _};
 use uuid::Uuid;
 
 use crate::flight::Flights;
@@ -20,6 +21,9 @@ const NEXT_SLOTS_HORIZON_DAYS: i64 = 14;
 const NEXT_SLOTS: usize = 3;
 /// Longest time off accepted in one request.
 const MAX_TIME_OFF_DAYS: i64 = 366;
+/// How many practitioners' slots a search across practitioners computes at once: enough to
+/// overlap their reads, few enough to leave the pool's connections to other requests.
+const SLOT_SEARCH_FAN_OUT: usize = 4;
 
 /// One weekly rule as sent by a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,19 +382,23 @@ impl ScheduleService {
         let Some((from, to)) = range else {
             unreachable!("parsed when no error was recorded")
         };
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-        // The cached read is keyed by the actor's clinic: another clinic's id is still a 404.
-        let practitioner = crate::practitioner::cached_practitioner(
-            &self.ports,
-            &mut tx,
-            actor.clinic_id,
-            practitioner_id,
-        )
-        .await?;
+        let (clinic, practitioner) = {
+            let mut tx = self.ports.db.begin(TxMode::Read).await?;
+            let clinic =
+                crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+            // The cached read is keyed by the actor's clinic: another clinic's id is still a 404.
+            let practitioner = crate::practitioner::cached_practitioner(
+                &self.ports,
+                &mut tx,
+                actor.clinic_id,
+                practitioner_id,
+            )
+            .await?;
+            (clinic, practitioner)
+        };
         let now = self.ports.clock.now();
         let slots = self
-            .free_slots(&mut tx, &clinic, &practitioner, from, to, now)
+            .free_slots(&clinic, &practitioner, from, to, now)
             .await?;
         Ok((slots, clinic))
     }
@@ -398,9 +406,12 @@ impl ScheduleService {
     /// A practitioner's free slots on local dates `from..to`, from the cache when it has them.
     ///
     /// The cache holds the slots as computed; those that have begun since are dropped here.
+    /// Called with no transaction open: a miss may wait for another caller's computation of
+    /// the same key, and a connection held (with a snapshot open) through that wait would
+    /// be taken from everyone else for nothing. The computation reads in a short read
+    /// transaction of its own.
     async fn free_slots(
         &self,
-        tx: &mut Tx,
         clinic: &Clinic,
         practitioner: &Practitioner,
         from: NaiveDate,
@@ -425,8 +436,16 @@ impl ScheduleService {
             return Ok(slots);
         }
         let load = async {
-            let calendar =
-                Calendar::load(&self.ports, tx, clinic, practitioner, utc_span(from, to)).await?;
+            let mut tx = self.ports.db.begin(TxMode::Read).await?;
+            let calendar = Calendar::load(
+                &self.ports,
+                &mut tx,
+                clinic,
+                practitioner,
+                utc_span(from, to),
+            )
+            .await?;
+            drop(tx);
             Ok(calendar.free_slots(clinic, practitioner, from, to, now))
         };
         let tags = [practitioner_tag(practitioner.id)];
@@ -459,28 +478,43 @@ impl ScheduleService {
         let Some((from, to)) = range else {
             unreachable!("parsed when no error was recorded")
         };
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        // Who to ask, in one short read; the transaction ends before any slot is looked up.
+        let (clinic, practitioners) = {
+            let mut tx = self.ports.db.begin(TxMode::Read).await?;
+            let clinic =
+                crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+            let mut practitioners = Vec::new();
+            let mut page = clinicflow_domain::PageRequest::first(200);
+            loop {
+                let listed = self
+                    .ports
+                    .practitioners
+                    .list(&mut tx, actor.clinic_id, &filter, page)
+                    .await?;
+                let more = listed.has_next();
+                practitioners.extend(listed.items);
+                if !more {
+                    break;
+                }
+                page = page.next();
+            }
+            (clinic, practitioners)
+        };
         let now = self.ports.clock.now();
-        let mut found = Vec::new();
-        let mut page = clinicflow_domain::PageRequest::first(200);
-        loop {
-            let practitioners = self
-                .ports
-                .practitioners
-                .list(&mut tx, actor.clinic_id, &filter, page)
+        // The same cached slots as each practitioner's own slot list, so a search across
+        // practitioners costs a cache read per practitioner when warm; misses are computed a
+        // few at a time, each in its own short read transaction.
+        let per_practitioner: Vec<Vec<(PractitionerId, Interval)>> =
+            futures::stream::iter(&practitioners)
+                .map(|p| async {
+                    let slots = self.free_slots(&clinic, p, from, to, now).await?;
+                    Ok::<_, ServiceError>(slots.into_iter().map(|s| (p.id, s)).collect())
+                })
+                .buffered(SLOT_SEARCH_FAN_OUT)
+                .try_collect()
                 .await?;
-            for p in &practitioners.items {
-                // The same cached slots as each practitioner's own slot list, so a search
-                // across practitioners costs a cache read per practitioner when warm.
-                let slots = self.free_slots(&mut tx, &clinic, p, from, to, now).await?;
-                found.extend(slots.into_iter().map(|s| (p.id, s)));
-            }
-            if !practitioners.has_next() {
-                break;
-            }
-            page = page.next();
-        }
+        let mut found: Vec<(PractitionerId, Interval)> =
+            per_practitioner.into_iter().flatten().collect();
         found.sort_by_key(|(p, s)| (s.start(), *p));
         found.truncate(limit as usize);
         Ok(found)
@@ -503,5 +537,247 @@ mod slot_cache_tests {
         assert_eq!(decode_slots(&encode_slots(&slots)), Some(slots));
         assert_eq!(decode_slots(&[1, 2, 3]), None);
         assert_eq!(decode_slots(&[]), Some(Vec::new()));
+    }
+}
+
+#[cfg(test)]
+mod transaction_tests {
+    use std::any::Any;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use chrono::TimeZone as _;
+    use clinicflow_domain::{
+        ClinicId, ClinicName, Page, PersonName, QueueSettings, ReminderOffsets, Role, TimeZone,
+        UserId,
+    };
+    use clinicflow_ports::{MockDatabase, RepoError, Transaction};
+
+    use super::*;
+    use crate::mocks::Mocks;
+
+    /// What the service did, in order: transactions begun and ended, reads and the
+    /// transaction each ran in.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Event {
+        Begin(usize),
+        End(usize),
+        List(usize),
+        Calendar(usize, PractitionerId),
+    }
+
+    type Log = Arc<Mutex<Vec<Event>>>;
+
+    fn push(log: &Log, event: Event) {
+        log.lock().expect("not poisoned").push(event);
+    }
+
+    /// A transaction that logs its end, committed or dropped.
+    struct Tracked {
+        id: usize,
+        log: Log,
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            push(&self.log, Event::End(self.id));
+        }
+    }
+
+    #[async_trait]
+    impl Transaction for Tracked {
+        async fn commit(self: Box<Self>) -> Result<(), RepoError> {
+            Ok(())
+        }
+
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+    }
+
+    fn id_of(tx: &mut Tx) -> usize {
+        tx.downcast_mut::<Tracked>()
+            .expect("a tracked transaction")
+            .id
+    }
+
+    fn clinic() -> Clinic {
+        Clinic {
+            id: ClinicId::from_uuid(Uuid::from_u128(1)),
+            name: ClinicName::parse("Praxis").expect("valid"),
+            time_zone: TimeZone::parse("UTC").expect("valid"),
+            no_show_grace_minutes: 15,
+            queue: QueueSettings::default(),
+            reminders: ReminderOffsets::default(),
+        }
+    }
+
+    fn practitioner(n: u128) -> Practitioner {
+        let created = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        Practitioner {
+            id: PractitionerId::from_uuid(Uuid::from_u128(100 + n)),
+            clinic_id: clinic().id,
+            name: PersonName::parse("Gregory", "House").expect("valid"),
+            specialties: Vec::new(),
+            department: None,
+            slot_minutes: 30,
+            buffer_minutes: 0,
+            version: 1,
+            created_at: created,
+            updated_at: created,
+        }
+    }
+
+    fn actor() -> Actor {
+        Actor {
+            user_id: UserId::from_uuid(Uuid::from_u128(2)),
+            clinic_id: clinic().id,
+            role: Role::Receptionist,
+            practitioner_id: None,
+            request_id: None,
+        }
+    }
+
+    /// Mocks whose transactions and calendar reads are logged; the clinic has `count`
+    /// practitioners, each with an empty schedule.
+    fn logged(count: u128) -> (Mocks, Log) {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 30, 8, 0, 0)
+            .single()
+            .expect("valid");
+        let mut m = Mocks::new(now);
+        let log: Log = Arc::default();
+        let mut db = MockDatabase::new();
+        let (begun, l) = (Arc::new(Mutex::new(0)), log.clone());
+        db.expect_begin().returning(move |_| {
+            let mut n = begun.lock().expect("not poisoned");
+            *n += 1;
+            push(&l, Event::Begin(*n));
+            Ok(Tx::new(Box::new(Tracked {
+                id: *n,
+                log: l.clone(),
+            })))
+        });
+        m.db = db;
+        m.clinics.expect_get().returning(|_, _| Ok(Some(clinic())));
+        m.practitioners.expect_get().returning(|_, _, id| {
+            Ok(Some(Practitioner {
+                id,
+                ..practitioner(0)
+            }))
+        });
+        let l = log.clone();
+        m.practitioners
+            .expect_list()
+            .returning(move |tx, _, _, page| {
+                push(&l, Event::List(id_of(tx)));
+                Ok(Page {
+                    items: (1..=count).map(practitioner).collect(),
+                    total: count as u64,
+                    request: page,
+                })
+            });
+        let l = log.clone();
+        m.schedules.expect_get().returning(move |tx, _, p| {
+            push(&l, Event::Calendar(id_of(tx), p));
+            Ok(None)
+        });
+        m.schedules
+            .expect_exceptions_overlapping()
+            .returning(|_, _, _, _| Ok(Vec::new()));
+        m.appointments
+            .expect_active_for_practitioner()
+            .returning(|_, _, _, _| Ok(Vec::new()));
+        (m, log)
+    }
+
+    fn events(log: &Log) -> Vec<Event> {
+        log.lock().expect("not poisoned").clone()
+    }
+
+    /// The transactions open after `events`.
+    fn open(events: &[Event]) -> Vec<usize> {
+        let mut open = Vec::new();
+        for e in events {
+            match e {
+                Event::Begin(id) => open.push(*id),
+                Event::End(id) => open.retain(|o| o != id),
+                _ => {}
+            }
+        }
+        open
+    }
+
+    #[tokio::test]
+    async fn a_slot_list_waits_for_another_callers_computation_with_no_transaction_open() {
+        let (m, log) = logged(1);
+        let service = ScheduleService::new(m.ports().0);
+        let p = practitioner(7);
+        let key = format!("slots:{}:2026-12-01:2026-12-02", p.id);
+        // Another request is computing these slots right now.
+        let theirs = service.flights.enter(&key).await;
+        let me = actor();
+        let mut mine = std::pin::pin!(service.slots(&me, p.id, "2026-12-01", "2026-12-02"));
+        assert!(
+            futures::poll!(mine.as_mut()).is_pending(),
+            "waits for the flight"
+        );
+        let waiting = events(&log);
+        assert_eq!(open(&waiting), Vec::<usize>::new(), "{waiting:?}");
+        drop(theirs);
+        mine.await.expect("the slots");
+        // The miss is computed in a read of its own, begun after the wait.
+        let all = events(&log);
+        assert_eq!(
+            all[waiting.len()..],
+            [Event::Begin(2), Event::Calendar(2, p.id), Event::End(2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_search_across_practitioners_fans_out_after_its_listing_transaction_ended() {
+        let (m, log) = logged(6);
+        let service = ScheduleService::new(m.ports().0);
+        let query = SlotQuery {
+            from: "2026-12-01".into(),
+            to: "2026-12-02".into(),
+            ..SlotQuery::default()
+        };
+        service
+            .first_slots(&actor(), query)
+            .await
+            .expect("a search");
+        let all = events(&log);
+        let listed = all
+            .iter()
+            .find_map(|e| match e {
+                Event::List(tx) => Some(*tx),
+                _ => None,
+            })
+            .expect("practitioners listed");
+        let listing_ended = all
+            .iter()
+            .position(|e| *e == Event::End(listed))
+            .expect("the listing's transaction ends");
+        let calendars: Vec<(usize, usize)> = all
+            .iter()
+            .enumerate()
+            .filter_map(|(at, e)| match e {
+                Event::Calendar(tx, _) => Some((at, *tx)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calendars.len(), 6, "{all:?}");
+        for (at, tx) in calendars {
+            assert!(
+                at > listing_ended,
+                "a calendar read inside the listing: {all:?}"
+            );
+            assert_ne!(tx, listed, "{all:?}");
+        }
+        assert_eq!(open(&all), Vec::<usize>::new(), "nothing left open");
     }
 }

@@ -1,9 +1,10 @@
-//! Staff users: admins create them, list them, change their role or disable them.
+//! Staff users: admins create them, list them, change their role, disable them or lift a
+//! lockout.
 
 use clinicflow_domain::{
     Actor, Email, Page, PageRequest, Permission, PractitionerId, Role, User, UserId,
 };
-use clinicflow_ports::TxMode;
+use clinicflow_ports::{RepoError, Tx, TxMode};
 use uuid::Uuid;
 
 use crate::clinic::check_password;
@@ -101,6 +102,7 @@ impl UserService {
             active: true,
             failed_logins: 0,
             locked_until: None,
+            version: 1,
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         self.ports.users.insert(&mut tx, &user).await?;
@@ -119,13 +121,15 @@ impl UserService {
             .await?)
     }
 
-    /// Changes a user's role, practitioner link or whether they may log in; disabling ends their sessions.
+    /// Changes a user's role, practitioner link or whether they may log in; disabling ends
+    /// their sessions. `if_match` (a version) guards against lost updates.
     #[tracing::instrument(skip_all)]
     pub async fn update(
         &self,
         actor: &Actor,
         id: UserId,
         changes: UserChanges,
+        if_match: Option<i32>,
     ) -> Result<User, ServiceError> {
         actor.require(Permission::ManageUsers)?;
         let mut errors = FieldErrors::new();
@@ -150,33 +154,100 @@ impl UserService {
         }
         errors.into_result()?;
         let now = self.ports.clock.now();
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        let mut user = self
-            .ports
-            .users
-            .get(&mut tx, actor.clinic_id, id)
-            .await?
-            .ok_or(ServiceError::NotFound("user"))?;
-        if let Some(role) = role {
-            user.role = role;
+        let (user, mut tx) = self
+            .change(actor, id, if_match, |user| {
+                if let Some(role) = role {
+                    user.role = role;
+                }
+                if let Some(link) = link {
+                    user.practitioner_id = link;
+                }
+                if let Some(active) = changes.active {
+                    user.active = active;
+                }
+            })
+            .await?;
+        if changes.active == Some(false) {
+            self.ports
+                .tokens
+                .revoke_user(&mut tx, actor.clinic_id, id, now)
+                .await?;
         }
-        if let Some(link) = link {
-            user.practitioner_id = link;
-        }
-        if let Some(active) = changes.active {
-            user.active = active;
-            if !active {
-                self.ports
-                    .tokens
-                    .revoke_user(&mut tx, actor.clinic_id, id, now)
-                    .await?;
-            }
-        }
-        self.ports.users.update(&mut tx, &user).await?;
         tx.commit().await?;
         Ok(user)
     }
+
+    /// One user of the admin's clinic, with its failed-login count and lock.
+    pub async fn get(&self, actor: &Actor, id: UserId) -> Result<User, ServiceError> {
+        actor.require(Permission::ManageUsers)?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        self.ports
+            .users
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))
+    }
+
+    /// Lifts a lockout after repeated failed logins: the lock and the failure count go, so the
+    /// user can log in again at once. A user who is not locked is answered as they are.
+    #[tracing::instrument(skip_all)]
+    pub async fn unlock(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        if_match: Option<i32>,
+    ) -> Result<User, ServiceError> {
+        actor.require(Permission::ManageUsers)?;
+        let (user, tx) = self.change(actor, id, if_match, User::unlock).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %id, "account unlocked by an admin");
+        Ok(user)
+    }
+
+    /// Reads the user, applies `apply`, and writes it back versioned, in a write transaction
+    /// left open for the caller to finish and commit.
+    ///
+    /// With `if_match`, a version other than the client's is a 412. Without, a write that
+    /// lost to a concurrent one (a failed login counted between the read and the write) is
+    /// made again on a fresh read: the change is partial, so applying it to the newer row
+    /// loses nothing.
+    async fn change(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        if_match: Option<i32>,
+        apply: impl Fn(&mut User),
+    ) -> Result<(User, Tx), ServiceError> {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.ports.db.begin(TxMode::Write).await?;
+            let mut user = self
+                .ports
+                .users
+                .get(&mut tx, actor.clinic_id, id)
+                .await?
+                .ok_or(ServiceError::NotFound("user"))?;
+            if if_match.is_some_and(|v| v != user.version) {
+                return Err(ServiceError::PreconditionFailed {
+                    current: Some(user.version),
+                });
+            }
+            apply(&mut user);
+            let expected = user.version;
+            user.version += 1;
+            match self.ports.users.update(&mut tx, &user, expected).await {
+                Ok(()) => return Ok((user, tx)),
+                Err(RepoError::StaleVersion) if if_match.is_none() && attempt < ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
+
+/// Times a change without `If-Match` is read and written again after losing to a concurrent write.
+const ATTEMPTS: u32 = 3;
 
 #[cfg(test)]
 mod tests {
@@ -237,6 +308,7 @@ mod tests {
                     role: Some("system".into()),
                     ..UserChanges::default()
                 },
+                None,
             )
             .await
             .expect_err("system is no staff role");

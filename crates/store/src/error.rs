@@ -67,6 +67,7 @@ pub(crate) fn repo_error(err: DbErr) -> RepoError {
         sea_orm::sqlx::Error::Database(db) => match violation(db.as_ref()) {
             Some(mapped) => mapped,
             None if is_concurrency_abort(db.as_ref()) => RepoError::Retry(Box::new(err)),
+            None if is_timeout(db.as_ref()) => RepoError::Timeout(Box::new(err)),
             None if is_transient(db.as_ref()) => RepoError::Unavailable(Box::new(err)),
             None => RepoError::Other(Box::new(err)),
         },
@@ -125,14 +126,26 @@ fn is_concurrency_abort(db: &dyn DatabaseError) -> bool {
     matches!(db.code().as_deref(), Some("40P01" | "40001"))
 }
 
+/// Whether a configured bound cut a statement or a lock wait short: PostgreSQL's
+/// `statement_timeout` (57014 `query_canceled`), `lock_timeout` (55P03 `lock_not_available`,
+/// also for advisory locks and for the wait on another transaction's uncommitted
+/// idempotency key), `idle_in_transaction_session_timeout` (25P03); SQLite's `busy_timeout`
+/// running out on the write lock (`SQLITE_BUSY`, `SQLITE_BUSY_RECOVERY`, `SQLITE_BUSY_TIMEOUT`).
+fn is_timeout(db: &dyn DatabaseError) -> bool {
+    matches!(
+        db.code().as_deref(),
+        Some("57014" | "55P03" | "25P03" | "5" | "261" | "773")
+    )
+}
+
 /// Whether the failure is about load or connectivity, so the request may be retried.
 fn is_transient(db: &dyn DatabaseError) -> bool {
     let code = db.code().unwrap_or_default();
     let code = code.as_ref();
     // PostgreSQL SQLSTATE classes 08 (connection), 53 (resources), 57P (shutdown).
     let postgres = code.starts_with("08") || code.starts_with("53") || code.starts_with("57P");
-    // SQLite (extended) result codes of SQLITE_BUSY and SQLITE_LOCKED: the write lock
-    // was not had within busy_timeout.
-    let sqlite = matches!(code, "5" | "6" | "261" | "262" | "517");
+    // SQLite (extended) result codes of SQLITE_LOCKED and SQLITE_BUSY_SNAPSHOT: a lock
+    // conflict that no waiting resolves (the waits themselves are timeouts, above).
+    let sqlite = matches!(code, "6" | "262" | "517");
     postgres || sqlite
 }

@@ -84,9 +84,6 @@ pub use error::StoreError;
 use crate::error::repo_error;
 use crate::transaction::StoreTx;
 
-/// How long a SQLite writer waits for the write lock before giving up as unavailable.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Key of the PostgreSQL advisory lock that keeps concurrent starts from migrating at once.
 const MIGRATION_LOCK_KEY: i64 = 0x636c_696e_6963_666c; // "clinicfl"
 
@@ -114,6 +111,35 @@ pub struct PoolOptions {
     pub max_lifetime: Duration,
     /// Statements slower than this are logged as warnings (their SQL, never their values).
     pub slow_statement: Option<Duration>,
+    /// Bounds on the database's side that keep one stuck request from holding others up.
+    pub bounds: DatabaseBounds,
+}
+
+/// How long the database lets a statement run or wait, set on every pooled connection. A
+/// statement cut short is [`RepoError::Timeout`]. Zero turns a PostgreSQL bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseBounds {
+    /// PostgreSQL `statement_timeout`: the longest any statement runs.
+    pub statement_timeout: Duration,
+    /// PostgreSQL `lock_timeout`: the longest a statement waits for a lock (a row, an
+    /// advisory lock, another request's uncommitted idempotency key).
+    pub lock_timeout: Duration,
+    /// PostgreSQL `idle_in_transaction_session_timeout`: a connection whose transaction sits
+    /// idle this long is closed by the server, releasing its locks.
+    pub idle_in_transaction_timeout: Duration,
+    /// SQLite `busy_timeout`: the longest a writer waits for the database's write lock.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for DatabaseBounds {
+    fn default() -> Self {
+        Self {
+            statement_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(2),
+            idle_in_transaction_timeout: Duration::from_secs(10),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for PoolOptions {
@@ -125,6 +151,7 @@ impl Default for PoolOptions {
             idle_timeout: Duration::from_secs(10 * 60),
             max_lifetime: Duration::from_secs(30 * 60),
             slow_statement: None,
+            bounds: DatabaseBounds::default(),
         }
     }
 }
@@ -153,7 +180,7 @@ pub struct Store {
 
 impl Store {
     /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`); SQLite runs in WAL
-    /// mode with foreign keys on and a 10 s busy timeout.
+    /// mode with foreign keys on. Every connection gets `pool.bounds`.
     pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -188,14 +215,29 @@ impl Store {
                     .idle_timeout(None)
                     .max_lifetime(None);
             }
-            options.map_sqlx_sqlite_opts(|o| {
+            let busy_timeout = pool.bounds.sqlite_busy_timeout;
+            options.map_sqlx_sqlite_opts(move |o| {
                 // FULL syncs the WAL at every commit: with NORMAL, a commit already answered
                 // 201 could vanish in a power cut or OS crash (a process crash loses nothing
                 // either way), and an acknowledged booking must never be lost.
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .busy_timeout(busy_timeout)
+            });
+        } else {
+            let bounds = pool.bounds;
+            // Startup parameters: set when each connection opens, with no extra round trip,
+            // and in force for every statement it ever runs.
+            options.map_sqlx_postgres_opts(move |o| {
+                o.options([
+                    ("statement_timeout", bounds.statement_timeout.as_millis()),
+                    ("lock_timeout", bounds.lock_timeout.as_millis()),
+                    (
+                        "idle_in_transaction_session_timeout",
+                        bounds.idle_in_transaction_timeout.as_millis(),
+                    ),
+                ])
             });
         }
         let conn = sea_orm::Database::connect(options)
@@ -221,6 +263,17 @@ impl Store {
             .await
             .map_err(migrate_error)?;
         if self.backend == Backend::Postgres {
+            // The request bounds are not for migrations: another instance may hold the lock
+            // while it migrates, and building an index may take longer than any request.
+            for bound in [
+                "statement_timeout",
+                "lock_timeout",
+                "idle_in_transaction_session_timeout",
+            ] {
+                txn.execute_unprepared(&format!("SET LOCAL {bound} = 0"))
+                    .await
+                    .map_err(migrate_error)?;
+            }
             txn.execute_unprepared(&format!(
                 "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
             ))

@@ -163,6 +163,71 @@ pub async fn execute_raw(store: &Store, sql: &str) -> Result<u64, RepoError> {
     Ok(result.rows_affected())
 }
 
+/// The value of the PostgreSQL setting `name` (`SHOW name`) on a pooled connection of `store`.
+///
+/// # Panics
+/// When the setting cannot be read.
+pub async fn setting(store: &Store, name: &str) -> String {
+    let row = store
+        .conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SHOW {name}"),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("SHOW {name}: {e}"))
+        .unwrap_or_else(|| panic!("SHOW {name} answered no row"));
+    row.try_get_by_index::<String>(0)
+        .unwrap_or_else(|e| panic!("SHOW {name}: {e}"))
+}
+
+/// A write unit of work held open on a connection of its own, with the locks it took, until
+/// dropped: for tests of what a request does while another holds a lock.
+#[derive(Debug)]
+pub struct HeldLock {
+    _tx: clinicflow_ports::Tx,
+    _store: Store,
+}
+
+/// Connects to `url` apart from any other store, begins a write unit of work (on SQLite
+/// that alone holds the database's write lock), runs each statement of `sql` in it (such as
+/// `SELECT … FOR UPDATE` or `SELECT pg_advisory_xact_lock(…)` on PostgreSQL) and keeps it
+/// open. Its own connection has no bounds, so it holds as long as the test needs.
+///
+/// # Panics
+/// When it cannot connect or a statement fails: the test cannot go on without the lock.
+pub async fn hold_lock(url: &str, sql: &[&str]) -> HeldLock {
+    use clinicflow_ports::{Database, TxMode};
+    let pool = PoolOptions {
+        max_connections: 1,
+        min_connections: 0,
+        bounds: crate::DatabaseBounds {
+            statement_timeout: std::time::Duration::ZERO,
+            lock_timeout: std::time::Duration::ZERO,
+            idle_in_transaction_timeout: std::time::Duration::ZERO,
+            ..crate::DatabaseBounds::default()
+        },
+        ..PoolOptions::default()
+    };
+    let store = Store::connect(url, &pool)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to hold a lock: {e:?}"));
+    let mut tx = store
+        .begin(TxMode::Write)
+        .await
+        .unwrap_or_else(|e| panic!("cannot begin to hold a lock: {e:?}"));
+    for statement in sql {
+        crate::transaction::db(&mut tx)
+            .execute_unprepared(statement)
+            .await
+            .unwrap_or_else(|e| panic!("cannot take the lock with {statement}: {e}"));
+    }
+    HeldLock {
+        _tx: tx,
+        _store: store,
+    }
+}
+
 /// The admin URL, `None` to skip, or a panic when services are required.
 fn postgres_admin_url() -> Option<String> {
     match std::env::var(PG_URL_VAR) {

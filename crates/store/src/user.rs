@@ -1,20 +1,29 @@
 //! [`UserRepo`] on the `users` table.
 
+//!
+//! Logins never write a user back as they read it: a failed login is one `UPDATE` that
+//! increments the counter (and sets the lock when it reaches the limit) in SQL, and a
+//! successful one clears them in one conditional `UPDATE`. Every other change is a versioned
+//! update, so nothing written between a read and a write is undone.
+
 use async_trait::async_trait;
-use chrono::Utc;
-use clinicflow_domain::{ClinicId, Email, Page, PageRequest, PractitionerId, Role, User, UserId};
+use chrono::{DateTime, Utc};
+use clinicflow_domain::{
+    ClinicId, Email, LockoutPolicy, Page, PageRequest, PractitionerId, Role, User, UserId,
+};
 use clinicflow_ports::{RepoError, Tx, UserRepo};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
 };
 
 use crate::Store;
 use crate::entity::{instant, user};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::page::page_rows;
-use crate::query::update_one;
 use crate::transaction::db;
+use crate::version::update_versioned;
 
 fn to_domain(row: user::Model) -> Result<User, RepoError> {
     let invalid = |reason: String| invalid_row("users", row.id, reason);
@@ -31,6 +40,7 @@ fn to_domain(row: user::Model) -> Result<User, RepoError> {
         failed_logins: u32::try_from(row.failed_logins).map_err(|e| invalid(e.to_string()))?,
         locked_until: row.locked_until,
         password_hash: row.password_hash,
+        version: row.version,
     })
 }
 
@@ -47,6 +57,7 @@ fn changes(user: &User) -> Result<user::ActiveModel, RepoError> {
         active: Set(user.active),
         failed_logins: Set(to_i32("failed_logins", user.failed_logins)?),
         locked_until: Set(user.locked_until.map(instant)),
+        version: Set(user.version),
         created_at: NotSet,
         updated_at: Set(instant(Utc::now())),
     })
@@ -54,6 +65,20 @@ fn changes(user: &User) -> Result<user::ActiveModel, RepoError> {
 
 fn of_clinic(clinic: ClinicId) -> sea_orm::Select<user::Entity> {
     user::Entity::find().filter(user::Column::ClinicId.eq(clinic.as_uuid()))
+}
+
+/// The row of one user of one clinic.
+fn this_user(clinic: ClinicId, id: UserId) -> Condition {
+    Condition::all()
+        .add(user::Column::ClinicId.eq(clinic.as_uuid()))
+        .add(user::Column::Id.eq(id.as_uuid()))
+}
+
+/// Not locked at `now`: no lock, or one that has run out.
+fn not_locked(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(user::Column::LockedUntil.is_null())
+        .add(user::Column::LockedUntil.lte(instant(now)))
 }
 
 #[async_trait]
@@ -99,15 +124,87 @@ impl UserRepo for Store {
             .collect()
     }
 
-    async fn update(&self, tx: &mut Tx, user: &User) -> Result<(), RepoError> {
-        update_one(
-            tx,
-            user::Entity::update_many()
-                .set(changes(user)?)
-                .filter(user::Column::Id.eq(user.id.as_uuid()))
-                .filter(user::Column::ClinicId.eq(user.clinic_id.as_uuid())),
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        user: &User,
+        expected_version: i32,
+    ) -> Result<(), RepoError> {
+        update_versioned::<user::Entity>(
+            db(tx),
+            this_user(user.clinic_id, user.id),
+            user::Column::Version,
+            expected_version,
+            changes(user)?,
         )
         .await
+    }
+
+    async fn record_failed_login(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: UserId,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepoError> {
+        let max = i64::from(policy.max_failures);
+        // Both CASEs read the row as it was before this statement, on both databases.
+        let reaches_limit = || Expr::col(user::Column::FailedLogins).add(1).gte(max);
+        user::Entity::update_many()
+            .col_expr(
+                user::Column::FailedLogins,
+                Expr::case(reaches_limit(), 0)
+                    .finally(Expr::col(user::Column::FailedLogins).add(1))
+                    .into(),
+            )
+            .col_expr(
+                user::Column::LockedUntil,
+                Expr::case(reaches_limit(), instant(now + policy.lock_for))
+                    .finally(Expr::col(user::Column::LockedUntil))
+                    .into(),
+            )
+            .col_expr(
+                user::Column::Version,
+                Expr::col(user::Column::Version).add(1),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(instant(Utc::now())))
+            .filter(this_user(clinic, id))
+            .filter(not_locked(now))
+            .exec(db(tx))
+            .await
+            .map_err(repo_error)?;
+        self.get(tx, clinic, id).await
+    }
+
+    async fn clear_failed_logins(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let something_to_clear = Condition::any()
+            .add(user::Column::FailedLogins.ne(0))
+            .add(user::Column::LockedUntil.is_not_null());
+        user::Entity::update_many()
+            .col_expr(user::Column::FailedLogins, Expr::value(0))
+            .col_expr(
+                user::Column::LockedUntil,
+                Expr::value(None::<DateTime<Utc>>),
+            )
+            .col_expr(
+                user::Column::Version,
+                Expr::col(user::Column::Version).add(1),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(instant(Utc::now())))
+            .filter(this_user(clinic, id))
+            .filter(not_locked(now))
+            .filter(something_to_clear)
+            .exec(db(tx))
+            .await
+            .map_err(repo_error)?;
+        Ok(())
     }
 
     async fn list(

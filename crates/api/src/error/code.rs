@@ -106,6 +106,8 @@ catalogue! {
         "a bug; logged with its cause chain, no internals in the answer";
     Unavailable => "unavailable", SERVICE_UNAVAILABLE, "Service unavailable",
         "the database is unreachable or overloaded; `Retry-After`";
+    DatabaseTimeout => "database_timeout", SERVICE_UNAVAILABLE, "Database timeout",
+        "a statement or a wait for a lock another request holds ran past its bound (docs/operations.md); `Retry-After`";
     ConcurrentUpdate => "concurrent_update", SERVICE_UNAVAILABLE, "Concurrent update",
         "the database aborted the request for a concurrent writer three times in a row; `Retry-After`";
 }

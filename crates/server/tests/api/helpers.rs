@@ -160,6 +160,11 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The URL of the test's database, for a second connection of the test's own.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

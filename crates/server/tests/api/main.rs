@@ -24,4 +24,6 @@ mod security;
 mod seed;
 mod shutdown;
 mod tenancy;
+mod timeouts;
+mod users;
 mod webhook;

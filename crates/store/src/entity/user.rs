@@ -16,6 +16,7 @@ pub struct Model {
     pub active: bool,
     pub failed_logins: i32,
     pub locked_until: Option<DateTimeUtc>,
+    pub version: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

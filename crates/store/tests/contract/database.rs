@@ -1,10 +1,12 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use clinicflow_domain::{Claimed, IdempotencyKey, KeyClaim};
 use clinicflow_migration::{Migrator, MigratorTrait};
-use clinicflow_ports::{ClinicRepo, Database, RepoError, TxMode};
-use clinicflow_store::{PoolOptions, Store};
+use clinicflow_ports::{AppointmentRepo, ClinicRepo, Database, IdempotencyRepo, RepoError, TxMode};
+use clinicflow_store::testing::{execute_raw, setting};
+use clinicflow_store::{Backend, DatabaseBounds, PoolOptions, Store};
 
-use crate::support::{Ctx, clinic};
+use crate::support::{Ctx, clinic, created};
 
 pub async fn begin_is_unavailable_when_no_connection_comes_in_time(ctx: Ctx) {
     ctx.store.ping().await.unwrap();
@@ -108,4 +110,110 @@ pub async fn every_appointment_index_leaves_out_deleted_rows(ctx: Ctx) {
         );
     }
     raw.close().await.unwrap();
+}
+
+/// A second store on the test's database with short bounds, as a deployment would set them.
+async fn bounded(ctx: &Ctx) -> Store {
+    let pool = PoolOptions {
+        bounds: DatabaseBounds {
+            statement_timeout: Duration::from_millis(1_000),
+            lock_timeout: Duration::from_millis(200),
+            idle_in_transaction_timeout: Duration::from_millis(10_000),
+            sqlite_busy_timeout: Duration::from_millis(200),
+        },
+        ..PoolOptions::default()
+    };
+    Store::connect(&ctx.db.url, &pool).await.unwrap()
+}
+
+/// How long a bounded wait may take here at most: the bound plus generous slack for a busy
+/// machine; an unbounded wait never ends, which is what this tells apart.
+const WITHIN: Duration = Duration::from_secs(5);
+
+pub async fn every_pooled_connection_carries_the_bounds(ctx: Ctx) {
+    if ctx.backend() != Backend::Postgres {
+        // SQLite's only bound is busy_timeout, shown by the lock tests below.
+        return;
+    }
+    let store = bounded(&ctx).await;
+    assert_eq!(setting(&store, "statement_timeout").await, "1s");
+    assert_eq!(setting(&store, "lock_timeout").await, "200ms");
+    assert_eq!(
+        setting(&store, "idle_in_transaction_session_timeout").await,
+        "10s"
+    );
+}
+
+pub async fn a_wait_for_a_booking_lock_another_holds_ends_as_a_timeout(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let store = bounded(&ctx).await;
+    // Another booking of the same parties is under way (on SQLite: any write transaction).
+    let mut holder = ctx.write().await;
+    ctx.store
+        .lock_parties(&mut holder, clinic, house.id, ada.id)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let err = match store.begin(TxMode::Write).await {
+        // SQLite: the write lock itself is what a writer waits for.
+        Err(err) => err,
+        Ok(mut tx) => store
+            .lock_parties(&mut tx, clinic, house.id, ada.id)
+            .await
+            .unwrap_err(),
+    };
+    assert!(matches!(err, RepoError::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < WITHIN, "{:?}", started.elapsed());
+
+    drop(holder);
+    let mut tx = store.begin(TxMode::Write).await.unwrap();
+    store
+        .lock_parties(&mut tx, clinic, house.id, ada.id)
+        .await
+        .unwrap();
+}
+
+pub async fn a_wait_for_another_requests_idempotency_key_ends_as_a_timeout(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let desk = ctx.user(clinic, "desk@example.org").await;
+    let claim = KeyClaim {
+        clinic_id: clinic,
+        user_id: desk.id,
+        key: IdempotencyKey::parse("retry-1").unwrap(),
+        fingerprint: "POST /api/v1/patients {}".to_owned(),
+        created_at: created(),
+        expires_at: created() + chrono::Duration::hours(24),
+    };
+    let store = bounded(&ctx).await;
+    // The first request with this key has claimed it and not committed yet.
+    let mut first = ctx.write().await;
+    assert_eq!(
+        ctx.store.claim(&mut first, &claim).await.unwrap(),
+        Claimed::Fresh
+    );
+
+    let started = Instant::now();
+    let err = match store.begin(TxMode::Write).await {
+        Err(err) => err,
+        Ok(mut tx) => store.claim(&mut tx, &claim).await.unwrap_err(),
+    };
+    assert!(matches!(err, RepoError::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < WITHIN, "{:?}", started.elapsed());
+}
+
+pub async fn a_statement_running_past_its_bound_ends_as_a_timeout(ctx: Ctx) {
+    if ctx.backend() != Backend::Postgres {
+        // SQLite has no statement timeout: it runs in-process, one writer at a time.
+        return;
+    }
+    let store = bounded(&ctx).await;
+    let started = Instant::now();
+    let err = execute_raw(&store, "SELECT pg_sleep(30)")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < WITHIN, "{:?}", started.elapsed());
 }

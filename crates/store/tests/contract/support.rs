@@ -148,6 +148,7 @@ pub fn user(clinic: ClinicId, address: &str) -> User {
         active: true,
         failed_logins: 0,
         locked_until: None,
+        version: 1,
     }
 }
 

@@ -1,6 +1,9 @@
+use std::sync::Arc;
+
 use chrono::Duration;
-use clinicflow_domain::{ClinicId, PageRequest, Role};
-use clinicflow_ports::{RepoError, UserRepo};
+use clinicflow_domain::{ClinicId, LockoutPolicy, PageRequest, Role, User};
+use clinicflow_ports::{Database, RepoError, TxMode, UserRepo};
+use clinicflow_store::Store;
 use uuid::Uuid;
 
 use crate::support::{Ctx, created, email, user};
@@ -127,10 +130,11 @@ pub async fn a_user_update_writes_every_field_but_identity_and_email(ctx: Ctx) {
     changed.active = false;
     changed.failed_logins = 4;
     changed.locked_until = Some(created() + Duration::minutes(15));
+    changed.version = 2;
     let mut with_other_email = changed.clone();
     with_other_email.email = email("someone.else@example.org");
     let mut tx = ctx.write().await;
-    UserRepo::update(&ctx.store, &mut tx, &with_other_email)
+    UserRepo::update(&ctx.store, &mut tx, &with_other_email, 1)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -145,13 +149,13 @@ pub async fn a_user_update_writes_every_field_but_identity_and_email(ctx: Ctx) {
     );
     drop(tx);
 
-    // And back: a successful login clears the counter and the lock.
+    // And back: an admin's unlock clears the counter and the lock.
     let mut unlocked = changed.clone();
-    unlocked.failed_logins = 0;
-    unlocked.locked_until = None;
+    unlocked.unlock();
     unlocked.practitioner_id = None;
+    unlocked.version = 3;
     let mut tx = ctx.write().await;
-    UserRepo::update(&ctx.store, &mut tx, &unlocked)
+    UserRepo::update(&ctx.store, &mut tx, &unlocked, 2)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -166,14 +170,14 @@ pub async fn a_user_update_writes_every_field_but_identity_and_email(ctx: Ctx) {
 
     let mut tx = ctx.write().await;
     let unknown = user(clinic, "nobody@example.org");
-    let err = UserRepo::update(&ctx.store, &mut tx, &unknown)
+    let err = UserRepo::update(&ctx.store, &mut tx, &unknown, 1)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::NotFound), "{err:?}");
     let mut hijacked = unlocked.clone();
     hijacked.clinic_id = other;
     hijacked.active = true;
-    let err = UserRepo::update(&ctx.store, &mut tx, &hijacked)
+    let err = UserRepo::update(&ctx.store, &mut tx, &hijacked, 3)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::NotFound), "{err:?}");
@@ -182,7 +186,7 @@ pub async fn a_user_update_writes_every_field_but_identity_and_email(ctx: Ctx) {
     let mut tx = ctx.write().await;
     let mut linked = unlocked.clone();
     linked.practitioner_id = Some(elsewhere.id);
-    let err = UserRepo::update(&ctx.store, &mut tx, &linked)
+    let err = UserRepo::update(&ctx.store, &mut tx, &linked, 3)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::NotFound), "{err:?}");
@@ -195,6 +199,192 @@ pub async fn a_user_update_writes_every_field_but_identity_and_email(ctx: Ctx) {
             .unwrap(),
         Some(unlocked),
         "failed updates change nothing"
+    );
+}
+
+async fn stored(ctx: &Ctx, u: &User) -> User {
+    let mut tx = ctx.read().await;
+    UserRepo::get(&ctx.store, &mut tx, u.clinic_id, u.id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// One failed login in its own unit of work, as login counts it.
+async fn fail_once(store: &Store, u: &User, policy: &LockoutPolicy) -> Option<User> {
+    let mut tx = store.begin(TxMode::Write).await.unwrap();
+    let after = store
+        .record_failed_login(&mut tx, u.clinic_id, u.id, policy, created())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    after
+}
+
+pub async fn a_user_update_based_on_an_older_version_is_refused(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let desk = ctx.user(clinic, "desk@example.org").await;
+    let mut nurse = desk.clone();
+    nurse.role = Role::Nurse;
+    nurse.version = 2;
+    let mut tx = ctx.write().await;
+    UserRepo::update(&ctx.store, &mut tx, &nurse, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // A writer that still holds version 1.
+    let mut admin = desk.clone();
+    admin.role = Role::Admin;
+    admin.version = 2;
+    let mut tx = ctx.write().await;
+    let err = UserRepo::update(&ctx.store, &mut tx, &admin, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::StaleVersion), "{err:?}");
+    drop(tx);
+    assert_eq!(
+        stored(&ctx, &desk).await,
+        nurse,
+        "the stale write changed nothing"
+    );
+}
+
+pub async fn a_failed_login_and_a_deactivation_racing_lose_neither(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let desk = ctx.user(clinic, "desk@example.org").await;
+    let policy = LockoutPolicy::default();
+
+    // The login read the account (active) before the admin's deactivation committed; its
+    // failure is counted afterwards. Written back whole, it would make the account active.
+    let seen_by_login = stored(&ctx, &desk).await;
+    let mut disabled = seen_by_login.clone();
+    disabled.active = false;
+    disabled.version += 1;
+    let mut tx = ctx.write().await;
+    UserRepo::update(&ctx.store, &mut tx, &disabled, seen_by_login.version)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    fail_once(&ctx.store, &seen_by_login, &policy).await;
+    let after = stored(&ctx, &desk).await;
+    assert_eq!(
+        (after.active, after.failed_logins, after.version),
+        (false, 1, 3),
+        "the deactivation stays and the failure counts"
+    );
+
+    // The other way round: the admin read the account, a failed login was counted, then the
+    // admin writes. The write names the version it read, so it is refused, not written over
+    // the count; made again on a fresh read, both stay.
+    let seen_by_admin = after;
+    fail_once(&ctx.store, &seen_by_admin, &policy).await;
+    let mut enabled = seen_by_admin.clone();
+    enabled.active = true;
+    enabled.version += 1;
+    let mut tx = ctx.write().await;
+    let err = UserRepo::update(&ctx.store, &mut tx, &enabled, seen_by_admin.version)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::StaleVersion), "{err:?}");
+    drop(tx);
+    let mut fresh = stored(&ctx, &desk).await;
+    assert_eq!((fresh.active, fresh.failed_logins), (false, 2));
+    fresh.active = true;
+    let expected = fresh.version;
+    fresh.version += 1;
+    let mut tx = ctx.write().await;
+    UserRepo::update(&ctx.store, &mut tx, &fresh, expected)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let last = stored(&ctx, &desk).await;
+    assert_eq!((last.active, last.failed_logins), (true, 2));
+}
+
+pub async fn concurrent_failed_logins_lose_no_increment(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let desk = ctx.user(clinic, "desk@example.org").await;
+    // A limit the test does not reach, so every failure shows in the counter.
+    let policy = LockoutPolicy {
+        max_failures: 100,
+        ..LockoutPolicy::default()
+    };
+    let store = Arc::new(ctx.store.clone());
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, desk) = (Arc::clone(&store), desk.clone());
+            tokio::spawn(async move { fail_once(&store, &desk, &policy).await })
+        })
+        .collect();
+    for attempt in attempts {
+        attempt.await.unwrap();
+    }
+    let after = stored(&ctx, &desk).await;
+    assert_eq!((after.failed_logins, after.version), (8, 9));
+    assert_eq!(after.locked_until, None);
+}
+
+pub async fn failed_logins_lock_the_account_as_the_policy_says(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let desk = ctx.user(clinic, "desk@example.org").await;
+    let policy = LockoutPolicy::default();
+    let mut expected = desk.clone();
+    for _ in 0..policy.max_failures {
+        let (count, until) = policy.after_failure(&expected, created());
+        expected.failed_logins = count;
+        expected.locked_until = until;
+        expected.version += 1;
+        let after = fail_once(&ctx.store, &desk, &policy).await.unwrap();
+        assert_eq!(after, expected);
+    }
+    assert!(expected.is_locked(created()), "the fifth failure locks");
+    assert_eq!(expected.failed_logins, 0, "and starts the count again");
+
+    // While locked, failures are not counted, and a success does not lift the lock.
+    assert_eq!(
+        fail_once(&ctx.store, &desk, &policy).await,
+        Some(expected.clone())
+    );
+    let mut tx = ctx.write().await;
+    ctx.store
+        .clear_failed_logins(&mut tx, clinic, desk.id, created())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(stored(&ctx, &desk).await, expected);
+
+    // Once the lock has run out, a success clears it.
+    let later = created() + policy.lock_for;
+    let mut tx = ctx.write().await;
+    ctx.store
+        .clear_failed_logins(&mut tx, clinic, desk.id, later)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let cleared = stored(&ctx, &desk).await;
+    assert_eq!(
+        (cleared.failed_logins, cleared.locked_until, cleared.version),
+        (0, None, expected.version + 1)
+    );
+
+    // With nothing to clear, a success writes nothing, not even the version.
+    let mut tx = ctx.write().await;
+    ctx.store
+        .clear_failed_logins(&mut tx, clinic, desk.id, later)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(stored(&ctx, &desk).await, cleared);
+    let mut tx = ctx.write().await;
+    let elsewhere = ClinicId::from_uuid(Uuid::now_v7());
+    assert_eq!(
+        ctx.store
+            .record_failed_login(&mut tx, elsewhere, desk.id, &policy, later)
+            .await
+            .unwrap(),
+        None,
+        "another clinic's id finds nobody"
     );
 }
 
