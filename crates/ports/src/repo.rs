@@ -310,6 +310,15 @@ pub trait AppointmentRepo: Send + Sync {
         id: AppointmentId,
     ) -> Result<Option<Appointment>, RepoError>;
 
+    /// The appointments of this clinic among `ids` that are neither absent nor soft-deleted,
+    /// in one query, in no particular order.
+    async fn get_many(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        ids: &[AppointmentId],
+    ) -> Result<Vec<Appointment>, RepoError>;
+
     /// Writes every field if the stored version is `expected_version`; MUST return `StaleVersion`
     /// or `NotFound` as for patients, and `Overlap` as for inserts.
     async fn update(
@@ -582,18 +591,27 @@ pub trait OutboxRepo: Send + Sync {
     /// caused it commits.
     async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError>;
 
-    /// Up to `limit` pending messages due at `now` (any clinic: the dispatcher serves them all),
-    /// oldest due first, locked for the rest of `tx` so that other dispatchers skip them
-    /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the write transaction excludes other writers).
+    /// Claims up to `limit` pending messages due at `now` (any clinic: the dispatcher serves
+    /// them all), the oldest due first, in one statement: each claimed message gets one more
+    /// attempt and `next_attempt_at = lease_until`, and is returned as stored after that, in
+    /// id order. The rows stay locked for the rest of `tx`, so other dispatchers skip them
+    /// (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the write transaction excludes other
+    /// writers); once `tx` commits, the lease keeps them from being claimed until it ends.
     async fn claim_due(
         &self,
         tx: &mut Tx,
         now: DateTime<Utc>,
         limit: u32,
+        lease_until: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, RepoError>;
 
     /// Writes a message's delivery state (status, attempts, next attempt, last error, delivered at).
     async fn record(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError>;
+
+    /// Writes the delivery state of every message in `messages` (of any clinics), as
+    /// [`OutboxRepo::record`] does for one, in one statement per few hundred messages. MUST
+    /// return `NotFound` when one of them does not exist (the caller drops `tx`).
+    async fn record_all(&self, tx: &mut Tx, messages: &[OutboxMessage]) -> Result<(), RepoError>;
 
     /// Cancels the pending messages of `kind` about an appointment (reminders of a cancelled
     /// booking); returns how many.

@@ -156,6 +156,8 @@ pub struct SweepReport {
     pub skipped: usize,
     /// Clinics that used up the sweep's limit and may have more to mark.
     pub clinics_at_limit: usize,
+    /// Clinics whose sweep failed (logged with the clinic id); the others were swept anyway.
+    pub clinics_failed: usize,
 }
 
 /// Books appointments and moves them through their life.
@@ -758,12 +760,18 @@ impl BookingService {
             announce_within,
         };
         for clinic in clinics {
-            self.sweep_clinic(clinic, &sweep, &mut report).await?;
+            // Each clinic on its own: one clinic's broken row or failing query must not leave
+            // every later clinic's no-shows unmarked.
+            if let Err(e) = self.sweep_clinic(clinic, &sweep, &mut report).await {
+                report.clinics_failed += 1;
+                tracing::warn!(clinic_id = %clinic, error = %e, "no-show sweep of a clinic failed; the other clinics are swept, this one again at the next interval");
+            }
         }
-        if report.marked > 0 || report.skipped > 0 {
+        if report.marked > 0 || report.skipped > 0 || report.clinics_failed > 0 {
             tracing::info!(
                 marked = report.marked,
                 skipped = report.skipped,
+                clinics_failed = report.clinics_failed,
                 "no-show sweep"
             );
         }

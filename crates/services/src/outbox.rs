@@ -9,13 +9,13 @@
 //! due again when the lease ends, so nothing acknowledged is lost, and receivers deduplicate
 //! the rare second delivery by the message id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::outbox::reminder_still_useful;
 use clinicflow_domain::{
-    Actor, Appointment, AttemptOutcome, DeliveryStatus, Endpoint, EventKind, OutboxMessage,
-    OutboxMessageId, Page, PageRequest, Permission, RetryPolicy,
+    Actor, Appointment, AppointmentId, AttemptOutcome, ClinicId, DeliveryStatus, Endpoint,
+    EventKind, OutboxMessage, OutboxMessageId, Page, PageRequest, Permission, RetryPolicy,
 };
 use clinicflow_ports::{Notifier, Tx, TxMode};
 use uuid::Uuid;
@@ -220,36 +220,48 @@ impl OutboxService {
         let now = self.ports.clock.now();
         let mut report = DispatchReport::default();
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        let claimed = self.ports.outbox.claim_due(&mut tx, now, limit).await?;
+        // One statement claims the batch and leases it: one more attempt each, and due again
+        // only when the lease ends.
+        let claimed = self
+            .ports
+            .outbox
+            .claim_due(&mut tx, now, limit, now + self.lease)
+            .await?;
         report.claimed = claimed.len();
         if claimed.is_empty() {
             return Ok(report);
         }
+        let wanted = self.reminders_wanted(&mut tx, &claimed, now).await?;
         let mut endpoints = BTreeMap::new();
         let mut sendable = Vec::with_capacity(claimed.len());
+        let mut withdrawn = Vec::new();
         for mut m in claimed {
-            if m.kind == EventKind::ReminderDue && !self.reminder_wanted(&mut tx, &m, now).await? {
-                // Checked at send time too: a reminder never goes out once the appointment has started.
+            let unwanted = m.kind == EventKind::ReminderDue
+                && !m.appointment_id.is_some_and(|id| wanted.contains(&id));
+            if unwanted {
+                // Checked at send time too: a reminder never goes out once the appointment
+                // has started. The claim counted an attempt that is not made.
                 m.status = DeliveryStatus::Cancelled;
-                report.withdrawn += 1;
-            } else {
-                m.attempts += 1;
-                m.next_attempt_at = now + self.lease;
-                sendable.push(m.clone());
-                if let std::collections::btree_map::Entry::Vacant(slot) =
-                    endpoints.entry(m.clinic_id)
-                {
-                    // Resolved at send time: a webhook configured after a booking still gets
-                    // the messages that booking left pending.
-                    slot.insert(
-                        match self.ports.clinics.webhook(&mut tx, m.clinic_id).await? {
-                            Some(webhook) => Endpoint::Webhook(webhook),
-                            None => Endpoint::Log,
-                        },
-                    );
-                }
+                m.attempts = m.attempts.saturating_sub(1);
+                withdrawn.push(m);
+                continue;
             }
-            self.ports.outbox.record(&mut tx, &m).await?;
+            if let std::collections::btree_map::Entry::Vacant(slot) = endpoints.entry(m.clinic_id)
+            {
+                // Resolved at send time: a webhook configured after a booking still gets the
+                // messages that booking left pending.
+                slot.insert(
+                    match self.ports.clinics.webhook(&mut tx, m.clinic_id).await? {
+                        Some(webhook) => Endpoint::Webhook(webhook),
+                        None => Endpoint::Log,
+                    },
+                );
+            }
+            sendable.push(m);
+        }
+        report.withdrawn = withdrawn.len();
+        if !withdrawn.is_empty() {
+            self.ports.outbox.record_all(&mut tx, &withdrawn).await?;
         }
         tx.commit().await?;
 
@@ -272,7 +284,7 @@ impl OutboxService {
             .flatten()
             .collect();
         let done = self.ports.clock.now();
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut recorded = Vec::with_capacity(outcomes.len());
         for (mut m, outcome) in outcomes {
             let (status, next) = policy.after(&outcome, m.attempts, done, rand::random::<f64>());
             m.status = status;
@@ -296,8 +308,11 @@ impl OutboxService {
             if let Some(next) = next {
                 m.next_attempt_at = next;
             }
-            self.ports.outbox.record(&mut tx, &m).await?;
+            recorded.push(m);
         }
+        // Every outcome of the round in one statement.
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.ports.outbox.record_all(&mut tx, &recorded).await?;
         tx.commit().await?;
         if report.dead > 0 {
             tracing::warn!(
@@ -308,18 +323,31 @@ impl OutboxService {
         Ok(report)
     }
 
-    async fn reminder_wanted(
+    /// The appointments of `claimed` reminders that still want them (active, not started),
+    /// read with one query per clinic.
+    async fn reminders_wanted(
         &self,
         tx: &mut Tx,
-        m: &OutboxMessage,
+        claimed: &[OutboxMessage],
         now: DateTime<Utc>,
-    ) -> Result<bool, ServiceError> {
-        let Some(id) = m.appointment_id else {
-            return Ok(false);
-        };
-        let appointment = self.ports.appointments.get(tx, m.clinic_id, id).await?;
-        Ok(appointment
-            .is_some_and(|a| a.is_active() && reminder_still_useful(a.interval.start(), now)))
+    ) -> Result<BTreeSet<AppointmentId>, ServiceError> {
+        let mut by_clinic: BTreeMap<ClinicId, Vec<AppointmentId>> = BTreeMap::new();
+        for m in claimed {
+            if let (EventKind::ReminderDue, Some(id)) = (m.kind, m.appointment_id) {
+                by_clinic.entry(m.clinic_id).or_default().push(id);
+            }
+        }
+        let mut wanted = BTreeSet::new();
+        for (clinic, ids) in by_clinic {
+            let appointments = self.ports.appointments.get_many(tx, clinic, &ids).await?;
+            wanted.extend(
+                appointments
+                    .into_iter()
+                    .filter(|a| a.is_active() && reminder_still_useful(a.interval.start(), now))
+                    .map(|a| a.id),
+            );
+        }
+        Ok(wanted)
     }
 
     /// Pending messages of every clinic: the outbox depth.
@@ -425,35 +453,56 @@ mod tests {
         m
     }
 
+    /// `m` as the claim returns it: leased, with the attempt counted.
+    fn claimed(mut m: OutboxMessage) -> OutboxMessage {
+        m.attempts += 1;
+        m.next_attempt_at = now() + LEASE;
+        m
+    }
+
     #[tokio::test]
     async fn a_round_delivers_retries_and_withdraws_reminders_of_started_appointments() {
         let mut m = Mocks::new(now());
-        m.outbox.expect_claim_due().times(1).returning(|_, _, _| {
-            Ok(vec![
-                pending(EventKind::BookingConfirmed, 1),
-                pending(EventKind::BookingCancelled, 2),
-                pending(EventKind::ReminderDue, 3),
-            ])
-        });
-        // The reminder's appointment started five minutes ago.
+        m.outbox
+            .expect_claim_due()
+            .times(1)
+            .withf(|_, at, limit, lease_until| {
+                *at == now() && *limit == 10 && *lease_until == now() + LEASE
+            })
+            .returning(|_, _, _, _| {
+                Ok(vec![
+                    claimed(pending(EventKind::BookingConfirmed, 1)),
+                    claimed(pending(EventKind::BookingCancelled, 2)),
+                    claimed(pending(EventKind::ReminderDue, 3)),
+                ])
+            });
+        // The reminder's appointment started five minutes ago: read once for the batch.
         m.appointments
-            .expect_get()
-            .returning(|_, _, _| Ok(Some(appointment(-Duration::minutes(5)))));
+            .expect_get_many()
+            .times(1)
+            .withf(|_, _, ids| ids.to_vec() == vec![appointment(Duration::hours(1)).id])
+            .returning(|_, _, _| Ok(vec![appointment(-Duration::minutes(5))]));
+        m.appointments.expect_get().never();
         // No webhook: the clinic's messages go to the log.
         m.clinics
             .expect_webhook()
             .times(1)
             .returning(|_, _| Ok(None));
+        m.outbox.expect_record().never();
         let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = recorded.clone();
-        m.outbox.expect_record().returning(move |_, msg| {
-            sink.lock().expect("records").push((
-                msg.id.as_uuid().as_u128(),
-                msg.status,
-                msg.attempts,
-            ));
-            Ok(())
-        });
+        m.outbox
+            .expect_record_all()
+            .times(2)
+            .returning(move |_, batch| {
+                sink.lock().expect("records").push(
+                    batch
+                        .iter()
+                        .map(|msg| (msg.id.as_uuid().as_u128(), msg.status, msg.attempts))
+                        .collect::<Vec<_>>(),
+                );
+                Ok(())
+            });
         let (ports, commits) = m.ports();
         let mut notifier = MockNotifier::new();
         notifier
@@ -490,15 +539,15 @@ mod tests {
             "the claim and the outcomes"
         );
         let records = recorded.lock().expect("records").clone();
-        // First the lease (and the withdrawal), then the outcomes.
+        // One write for the withdrawal (its attempt not counted), one for every outcome.
         assert_eq!(
             records,
             [
-                (1, DeliveryStatus::Pending, 1),
-                (2, DeliveryStatus::Pending, 1),
-                (3, DeliveryStatus::Cancelled, 0),
-                (1, DeliveryStatus::Delivered, 1),
-                (2, DeliveryStatus::Pending, 1),
+                vec![(3, DeliveryStatus::Cancelled, 0)],
+                vec![
+                    (1, DeliveryStatus::Delivered, 1),
+                    (2, DeliveryStatus::Pending, 1),
+                ],
             ]
         );
     }
@@ -508,8 +557,8 @@ mod tests {
         let mut m = Mocks::new(now());
         m.outbox
             .expect_claim_due()
-            .returning(|_, _, _| Ok(Vec::new()));
-        m.outbox.expect_record().never();
+            .returning(|_, _, _, _| Ok(Vec::new()));
+        m.outbox.expect_record_all().never();
         let (ports, commits) = m.ports();
         let mut notifier = MockNotifier::new();
         notifier.expect_deliver().never();

@@ -234,6 +234,23 @@ impl AppointmentRepo for Store {
             .transpose()
     }
 
+    async fn get_many(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        ids: &[AppointmentId],
+    ) -> Result<Vec<Appointment>, RepoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        all_parsed(
+            tx,
+            live(clinic).filter(appointment::Column::Id.is_in(ids.iter().map(|id| id.as_uuid()))),
+            to_domain,
+        )
+        .await
+    }
+
     async fn update(
         &self,
         tx: &mut Tx,

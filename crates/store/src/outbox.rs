@@ -16,16 +16,17 @@ use clinicflow_domain::{
     OutboxMessageId, Page, PageRequest,
 };
 use clinicflow_ports::{OutboxRepo, RepoError, Tx};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, Query, UpdateStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select,
 };
 
 use crate::entity::{instant, outbox_message};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::page::page_rows;
-use crate::query::{all_parsed, skip_locked, update_one};
+use crate::query::{skip_locked, update_one};
 use crate::transaction::db;
 use crate::{Backend, Store};
 
@@ -98,6 +99,75 @@ fn due(now: DateTime<Utc>, limit: u32, backend: Backend) -> Select<outbox_messag
     skip_locked(backend, query)
 }
 
+/// The one statement that claims due messages: picks them as [`due`] does (locked on
+/// PostgreSQL) and leases them, `RETURNING` the rows as they now are.
+fn claim(
+    now: DateTime<Utc>,
+    limit: u32,
+    lease_until: DateTime<Utc>,
+    backend: Backend,
+) -> UpdateStatement {
+    let picked = due(now, limit, backend)
+        .select_only()
+        .column(outbox_message::Column::Id)
+        .into_query();
+    Query::update()
+        .table(outbox_message::Entity)
+        .value(
+            outbox_message::Column::Attempts,
+            Expr::col(outbox_message::Column::Attempts).add(1),
+        )
+        .value(
+            outbox_message::Column::NextAttemptAt,
+            instant(lease_until),
+        )
+        .and_where(Expr::col(outbox_message::Column::Id).in_subquery(picked))
+        .returning_all()
+        .to_owned()
+}
+
+/// Messages whose delivery state one statement of [`OutboxRepo::record_all`] writes: with five
+/// parameters a message, well below the parameter limits of both databases.
+const RECORD_CHUNK: usize = 500;
+
+/// One `UPDATE` writing the delivery state of each of `messages`: every column is a `CASE` on
+/// the id. `messages` is not empty.
+fn record_many(
+    messages: &[OutboxMessage],
+) -> Result<sea_orm::UpdateMany<outbox_message::Entity>, RepoError> {
+    use outbox_message::Column;
+    let mut columns: [(Column, Vec<(uuid::Uuid, sea_orm::Value)>); 5] = [
+        (Column::Status, Vec::new()),
+        (Column::Attempts, Vec::new()),
+        (Column::NextAttemptAt, Vec::new()),
+        (Column::LastError, Vec::new()),
+        (Column::DeliveredAt, Vec::new()),
+    ];
+    for m in messages {
+        let id = m.id.as_uuid();
+        let [status, attempts, next, error, delivered] = &mut columns;
+        status.1.push((id, m.status.as_str().into()));
+        attempts.1.push((id, to_i32("attempts", m.attempts)?.into()));
+        next.1.push((id, instant(m.next_attempt_at).into()));
+        error.1.push((id, m.last_error.as_deref().map(stored_error).into()));
+        delivered.1.push((id, m.delivered_at.map(instant).into()));
+    }
+    let mut update = outbox_message::Entity::update_many()
+        .filter(Column::Id.is_in(messages.iter().map(|m| m.id.as_uuid())));
+    for (col, values) in columns {
+        let mut values = values.into_iter();
+        let Some((first_id, first)) = values.next() else {
+            return Ok(update);
+        };
+        let case = values.fold(
+            Expr::case(Column::Id.eq(first_id), first),
+            |case, (id, value)| case.case(Column::Id.eq(id), value),
+        );
+        update = update.col_expr(col, case.finally(Expr::col(col)).into());
+    }
+    Ok(update)
+}
+
 #[async_trait]
 impl OutboxRepo for Store {
     async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError> {
@@ -120,8 +190,40 @@ impl OutboxRepo for Store {
         tx: &mut Tx,
         now: DateTime<Utc>,
         limit: u32,
+        lease_until: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, RepoError> {
-        all_parsed(tx, due(now, limit, self.backend), to_domain).await
+        let txn = db(tx);
+        let statement = txn
+            .get_database_backend()
+            .build(&claim(now, limit, lease_until, self.backend));
+        let mut claimed = outbox_message::Model::find_by_statement(statement)
+            .all(txn)
+            .await
+            .map_err(repo_error)?
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        // `RETURNING` promises no order.
+        claimed.sort_by_key(|m| m.id);
+        Ok(claimed)
+    }
+
+    async fn record_all(&self, tx: &mut Tx, messages: &[OutboxMessage]) -> Result<(), RepoError> {
+        for chunk in messages.chunks(RECORD_CHUNK) {
+            let expected = chunk
+                .iter()
+                .map(|m| m.id)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let updated = record_many(chunk)?
+                .exec(db(tx))
+                .await
+                .map_err(repo_error)?;
+            if updated.rows_affected != expected as u64 {
+                return Err(RepoError::NotFound);
+            }
+        }
+        Ok(())
     }
 
     async fn record(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError> {

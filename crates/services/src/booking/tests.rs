@@ -922,6 +922,7 @@ async fn the_sweeper_marks_an_overdue_appointment_no_show_as_the_system_in_one_u
             marked: 1,
             skipped: 0,
             clinics_at_limit: 0,
+            clinics_failed: 0,
         }
     );
     assert_eq!(
@@ -929,6 +930,63 @@ async fn the_sweeper_marks_an_overdue_appointment_no_show_as_the_system_in_one_u
         1,
         "status, audit event and outbox messages commit together"
     );
+}
+
+#[tokio::test]
+async fn a_clinic_whose_sweep_fails_does_not_stop_the_sweep_of_the_clinics_after_it() {
+    let clinics: Vec<ClinicId> = (1..=3)
+        .map(|n| ClinicId::from_uuid(Uuid::from_u128(n)))
+        .collect();
+    let mut world = world(Vec::new());
+    let ids = clinics.clone();
+    world
+        .clinics
+        .expect_list_ids()
+        .returning(move |_| Ok(ids.clone()));
+    let second = clinics[1];
+    // The first and the third clinic each have one overdue appointment (then none); the
+    // second clinic's query fails.
+    let asked = std::sync::Mutex::new(std::collections::HashMap::<ClinicId, u32>::new());
+    world
+        .appointments
+        .expect_overdue_unattended()
+        .returning(move |_, clinic, _, _| {
+            if clinic == second {
+                return Err(RepoError::Other("a broken row".into()));
+            }
+            let mut asked = asked.lock().expect("not poisoned");
+            let n = asked.entry(clinic).or_insert(0);
+            *n += 1;
+            Ok(if *n == 1 {
+                vec![Appointment {
+                    clinic_id: clinic,
+                    ..overdue(clinic.as_uuid().as_u128() + 100, "2026-11-30T11:00:00Z")
+                }]
+            } else {
+                Vec::new()
+            })
+        });
+    world
+        .queue
+        .expect_for_appointment()
+        .returning(|_, _, _| Ok(None));
+    let marked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = marked.clone();
+    world.appointments.expect_update().returning(move |_, a, _| {
+        sink.lock().expect("not poisoned").push(a.clinic_id);
+        Ok(())
+    });
+    let (service, _) = world.service();
+    let report = service
+        .sweep_no_shows(10, Duration::hours(24))
+        .await
+        .expect("a failing clinic is reported, not raised");
+    assert_eq!(
+        *marked.lock().expect("not poisoned"),
+        [clinics[0], clinics[2]],
+        "the third clinic is swept after the second failed"
+    );
+    assert_eq!((report.marked, report.clinics_failed), (2, 1));
 }
 
 #[tokio::test]

@@ -919,3 +919,48 @@ pub async fn a_keyset_walk_is_stable_while_appointments_are_inserted(ctx: Ctx) {
         "each original once, later inserts in place, earlier ones not"
     );
 }
+
+pub async fn appointments_are_read_many_at_once_within_one_clinic(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let early = ctx.appointment(appointment(&ada, &house, at(9, 0), 30)).await;
+    let late = ctx.appointment(appointment(&ada, &house, at(11, 0), 30)).await;
+    let mut gone = ctx.appointment(appointment(&ada, &house, at(13, 0), 30)).await;
+    let grace = ctx.patient(other, "Grace", "Hopper").await;
+    let wilson = ctx.practitioner(other, "James", "Wilson").await;
+    let elsewhere = ctx
+        .appointment(appointment(&grace, &wilson, at(9, 0), 30))
+        .await;
+    let mut tx = ctx.write().await;
+    gone.version = 2;
+    gone.deleted_at = Some(created() + Duration::hours(1));
+    AppointmentRepo::update(&ctx.store, &mut tx, &gone, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = ctx.read().await;
+    let unknown = clinicflow_domain::AppointmentId::from_uuid(Uuid::now_v7());
+    let mut found = AppointmentRepo::get_many(
+        &ctx.store,
+        &mut tx,
+        clinic,
+        &[late.id, gone.id, elsewhere.id, unknown, early.id],
+    )
+    .await
+    .unwrap();
+    found.sort_by_key(|a| a.interval.start());
+    assert_eq!(
+        found,
+        [early, late],
+        "soft-deleted, unknown and other clinics' appointments are left out"
+    );
+    assert!(
+        AppointmentRepo::get_many(&ctx.store, &mut tx, clinic, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

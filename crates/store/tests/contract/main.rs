@@ -132,6 +132,7 @@ contract_tests! {
     outbox::an_outbox_message_reads_back_with_every_field,
     outbox::due_pending_messages_are_claimed_oldest_due_first_up_to_the_limit,
     outbox::recording_writes_the_delivery_state,
+    outbox::recording_all_writes_each_messages_delivery_state_in_one_call,
     outbox::cancelling_reaches_only_matching_pending_messages,
     outbox::the_outbox_list_filters_pages_and_is_per_clinic,
     outbox::pending_messages_are_counted_across_clinics,
@@ -140,6 +141,7 @@ contract_tests! {
     patient::a_keyset_walk_is_stable_while_patients_are_inserted,
     appointment::keyset_pages_of_appointments_follow_start_then_id_exactly,
     appointment::a_keyset_walk_is_stable_while_appointments_are_inserted,
+    appointment::appointments_are_read_many_at_once_within_one_clinic,
     stats::appointments_are_counted_per_practitioner_and_status_within_the_span,
     stats::writes_touch_the_tag_of_the_practitioner_whose_slots_they_change,
 }

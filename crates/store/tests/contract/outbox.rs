@@ -75,9 +75,27 @@ async fn get(ctx: &Ctx, clinic: ClinicId, id: OutboxMessageId) -> Option<OutboxM
         .unwrap()
 }
 
-async fn claim(ctx: &Ctx, now: DateTime<Utc>, limit: u32) -> Vec<OutboxMessageId> {
+/// The ids a claim at `now` takes, in id order; then each claimed message is put back as it
+/// was in `before` (its state when enqueued), so the next claim sees the same messages due.
+/// (A dropped transaction would do, but its rollback may come after the next claim's start
+/// on another connection of the pool, whose `SKIP LOCKED` would then skip them.)
+async fn claim(
+    ctx: &Ctx,
+    now: DateTime<Utc>,
+    limit: u32,
+    before: &HashMap<OutboxMessageId, OutboxMessage>,
+) -> Vec<OutboxMessageId> {
     let mut tx = ctx.write().await;
-    let claimed = ctx.store.claim_due(&mut tx, now, limit).await.unwrap();
+    let claimed = ctx
+        .store
+        .claim_due(&mut tx, now, limit, now + Duration::minutes(2))
+        .await
+        .unwrap();
+    let restored = claimed
+        .iter()
+        .map(|m| before[&m.id].clone())
+        .collect::<Vec<_>>();
+    ctx.store.record_all(&mut tx, &restored).await.unwrap();
     tx.commit().await.unwrap();
     claimed.into_iter().map(|m| m.id).collect()
 }
@@ -203,20 +221,165 @@ pub async fn due_pending_messages_are_claimed_oldest_due_first_up_to_the_limit(c
         ],
     )
     .await;
-    let named = |ids: Vec<OutboxMessageId>| ids.iter().map(|id| names[id]).collect::<Vec<_>>();
+    let before = [
+        &later,
+        &tie_second,
+        &exactly_now,
+        &delivered,
+        &oldest,
+        &dead,
+        &tie_first,
+        &cancelled,
+    ]
+    .into_iter()
+    .map(|m| (m.id, m.clone()))
+    .collect::<HashMap<_, _>>();
+    let claim = |now, limit| claim(&ctx, now, limit, &before);
+    // Claimed in id order; which ones are claimed follows the due order.
+    let named = |ids: Vec<OutboxMessageId>| {
+        let mut names = ids.iter().map(|id| names[id]).collect::<Vec<_>>();
+        names.sort_unstable();
+        names
+    };
 
     assert_eq!(
-        named(claim(&ctx, now, 10).await),
-        ["oldest", "tie_first", "tie_second", "exactly_now"]
+        named(claim(now, 10).await),
+        ["exactly_now", "oldest", "tie_first", "tie_second"]
     );
-    assert_eq!(named(claim(&ctx, now, 2).await), ["oldest", "tie_first"]);
-    assert_eq!(named(claim(&ctx, at(8, 30), 10).await), ["oldest"]);
-    assert!(claim(&ctx, at(7, 59), 10).await.is_empty());
+    assert_eq!(named(claim(now, 2).await), ["oldest", "tie_first"]);
+    assert_eq!(named(claim(at(8, 30), 10).await), ["oldest"]);
+    assert!(claim(at(7, 59), 10).await.is_empty());
+    let claimed = claim(now, 10).await;
+    assert!(claimed.is_sorted(), "in id order");
 
-    // Claimed messages come back whole.
+    // Claimed messages come back whole, as leased: one more attempt, due when the lease ends.
+    let lease_until = now + Duration::minutes(2) + Duration::nanoseconds(777);
     let mut tx = ctx.write().await;
-    let claimed = ctx.store.claim_due(&mut tx, now, 1).await.unwrap();
-    assert_eq!(claimed, [as_stored(&oldest)]);
+    let claimed = ctx
+        .store
+        .claim_due(&mut tx, now, 1, lease_until)
+        .await
+        .unwrap();
+    let leased = OutboxMessage {
+        attempts: 1,
+        next_attempt_at: lease_until,
+        ..oldest.clone()
+    };
+    assert_eq!(claimed, [as_stored(&leased)]);
+    tx.commit().await.unwrap();
+    assert_eq!(get(&ctx, b, oldest.id).await, Some(as_stored(&leased)));
+    // A leased message is not claimed again before its lease ends, and is at its end.
+    assert_eq!(
+        named(claim(now, 10).await),
+        ["exactly_now", "tie_first", "tie_second"]
+    );
+    assert!(named(claim(lease_until, 10).await).contains(&"oldest"));
+}
+
+pub async fn recording_all_writes_each_messages_delivery_state_in_one_call(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let b = ctx.clinic("B").await;
+    let first = message(a, ReminderDue, Some(appointment_id()), at(9, 0));
+    let second = message(b, BookingConfirmed, None, at(9, 0));
+    let third = message(a, BookingCancelled, None, at(9, 0));
+    let untouched = message(a, BookingConfirmed, None, at(9, 0));
+    enqueue(&ctx, &[&first, &second, &third, &untouched]).await;
+
+    let odd = Duration::nanoseconds(987_654_321);
+    let delivered = OutboxMessage {
+        status: DeliveryStatus::Delivered,
+        attempts: 1,
+        delivered_at: Some(at(9, 1) + odd),
+        // Only the delivery state is written: what the message says stays as enqueued.
+        payload: "changed".to_owned(),
+        ..first.clone()
+    };
+    let retried = OutboxMessage {
+        attempts: 2,
+        next_attempt_at: at(9, 5) + odd,
+        last_error: Some("é".repeat(1500)),
+        ..second.clone()
+    };
+    let dead = OutboxMessage {
+        status: DeliveryStatus::Dead,
+        attempts: 8,
+        last_error: Some("HTTP 410 Gone".to_owned()),
+        ..third.clone()
+    };
+    let mut tx = ctx.write().await;
+    ctx.store
+        .record_all(&mut tx, &[delivered.clone(), retried.clone(), dead.clone()])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        get(&ctx, a, first.id).await,
+        Some(as_stored(&OutboxMessage {
+            payload: first.payload.clone(),
+            ..delivered.clone()
+        }))
+    );
+    assert_eq!(
+        get(&ctx, b, second.id).await,
+        Some(as_stored(&OutboxMessage {
+            last_error: Some("é".repeat(1000)),
+            ..retried.clone()
+        }))
+    );
+    assert_eq!(get(&ctx, a, third.id).await, Some(as_stored(&dead)));
+    assert_eq!(get(&ctx, a, untouched.id).await, Some(as_stored(&untouched)));
+
+    // A delivered message's error goes, a retried one's delivery time stays empty.
+    let cleared = OutboxMessage {
+        status: DeliveryStatus::Pending,
+        last_error: None,
+        delivered_at: None,
+        ..dead.clone()
+    };
+    let mut tx = ctx.write().await;
+    ctx.store.record_all(&mut tx, &[cleared.clone()]).await.unwrap();
+    ctx.store.record_all(&mut tx, &[]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(get(&ctx, a, third.id).await, Some(as_stored(&cleared)));
+
+    // More messages than one statement takes are all written.
+    let many = (0..1_100)
+        .map(|i| message(if i % 2 == 0 { a } else { b }, ReminderDue, None, at(10, 0)))
+        .collect::<Vec<_>>();
+    enqueue(&ctx, &many.iter().collect::<Vec<_>>()).await;
+    let done = many
+        .iter()
+        .map(|m| OutboxMessage {
+            status: DeliveryStatus::Delivered,
+            attempts: 1,
+            delivered_at: Some(at(10, 1)),
+            ..m.clone()
+        })
+        .collect::<Vec<_>>();
+    let mut tx = ctx.write().await;
+    ctx.store.record_all(&mut tx, &done).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = ctx.read().await;
+    assert_eq!(
+        ctx.store.pending_count(&mut tx).await.unwrap(),
+        3,
+        "every one of them delivered; `untouched`, `retried` and `cleared` are pending"
+    );
+    drop(tx);
+    assert_eq!(
+        get(&ctx, b, many[1_099].id).await.map(|m| m.status),
+        Some(DeliveryStatus::Delivered)
+    );
+
+    // An unknown message is `NotFound`.
+    let mut tx = ctx.write().await;
+    let unknown = message(a, ReminderDue, None, at(9, 0));
+    let err = ctx
+        .store
+        .record_all(&mut tx, &[delivered.clone(), unknown])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::NotFound), "{err:?}");
 }
 
 pub async fn recording_writes_the_delivery_state(ctx: Ctx) {
@@ -457,20 +620,22 @@ async fn dispatch(
     let mut claimed = Vec::new();
     loop {
         let mut tx = store.begin(TxMode::Write).await?;
-        let batch = store.claim_due(&mut tx, now, 10).await?;
+        let batch = store
+            .claim_due(&mut tx, now, 10, now + Duration::minutes(2))
+            .await?;
         if batch.is_empty() {
             return Ok(claimed);
         }
-        for m in batch {
-            let delivered = OutboxMessage {
+        let delivered = batch
+            .into_iter()
+            .map(|m| OutboxMessage {
                 status: DeliveryStatus::Delivered,
-                attempts: m.attempts + 1,
                 delivered_at: Some(now),
                 ..m
-            };
-            store.record(&mut tx, &delivered).await?;
-            claimed.push(delivered.id);
-        }
+            })
+            .collect::<Vec<_>>();
+        store.record_all(&mut tx, &delivered).await?;
+        claimed.extend(delivered.iter().map(|m| m.id));
         // Hold the rows a moment, so that the other dispatchers really meet the locks.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         tx.commit().await?;
