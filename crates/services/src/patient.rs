@@ -13,7 +13,7 @@ use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::{FieldErrors, Ports, ServiceError, input};
 
 /// An emergency contact as sent by a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ContactInput {
     /// Name.
     pub name: String,
@@ -22,7 +22,7 @@ pub struct ContactInput {
 }
 
 /// Insurance as sent by a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InsuranceInput {
     /// Payer.
     pub payer: String,
@@ -31,7 +31,7 @@ pub struct InsuranceInput {
 }
 
 /// A patient to register, as sent by a client.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NewPatient {
     /// Given name.
     pub given_name: String,
@@ -52,7 +52,7 @@ pub struct NewPatient {
 }
 
 /// A partial change: `None` keeps a field, `Some(None)` clears an optional one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PatientChanges {
     /// Given name.
     pub given_name: Option<String>,
@@ -71,6 +71,8 @@ pub struct PatientChanges {
     /// Insurance.
     pub insurance: Option<Option<InsuranceInput>>,
 }
+
+opaque_debug!(ContactInput, InsuranceInput, NewPatient, PatientChanges);
 
 /// Registers, reads, changes and searches patients.
 #[derive(Debug, Clone)]
