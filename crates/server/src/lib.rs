@@ -156,7 +156,7 @@ pub async fn connect_with_clock(
         limiter: limiter.clone(),
         cache,
         clock: clock.clone(),
-        hasher: Arc::new(password::Argon2Hasher),
+        hasher: Arc::new(password::Argon2Hasher::default()),
     };
     let channels = webhook::Channels {
         webhook: webhook::WebhookNotifier::new(clock, settings.webhook_timeouts())
