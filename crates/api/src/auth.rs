@@ -192,9 +192,10 @@ pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor,
     state.tokens.verify(token)
 }
 
-/// The client's IP address as seen on the connection (no proxy headers are trusted).
+/// The client's IP address: the connection's peer, or the client a trusted reverse proxy
+/// forwarded for (see [`crate::proxy`]).
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    crate::proxy::client_ip(req)
 }
 
 opaque_debug!(LoginIn, TokenOut, RefreshIn, ChangePasswordIn);

@@ -40,6 +40,7 @@ pub mod outbox;
 pub mod page;
 pub mod patient;
 pub mod practitioner;
+pub mod proxy;
 pub mod queue;
 pub mod telemetry;
 pub mod user;
