@@ -294,6 +294,12 @@ impl ApiError {
                         "the resource changed since the version in If-Match; read it again",
                     )
                 },
+                ServiceError::WebhookTargetRefused(why) => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "webhook_target_refused",
+                    "Webhook target refused",
+                    format!("the webhook URL is refused: {why}"),
+                ),
                 ServiceError::IdempotencyKeyReused => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "idempotency_key_reused",

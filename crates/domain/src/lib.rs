@@ -48,7 +48,7 @@ pub use queue::{DeadlineRule, QueueEntry, QueueSettings, QueueStatus, TriageCate
 pub use schedule::{Availability, ExceptionKind, Schedule, ScheduleException, WeeklyRule};
 pub use token::{RefreshToken, RefreshVerdict};
 pub use user::{Actor, LockoutPolicy, Role, User};
-pub use webhook::{Endpoint, WebhookEndpoint, WebhookSecret, WebhookUrl};
+pub use webhook::{Endpoint, IpNetwork, WebhookEndpoint, WebhookPolicy, WebhookSecret, WebhookUrl};
 
 /// What `Debug` prints in place of personal data or a secret, so that a stray `{:?}` in a log
 /// line cannot leak them; ids and non-personal fields are printed as usual.

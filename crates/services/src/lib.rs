@@ -167,4 +167,10 @@ impl Services {
             booking: BookingService::new(ports),
         }
     }
+
+    /// The same services, holding webhook URLs to the operator's `policy`.
+    pub fn with_webhook_policy(mut self, policy: clinicflow_domain::WebhookPolicy) -> Self {
+        self.clinics = self.clinics.with_webhook_policy(policy);
+        self
+    }
 }
