@@ -196,6 +196,32 @@ impl PatientService {
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            // The stored answer is the patient's record, shown again: a disclosure like a read,
+            // audited as one, and refused once the patient is gone.
+            let id = once
+                .zip(earlier.stored())
+                .and_then(|(once, answer)| once.subject_of(answer))
+                .map(PatientId::from_uuid)
+                .ok_or_else(|| {
+                    ServiceError::Unexpected("a replayed patient answer names no patient".into())
+                })?;
+            if self
+                .ports
+                .patients
+                .get(&mut tx, actor.clinic_id, id)
+                .await?
+                .is_none()
+            {
+                return Err(ServiceError::NotFound("patient"));
+            }
+            audit::record(
+                &self.ports,
+                &mut tx,
+                actor,
+                Access::patient(AuditAction::Read, id),
+            )
+            .await?;
+            tx.commit().await?;
             return Ok(earlier);
         }
         self.ports.patients.insert(&mut tx, &patient).await?;
