@@ -475,6 +475,8 @@ fn server_command(server: &Path, url: &str) -> Command {
         .env("DATABASE_URL", url)
         .env("CLINICFLOW_PROFILE", "production")
         .env("CLINICFLOW_JWT_SECRET", random_hex(32))
+        // Production wants /metrics protected; the benchmark does not scrape it.
+        .env("CLINICFLOW_METRICS_TOKEN", random_hex(32))
         .env("CLINICFLOW_HTTP_PER_USER_PER_HOUR", "1000000000")
         .env("CLINICFLOW_HTTP_PER_IP_PER_HOUR", "1000000000")
         .env("CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE", "100000")

@@ -379,6 +379,10 @@ impl Suite {
             .env("DATABASE_URL", &deployment.url)
             .env("CLINICFLOW_PROFILE", "production")
             .env("CLINICFLOW_JWT_SECRET", &self.secret)
+            // Production wants /metrics protected; the suite's webhook receiver is on loopback,
+            // which webhooks may reach only when the operator allows it.
+            .env("CLINICFLOW_METRICS_TOKEN", bench::random_hex(32))
+            .env("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
             // The load is one user from one address: limits out of the way.
             .env("CLINICFLOW_HTTP_PER_USER_PER_HOUR", "1000000000")
             .env("CLINICFLOW_HTTP_PER_IP_PER_HOUR", "1000000000")

@@ -193,13 +193,16 @@ pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor,
     state.tokens.verify(token)
 }
 
-/// The client's IP address as seen on the connection (no proxy headers are trusted).
+/// The client's IP address: the connection's peer, or the client a trusted reverse proxy
+/// forwarded for (see [`crate::proxy`]).
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    crate::proxy::client_ip(req)
 }
 
+opaque_debug!(LoginIn, TokenOut, RefreshIn, ChangePasswordIn);
+
 /// Login request.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
     /// The staff member's e-mail.
@@ -213,7 +216,7 @@ pub struct LoginIn {
 }
 
 /// A new pair of tokens.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenOut {
     /// A JWT (HS256) to send as `Authorization: Bearer <access_token>`.
     access_token: String,
@@ -292,7 +295,7 @@ pub async fn login(
 }
 
 /// A refresh token sent back.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshIn {
     /// The refresh token of the last login or refresh.
@@ -364,7 +367,7 @@ pub async fn logout(
 }
 
 /// A password change.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordIn {
     /// The password now.
@@ -464,6 +467,32 @@ pub async fn me(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_credential_bodies_shows_no_secret() {
+        let login_in: LoginIn = serde_json::from_value(serde_json::json!({
+            "email": "admin@clinic.example", "password": "correct horse battery"
+        }))
+        .expect("a login body");
+        let refresh_in: RefreshIn =
+            serde_json::from_value(serde_json::json!({"refresh_token": "rt_secret_4711"}))
+                .expect("a refresh body");
+        let change: ChangePasswordIn = serde_json::from_value(serde_json::json!({
+            "current_password": "old password 1", "new_password": "new password 2"
+        }))
+        .expect("a change body");
+        let shown = format!("{login_in:?} {refresh_in:?} {change:?}");
+        for secret in [
+            "correct horse",
+            "admin@",
+            "rt_secret",
+            "old password",
+            "new password",
+        ] {
+            assert!(!shown.contains(secret), "`{secret}` shows in {shown}");
+        }
+        assert!(shown.contains("LoginIn"), "{shown}");
+    }
 
     fn tokens(secret: &[u8]) -> Tokens {
         Tokens::new(&TokenConfig {

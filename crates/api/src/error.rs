@@ -272,6 +272,10 @@ impl ApiError {
                         "the resource changed since the version in If-Match; read it again",
                     )
                 },
+                ServiceError::WebhookTargetRefused(why) => Problem::new(
+                    ErrorCode::WebhookTargetRefused,
+                    format!("the webhook URL is refused: {why}"),
+                ),
                 ServiceError::IdempotencyKeyReused => Problem::new(
                     ErrorCode::IdempotencyKeyReused,
                     "this Idempotency-Key was used for a different request; use a new key for a new request",

@@ -114,6 +114,16 @@ pub(crate) fn stored(response: HttpResponse) -> StoredAnswer {
     }
 }
 
+/// The `id` of the record in a stored answer's JSON body, for [`Once::with_subject`].
+pub(crate) fn id_in_body(answer: &StoredAnswer) -> Option<uuid::Uuid> {
+    serde_json::from_str::<serde_json::Value>(&answer.body)
+        .ok()?
+        .get("id")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 /// The response for an answer, first or given again.
 pub(crate) fn respond(answered: Answered) -> HttpResponse {
     let Answered { answer, replayed } = answered;

@@ -10,6 +10,18 @@ use actix_web::web;
 use clinicflow_ports::{Database, EventBus, RateLimiter};
 use clinicflow_services::Services;
 
+/// Implements `Debug` as the type's name alone (`LoginIn { .. }`), for bodies that carry
+/// passwords or tokens, so that a stray `{:?}` in a log line cannot leak them.
+macro_rules! opaque_debug {
+    ($($t:ty),* $(,)?) => {
+        $(impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t)).finish_non_exhaustive()
+            }
+        })*
+    };
+}
+
 pub mod appointment;
 pub mod audit;
 pub mod auth;
@@ -29,6 +41,7 @@ pub mod outbox;
 pub mod page;
 pub mod patient;
 pub mod practitioner;
+pub mod proxy;
 pub mod queue;
 pub mod routing;
 pub mod telemetry;

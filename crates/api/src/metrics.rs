@@ -2,11 +2,15 @@
 //!
 //! Labels are route templates (`/api/v1/patients/{id}`), never paths, ids or query strings:
 //! a metric must not carry patient data, and its number of series must stay bounded.
+//!
+//! Who may scrape is the operator's choice ([`ScrapeAccess`]): a listener of its own (then the
+//! API's listener answers 404), a bearer token, or both; a scrape never touches the database
+//! (the outbox depth is refreshed by the dispatcher).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -15,11 +19,40 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use sha2::Digest;
 
-use crate::AppState;
+use crate::{ApiError, AppState};
 
-/// How long a scrape waits for the outbox depth before leaving the last value.
-const DEPTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrapeAccess {
+    /// SHA-256 of the bearer token every scrape must send, if one is required.
+    pub token_sha256: Option<[u8; 32]>,
+    /// Whether `/metrics` has a listener of its own, and so is not served on the API's.
+    pub own_listener: bool,
+}
+
+impl ScrapeAccess {
+    /// Access with `token` required, if given.
+    pub fn new(token: Option<&str>, own_listener: bool) -> Self {
+        Self {
+            token_sha256: token.map(|t| sha2::Sha256::digest(t.as_bytes()).into()),
+            own_listener,
+        }
+    }
+}
+
+/// Marks the app of the metrics listener, which serves `/metrics` alone.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsListener;
+
+/// The routes of the metrics listener: `/metrics`, and a problem 404 for anything else.
+pub fn listener_routes(cfg: &mut web::ServiceConfig, state: AppState) {
+    cfg.app_data(web::Data::new(state))
+        .app_data(web::Data::new(MetricsListener))
+        .route("/metrics", web::get().to(scrape))
+        .default_service(web::to(crate::error::no_route));
+}
 
 /// A request's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,6 +189,7 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_messages: Family<OutcomeLabels, Counter>,
     no_shows_marked: Counter,
+    access: OnceLock<ScrapeAccess>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -215,6 +249,7 @@ impl Default for Metrics {
             outbox_depth,
             outbox_messages,
             no_shows_marked,
+            access: OnceLock::new(),
         }
     }
 }
@@ -251,6 +286,23 @@ impl Metrics {
             .cache_probe
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(probe);
+    }
+
+    /// Sets who may scrape, once, at start; until then anyone may (development's default).
+    pub fn set_scrape_access(&self, access: ScrapeAccess) {
+        // Set once by the server before it serves; a second call changes nothing.
+        let _ = self.access.set(access);
+    }
+
+    /// Who may scrape.
+    pub fn scrape_access(&self) -> ScrapeAccess {
+        self.access.get().copied().unwrap_or_default()
+    }
+
+    /// Sets the outbox depth, as counted by the dispatcher.
+    pub fn set_outbox_depth(&self, depth: u64) {
+        self.outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     /// Counts a dispatch round's outcomes.
@@ -324,21 +376,50 @@ impl Drop for InFlight {
     tag = "metrics",
     responses(
         (status = 200, description = "The metrics in the OpenMetrics text format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        crate::openapi::problems::Scrape,
     )
 )]
-pub async fn scrape(state: web::Data<AppState>) -> HttpResponse {
-    if let Some(Ok(depth)) =
-        crate::health::with_timeout(DEPTH_TIMEOUT, state.services.outbox.depth()).await
-    {
-        state
-            .metrics
-            .outbox_depth
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+pub async fn scrape(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let access = state.metrics.scrape_access();
+    if access.own_listener && req.app_data::<web::Data<MetricsListener>>().is_none() {
+        return Err(ApiError::NoRoute);
     }
-    HttpResponse::Ok()
+    if let Some(expected) = access.token_sha256 {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| <[u8; 32]>::from(sha2::Sha256::digest(t.trim().as_bytes())));
+        // Digests of equal length compared whole: the time taken says nothing about the token.
+        let matches = presented.is_some_and(|p| {
+            p.iter()
+                .zip(expected.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        });
+        if !matches {
+            // Guesses spend the address's anonymous budget, as any request without a token.
+            let ip = crate::auth::client_ip(&req).unwrap_or_default();
+            crate::limits::spend(
+                &state,
+                &format!("api:ip:{ip}"),
+                state.limits.per_ip_per_hour,
+                crate::auth::HOUR,
+            )
+            .await?;
+            return Err(ApiError::Unauthenticated(
+                "/metrics needs the operator's bearer token",
+            ));
+        }
+    }
+    Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
-        .body(state.metrics.encode())
+        .body(state.metrics.encode()))
 }
 
 #[cfg(test)]
@@ -371,6 +452,7 @@ mod tests {
             redis_errors: Some(5),
         }));
         metrics.record_no_shows(3);
+        metrics.set_outbox_depth(7);
         let text = metrics.encode();
         for line in [
             r#"clinicflow_http_request_duration_seconds_count{method="GET",route="/api/v1/patients/{id}",status="200"} 1"#,
@@ -380,6 +462,7 @@ mod tests {
             r#"clinicflow_outbox_messages_total{outcome="delivered"} 4"#,
             r#"clinicflow_outbox_messages_total{outcome="withdrawn"} 2"#,
             "clinicflow_no_shows_marked_total 3",
+            "clinicflow_outbox_depth 7",
             r#"clinicflow_cache_lookups_total{keyspace="clinic",result="hit"} 9"#,
             r#"clinicflow_cache_lookups_total{keyspace="clinic",result="miss"} 2"#,
             "clinicflow_cache_redis_errors_total 5",

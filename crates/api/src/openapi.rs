@@ -535,6 +535,9 @@ pub mod problems {
         Invalid = [UNPROCESSABLE];
         /// 413 and 415: what a JSON body may be refused for.
         JsonBody = [PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE];
+        /// `/metrics`: 401 (and 429 for repeated guesses) when the operator requires a token;
+        /// 404 on the API's listener when the metrics have a listener of their own.
+        Scrape = [UNAUTHORIZED, NOT_FOUND, TOO_MANY_REQUESTS];
     }
 }
 

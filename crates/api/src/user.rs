@@ -29,7 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// `POST /users` body.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
     /// Their e-mail, unique in the clinic.
@@ -44,6 +44,8 @@ pub struct UserIn {
     /// The practitioner this user is (for the `practitioner` role).
     practitioner_id: Option<String>,
 }
+
+opaque_debug!(UserIn);
 
 /// `PATCH /users/{id}` body: absent fields stay.
 #[derive(Debug, Deserialize, ToSchema)]

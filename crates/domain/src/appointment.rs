@@ -175,8 +175,9 @@ pub enum IllegalTransition {
     },
 }
 
-/// An appointment of one patient with one practitioner.
-#[derive(Debug, Clone, PartialEq)]
+/// An appointment of one patient with one practitioner. Its `Debug` shows whether a reason
+/// was given, not the reason, which may describe the patient's health.
+#[derive(Clone, PartialEq)]
 pub struct Appointment {
     /// Identity.
     pub id: AppointmentId,
@@ -212,6 +213,30 @@ pub struct Appointment {
     pub updated_at: DateTime<Utc>,
     /// Soft-deletion time.
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for Appointment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Appointment")
+            .field("id", &self.id)
+            .field("clinic_id", &self.clinic_id)
+            .field("patient_id", &self.patient_id)
+            .field("practitioner_id", &self.practitioner_id)
+            .field("interval", &self.interval)
+            .field("urgency", &self.urgency)
+            .field("reason", &crate::redacted(&self.reason))
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("rescheduled_from", &self.rescheduled_from)
+            .field("rescheduled_to", &self.rescheduled_to)
+            .field("cancelled_by", &self.cancelled_by)
+            .field("cancel_reason", &crate::redacted(&self.cancel_reason))
+            .field("overbooked", &self.overbooked)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("deleted_at", &self.deleted_at)
+            .finish()
+    }
 }
 
 impl Appointment {
@@ -392,6 +417,24 @@ mod tests {
             updated_at: at(0, 0),
             deleted_at: None,
         }
+    }
+
+    #[test]
+    fn debug_hides_the_reasons() {
+        let a = Appointment {
+            reason: Some("chest pain since Tuesday".into()),
+            cancel_reason: Some("admitted to hospital".into()),
+            ..appointment(AppointmentStatus::Cancelled)
+        };
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains("chest") && !shown.contains("hospital"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("Cancelled") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

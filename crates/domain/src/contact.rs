@@ -4,8 +4,8 @@ use std::fmt;
 
 use crate::InvalidValue;
 
-/// An e-mail address, trimmed and lower-cased, of plausible shape.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// An e-mail address, trimmed and lower-cased, of plausible shape. Its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
@@ -37,14 +37,21 @@ impl AsRef<str> for Email {
     }
 }
 
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Email").field(&crate::Redacted).finish()
+    }
+}
+
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// A phone number in E.164 form: `+`, then 8 to 15 digits, the first not zero.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A phone number in E.164 form: `+`, then 8 to 15 digits, the first not zero. Its `Debug`
+/// hides it.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Phone(String);
 
 impl Phone {
@@ -70,6 +77,12 @@ impl Phone {
 impl AsRef<str> for Phone {
     fn as_ref(&self) -> &str {
         &self.0
+    }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Phone").field(&crate::Redacted).finish()
     }
 }
 

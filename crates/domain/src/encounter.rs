@@ -20,8 +20,8 @@ pub fn parse_notes(raw: Option<&str>) -> Result<Option<String>, InvalidValue> {
     }
 }
 
-/// A visit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A visit. Its `Debug` shows whether there are notes, not what they say.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Encounter {
     /// Identity.
     pub id: EncounterId,
@@ -47,6 +47,24 @@ pub struct Encounter {
     pub updated_at: DateTime<Utc>,
 }
 
+impl std::fmt::Debug for Encounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encounter")
+            .field("id", &self.id)
+            .field("clinic_id", &self.clinic_id)
+            .field("patient_id", &self.patient_id)
+            .field("practitioner_id", &self.practitioner_id)
+            .field("appointment_id", &self.appointment_id)
+            .field("queue_entry_id", &self.queue_entry_id)
+            .field("started_at", &self.started_at)
+            .field("ended_at", &self.ended_at)
+            .field("notes", &crate::redacted(&self.notes))
+            .field("version", &self.version)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
 impl Encounter {
     /// How long service took, once ended.
     pub fn service_time(&self) -> Option<Duration> {
@@ -57,6 +75,27 @@ impl Encounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_notes() {
+        let nil = uuid::Uuid::nil();
+        let encounter = Encounter {
+            id: EncounterId::from_uuid(nil),
+            clinic_id: ClinicId::from_uuid(nil),
+            patient_id: PatientId::from_uuid(nil),
+            practitioner_id: PractitionerId::from_uuid(nil),
+            appointment_id: None,
+            queue_entry_id: None,
+            started_at: DateTime::<Utc>::UNIX_EPOCH,
+            ended_at: None,
+            notes: Some("suspected pneumonia".into()),
+            version: 1,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let shown = format!("{encounter:?}");
+        assert!(!shown.contains("pneumonia"), "{shown}");
+        assert!(shown.contains("notes: Some(<redacted>)"), "{shown}");
+    }
 
     #[test]
     fn notes_are_bounded_and_blank_is_none() {

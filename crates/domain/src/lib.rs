@@ -48,7 +48,22 @@ pub use queue::{DeadlineRule, QueueEntry, QueueSettings, QueueStatus, TriageCate
 pub use schedule::{Availability, ExceptionKind, Schedule, ScheduleException, WeeklyRule};
 pub use token::{RefreshToken, RefreshVerdict};
 pub use user::{Actor, LockoutPolicy, Role, User};
-pub use webhook::{Endpoint, WebhookEndpoint, WebhookSecret, WebhookUrl};
+pub use webhook::{Endpoint, IpNetwork, WebhookEndpoint, WebhookPolicy, WebhookSecret, WebhookUrl};
+
+/// What `Debug` prints in place of personal data or a secret, so that a stray `{:?}` in a log
+/// line cannot leak them; ids and non-personal fields are printed as usual.
+pub struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `Some(<redacted>)` or `None`: whether an optional personal field is set, not its value.
+pub(crate) fn redacted<T>(value: &Option<T>) -> Option<Redacted> {
+    value.as_ref().map(|_| Redacted)
+}
 
 /// A value that failed to parse, with a human-readable reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

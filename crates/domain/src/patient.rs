@@ -24,8 +24,8 @@ pub(crate) fn clean_text(raw: &str, max: usize) -> Result<String, InvalidValue> 
     Ok(s.to_owned())
 }
 
-/// A person's given and family name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A person's given and family name. Its `Debug` hides both.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PersonName {
     given: String,
     family: String,
@@ -56,6 +56,12 @@ impl PersonName {
     }
 }
 
+impl fmt::Debug for PersonName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PersonName").field(&crate::Redacted).finish()
+    }
+}
+
 /// Lower-cases and collapses whitespace, so search input and stored keys compare alike.
 pub fn normalize_name(raw: &str) -> String {
     raw.split_whitespace()
@@ -64,9 +70,15 @@ pub fn normalize_name(raw: &str) -> String {
         .to_lowercase()
 }
 
-/// A birth date: not in the future and not more than 150 years ago.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A birth date: not in the future and not more than 150 years ago. Its `Debug` hides it.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BirthDate(NaiveDate);
+
+impl fmt::Debug for BirthDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BirthDate").field(&crate::Redacted).finish()
+    }
+}
 
 impl BirthDate {
     /// Parses a birth date relative to `today`.
@@ -141,13 +153,19 @@ impl fmt::Display for Sex {
     }
 }
 
-/// Someone to call in an emergency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Someone to call in an emergency. Its `Debug` hides who.
+#[derive(Clone, PartialEq, Eq)]
 pub struct EmergencyContact {
     /// Their name.
     pub name: String,
     /// Their phone number.
     pub phone: Phone,
+}
+
+impl fmt::Debug for EmergencyContact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmergencyContact").finish_non_exhaustive()
+    }
 }
 
 impl EmergencyContact {
@@ -160,13 +178,19 @@ impl EmergencyContact {
     }
 }
 
-/// Health insurance: payer and member id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Health insurance: payer and member id. Its `Debug` hides both.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Insurance {
     /// The insurer.
     pub payer: String,
     /// The patient's id with that insurer.
     pub member_id: String,
+}
+
+impl fmt::Debug for Insurance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Insurance").finish_non_exhaustive()
+    }
 }
 
 impl Insurance {
@@ -179,8 +203,9 @@ impl Insurance {
     }
 }
 
-/// A patient of one clinic.
-#[derive(Debug, Clone, PartialEq)]
+/// A patient of one clinic. Its `Debug` shows ids, version and times only, so that a stray
+/// `?patient` in a log line names nobody.
+#[derive(Clone, PartialEq)]
 pub struct Patient {
     /// Identity.
     pub id: PatientId,
@@ -210,6 +235,19 @@ pub struct Patient {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+impl fmt::Debug for Patient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Patient")
+            .field("id", &self.id)
+            .field("clinic_id", &self.clinic_id)
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("deleted_at", &self.deleted_at)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +264,60 @@ mod tests {
         assert!(PersonName::parse(" ", "Lovelace").is_err());
         assert!(PersonName::parse("Ada", &"x".repeat(101)).is_err());
         assert!(PersonName::parse("Ada\u{0}", "Lovelace").is_err());
+    }
+
+    #[test]
+    fn debug_names_ids_but_no_personal_data() {
+        let patient = Patient {
+            id: PatientId::from_uuid(uuid::Uuid::nil()),
+            clinic_id: ClinicId::from_uuid(uuid::Uuid::nil()),
+            name: PersonName::parse("Augusta", "Lovelace").expect("valid"),
+            birth_date: BirthDate::from_stored(d(1815, 12, 10)),
+            sex: Sex::Female,
+            phone: Some(Phone::parse("+4915112345678").expect("valid")),
+            email: Some(Email::parse("ada@example.org").expect("valid")),
+            emergency_contact: Some(
+                EmergencyContact::parse("Charles Babbage", "+4915100000000").expect("valid"),
+            ),
+            insurance: Some(Insurance::parse("Techniker", "A123456789").expect("valid")),
+            version: 3,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            deleted_at: None,
+        };
+        let shown = format!("{patient:?} {patient:#?}");
+        assert!(
+            shown.contains("00000000-0000-0000-0000-000000000000"),
+            "{shown}"
+        );
+        assert!(shown.contains("version: 3"), "{shown}");
+        for secret in [
+            "Augusta",
+            "Lovelace",
+            "1815",
+            "Female",
+            "4915112345678",
+            "ada@example.org",
+            "Charles",
+            "4915100000000",
+            "Techniker",
+            "A123456789",
+        ] {
+            assert!(!shown.contains(secret), "`{secret}` shows in {shown}");
+        }
+        // Each part hides itself too, wherever it is printed on its own.
+        let parts = format!(
+            "{:?} {:?} {:?} {:?}",
+            patient.name, patient.birth_date, patient.emergency_contact, patient.insurance
+        );
+        assert!(
+            !parts.contains("Lovelace") && !parts.contains("1815"),
+            "{parts}"
+        );
+        assert!(
+            !parts.contains("Charles") && !parts.contains("A123456789"),
+            "{parts}"
+        );
     }
 
     #[test]

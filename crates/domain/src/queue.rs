@@ -273,8 +273,9 @@ pub struct IllegalQueueMove {
     pub allowed: Vec<QueueStatus>,
 }
 
-/// A patient waiting to be seen (walk-in or checked-in appointment).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A patient waiting to be seen (walk-in or checked-in appointment). Its `Debug` shows
+/// whether there is a note, not what it says.
+#[derive(Clone, PartialEq, Eq)]
 pub struct QueueEntry {
     /// Identity.
     pub id: QueueEntryId,
@@ -316,6 +317,33 @@ pub struct QueueEntry {
     pub version: i32,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for QueueEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueEntry")
+            .field("id", &self.id)
+            .field("clinic_id", &self.clinic_id)
+            .field("patient_id", &self.patient_id)
+            .field("practitioner_id", &self.practitioner_id)
+            .field("department", &self.department)
+            .field("appointment_id", &self.appointment_id)
+            .field("category", &self.category)
+            .field("rule", &self.rule)
+            .field("arrived_at", &self.arrived_at)
+            .field("deadline", &self.deadline)
+            .field("status", &self.status)
+            .field("note", &crate::redacted(&self.note))
+            .field("called_by", &self.called_by)
+            .field("called_at", &self.called_at)
+            .field("started_at", &self.started_at)
+            .field("finished_at", &self.finished_at)
+            .field("left_at", &self.left_at)
+            .field("recalled_at", &self.recalled_at)
+            .field("version", &self.version)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 impl QueueEntry {
@@ -446,6 +474,17 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000)
+    }
+
+    #[test]
+    fn debug_hides_the_note() {
+        let entry = QueueEntry {
+            note: Some("allergic to penicillin".into()),
+            ..walk_in(1, 0, TriageCategory::Urgent)
+        };
+        let shown = format!("{entry:?}");
+        assert!(!shown.contains("penicillin"), "{shown}");
+        assert!(shown.contains("Urgent"), "{shown}");
     }
 
     fn walk_in(n: u128, arrived_min: i64, category: TriageCategory) -> QueueEntry {

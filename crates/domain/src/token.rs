@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use crate::{ClinicId, RefreshTokenId, TokenFamilyId, UserId};
 
-/// One refresh token as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One refresh token as stored. Its `Debug` leaves out the hash, which is the lookup key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken {
     /// Identity.
     pub id: RefreshTokenId,
@@ -29,6 +29,21 @@ pub struct RefreshToken {
     pub rotated_at: Option<DateTime<Utc>>,
     /// When its family was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshToken")
+            .field("id", &self.id)
+            .field("family_id", &self.family_id)
+            .field("user_id", &self.user_id)
+            .field("clinic_id", &self.clinic_id)
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .field("rotated_at", &self.rotated_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What presenting a refresh token at `now` means.
@@ -72,6 +87,17 @@ mod tests {
             rotated_at: None,
             revoked_at: None,
         }
+    }
+
+    #[test]
+    fn debug_leaves_out_the_token_hash() {
+        let t = RefreshToken {
+            token_hash: "9f86d081884c7d659a2feaa0c55ad015".into(),
+            ..token()
+        };
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("9f86d081"), "{shown}");
+        assert!(shown.contains("expires_at"), "{shown}");
     }
 
     #[test]

@@ -75,8 +75,8 @@ impl fmt::Display for Role {
     }
 }
 
-/// A staff user of one clinic.
-#[derive(Debug, Clone, PartialEq)]
+/// A staff user of one clinic. Its `Debug` leaves out the e-mail and the password hash.
+#[derive(Clone, PartialEq)]
 pub struct User {
     /// Identity.
     pub id: UserId,
@@ -99,6 +99,20 @@ pub struct User {
     /// Optimistic-concurrency version: every stored change of the row raises it, a failed
     /// login included, so a write based on an older read is refused instead of undoing it.
     pub version: i32,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("clinic_id", &self.clinic_id)
+            .field("role", &self.role)
+            .field("practitioner_id", &self.practitioner_id)
+            .field("active", &self.active)
+            .field("failed_logins", &self.failed_logins)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
 }
 
 impl User {
@@ -149,6 +163,25 @@ impl LockoutPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_leaves_out_the_password_hash_and_the_email() {
+        let user = User {
+            email: Email::parse("grace@clinic.example").expect("valid"),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            ..user(2, None)
+        };
+        let shown = format!("{user:?} {user:#?}");
+        assert!(
+            !shown.contains("argon2id") && !shown.contains("aGFzaA"),
+            "{shown}"
+        );
+        assert!(!shown.contains("grace"), "{shown}");
+        assert!(
+            shown.contains("failed_logins: 2") && shown.contains("Receptionist"),
+            "{shown}"
+        );
+    }
 
     fn user(failed_logins: u32, locked_until: Option<DateTime<Utc>>) -> User {
         User {

@@ -143,6 +143,8 @@ pub struct HttpSettings {
     pub compress_min_bytes: usize,
     /// Seconds the first answer to a write with an `Idempotency-Key` is given again to retries.
     pub idempotency_ttl_secs: u64,
+    /// Reverse proxies (IP addresses or CIDR networks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -161,6 +163,7 @@ impl Default for HttpSettings {
             slow_request_ms: 1000,
             compress_min_bytes: 1024,
             idempotency_ttl_secs: 24 * 60 * 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -275,6 +278,10 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     /// The no-show sweeper.
     pub sweeper: SweeperSettings,
+    /// Where webhooks may point.
+    pub webhook: WebhookSettings,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsSettings,
 }
 
 impl Default for Settings {
@@ -292,6 +299,8 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             outbox: OutboxSettings::default(),
             sweeper: SweeperSettings::default(),
+            webhook: WebhookSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -620,7 +629,9 @@ impl Settings {
                 )
             })?);
         }
+        s.load_security_env(env)?;
         s.validate()?;
+        s.validate_security()?;
         Ok(s)
     }
 
@@ -839,6 +850,116 @@ impl Settings {
     }
 }
 
+// --- Security settings: webhook targets, `/metrics` access, trusted reverse proxies. ---
+
+/// Where webhooks may point (`[webhook]`, `CLINICFLOW_WEBHOOK_*`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Hosts, IP addresses or CIDR networks webhooks may reach although they are internal
+    /// (loopback, private, link-local …), comma-separated; none by default.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Who may read `/metrics` (`[metrics]`, `CLINICFLOW_METRICS_*`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// host:port of a listener serving `/metrics` alone; the main one then does not serve it.
+    pub bind: Option<String>,
+    /// A bearer token every scrape must send (`Authorization: Bearer …`).
+    pub token: Option<SecretString>,
+}
+
+/// Splits a comma-separated list, dropping blanks.
+fn list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Settings {
+    fn load_security_env(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(raw) = env("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS") {
+            self.webhook.allowed_hosts = list(&raw);
+        }
+        if let Some(raw) = env("CLINICFLOW_HTTP_TRUSTED_PROXIES") {
+            self.http.trusted_proxies = list(&raw);
+        }
+        if let Some(raw) = env("CLINICFLOW_METRICS_BIND") {
+            self.metrics.bind = Some(raw.trim().to_owned()).filter(|b| !b.is_empty());
+        }
+        if let Some(raw) = env("CLINICFLOW_METRICS_TOKEN") {
+            self.metrics.token = Some(SecretString::from(raw.trim().to_owned()));
+        }
+        Ok(())
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        clinicflow_domain::WebhookPolicy::new(false, &self.webhook.allowed_hosts)
+            .map_err(|e| invalid("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS", e.0))?;
+        self.trusted_proxies()?;
+        if let Some(bind) = &self.metrics.bind
+            && bind.parse::<std::net::SocketAddr>().is_err()
+            && !bind.contains(':')
+        {
+            return Err(invalid(
+                "CLINICFLOW_METRICS_BIND",
+                format!("`{bind}` is not host:port"),
+            ));
+        }
+        if let Some(token) = &self.metrics.token
+            && token.expose_secret().len() < MIN_SECRET_BYTES
+        {
+            return Err(invalid(
+                "CLINICFLOW_METRICS_TOKEN",
+                format!("must be at least {MIN_SECRET_BYTES} bytes"),
+            ));
+        }
+        // In production the metrics (request rates, pool and outbox state) are not for the
+        // public: they need a listener of their own or a token.
+        if self.profile == Profile::Production
+            && self.metrics.bind.is_none()
+            && self.metrics.token.is_none()
+        {
+            return Err(invalid(
+                "CLINICFLOW_METRICS_BIND",
+                "the production profile needs CLINICFLOW_METRICS_BIND (a listener for /metrics \
+                 alone) or CLINICFLOW_METRICS_TOKEN (a bearer token for scrapes), or both",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where webhooks may point: https only in production, public addresses unless allowed.
+    pub fn webhook_policy(&self) -> clinicflow_domain::WebhookPolicy {
+        clinicflow_domain::WebhookPolicy::new(
+            self.profile == Profile::Production,
+            &self.webhook.allowed_hosts,
+        )
+        .unwrap_or_default()
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> Result<Vec<clinicflow_domain::IpNetwork>, ConfigError> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                clinicflow_domain::IpNetwork::parse(p)
+                    .map_err(|e| invalid("CLINICFLOW_HTTP_TRUSTED_PROXIES", e.0))
+            })
+            .collect()
+    }
+}
+
+// --- End of the security settings. ---
+
 impl Settings {
     /// The login limits and token lifetimes for the services.
     pub fn auth_policy(&self) -> clinicflow_services::AuthPolicy {
@@ -996,6 +1117,70 @@ mod tests {
         )
         .expect_err("short secret");
         assert!(err.to_string().contains("at least 32 bytes"));
+    }
+
+    #[test]
+    fn production_needs_a_metrics_listener_or_token() {
+        const SECRET: &str = "a jwt secret that is long enough for hs256";
+        let err = Settings::load_from(
+            None,
+            &env_of(&[
+                ("CLINICFLOW_PROFILE", "production"),
+                ("CLINICFLOW_JWT_SECRET", SECRET),
+            ]),
+        )
+        .expect_err("no way to protect /metrics");
+        assert!(err.to_string().contains("CLINICFLOW_METRICS_BIND"), "{err}");
+        let s = Settings::load_from(
+            None,
+            &env_of(&[
+                ("CLINICFLOW_PROFILE", "production"),
+                ("CLINICFLOW_JWT_SECRET", SECRET),
+                ("CLINICFLOW_METRICS_BIND", "127.0.0.1:9464"),
+            ]),
+        )
+        .expect("a listener of its own");
+        assert_eq!(s.metrics.bind.as_deref(), Some("127.0.0.1:9464"));
+        let err = Settings::load_from(None, &env_of(&[("CLINICFLOW_METRICS_TOKEN", "short")]))
+            .expect_err("a short token");
+        assert!(
+            err.to_string().contains("CLINICFLOW_METRICS_TOKEN"),
+            "{err}"
+        );
+        // Development serves /metrics on the main listener without either.
+        let s = Settings::load_from(None, &env_of(&[])).expect("valid");
+        assert!(s.metrics.bind.is_none() && s.metrics.token.is_none());
+    }
+
+    #[test]
+    fn webhook_allow_lists_and_trusted_proxies_are_parsed_and_checked() {
+        let s = Settings::load_from(
+            None,
+            &env_of(&[
+                (
+                    "CLINICFLOW_WEBHOOK_ALLOWED_HOSTS",
+                    "127.0.0.1, 10.0.0.0/8,relay.internal",
+                ),
+                ("CLINICFLOW_HTTP_TRUSTED_PROXIES", "10.1.0.0/16, ::1"),
+            ]),
+        )
+        .expect("valid");
+        let policy = s.webhook_policy();
+        assert!(
+            !policy.require_https,
+            "plain http is allowed in development"
+        );
+        assert_eq!(policy.allowed_hosts, ["relay.internal"]);
+        assert_eq!(policy.allowed_networks.len(), 2);
+        assert_eq!(s.trusted_proxies().expect("valid").len(), 2);
+        for (key, bad) in [
+            ("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS", "10.0.0.0/99"),
+            ("CLINICFLOW_HTTP_TRUSTED_PROXIES", "proxy.internal"),
+        ] {
+            let err = Settings::load_from(None, &|k: &str| (k == key).then(|| bad.to_owned()))
+                .expect_err("invalid");
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -75,8 +75,47 @@ impl Notifier for LogNotifier {
     }
 }
 
+/// How often the dispatcher counts the outbox for the depth gauge: one COUNT per instance
+/// this often, however often `/metrics` is scraped.
+pub const DEPTH_REFRESH_INTERVAL: Duration = Duration::from_secs(15);
 /// How often the dispatcher logs the outbox depth.
 const DEPTH_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Says when something done at most once per interval is due again.
+#[derive(Debug, Clone, Copy)]
+pub struct Every {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl Every {
+    /// Due at once, then once per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: None,
+        }
+    }
+
+    /// Whether it is due at `now`; if so, the next time is an interval later.
+    pub fn due(&mut self, now: Instant) -> bool {
+        if self
+            .last
+            .is_some_and(|at| now.saturating_duration_since(at) < self.interval)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+/// The depth's two schedules: the gauge's refresh and the log line.
+#[derive(Debug)]
+struct DepthWatch {
+    refresh: Every,
+    report: Every,
+}
 
 /// How the dispatcher works.
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +147,10 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
     ) -> Self {
         let outbox = outbox.with_lease(settings.lease);
-        let last_depth_report: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let last_depth_report = Arc::new(Mutex::new(DepthWatch {
+            refresh: Every::new(DEPTH_REFRESH_INTERVAL),
+            report: Every::new(DEPTH_REPORT_INTERVAL),
+        }));
         Self(Worker::start(
             "outbox dispatcher",
             settings.poll_interval,
@@ -121,7 +163,7 @@ impl Dispatcher {
                     metrics.clone(),
                 );
                 async move {
-                    report_depth(&outbox, &last_depth_report).await;
+                    report_depth(&outbox, &last_depth_report, &metrics).await;
                     let found_work = round(&outbox, notifier.as_ref(), &settings, &metrics).await;
                     log.summarise();
                     found_work
@@ -136,19 +178,26 @@ impl Dispatcher {
     }
 }
 
-/// The outbox depth, once a minute: the gauge operators watch for a stuck channel.
-async fn report_depth(outbox: &OutboxService, last: &Mutex<Option<Instant>>) {
-    {
-        let mut last = last
+/// The outbox depth, the gauge operators watch for a stuck channel: counted every
+/// [`DEPTH_REFRESH_INTERVAL`] for `/metrics` (which never counts itself), logged once a minute.
+async fn report_depth(outbox: &OutboxService, watch: &Mutex<DepthWatch>, metrics: &Metrics) {
+    let log = {
+        let mut watch = watch
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_some_and(|at| at.elapsed() < DEPTH_REPORT_INTERVAL) {
+        let now = Instant::now();
+        if !watch.refresh.due(now) {
             return;
         }
-        *last = Some(Instant::now());
-    }
+        watch.report.due(now)
+    };
     match outbox.depth().await {
-        Ok(depth) => tracing::info!(outbox_depth = depth, "outbox depth"),
+        Ok(depth) => {
+            metrics.set_outbox_depth(depth);
+            if log {
+                tracing::info!(outbox_depth = depth, "outbox depth");
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "outbox depth unavailable"),
     }
 }
@@ -192,5 +241,23 @@ async fn round(
             tracing::warn!(error = %e, "outbox round failed; trying again shortly");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_depth_is_counted_at_most_once_per_interval() {
+        let start = Instant::now();
+        let mut every = Every::new(Duration::from_secs(15));
+        assert!(every.due(start), "due at once");
+        for secs in [0, 1, 14] {
+            assert!(!every.due(start + Duration::from_secs(secs)), "{secs} s");
+        }
+        assert!(every.due(start + Duration::from_secs(15)));
+        assert!(!every.due(start + Duration::from_secs(29)));
+        assert!(every.due(start + Duration::from_secs(31)));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
-use actix_web::{App, HttpServer};
+use actix_web::{App, HttpServer, web};
 use clinicflow_api::{AppState, TokenConfig, Tokens};
 use clinicflow_cache::{
     LocalCache, LocalEventBus, LocalRateLimiter, RedisEventBus, RedisRateLimiter,
@@ -156,14 +156,19 @@ pub async fn connect_with_clock(
         limiter: limiter.clone(),
         cache,
         clock: clock.clone(),
-        hasher: Arc::new(password::Argon2Hasher),
+        hasher: Arc::new(password::Argon2Hasher::default()),
     };
     let channels = webhook::Channels {
-        webhook: webhook::WebhookNotifier::new(clock, settings.webhook_timeouts())
-            .map_err(|e| StartError::Http(e.to_string()))?,
+        webhook: webhook::WebhookNotifier::new(
+            clock,
+            settings.webhook_timeouts(),
+            settings.webhook_policy(),
+        )
+        .map_err(|e| StartError::Http(e.to_string()))?,
         log: dispatcher::LogNotifier::default(),
     };
-    let mut services = Services::new(ports, settings.auth_policy());
+    let mut services =
+        Services::new(ports, settings.auth_policy()).with_webhook_policy(settings.webhook_policy());
     if let Some(refresh) = settings.dashboard_refresh() {
         // Refreshed every interval, so an answer up to two old only covers a late refresh.
         services.dashboard = services.dashboard.with_max_age(refresh * 2);
@@ -218,6 +223,32 @@ fn token_config(settings: &Settings) -> TokenConfig {
     }
 }
 
+/// The listener that serves `/metrics` alone (`CLINICFLOW_METRICS_BIND`), and its port.
+fn metrics_server(
+    bind: &str,
+    state: AppState,
+) -> Result<(actix_web::dev::Server, u16), StartError> {
+    let failed = |source| StartError::Bind {
+        addr: bind.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(bind).map_err(failed)?;
+    let port = listener.local_addr().map_err(failed)?.port();
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        App::new()
+            .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .configure(move |cfg| clinicflow_api::metrics::listener_routes(cfg, state))
+    })
+    .workers(1)
+    // The API's server takes the signals and stops this one after itself.
+    .disable_signals()
+    .listen(listener)
+    .map_err(failed)?
+    .run();
+    Ok((server, port))
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     server: actix_web::dev::Server,
@@ -225,6 +256,7 @@ pub struct Application {
     sweeper: Option<sweeper::Sweeper>,
     warmer: Option<warmer::Warmer>,
     port: u16,
+    metrics_server: Option<(actix_web::dev::Server, u16)>,
     services: Services,
 }
 
@@ -283,6 +315,10 @@ impl Application {
                 source,
             })?
             .port();
+        metrics.set_scrape_access(clinicflow_api::metrics::ScrapeAccess::new(
+            settings.metrics.token.as_ref().map(|t| t.expose_secret()),
+            settings.metrics.bind.is_some(),
+        ));
         let state = AppState {
             services: services.clone(),
             tokens: Tokens::new(&token_config(settings)),
@@ -293,10 +329,18 @@ impl Application {
             streams: clinicflow_api::queue::StreamSlots::default(),
             metrics: metrics.clone(),
         };
+        let metrics_server = match &settings.metrics.bind {
+            Some(bind) => Some(metrics_server(bind, state.clone())?),
+            None => None,
+        };
+        let trusted_proxies = web::Data::new(clinicflow_api::proxy::TrustedProxies(
+            settings.trusted_proxies()?,
+        ));
         let origins = settings.http.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             let state = state.clone();
             App::new()
+                .app_data(trusted_proxies.clone())
                 .wrap(ErrorHandlers::new().handler(
                     StatusCode::METHOD_NOT_ALLOWED,
                     clinicflow_api::error::method_not_allowed,
@@ -356,8 +400,14 @@ impl Application {
             sweeper,
             warmer,
             port,
+            metrics_server,
             services,
         })
+    }
+
+    /// The port of the metrics listener, when `/metrics` has one of its own.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
     }
 
     /// The port actually bound.
@@ -372,7 +422,15 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            (tokio::spawn(server), handle)
+        });
         let served = self.server.await;
+        if let Some((task, handle)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         // In-flight requests are done; let the workers finish their rounds before leaving.
         self.dispatcher.stop().await;
         if let Some(sweeper) = self.sweeper {

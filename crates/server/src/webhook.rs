@@ -5,12 +5,21 @@
 //! keyed with the clinic's secret, over `"{timestamp}.{body}"`; receivers recompute it, compare
 //! in constant time and refuse timestamps far from their own clock, which stops replays. See
 //! docs/api.md ("Webhooks") for the receiver's side.
+//!
+//! Where a webhook may point is the operator's [`WebhookPolicy`], checked again at every
+//! delivery: the URL's scheme and written address before the request, and every address a
+//! name resolves to inside the client's resolver ([`CheckedResolver`]), so the connection goes
+//! only to addresses that were just checked; no later lookup can swap in another one.
 
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clinicflow_domain::{AttemptOutcome, Endpoint, OutboxMessage, WebhookEndpoint, WebhookSecret};
+use clinicflow_domain::webhook::Host;
+use clinicflow_domain::{
+    AttemptOutcome, Endpoint, OutboxMessage, WebhookEndpoint, WebhookPolicy, WebhookSecret,
+};
 use clinicflow_ports::{Clock, Notifier};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -42,12 +51,46 @@ pub struct WebhookTimeouts {
     pub request: Duration,
 }
 
+/// A webhook target the policy refuses, found while resolving its name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetRefused(String);
+
+/// The client's resolver: resolves a name, checks every address against the policy, and
+/// hands the client only checked addresses (all or none).
+#[derive(Debug)]
+pub struct CheckedResolver {
+    policy: Arc<WebhookPolicy>,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let lookup = host.clone();
+            // The system resolver (getaddrinfo), as reqwest's default does, off the runtime.
+            let found: Vec<SocketAddr> =
+                tokio::task::spawn_blocking(move || (lookup.as_str(), 0).to_socket_addrs())
+                    .await??
+                    .collect();
+            let addresses: Vec<IpAddr> = found.iter().map(SocketAddr::ip).collect();
+            policy
+                .check_resolved(&host, &addresses)
+                .map_err(|e| TargetRefused(e.0))?;
+            let checked: reqwest::dns::Addrs = Box::new(found.into_iter());
+            Ok(checked)
+        })
+    }
+}
+
 /// Delivers messages to clinics' webhooks.
 #[derive(Clone)]
 pub struct WebhookNotifier {
     client: reqwest::Client,
     clock: Arc<dyn Clock>,
     request_timeout: Duration,
+    policy: Arc<WebhookPolicy>,
 }
 
 impl std::fmt::Debug for WebhookNotifier {
@@ -59,19 +102,31 @@ impl std::fmt::Debug for WebhookNotifier {
 }
 
 impl WebhookNotifier {
-    /// A notifier signing with `clock`'s time and giving up after `timeouts`.
-    pub fn new(clock: Arc<dyn Clock>, timeouts: WebhookTimeouts) -> Result<Self, reqwest::Error> {
+    /// A notifier signing with `clock`'s time, giving up after `timeouts`, and calling only
+    /// receivers `policy` allows.
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        timeouts: WebhookTimeouts,
+        policy: WebhookPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             // A redirect would send a signed body somewhere the clinic did not configure.
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name itself, past the checked resolver.
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver {
+                policy: policy.clone(),
+            }))
             .user_agent(concat!("clinicflow/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
             client,
             clock,
             request_timeout: timeouts.request,
+            policy,
         })
     }
 
@@ -81,6 +136,16 @@ impl WebhookNotifier {
         webhook: &WebhookEndpoint,
         messages: &[OutboxMessage],
     ) -> AttemptOutcome {
+        // The URL was checked when it was set, but the policy may have changed since; an
+        // address written in the URL never reaches the resolver, so it is checked here.
+        if let Err(e) = self.policy.check_url(&webhook.url) {
+            return AttemptOutcome::Refused(format!("webhook target refused: {e}"));
+        }
+        if let Host::Ip(ip) = webhook.url.host()
+            && let Err(e) = self.policy.check_address(ip)
+        {
+            return AttemptOutcome::Refused(format!("webhook target refused: {e}"));
+        }
         let mut body =
             Vec::with_capacity(messages.iter().map(|m| m.payload.len() + 1).sum::<usize>() + 2);
         body.push(b'[');
@@ -104,6 +169,12 @@ impl WebhookNotifier {
             .await;
         match answer {
             Ok(response) => outcome_of(response.status()),
+            Err(e) if refused_target(&e).is_some() => AttemptOutcome::Refused(format!(
+                "webhook target refused: {}",
+                refused_target(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )),
             // The error's text names the URL, which may carry a receiver's token: keep it out.
             Err(e) if e.is_timeout() => AttemptOutcome::Retry(format!(
                 "no answer within {} s",
@@ -115,6 +186,18 @@ impl WebhookNotifier {
             Err(e) => AttemptOutcome::Retry(format!("request failed: {}", e.without_url())),
         }
     }
+}
+
+/// The policy's refusal inside a failed request, if that is why it failed.
+fn refused_target(e: &reqwest::Error) -> Option<&TargetRefused> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<TargetRefused>() {
+            return Some(refused);
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// What a receiver's status means: 2xx delivered; 408, 429 and 5xx worth another try; any

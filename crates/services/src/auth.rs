@@ -51,7 +51,7 @@ impl Default for AuthPolicy {
 }
 
 /// A logged-in user and a fresh refresh token (shown to the client once, stored only hashed).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Session {
     /// Who.
     pub user: User,
@@ -59,6 +59,15 @@ pub struct Session {
     pub refresh_token: String,
     /// When it stops working.
     pub refresh_expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks credentials and manages sessions.

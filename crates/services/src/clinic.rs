@@ -5,7 +5,7 @@ use std::time::Duration;
 use clinicflow_domain::{
     Actor, AuditAction, Clinic, ClinicId, ClinicName, Email, InvalidValue, Permission,
     QueueSettings, ReminderOffsets, ResourceType, Role, TimeZone, User, UserId, WebhookEndpoint,
-    WebhookSecret, WebhookUrl,
+    WebhookPolicy, WebhookSecret, WebhookUrl,
 };
 use clinicflow_ports::{Tx, TxMode};
 use uuid::Uuid;
@@ -20,7 +20,7 @@ pub const MIN_PASSWORD_LEN: usize = 10;
 const CLINIC_TTL: Duration = Duration::from_secs(60);
 
 /// A new clinic and its first administrator.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewClinic {
     /// Display name.
     pub name: String,
@@ -31,6 +31,8 @@ pub struct NewClinic {
     /// The admin's password (never logged).
     pub admin_password: String,
 }
+
+opaque_debug!(NewClinic);
 
 /// A change to a clinic's settings: absent fields stay as they are. The time zone is not
 /// here on purpose: schedules are kept in local time, and moving them to another zone is a
@@ -75,6 +77,7 @@ fn clinic_tag(id: ClinicId) -> String {
 #[derive(Debug, Clone)]
 pub struct ClinicService {
     ports: Ports,
+    webhooks: std::sync::Arc<WebhookPolicy>,
 }
 
 /// Checks a password against the minimum policy.
@@ -95,7 +98,19 @@ pub fn check_password(password: &str) -> Result<(), clinicflow_domain::InvalidVa
 impl ClinicService {
     /// Builds the service.
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            webhooks: std::sync::Arc::new(WebhookPolicy::default()),
+        }
+    }
+
+    /// The same service, holding webhook URLs to `policy` (the default: https and public
+    /// addresses only).
+    pub fn with_webhook_policy(self, policy: WebhookPolicy) -> Self {
+        Self {
+            webhooks: std::sync::Arc::new(policy),
+            ..self
+        }
     }
 
     /// Creates a clinic and its admin in one unit of work.
@@ -232,6 +247,9 @@ impl ClinicService {
         let access = Access::kind(AuditAction::Update, ResourceType::Clinic);
         audit::require(&self.ports, actor, Permission::ManageClinic, access).await?;
         let url = WebhookUrl::parse(url).map_err(|e| FieldErrors::single("url", e.0))?;
+        self.webhooks
+            .check_url(&url)
+            .map_err(|e| ServiceError::WebhookTargetRefused(e.0))?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let current = self.ports.clinics.webhook(&mut tx, actor.clinic_id).await?;
         let (secret, new_secret) = match current {
@@ -372,6 +390,40 @@ fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_inputs_shows_no_password_or_personal_data() {
+        let clinic = NewClinic {
+            name: "Praxis".into(),
+            time_zone: "UTC".into(),
+            admin_email: "boss@praxis.example".into(),
+            admin_password: "hunter2hunter2".into(),
+        };
+        let user = crate::NewUser {
+            email: "nurse@praxis.example".into(),
+            password: "swordfish-42".into(),
+            ..crate::NewUser::default()
+        };
+        let patient = crate::NewPatient {
+            given_name: "Augusta".into(),
+            family_name: "Lovelace".into(),
+            email: Some("ada@example.org".into()),
+            ..crate::NewPatient::default()
+        };
+        let shown = format!("{clinic:?} {user:?} {patient:?}");
+        for secret in [
+            "hunter2",
+            "boss@",
+            "swordfish",
+            "nurse@",
+            "Augusta",
+            "Lovelace",
+            "ada@",
+        ] {
+            assert!(!shown.contains(secret), "`{secret}` shows in {shown}");
+        }
+        assert!(shown.contains("NewPatient"), "{shown}");
+    }
 
     #[test]
     fn cached_clinics_decode_to_what_was_encoded() {

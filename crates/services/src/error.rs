@@ -110,6 +110,10 @@ pub enum ServiceError {
         /// The stored version, if known.
         current: Option<i32>,
     },
+    /// A webhook URL points where the operator's policy forbids (plain http in production,
+    /// or a loopback, private, link-local … address); the reason names which.
+    #[error("webhook target refused: {0}")]
+    WebhookTargetRefused(String),
     /// The `Idempotency-Key` was used before for a different request.
     #[error("the idempotency key was used for a different request")]
     IdempotencyKeyReused,

@@ -16,12 +16,17 @@ use crate::{Ports, ServiceError};
 /// How a write made through [`Once`] renders the answer it stores.
 pub type Render<'a, T> = &'a (dyn Fn(&T) -> StoredAnswer + Send + Sync);
 
+/// Reads the id of the record a stored answer shows, so that a replay can be audited as the
+/// disclosure it is and refused once the record is gone.
+pub type Subject<'a> = &'a (dyn Fn(&StoredAnswer) -> Option<uuid::Uuid> + Send + Sync);
+
 /// A write to make at most once per idempotency key of the actor.
 pub struct Once<'a, T> {
     key: IdempotencyKey,
     fingerprint: String,
     ttl: Duration,
     render: Render<'a, T>,
+    subject: Option<Subject<'a>>,
 }
 
 impl<T> std::fmt::Debug for Once<'_, T> {
@@ -47,7 +52,22 @@ impl<'a, T> Once<'a, T> {
             fingerprint,
             ttl,
             render,
+            subject: None,
         }
+    }
+
+    /// The same write, whose stored answer names its record through `subject`; use cases
+    /// whose answers hold patient data need it to audit a replay.
+    pub fn with_subject(self, subject: Subject<'a>) -> Self {
+        Self {
+            subject: Some(subject),
+            ..self
+        }
+    }
+
+    /// The id of the record `answer` shows, when the caller said how to read it.
+    pub(crate) fn subject_of(&self, answer: &StoredAnswer) -> Option<uuid::Uuid> {
+        self.subject.and_then(|read| read(answer))
     }
 }
 
@@ -68,6 +88,14 @@ pub(crate) enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
+    /// The stored answer, when this is one.
+    pub(crate) fn stored(&self) -> Option<&StoredAnswer> {
+        match self {
+            Outcome::Answered(a) => Some(&a.answer),
+            Outcome::Value(_) => None,
+        }
+    }
+
     /// The value of a plain call.
     pub(crate) fn value(self) -> Result<T, ServiceError> {
         match self {

@@ -13,6 +13,18 @@ use clinicflow_ports::{
     RateLimiter, RefreshTokenRepo, ScheduleRepo, StatsRepo, UserRepo,
 };
 
+/// Implements `Debug` as the type's name alone (`NewPatient { .. }`), for inputs that carry
+/// personal data or passwords, so that a stray `{:?}` in a log line cannot leak them.
+macro_rules! opaque_debug {
+    ($($t:ty),* $(,)?) => {
+        $(impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t)).finish_non_exhaustive()
+            }
+        })*
+    };
+}
+
 pub mod audit;
 pub mod auth;
 pub mod booking;
@@ -154,5 +166,11 @@ impl Services {
             schedules: ScheduleService::new(ports.clone()),
             booking: BookingService::new(ports),
         }
+    }
+
+    /// The same services, holding webhook URLs to the operator's `policy`.
+    pub fn with_webhook_policy(mut self, policy: clinicflow_domain::WebhookPolicy) -> Self {
+        self.clinics = self.clinics.with_webhook_policy(policy);
+        self
     }
 }

@@ -13,7 +13,7 @@ use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::{FieldErrors, Ports, ServiceError, input};
 
 /// An emergency contact as sent by a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ContactInput {
     /// Name.
     pub name: String,
@@ -22,7 +22,7 @@ pub struct ContactInput {
 }
 
 /// Insurance as sent by a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InsuranceInput {
     /// Payer.
     pub payer: String,
@@ -31,7 +31,7 @@ pub struct InsuranceInput {
 }
 
 /// A patient to register, as sent by a client.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NewPatient {
     /// Given name.
     pub given_name: String,
@@ -52,7 +52,7 @@ pub struct NewPatient {
 }
 
 /// A partial change: `None` keeps a field, `Some(None)` clears an optional one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PatientChanges {
     /// Given name.
     pub given_name: Option<String>,
@@ -71,6 +71,8 @@ pub struct PatientChanges {
     /// Insurance.
     pub insurance: Option<Option<InsuranceInput>>,
 }
+
+opaque_debug!(ContactInput, InsuranceInput, NewPatient, PatientChanges);
 
 /// Registers, reads, changes and searches patients.
 #[derive(Debug, Clone)]
@@ -194,6 +196,32 @@ impl PatientService {
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            // The stored answer is the patient's record, shown again: a disclosure like a read,
+            // audited as one, and refused once the patient is gone.
+            let id = once
+                .zip(earlier.stored())
+                .and_then(|(once, answer)| once.subject_of(answer))
+                .map(PatientId::from_uuid)
+                .ok_or_else(|| {
+                    ServiceError::Unexpected("a replayed patient answer names no patient".into())
+                })?;
+            if self
+                .ports
+                .patients
+                .get(&mut tx, actor.clinic_id, id)
+                .await?
+                .is_none()
+            {
+                return Err(ServiceError::NotFound("patient"));
+            }
+            audit::record(
+                &self.ports,
+                &mut tx,
+                actor,
+                Access::patient(AuditAction::Read, id),
+            )
+            .await?;
+            tx.commit().await?;
             return Ok(earlier);
         }
         self.ports.patients.insert(&mut tx, &patient).await?;

@@ -11,7 +11,7 @@ use crate::clinic::check_password;
 use crate::{FieldErrors, Ports, ServiceError, input};
 
 /// A user to create, as sent by a client.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NewUser {
     /// Login e-mail.
     pub email: String,
@@ -22,6 +22,8 @@ pub struct NewUser {
     /// The practitioner record this user is (for the practitioner role).
     pub practitioner_id: Option<String>,
 }
+
+opaque_debug!(NewUser);
 
 /// A partial change: `None` keeps a field, `Some(None)` clears the practitioner link.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

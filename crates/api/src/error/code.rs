@@ -100,6 +100,8 @@ catalogue! {
         "the appointment would start in the past";
     IdempotencyKeyReused => "idempotency_key_reused", UNPROCESSABLE_ENTITY, "Idempotency key reused",
         "the `Idempotency-Key` came before with a different request";
+    WebhookTargetRefused => "webhook_target_refused", UNPROCESSABLE_ENTITY, "Webhook target refused",
+        "a webhook URL with plain `http` in production, or pointing at a loopback, private, link-local or other internal address the operator did not allow; `detail` says which";
     RateLimited => "rate_limited", TOO_MANY_REQUESTS, "Too many requests",
         "a login or API limit; `Retry-After` in seconds";
     InternalError => "internal_error", INTERNAL_SERVER_ERROR, "Internal error",

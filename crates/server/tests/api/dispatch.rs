@@ -39,10 +39,13 @@ impl<N: Notifier> Notifier for Counting<N> {
 }
 
 pub(crate) fn settings(db: &TestDatabase) -> Settings {
-    Settings {
+    let mut settings = Settings {
         database_url: SecretString::from(db.url.clone()),
         ..Settings::default()
-    }
+    };
+    // The test receivers listen on loopback.
+    crate::helpers::allow_loopback_webhooks(&mut settings);
+    settings
 }
 
 /// Waits until `done` holds, checking every 50 ms, or fails after `limit`.
@@ -180,6 +183,7 @@ pub(crate) fn server_on(db: &TestDatabase, bind: &str, env: &[(&str, &str)]) -> 
         .env_remove("REDIS_URL")
         .env("DATABASE_URL", &db.url)
         .env("CLINICFLOW_BIND", bind)
+        .env("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
         .envs(env.iter().copied())
         .env("CLINICFLOW_PROFILE", "development")
         .env("CLINICFLOW_OUTBOX_POLL_INTERVAL_MS", "100")

@@ -30,9 +30,16 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Lets webhooks reach the test receivers on loopback, which the server refuses by default.
+pub fn allow_loopback_webhooks(settings: &mut Settings) {
+    settings.webhook.allowed_hosts = vec!["127.0.0.1".into()];
+}
+
 /// A running server with a clinic, its admin's token, and a client.
 pub struct TestApp {
     pub base: String,
+    /// The metrics listener, when the settings give `/metrics` one of its own.
+    pub metrics_base: Option<String>,
     pub client: Client,
     pub token: String,
     settings: Settings,
@@ -70,6 +77,9 @@ impl TestApp {
             .await
             .expect("the app starts");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let metrics_base = app
+            .metrics_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         app.services()
             .clinics
             .create(NewClinic {
@@ -97,6 +107,7 @@ impl TestApp {
             .expect("a client");
         let mut test = TestApp {
             base,
+            metrics_base,
             client,
             token: String::new(),
             settings,

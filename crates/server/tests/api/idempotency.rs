@@ -15,6 +15,7 @@ crate::on_both_backends!(
     walk_ins_status_moves_and_reschedules_are_made_once_per_key,
     keys_belong_to_their_user_and_malformed_keys_are_refused,
     a_write_that_failed_is_not_remembered,
+    a_replayed_patient_is_audited_and_refused_once_the_patient_is_deleted,
 );
 
 /// POSTs `body` (JSON text, sent as is) with the admin's token and `key`.
@@ -287,4 +288,58 @@ async fn a_write_that_failed_is_not_remembered(backend: TestBackend) {
     let retried = keyed(&app, &app.token, "/api/v1/appointments", "bob-9am", &bobs).await;
     assert_eq!(retried.status(), StatusCode::CREATED);
     assert!(retried.headers().get("idempotent-replayed").is_none());
+}
+
+/// The audit events about `patient` (newest first): their actions.
+async fn audited_actions(app: &TestApp, patient: &str) -> Vec<String> {
+    let page: Value = app
+        .get(&format!("/api/v1/audit-events?patient_id={patient}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    page["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|e| e["action"].as_str().expect("an action").to_owned())
+        .collect()
+}
+
+async fn a_replayed_patient_is_audited_and_refused_once_the_patient_is_deleted(
+    backend: TestBackend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let body = r#"{"given_name":"Ada","family_name":"Lovelace","birth_date":"1985-12-10"}"#;
+    let first = parts(keyed(&app, &app.token, "/api/v1/patients", "ada-1", body).await).await;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.4);
+    let id = serde_json::from_str::<Value>(&first.4).expect("json")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    assert_eq!(audited_actions(&app, &id).await, ["create"]);
+
+    // The replay shows the record again: that disclosure is in the log like a read.
+    let replay = parts(keyed(&app, &app.token, "/api/v1/patients", "ada-1", body).await).await;
+    assert_eq!(
+        (replay.0, replay.3),
+        (StatusCode::CREATED, true),
+        "{}",
+        replay.4
+    );
+    assert_eq!(replay.4, first.4);
+    assert_eq!(audited_actions(&app, &id).await, ["read", "create"]);
+
+    // Once the patient is deleted, the stored record is not given out again.
+    let res = app.delete(&format!("/api/v1/patients/{id}")).await;
+    assert!(res.status().is_success(), "{}", res.status());
+    let gone = parts(keyed(&app, &app.token, "/api/v1/patients", "ada-1", body).await).await;
+    assert_eq!(gone.0, StatusCode::NOT_FOUND, "{}", gone.4);
+    let problem: Value = serde_json::from_str(&gone.4).expect("a problem");
+    assert_eq!(problem["code"], "not_found");
+    assert!(!gone.4.contains("Lovelace"), "{}", gone.4);
+    // Nothing was registered again under the key either.
+    assert_eq!(count(&app, "/api/v1/patients").await, 0);
 }

@@ -9,6 +9,8 @@ use serde_json::Value;
 use crate::helpers::{TestApp, test_redis_url};
 
 crate::on_both_backends!(
+    metrics_with_a_listener_of_their_own_are_not_served_on_the_api_listener,
+    a_configured_metrics_token_is_required_and_guesses_are_throttled,
     metrics_count_requests_by_route_template_and_show_the_pool,
     lists_get_etags_and_304s_reads_get_cache_control_and_big_bodies_are_compressed,
 );
@@ -29,6 +31,98 @@ fn server_timing(res: &reqwest::Response) -> std::collections::HashMap<String, f
             (name, dur)
         })
         .collect()
+}
+
+async fn metrics_with_a_listener_of_their_own_are_not_served_on_the_api_listener(
+    backend: TestBackend,
+) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.metrics.bind = Some("127.0.0.1:0".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "not on the API's listener"
+    );
+    let metrics = app.metrics_base.clone().expect("a metrics listener");
+    let res = app
+        .client
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.expect("text");
+    assert!(text.contains("clinicflow_outbox_depth"), "{text}");
+    // The metrics listener serves nothing else.
+    let res = app
+        .client
+        .get(format!("{metrics}/api/v1/me"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+async fn a_configured_metrics_token_is_required_and_guesses_are_throttled(backend: TestBackend) {
+    const TOKEN: &str = "metrics token 0123456789abcdef0123456789";
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.metrics.token = Some(SecretString::from(TOKEN));
+        s.http.per_ip_per_hour = 4;
+    })
+    .await
+    else {
+        return;
+    };
+    let scrape = |token: Option<&str>| {
+        let req = app.client.get(app.url("/metrics"));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+        .send()
+    };
+    let res = scrape(None).await.expect("request");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    let problem: Value = res.json().await.expect("a problem");
+    assert_eq!(problem["code"], "unauthenticated");
+    // An access token of the API is not the metrics token.
+    let res = scrape(Some(&app.token)).await.expect("request");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = scrape(Some(TOKEN)).await.expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .expect("text")
+            .contains("clinicflow_http_requests_in_flight")
+    );
+    // Wrong tokens spend the address's anonymous budget (the login above spent from it too);
+    // the right one does not.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(scrape(Some("guess")).await.expect("request").status());
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED, "{statuses:?}");
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    for _ in 0..5 {
+        assert_eq!(
+            scrape(Some(TOKEN)).await.expect("request").status(),
+            StatusCode::OK
+        );
+    }
 }
 
 async fn metrics_count_requests_by_route_template_and_show_the_pool(backend: TestBackend) {

@@ -20,6 +20,7 @@ crate::on_both_backends!(
     a_flood_of_bad_tokens_is_throttled_per_ip,
     failed_refreshes_are_limited_per_ip_until_one_succeeds,
     each_user_is_throttled_on_their_own_budget,
+    a_trusted_proxys_forwarded_client_gets_its_own_budget_and_others_cannot_choose_one,
     roles_limit_what_each_user_may_do,
     every_route_answers_403_exactly_to_the_roles_without_its_permission,
     practitioners_see_only_their_own_patients_and_appointments,
@@ -611,7 +612,12 @@ async fn called_walk_in(app: &TestApp, patient: &str, practitioner: &str) -> Str
 /// check of a route fails this test; so does a route of the OpenAPI document without a probe.
 async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(backend: TestBackend) {
     // No sweeper: the no-show probe needs its past appointment still booked.
-    let Some(app) = TestApp::spawn_with(backend, |s| s.sweeper.interval_secs = 0).await else {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.sweeper.interval_secs = 0;
+        crate::helpers::allow_loopback_webhooks(s);
+    })
+    .await
+    else {
         return;
     };
     let doc = app.practitioner().await;
@@ -1395,4 +1401,63 @@ async fn oversized_deep_and_unknown_input_is_refused(backend: TestBackend) {
         .await
         .expect("json");
     assert_eq!(patients["count"], 0, "nothing was written");
+}
+
+async fn a_trusted_proxys_forwarded_client_gets_its_own_budget_and_others_cannot_choose_one(
+    backend: TestBackend,
+) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.auth.login_per_ip_per_minute = 2;
+        s.http.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
+    // A failed login with a fresh e-mail each time, so only the per-address limit counts.
+    let login = |client: &reqwest::Client, header: (&'static str, &'static str)| {
+        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        client
+            .post(app.url("/api/v1/auth/login"))
+            .header(header.0, header.1)
+            .json(&json!({"email": format!("nobody{n}@clinic.example"), "password": "wrong password"}))
+            .send()
+    };
+    let proxy = &app.client;
+    let xff = |v: &'static str| ("x-forwarded-for", v);
+    for _ in 0..2 {
+        let res = login(proxy, xff("203.0.113.7")).await.expect("request");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(login(proxy, xff("203.0.113.7")).await.expect("request"), 60).await;
+    // Another client behind the same proxy has a budget of its own.
+    let res = login(proxy, xff("203.0.113.8")).await.expect("request");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // What the client wrote left of the proxy's hop changes nothing.
+    let res = login(proxy, xff("198.51.100.1, 203.0.113.7"))
+        .await
+        .expect("request");
+    assert_throttled(res, 60).await;
+    // RFC 7239 `Forwarded` when there is no X-Forwarded-For.
+    let res = login(proxy, ("forwarded", "for=\"203.0.113.7:4711\";proto=https"))
+        .await
+        .expect("request");
+    assert_throttled(res, 60).await;
+    let res = login(proxy, ("forwarded", "for=203.0.113.10"))
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // A peer that is not a trusted proxy is counted by its own address, whatever it forwards.
+    let direct = second_address();
+    for forwarded in ["203.0.113.20", "203.0.113.21"] {
+        let res = login(&direct, xff(forwarded)).await.expect("request");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(
+        login(&direct, xff("203.0.113.22")).await.expect("request"),
+        60,
+    )
+    .await;
 }

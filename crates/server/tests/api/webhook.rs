@@ -23,6 +23,8 @@ crate::on_both_backends!(
     a_receiver_failing_three_times_then_succeeding_sees_one_id_and_no_attempt_after_success,
     a_refusal_is_dead_at_once_and_repeated_failures_die_after_the_last_attempt,
     a_receiver_that_does_not_answer_in_time_is_tried_again,
+    a_webhook_aimed_inside_is_refused_when_set_and_nothing_is_stored,
+    production_refuses_plain_http_webhooks_except_to_allowed_hosts,
 );
 
 fn start() -> DateTime<Utc> {
@@ -49,6 +51,7 @@ impl Fixture {
             database_url: SecretString::from(db.url.clone()),
             ..Settings::default()
         };
+        crate::helpers::allow_loopback_webhooks(&mut settings);
         configure(&mut settings);
         let clock = Arc::new(ManualClock::new(start()));
         let wiring = clinicflow::connect_with_clock(&settings, clock.clone())
@@ -354,4 +357,163 @@ async fn a_receiver_that_does_not_answer_in_time_is_tried_again(backend: TestBac
     let m = f.message(id).await;
     assert_eq!(m.status, DeliveryStatus::Pending);
     assert_eq!(m.last_error.as_deref(), Some("no answer within 1 s"));
+}
+
+// Where webhooks may point: refused when set, and refused again after resolution at delivery.
+
+async fn a_webhook_aimed_inside_is_refused_when_set_and_nothing_is_stored(backend: TestBackend) {
+    let Some(app) = crate::helpers::TestApp::spawn(backend).await else {
+        return;
+    };
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://2130706433/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.1/hook",
+        "http://100.64.0.1/hook",
+        "http://0.0.0.0/hook",
+        "http://[fd00::1]/hook",
+        "http://localhost:8080/hook",
+    ] {
+        let res = app
+            .put("/api/v1/clinic/webhook", serde_json::json!({ "url": url }))
+            .await;
+        assert_eq!(
+            res.status(),
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}"
+        );
+        let problem: serde_json::Value = res.json().await.expect("a problem");
+        assert_eq!(
+            problem["code"], "webhook_target_refused",
+            "{url}: {problem}"
+        );
+        assert_eq!(
+            app.get("/api/v1/clinic/webhook").await.status(),
+            reqwest::StatusCode::NOT_FOUND,
+            "{url} was not stored"
+        );
+    }
+    // A public name passes when set (its addresses are checked at delivery); plain http is
+    // fine in development.
+    let res = app
+        .put(
+            "/api/v1/clinic/webhook",
+            serde_json::json!({"url": "http://hooks.example/clinicflow"}),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+}
+
+async fn production_refuses_plain_http_webhooks_except_to_allowed_hosts(backend: TestBackend) {
+    let Some(app) = crate::helpers::TestApp::spawn_with(backend, |s| {
+        s.profile = clinicflow::config::Profile::Production;
+        s.metrics.token = Some(SecretString::from("a metrics token of at least 32 bytes"));
+        s.webhook.allowed_hosts = vec!["relay.internal".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    let put =
+        |url: &'static str| app.put("/api/v1/clinic/webhook", serde_json::json!({ "url": url }));
+    let res = put("http://hooks.example/clinicflow").await;
+    assert_eq!(res.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: serde_json::Value = res.json().await.expect("a problem");
+    assert_eq!(problem["code"], "webhook_target_refused", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("https")),
+        "{problem}"
+    );
+    assert_eq!(put("https://hooks.example/clinicflow").await.status(), 200);
+    // The operator's relay on the internal network may speak plain http.
+    assert_eq!(put("http://relay.internal:8080/hook").await.status(), 200);
+}
+
+/// A notifier under `policy` (development: plain http allowed) with short timeouts.
+fn notifier(allow: &[&str]) -> clinicflow::webhook::WebhookNotifier {
+    let allow: Vec<String> = allow.iter().map(|a| (*a).to_owned()).collect();
+    clinicflow::webhook::WebhookNotifier::new(
+        Arc::new(ManualClock::new(start())),
+        clinicflow::webhook::WebhookTimeouts {
+            connect: StdDuration::from_secs(2),
+            request: StdDuration::from_secs(5),
+        },
+        clinicflow_domain::WebhookPolicy::new(false, &allow).expect("a valid allow-list"),
+    )
+    .expect("a client")
+}
+
+fn endpoint(url: &str) -> clinicflow_domain::WebhookEndpoint {
+    clinicflow_domain::WebhookEndpoint {
+        url: clinicflow_domain::WebhookUrl::parse(url).expect("a URL"),
+        secret: clinicflow_domain::WebhookSecret::from_random([7; 32]),
+    }
+}
+
+fn message() -> OutboxMessage {
+    let now = start();
+    OutboxMessage {
+        id: OutboxMessageId::from_uuid(Uuid::now_v7()),
+        clinic_id: ClinicId::from_uuid(Uuid::now_v7()),
+        kind: EventKind::BookingConfirmed,
+        appointment_id: None,
+        payload: "{}".into(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        delivered_at: None,
+        created_at: now,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_resolves_to_loopback_is_refused_at_delivery_and_never_called() {
+    let receiver = Receiver::start().await;
+    let port = receiver.url.rsplit_once(':').expect("a port").1;
+    // `localhost` stands for any name whose DNS answer turned internal after it was set.
+    let url = format!("http://localhost:{port}");
+    let outcome = notifier(&[]).post(&endpoint(&url), &[message()]).await;
+    let clinicflow_domain::AttemptOutcome::Refused(why) = &outcome else {
+        panic!("refused, not {outcome:?}");
+    };
+    assert!(why.contains("loopback"), "{why}");
+    // A written address is refused before any connection too, whatever was stored earlier.
+    let outcome = notifier(&[])
+        .post(&endpoint(&receiver.url), &[message()])
+        .await;
+    assert!(
+        matches!(outcome, clinicflow_domain::AttemptOutcome::Refused(_)),
+        "{outcome:?}"
+    );
+    assert!(receiver.seen().is_empty(), "the receiver was never called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_allow_list_lets_deliveries_reach_an_internal_receiver() {
+    let receiver = Receiver::start().await;
+    let port = receiver.url.rsplit_once(':').expect("a port").1;
+    let by_name = format!("http://localhost:{port}");
+    // By network: every address `localhost` resolves to is allowed.
+    let outcome = notifier(&["127.0.0.0/8", "::1"])
+        .post(&endpoint(&by_name), &[message()])
+        .await;
+    assert_eq!(outcome, clinicflow_domain::AttemptOutcome::Delivered);
+    // By name: whatever it resolves to.
+    let outcome = notifier(&["localhost"])
+        .post(&endpoint(&by_name), &[message()])
+        .await;
+    assert_eq!(outcome, clinicflow_domain::AttemptOutcome::Delivered);
+    // By address, written in the URL.
+    let outcome = notifier(&["127.0.0.1"])
+        .post(&endpoint(&receiver.url), &[message()])
+        .await;
+    assert_eq!(outcome, clinicflow_domain::AttemptOutcome::Delivered);
+    assert_eq!(receiver.seen().len(), 3);
 }
