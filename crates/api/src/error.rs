@@ -110,6 +110,14 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     allowed_from: Option<DateTime<Utc>>,
+    /// `outside_check_in_window`: the first instant check-in is allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    opens_at: Option<DateTime<Utc>>,
+    /// `outside_check_in_window`: the instant from which check-in is no longer allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    closes_at: Option<DateTime<Utc>>,
     /// `precondition_failed`: the version the resource has now (`null` when unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i32>)]
@@ -163,6 +171,8 @@ impl Problem {
             to: None,
             allowed: None,
             allowed_from: None,
+            opens_at: None,
+            closes_at: None,
             current_version: None,
         }
     }
@@ -279,6 +289,28 @@ impl ApiError {
                         )
                     },
                 },
+                ServiceError::OutsideCheckInWindow(w) => Problem {
+                    opens_at: Some(w.opens_at),
+                    closes_at: Some(w.closes_at),
+                    ..Problem::new(
+                        StatusCode::CONFLICT,
+                        "outside_check_in_window",
+                        "Outside the check-in window",
+                        format!("{w}; staff who may can check in with `override: true`"),
+                    )
+                },
+                ServiceError::PractitionerInactive => Problem::new(
+                    StatusCode::CONFLICT,
+                    "practitioner_inactive",
+                    "Practitioner deactivated",
+                    "the practitioner is deactivated and takes no new bookings or walk-ins",
+                ),
+                ServiceError::AlreadyInQueue => Problem::new(
+                    StatusCode::CONFLICT,
+                    "already_in_queue",
+                    "Already in the queue",
+                    "the patient already has an open queue entry (waiting, called or in service)",
+                ),
                 ServiceError::IllegalQueueMove(m) => Problem::transition(
                     m.to_string(),
                     m.from.as_str(),
