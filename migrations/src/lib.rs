@@ -6,7 +6,7 @@
 //! keep active appointments from overlapping, the `C` collation of the name-search keys)
 //! is raw SQL guarded by the backend, and so are the triggers that keep the audit log
 //! append-only (they differ in syntax on the two databases). Partial indexes (one open queue
-//! entry per appointment, the outbox's pending messages) work on both. Only `clinicflow-store`
+//! entry per appointment and per patient, the outbox's pending messages) work on both. Only `clinicflow-store`
 //! depends on this crate; it must never depend on the domain, the services or any other
 //! crate of the workspace.
 
@@ -26,6 +26,7 @@ mod m20261201_000008_queue_recalled_at;
 mod m20261201_000009_patient_search_covering_indexes;
 mod m20261201_000010_idempotency_keys;
 mod m20261203_000011_user_versions;
+mod m20261203_000012_lifecycle;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_patient_search_covering_indexes::Migration),
             Box::new(m20261201_000010_idempotency_keys::Migration),
             Box::new(m20261203_000011_user_versions::Migration),
+            Box::new(m20261203_000012_lifecycle::Migration),
         ]
     }
 }

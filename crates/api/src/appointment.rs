@@ -334,12 +334,16 @@ async fn list(
     }
 }
 
-/// Optional body of a status move (only `cancel` reads it).
+/// Optional body of a status move (only `cancel` and `check-in` read it).
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionIn {
     /// `cancel`: why.
     reason: Option<String>,
+    /// `check-in`: check in outside the clinic's check-in window (admins and practitioners;
+    /// audited as an `override`).
+    #[serde(rename = "override")]
+    override_window: Option<bool>,
 }
 
 /// The moves `POST /appointments/{id}/{action}` makes; any other word is a 404.
@@ -360,9 +364,11 @@ pub enum StatusMove {
     NoShow,
 }
 
-/// Moves an appointment's status: `confirm`, `check-in`, `start`, `complete`, `cancel` (with
-/// an optional `{reason}`) or `no-show`. An illegal move is a 409 `illegal_transition` with
-/// `allowed`, a no-show before start + grace a 409 `no_show_too_early`.
+/// Moves an appointment's status: `confirm`, `check-in` (inside the clinic's check-in window,
+/// or with `{override: true}`), `start` (opens the visit's encounter), `complete`, `cancel`
+/// (with an optional `{reason}`) or `no-show`. An illegal move is a 409 `illegal_transition`
+/// with `allowed`, a no-show before start + grace a 409 `no_show_too_early`, a check-in
+/// outside the window a 409 `outside_check_in_window` with `opens_at` and `closes_at`.
 #[utoipa::path(
     post,
     path = "/api/v1/appointments/{id}/{action}",
@@ -374,7 +380,7 @@ pub enum StatusMove {
         ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
         idempotency::KeyHeader,
     ),
-    request_body(content = Option<ActionIn>, description = "Only `cancel` reads a body"),
+    request_body(content = Option<ActionIn>, description = "Only `cancel` (`reason`) and `check-in` (`override`) read a body"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The moved appointment", body = AppointmentOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
@@ -397,10 +403,12 @@ async fn act(
     let (id, action) = path.into_inner();
     let body = body.0;
     let keyed = idempotency::key_of(&req, &body)?;
-    let reason = body.and_then(|b| b.reason);
+    let (reason, override_window) = body.map_or((None, false), |b| {
+        (b.reason, b.override_window.unwrap_or(false))
+    });
     let action = match path_action(&action).ok_or(ApiError::NoRoute)? {
         StatusMove::Confirm => AppointmentAction::Confirm,
-        StatusMove::CheckIn => AppointmentAction::CheckIn,
+        StatusMove::CheckIn => AppointmentAction::CheckIn { override_window },
         StatusMove::Start => AppointmentAction::Start,
         StatusMove::Complete => AppointmentAction::Complete,
         StatusMove::Cancel => AppointmentAction::Cancel(reason),

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::body::Json;
 use crate::openapi::problems;
+use crate::page::double_option;
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the clinic routes.
@@ -43,6 +44,10 @@ pub struct ClinicOut {
     triage_target_minutes: TargetsOut,
     /// When reminders go out, in minutes before an appointment's start.
     reminder_offsets_minutes: Vec<u32>,
+    /// Check-in opens this many minutes before an appointment's start.
+    check_in_opens_minutes_before: u32,
+    /// Check-in closes this many minutes after the start; `null`: with the no-show grace.
+    check_in_closes_minutes_after: Option<u32>,
 }
 
 /// Target waits per triage category, in minutes.
@@ -77,6 +82,8 @@ impl From<Clinic> for ClinicOut {
                 non_urgent,
             },
             reminder_offsets_minutes: c.reminders.minutes(),
+            check_in_opens_minutes_before: c.check_in.opens_minutes_before,
+            check_in_closes_minutes_after: c.check_in.closes_minutes_after,
         }
     }
 }
@@ -99,6 +106,14 @@ pub struct ClinicPatchIn {
     /// New target waits, all five categories at once; a more urgent category may not have a
     /// longer target than a less urgent one.
     triage_target_minutes: Option<TargetsIn>,
+    /// 0 to 1440: check-in opens this many minutes before an appointment's start.
+    #[schema(maximum = 1440)]
+    check_in_opens_minutes_before: Option<u32>,
+    /// 0 to 1440: check-in closes this many minutes after the start; `null` makes it close
+    /// with the no-show grace again.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>, maximum = 1440)]
+    check_in_closes_minutes_after: Option<Option<u32>>,
 }
 
 /// `PATCH /clinic`: target waits per triage category, in minutes, the shape `GET` shows.
@@ -181,6 +196,8 @@ async fn update(
         checkin_grace_minutes: body.checkin_grace_minutes,
         triage_target_minutes: body.triage_target_minutes.map(Into::into),
         reminder_offsets_minutes: body.reminder_offsets_minutes,
+        check_in_opens_minutes_before: body.check_in_opens_minutes_before,
+        check_in_closes_minutes_after: body.check_in_closes_minutes_after,
     };
     let clinic = state.services.clinics.update(&auth.0, patch).await?;
     Ok(HttpResponse::Ok().json(ClinicOut::from(clinic)))

@@ -115,6 +115,14 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     allowed_from: Option<DateTime<Utc>>,
+    /// `outside_check_in_window`: the first instant check-in is allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    opens_at: Option<DateTime<Utc>>,
+    /// `outside_check_in_window`: the instant from which check-in is no longer allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    closes_at: Option<DateTime<Utc>>,
     /// `precondition_failed`: the version the resource has now (`null` when unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i32>)]
@@ -164,6 +172,8 @@ impl Problem {
             to: None,
             allowed: None,
             allowed_from: None,
+            opens_at: None,
+            closes_at: None,
             current_version: None,
         }
     }
@@ -259,6 +269,22 @@ impl ApiError {
                         ..Problem::new(ErrorCode::NoShowTooEarly, t.to_string())
                     },
                 },
+                ServiceError::OutsideCheckInWindow(w) => Problem {
+                    opens_at: Some(w.opens_at),
+                    closes_at: Some(w.closes_at),
+                    ..Problem::new(
+                    ErrorCode::OutsideCheckInWindow,
+                    format!("{w}; staff who may can check in with `override: true`"),
+                    )
+                },
+                ServiceError::PractitionerInactive => Problem::new(
+                    ErrorCode::PractitionerInactive,
+                    "the practitioner is deactivated and takes no new bookings or walk-ins",
+                ),
+                ServiceError::AlreadyInQueue => Problem::new(
+                    ErrorCode::AlreadyInQueue,
+                    "the patient already has an open queue entry (waiting, called or in service)",
+                ),
                 ServiceError::IllegalQueueMove(m) => Problem::transition(
                     m.to_string(),
                     m.from.as_str(),

@@ -3,7 +3,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use clinicflow_domain::schedule::weekday_name;
-use clinicflow_domain::{Practitioner, PractitionerId, Schedule, ScheduleException};
+use clinicflow_domain::{
+    ExceptionKind, Practitioner, PractitionerId, Schedule, ScheduleException, ScheduleExceptionId,
+};
 use clinicflow_services::schedule::RuleInput;
 use clinicflow_services::{
     NewPractitioner, PractitionerChanges, ScheduleInput, SlotQuery, TimeOffInput,
@@ -35,7 +37,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(put_schedule))
             .route(web::get().to(get_schedule)),
     )
-    .service(web::resource("/practitioners/{id}/time-off").route(web::post().to(add_time_off)))
+    .service(web::resource("/practitioners/{id}/deactivate").route(web::post().to(deactivate)))
+    .service(web::resource("/practitioners/{id}/reactivate").route(web::post().to(reactivate)))
+    .service(
+        web::resource("/practitioners/{id}/time-off")
+            .route(web::post().to(add_time_off))
+            .route(web::get().to(list_time_off)),
+    )
+    .service(
+        web::resource("/practitioners/{id}/time-off/{exception_id}")
+            .route(web::delete().to(remove_time_off)),
+    )
+    .service(
+        web::resource("/practitioners/{id}/extra-hours")
+            .route(web::post().to(add_extra_hours))
+            .route(web::get().to(list_extra_hours)),
+    )
+    .service(
+        web::resource("/practitioners/{id}/extra-hours/{exception_id}")
+            .route(web::delete().to(remove_extra_hours)),
+    )
     .service(web::resource("/practitioners/{id}/slots").route(web::get().to(slots)))
     .service(web::resource("/slots").route(web::get().to(first_slots)));
 }
@@ -123,6 +144,8 @@ pub struct PractitionerOut {
     slot_minutes: u32,
     /// Minutes kept free after each appointment.
     buffer_minutes: u32,
+    /// Whether the practitioner takes new bookings and offers slots (see `deactivate`).
+    active: bool,
     /// The version, also the `ETag`.
     version: i32,
     /// When registered.
@@ -141,6 +164,7 @@ impl From<Practitioner> for PractitionerOut {
             department: p.department,
             slot_minutes: p.slot_minutes,
             buffer_minutes: p.buffer_minutes,
+            active: p.active,
             version: p.version,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -265,6 +289,8 @@ pub struct ListQuery {
     specialty: Option<String>,
     /// Only this department's practitioners.
     department: Option<String>,
+    /// Only active (`true`) or only deactivated (`false`) practitioners; both when absent.
+    active: Option<bool>,
 }
 
 /// The practitioner directory.
@@ -295,6 +321,7 @@ async fn list(
             &auth.0,
             query.specialty.as_deref(),
             query.department.as_deref(),
+            query.active,
             paging.request()?,
         )
         .await?;
@@ -445,7 +472,7 @@ async fn get_schedule(
     Ok(HttpResponse::Ok().json(schedule_out(id, clinic.time_zone.name(), &schedule)))
 }
 
-/// `POST /practitioners/{id}/time-off` body.
+/// `POST /practitioners/{id}/time-off` and `POST /practitioners/{id}/extra-hours` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeOffIn {
@@ -522,6 +549,253 @@ async fn add_time_off(
         .add_time_off(&auth.0, PractitionerId::from_uuid(*id), input)
         .await?;
     Ok(HttpResponse::Created().json(ExceptionOut::from(e)))
+}
+
+/// Lists a practitioner's time off, ordered by start.
+#[utoipa::path(
+    get,
+    path = "/api/v1/practitioners/{id}/time-off",
+    operation_id = "list_time_off",
+    tag = "practitioner",
+    params(("id" = Uuid, Path, description = "The practitioner's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The time off, ordered by start", body = Vec<ExceptionOut>),
+        problems::Common,
+        problems::NotFound,
+    )
+)]
+async fn list_time_off(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    list_exceptions(&state, &auth, *id, ExceptionKind::TimeOff).await
+}
+
+/// Deletes time off: its slots are offered again at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/practitioners/{id}/time-off/{exception_id}",
+    operation_id = "remove_time_off",
+    tag = "practitioner",
+    params(
+        ("id" = Uuid, Path, description = "The practitioner's id"),
+        ("exception_id" = Uuid, Path, description = "The time off's id"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+    )
+)]
+async fn remove_time_off(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    remove_exception(&state, &auth, path.into_inner(), ExceptionKind::TimeOff).await
+}
+
+/// Adds extra hours: working time outside the weekly schedule, offered in slots of the
+/// practitioner's default length (time off still wins).
+#[utoipa::path(
+    post,
+    path = "/api/v1/practitioners/{id}/extra-hours",
+    operation_id = "add_extra_hours",
+    tag = "practitioner",
+    params(("id" = Uuid, Path, description = "The practitioner's id")),
+    request_body = TimeOffIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The extra hours", body = ExceptionOut),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::JsonBody,
+        problems::Invalid,
+    )
+)]
+async fn add_extra_hours(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+    body: web::Json<TimeOffIn>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let input = TimeOffInput {
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        reason: body.reason,
+    };
+    let e = state
+        .services
+        .schedules
+        .add_extra_hours(&auth.0, PractitionerId::from_uuid(*id), input)
+        .await?;
+    Ok(HttpResponse::Created().json(ExceptionOut::from(e)))
+}
+
+/// Lists a practitioner's extra hours, ordered by start.
+#[utoipa::path(
+    get,
+    path = "/api/v1/practitioners/{id}/extra-hours",
+    operation_id = "list_extra_hours",
+    tag = "practitioner",
+    params(("id" = Uuid, Path, description = "The practitioner's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The extra hours, ordered by start", body = Vec<ExceptionOut>),
+        problems::Common,
+        problems::NotFound,
+    )
+)]
+async fn list_extra_hours(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    list_exceptions(&state, &auth, *id, ExceptionKind::ExtraHours).await
+}
+
+/// Deletes extra hours: their free slots are no longer offered; appointments booked in them stay.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/practitioners/{id}/extra-hours/{exception_id}",
+    operation_id = "remove_extra_hours",
+    tag = "practitioner",
+    params(
+        ("id" = Uuid, Path, description = "The practitioner's id"),
+        ("exception_id" = Uuid, Path, description = "The extra hours' id"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+    )
+)]
+async fn remove_extra_hours(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    remove_exception(&state, &auth, path.into_inner(), ExceptionKind::ExtraHours).await
+}
+
+async fn list_exceptions(
+    state: &AppState,
+    auth: &Authenticated,
+    id: Uuid,
+    kind: ExceptionKind,
+) -> Result<HttpResponse, ApiError> {
+    let found = state
+        .services
+        .schedules
+        .exceptions(&auth.0, PractitionerId::from_uuid(id), kind)
+        .await?;
+    let out: Vec<ExceptionOut> = found.into_iter().map(ExceptionOut::from).collect();
+    Ok(HttpResponse::Ok().json(out))
+}
+
+async fn remove_exception(
+    state: &AppState,
+    auth: &Authenticated,
+    (id, exception): (Uuid, Uuid),
+    kind: ExceptionKind,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .services
+        .schedules
+        .remove_exception(
+            &auth.0,
+            PractitionerId::from_uuid(id),
+            kind,
+            ScheduleExceptionId::from_uuid(exception),
+        )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deactivates a practitioner (admins): no new bookings or walk-ins for them, and no slots;
+/// their existing appointments stay. Deactivating a deactivated practitioner changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/practitioners/{id}/deactivate",
+    operation_id = "deactivate_practitioner",
+    tag = "practitioner",
+    params(
+        ("id" = Uuid, Path, description = "The practitioner's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The practitioner, now inactive", body = PractitionerOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::PreconditionFailed,
+    )
+)]
+async fn deactivate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_active(&req, &state, &auth, *id, false).await
+}
+
+/// Reactivates a practitioner (admins): they take bookings and offer slots again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/practitioners/{id}/reactivate",
+    operation_id = "reactivate_practitioner",
+    tag = "practitioner",
+    params(
+        ("id" = Uuid, Path, description = "The practitioner's id"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The practitioner, now active", body = PractitionerOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        problems::Common,
+        problems::Forbidden,
+        problems::NotFound,
+        problems::PreconditionFailed,
+    )
+)]
+async fn reactivate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_active(&req, &state, &auth, *id, true).await
+}
+
+async fn set_active(
+    req: &HttpRequest,
+    state: &AppState,
+    auth: &Authenticated,
+    id: Uuid,
+    active: bool,
+) -> Result<HttpResponse, ApiError> {
+    let p = state
+        .services
+        .practitioners
+        .set_active(
+            &auth.0,
+            PractitionerId::from_uuid(id),
+            active,
+            if_match(req)?,
+        )
+        .await?;
+    let version = p.version;
+    Ok(versioned(req, version, &PractitionerOut::from(p)))
 }
 
 /// `?from=&to=` local dates, `to` excluded.

@@ -273,6 +273,87 @@ impl Appointment {
     }
 }
 
+/// The longest a check-in window may reach before or after an appointment's start, in minutes.
+pub const CHECK_IN_WINDOW_MINUTES: std::ops::RangeInclusive<u32> = 0..=1440;
+
+/// When a clinic lets patients check in for an appointment, relative to its start: from
+/// `opens_minutes_before` the start until `closes_minutes_after` it (by default the clinic's
+/// no-show grace, so that a check-in stops being possible exactly when a no-show may be
+/// recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckInWindow {
+    /// Minutes before the start from which check-in is allowed.
+    pub opens_minutes_before: u32,
+    /// Minutes after the start until which check-in is allowed; `None` follows the clinic's
+    /// no-show grace.
+    pub closes_minutes_after: Option<u32>,
+}
+
+impl Default for CheckInWindow {
+    fn default() -> Self {
+        Self {
+            opens_minutes_before: 60,
+            closes_minutes_after: None,
+        }
+    }
+}
+
+/// A check-in outside the clinic's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("check-in for this appointment is possible from {opens_at} until {closes_at}")]
+pub struct OutsideCheckInWindow {
+    /// The first instant check-in is allowed.
+    pub opens_at: DateTime<Utc>,
+    /// The instant from which check-in is no longer allowed.
+    pub closes_at: DateTime<Utc>,
+}
+
+impl CheckInWindow {
+    /// Checks one bound of the window in minutes.
+    pub fn parse_minutes(minutes: u32) -> Result<u32, InvalidValue> {
+        if CHECK_IN_WINDOW_MINUTES.contains(&minutes) {
+            Ok(minutes)
+        } else {
+            Err(InvalidValue::new(format!(
+                "must be between {} and {} minutes",
+                CHECK_IN_WINDOW_MINUTES.start(),
+                CHECK_IN_WINDOW_MINUTES.end()
+            )))
+        }
+    }
+
+    /// The window of an appointment starting at `start`: `[opens_at, closes_at)`.
+    pub fn bounds(
+        &self,
+        start: DateTime<Utc>,
+        no_show_grace_minutes: u32,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
+        let after = self.closes_minutes_after.unwrap_or(no_show_grace_minutes);
+        (
+            start - Duration::minutes(i64::from(self.opens_minutes_before)),
+            start + Duration::minutes(i64::from(after)),
+        )
+    }
+
+    /// Whether a check-in at `now` for an appointment starting at `start` lies in the window.
+    pub fn check(
+        &self,
+        start: DateTime<Utc>,
+        now: DateTime<Utc>,
+        no_show_grace_minutes: u32,
+    ) -> Result<(), OutsideCheckInWindow> {
+        let (opens_at, closes_at) = self.bounds(start, no_show_grace_minutes);
+        if opens_at <= now && now < closes_at {
+            Ok(())
+        } else {
+            Err(OutsideCheckInWindow {
+                opens_at,
+                closes_at,
+            })
+        }
+    }
+}
+
 /// Parses an optional free-text reason (at most 500 characters); blank means none.
 pub fn parse_reason(raw: Option<&str>) -> Result<Option<String>, InvalidValue> {
     match raw.map(str::trim) {
@@ -505,6 +586,40 @@ mod tests {
             assert!(s.allowed_moves().is_empty());
             assert!(!s.is_active());
         }
+    }
+
+    #[test]
+    fn check_in_opens_an_hour_before_and_closes_with_the_no_show_grace_by_default() {
+        let window = CheckInWindow::default();
+        let start = at(9, 0);
+        assert_eq!(window.check(start, at(8, 0), 15), Ok(()));
+        assert_eq!(window.check(start, at(9, 14), 15), Ok(()));
+        let outside = OutsideCheckInWindow {
+            opens_at: at(8, 0),
+            closes_at: at(9, 15),
+        };
+        assert_eq!(window.check(start, at(7, 59), 15), Err(outside));
+        // The window closes exactly when a no-show may be recorded.
+        assert_eq!(window.check(start, at(9, 15), 15), Err(outside));
+        // Tomorrow's appointment cannot be checked in today.
+        assert!(
+            window
+                .check(start + Duration::days(1), at(9, 0), 15)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_clinic_may_set_both_bounds_of_its_check_in_window() {
+        let window = CheckInWindow {
+            opens_minutes_before: 30,
+            closes_minutes_after: Some(45),
+        };
+        assert_eq!(window.bounds(at(9, 0), 15), (at(8, 30), at(9, 45)));
+        assert!(window.check(at(9, 0), at(8, 29), 15).is_err());
+        assert!(window.check(at(9, 0), at(9, 44), 15).is_ok());
+        assert!(CheckInWindow::parse_minutes(1440).is_ok());
+        assert!(CheckInWindow::parse_minutes(1441).is_err());
     }
 
     #[test]

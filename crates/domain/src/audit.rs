@@ -21,6 +21,11 @@ pub enum AuditAction {
     Update,
     /// A record was soft-deleted.
     Delete,
+    /// An appointment was created outside the booking rules (`overbook: true`).
+    Overbook,
+    /// A status move was made outside a clinic rule (`override: true`: a check-in outside
+    /// the check-in window).
+    Override,
 }
 
 /// What kind of record it was done to.
@@ -78,7 +83,15 @@ macro_rules! wire_enum {
     };
 }
 
-wire_enum!(AuditAction { Read => "read", List => "list", Create => "create", Update => "update", Delete => "delete" });
+wire_enum!(AuditAction {
+    Read => "read",
+    List => "list",
+    Create => "create",
+    Update => "update",
+    Delete => "delete",
+    Overbook => "overbook",
+    Override => "override",
+});
 wire_enum!(ResourceType {
     Patient => "patient",
     Appointment => "appointment",
@@ -127,6 +140,8 @@ mod tests {
             AuditAction::Create,
             AuditAction::Update,
             AuditAction::Delete,
+            AuditAction::Overbook,
+            AuditAction::Override,
         ] {
             assert_eq!(a.as_str().parse::<AuditAction>(), Ok(a));
         }

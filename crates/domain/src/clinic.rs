@@ -70,9 +70,21 @@ pub struct Clinic {
     pub queue: crate::QueueSettings,
     /// How long before an appointment each reminder goes out.
     pub reminders: crate::ReminderOffsets,
+    /// When patients may check in for their appointments.
+    pub check_in: crate::CheckInWindow,
 }
 
 impl Clinic {
+    /// Whether a check-in at `now` for an appointment starting at `start` lies in the clinic's
+    /// check-in window, whose end defaults to the no-show grace.
+    pub fn check_in_allowed(
+        &self,
+        start: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), crate::OutsideCheckInWindow> {
+        self.check_in.check(start, now, self.no_show_grace_minutes)
+    }
+
     /// The clinic-local calendar date of an instant.
     pub fn local_date(&self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
         use chrono::TimeZone as _;

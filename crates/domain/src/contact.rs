@@ -1,10 +1,19 @@
-//! Contact values: e-mail addresses and E.164 phone numbers.
+//! Contact values: e-mail addresses and phone numbers in E.164.
+//!
+//! The checks themselves come from maintained libraries, called from these parsers only, so
+//! the rule lives in one place: the `validator` crate's `ValidateEmail` (the HTML5 / RFC 5321
+//! shape, with internationalized domains) and the `phonenumber` crate, a port of Google's
+//! libphonenumber with its per-country metadata (number lengths and prefixes).
 
 use std::fmt;
 
+use phonenumber::Mode;
+use validator::ValidateEmail;
+
 use crate::InvalidValue;
 
-/// An e-mail address, trimmed and lower-cased, of plausible shape. Its `Debug` hides it.
+/// An e-mail address, trimmed and lower-cased, of the shape `validator` accepts. Its
+/// `Debug` hides it.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -12,20 +21,13 @@ impl Email {
     /// Parses an address; the whole address is lower-cased so lookups are case-insensitive.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let s = raw.trim().to_lowercase();
-        let invalid = || InvalidValue::new("must be an e-mail address such as name@example.org");
-        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid());
-        }
-        let (local, domain) = s.split_once('@').ok_or_else(invalid)?;
-        let domain_ok = domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains("..")
-            && domain
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
-        if local.is_empty() || local.len() > 64 || domain.contains('@') || !domain_ok {
-            return Err(invalid());
+        // `validator` accepts a domain without a dot (`ada@localhost`), which no patient or
+        // staff address has; requiring one keeps typos such as `ada@example` out.
+        let (_, domain) = s.rsplit_once('@').unwrap_or_default();
+        if !s.validate_email() || !domain.contains('.') {
+            return Err(InvalidValue::new(
+                "must be an e-mail address such as name@example.org",
+            ));
         }
         Ok(Self(s))
     }
@@ -49,28 +51,34 @@ impl fmt::Display for Email {
     }
 }
 
-/// A phone number in E.164 form: `+`, then 8 to 15 digits, the first not zero. Its `Debug`
-/// hides it.
+/// A phone number that libphonenumber's metadata calls valid, kept in E.164 form
+/// (`+4915112345678`). Its `Debug` hides it.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Phone(String);
 
 impl Phone {
-    /// Parses a number, accepting the spaces, dashes, dots and parentheses people type.
+    /// Parses an international number (starting with `+`), accepting the spaces, dashes, dots
+    /// and parentheses people type, and normalizes it to E.164.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let compact: String = raw
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
-        let invalid = || InvalidValue::new("must be an E.164 phone number such as +4915112345678");
-        let digits = compact.strip_prefix('+').ok_or_else(invalid)?;
-        if !(8..=15).contains(&digits.len())
-            || !digits.chars().all(|c| c.is_ascii_digit())
-            || digits.starts_with('0')
+        let invalid = || {
+            InvalidValue::new("must be a valid international phone number such as +49 151 12345678")
+        };
+        let trimmed = raw.trim();
+        // No default region: a number without its country code is ambiguous. Letters are
+        // refused before parsing, because libphonenumber reads them as keypad digits.
+        if !trimmed.starts_with('+')
+            || trimmed.len() > 32
+            || trimmed
+                .chars()
+                .any(|c| !(c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')')))
         {
             return Err(invalid());
         }
-        Ok(Self(compact))
+        let number = phonenumber::parse(None, trimmed).map_err(|_| invalid())?;
+        if number.extension().is_some() || !phonenumber::is_valid(&number) {
+            return Err(invalid());
+        }
+        Ok(Self(number.format().mode(Mode::E164).to_string()))
     }
 }
 
@@ -121,11 +129,44 @@ mod tests {
     }
 
     #[test]
-    fn phones_are_compacted_to_e164() {
+    fn phones_are_normalized_to_e164() {
+        for typed in [
+            "+49 151 1234 5678",
+            "+49 151 1234-5678",
+            "+49 (151) 12345678",
+            "+4915112345678",
+        ] {
+            assert_eq!(
+                Phone::parse(typed).map(|p| p.to_string()),
+                Ok("+4915112345678".into()),
+                "{typed}"
+            );
+        }
+        // A Berlin landline, and a number of another country.
         assert_eq!(
-            Phone::parse("+49 151 1234-5678").map(|p| p.to_string()),
-            Ok("+4915112345678".into())
+            Phone::parse("+49 30 1234567").map(|p| p.to_string()),
+            Ok("+49301234567".into())
         );
+        assert_eq!(
+            Phone::parse("+1 650-253-0000").map(|p| p.to_string()),
+            Ok("+16502530000".into())
+        );
+    }
+
+    #[test]
+    fn a_german_mobile_number_of_the_wrong_length_is_refused() {
+        // 0151 numbers have eight digits after the prefix: seven or nine are no number.
+        assert!(Phone::parse("+49 151 1234567").is_err());
+        assert!(Phone::parse("+49 151 123456789").is_err());
+        assert!(Phone::parse("+49 151 12345678").is_ok());
+    }
+
+    #[test]
+    fn addresses_validator_refuses_are_refused() {
+        for bad in ["ada@exa mple.org", "ada@-example.org", "a\"b@example.org"] {
+            assert!(Email::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        assert!(Email::parse("ada.lovelace+clinic@example.co.uk").is_ok());
     }
 
     #[test]
@@ -137,6 +178,8 @@ mod tests {
             "+49",
             "+49151abc45678",
             "+1234567890123456",
+            "+49 151 12345678 ext. 9",
+            "+999 12345678",
         ] {
             assert!(Phone::parse(bad).is_err(), "{bad} should be rejected");
         }

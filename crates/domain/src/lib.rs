@@ -25,7 +25,8 @@ pub mod user;
 pub mod webhook;
 
 pub use appointment::{
-    Appointment, AppointmentStatus, BookingRequest, BookingViolation, IllegalTransition, Urgency,
+    Appointment, AppointmentStatus, BookingRequest, BookingViolation, CheckInWindow,
+    IllegalTransition, OutsideCheckInWindow, Urgency,
 };
 pub use audit::{AuditAction, AuditEvent, Outcome, ResourceType};
 pub use clinic::{Clinic, ClinicName, TimeZone};

@@ -15,9 +15,9 @@ pub enum Permission {
     DeletePatients,
     /// Read practitioners, schedules and slots.
     ReadPractitioners,
-    /// Register and change practitioners.
+    /// Register, change, deactivate and reactivate practitioners.
     WritePractitioners,
-    /// Set schedules and time off (practitioners: only their own).
+    /// Set schedules, time off and extra hours (practitioners: only their own).
     WriteSchedules,
     /// Read appointments (practitioners: only their own).
     ReadAppointments,
@@ -27,6 +27,8 @@ pub enum Permission {
     RunAppointments,
     /// Book outside availability or in the past.
     Overbook,
+    /// Check a patient in outside the clinic's check-in window.
+    OverrideCheckIn,
     /// Create, list and change staff users.
     ManageUsers,
     /// Read the audit log.
@@ -45,7 +47,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, for the table in the docs and for tests.
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 18] = [
         Permission::ReadPatients,
         Permission::WritePatients,
         Permission::DeletePatients,
@@ -56,6 +58,7 @@ impl Permission {
         Permission::BookAppointments,
         Permission::RunAppointments,
         Permission::Overbook,
+        Permission::OverrideCheckIn,
         Permission::ManageUsers,
         Permission::ReadAudit,
         Permission::ReadQueue,
@@ -78,6 +81,7 @@ impl Permission {
             Permission::BookAppointments => "book_appointments",
             Permission::RunAppointments => "run_appointments",
             Permission::Overbook => "overbook",
+            Permission::OverrideCheckIn => "override_check_in",
             Permission::ManageUsers => "manage_users",
             Permission::ReadAudit => "read_audit",
             Permission::ReadQueue => "read_queue",
@@ -111,6 +115,7 @@ impl Role {
                     | BookAppointments
                     | RunAppointments
                     | Overbook
+                    | OverrideCheckIn
                     | ReadQueue
                     | ManageQueue
                     | ServePatients
@@ -203,6 +208,10 @@ mod tests {
         assert!(!Role::Nurse.allows(Permission::WritePatients));
         assert!(Role::Practitioner.allows(Permission::Overbook));
         assert!(!Role::Receptionist.allows(Permission::Overbook));
+        // A check-in outside the window waives a clinic rule, as an overbooking does.
+        assert!(Role::Practitioner.allows(Permission::OverrideCheckIn));
+        assert!(!Role::Receptionist.allows(Permission::OverrideCheckIn));
+        assert!(!Role::Nurse.allows(Permission::OverrideCheckIn));
     }
 
     /// The API documentation, whose "Roles" section shows this table to readers.
@@ -216,12 +225,13 @@ mod tests {
             Permission::WritePatients => "register and change patients",
             Permission::DeletePatients => "delete patients",
             Permission::ReadPractitioners => "read practitioners, schedules, slots",
-            Permission::WritePractitioners => "register and change practitioners",
-            Permission::WriteSchedules => "set schedules and time off",
+            Permission::WritePractitioners => "register, change and deactivate practitioners",
+            Permission::WriteSchedules => "set schedules, time off and extra hours",
             Permission::ReadAppointments => "read appointments",
             Permission::BookAppointments => "book, reschedule, cancel",
             Permission::RunAppointments => "confirm, check in, start, complete, no-show",
             Permission::Overbook => "overbook (outside availability or in the past)",
+            Permission::OverrideCheckIn => "check in outside the check-in window",
             Permission::ManageUsers => "manage users",
             Permission::ReadAudit => "read the audit log",
             Permission::ReadQueue => "see the queue and its live board",

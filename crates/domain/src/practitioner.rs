@@ -67,6 +67,9 @@ pub struct Practitioner {
     pub slot_minutes: u32,
     /// Minutes kept free after each appointment.
     pub buffer_minutes: u32,
+    /// Whether the practitioner takes new bookings and is offered in slot searches; a
+    /// deactivated practitioner keeps their existing appointments.
+    pub active: bool,
     /// Optimistic-concurrency version.
     pub version: i32,
     /// Creation time.

@@ -25,6 +25,11 @@ pub enum RepoError {
     /// A unique rule was broken; the value names the field (for example `email`).
     #[error("duplicate {0}")]
     Duplicate(&'static str),
+    /// The patient already has an open queue entry (waiting, called or in service).
+    /// Adapters MUST return this when the database's one-open-entry-per-patient rule
+    /// rejects a write.
+    #[error("the patient already waits in the queue")]
+    AlreadyQueued,
     /// An optimistic update found another version than it expected.
     #[error("the record changed since it was read")]
     StaleVersion,

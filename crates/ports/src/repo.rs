@@ -10,10 +10,11 @@ use chrono::{DateTime, Utc};
 use clinicflow_domain::page::{AppointmentKey, PatientKey};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Claimed, Clinic,
-    ClinicId, DeliveryStatus, Email, Encounter, EncounterId, EventKind, Interval, KeyClaim,
-    LockoutPolicy, OutboxMessage, OutboxMessageId, Page, PageRequest, Patient, PatientId, Phone,
-    Practitioner, PractitionerId, QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId, Schedule,
-    ScheduleException, StoredAnswer, TokenFamilyId, User, UserId, WebhookEndpoint,
+    ClinicId, DeliveryStatus, Email, Encounter, EncounterId, EventKind, ExceptionKind, Interval,
+    KeyClaim, LockoutPolicy, OutboxMessage, OutboxMessageId, Page, PageRequest, Patient,
+    PatientId, Phone, Practitioner, PractitionerId, QueueEntry, QueueEntryId, RefreshToken,
+    RefreshTokenId, Schedule, ScheduleException, ScheduleExceptionId, StoredAnswer,
+    TokenFamilyId, User, UserId, WebhookEndpoint,
 };
 
 use crate::{RepoError, Tx};
@@ -192,6 +193,8 @@ pub struct PractitionerFilter {
     pub specialty: Option<String>,
     /// Belongs to this department.
     pub department: Option<String>,
+    /// Only active (`Some(true)`) or only deactivated (`Some(false)`) practitioners.
+    pub active: Option<bool>,
 }
 
 /// Practitioners.
@@ -255,6 +258,26 @@ pub trait ScheduleRepo: Send + Sync {
         clinic: ClinicId,
         practitioner: PractitionerId,
         exception: &ScheduleException,
+    ) -> Result<(), RepoError>;
+
+    /// The practitioner's exceptions of one kind, ordered by start, then id.
+    async fn exceptions(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        kind: ExceptionKind,
+    ) -> Result<Vec<ScheduleException>, RepoError>;
+
+    /// Deletes one exception of that kind; MUST return `NotFound` when the practitioner of
+    /// this clinic has no such exception of that kind.
+    async fn remove_exception(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        kind: ExceptionKind,
+        id: ScheduleExceptionId,
     ) -> Result<(), RepoError>;
 
     /// Exceptions that overlap `span`, ordered by start.
@@ -469,7 +492,9 @@ pub struct QueueScope {
 #[async_trait]
 pub trait QueueRepo: Send + Sync {
     /// Stores a new entry. MUST return `Duplicate("appointment_id")` when the appointment already
-    /// has an open entry, and `NotFound` when the patient, practitioner or appointment is not of the clinic.
+    /// has an open entry, `AlreadyQueued` when the patient already has an open entry (waiting,
+    /// called or in service), and `NotFound` when the patient, practitioner or appointment is
+    /// not of the clinic.
     async fn insert(&self, tx: &mut Tx, entry: &QueueEntry) -> Result<(), RepoError>;
 
     /// The entry of this clinic, if any.
@@ -510,6 +535,14 @@ pub trait QueueRepo: Send + Sync {
         tx: &mut Tx,
         clinic: ClinicId,
         scope: &QueueScope,
+    ) -> Result<Option<QueueEntry>, RepoError>;
+
+    /// The patient's open entry (waiting, called or in service), if any.
+    async fn open_for_patient(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        patient: PatientId,
     ) -> Result<Option<QueueEntry>, RepoError>;
 
     /// The open entry of an appointment, if it is in the queue.
@@ -561,6 +594,14 @@ pub trait EncounterRepo: Send + Sync {
         tx: &mut Tx,
         clinic: ClinicId,
         entry: QueueEntryId,
+    ) -> Result<Option<Encounter>, RepoError>;
+
+    /// The open (not ended) encounter of an appointment, if any.
+    async fn open_for_appointment(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        appointment: AppointmentId,
     ) -> Result<Option<Encounter>, RepoError>;
 
     /// One page of a patient's encounters, newest first.

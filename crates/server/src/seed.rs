@@ -351,7 +351,9 @@ pub async fn seed(
                     1 => &[AppointmentAction::Cancel(None)],
                     _ => &[
                         AppointmentAction::Confirm,
-                        AppointmentAction::CheckIn,
+                        AppointmentAction::CheckIn {
+                            override_window: true,
+                        },
                         AppointmentAction::Start,
                         AppointmentAction::Complete,
                     ],

@@ -18,6 +18,7 @@ use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError, Tx, TxMode};
 use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
+use crate::encounter::{Visit, close_visit, open_visit};
 use crate::error::ConflictKind;
 use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::outbox::{announce_appointment, withdraw_reminders};
@@ -57,8 +58,12 @@ pub struct RescheduleInput {
 pub enum AppointmentAction {
     /// booked -> confirmed.
     Confirm,
-    /// confirmed -> checked_in.
-    CheckIn,
+    /// confirmed -> checked_in, inside the clinic's check-in window unless `override_window`
+    /// (an audited override, for those who may).
+    CheckIn {
+        /// Check in outside the window.
+        override_window: bool,
+    },
     /// checked_in -> in_progress.
     Start,
     /// in_progress -> completed.
@@ -80,7 +85,7 @@ impl AppointmentAction {
     fn target(&self) -> AppointmentStatus {
         match self {
             AppointmentAction::Confirm => AppointmentStatus::Confirmed,
-            AppointmentAction::CheckIn => AppointmentStatus::CheckedIn,
+            AppointmentAction::CheckIn { .. } => AppointmentStatus::CheckedIn,
             AppointmentAction::Start => AppointmentStatus::InProgress,
             AppointmentAction::Complete => AppointmentStatus::Completed,
             AppointmentAction::Cancel(_) => AppointmentStatus::Cancelled,
@@ -219,7 +224,11 @@ impl BookingService {
         let create = Access::kind(AuditAction::Create, ResourceType::Appointment);
         audit::require(&self.ports, actor, Permission::BookAppointments, create).await?;
         if input.overbook {
-            audit::require(&self.ports, actor, Permission::Overbook, create).await?;
+            let overbook = Access {
+                action: AuditAction::Overbook,
+                ..create
+            };
+            audit::require(&self.ports, actor, Permission::Overbook, overbook).await?;
         }
         let mut errors = FieldErrors::new();
         let patient_id = errors
@@ -321,7 +330,13 @@ impl BookingService {
             }
             Err(e) => return Err(e.into()),
         }
-        let access = Access::appointment(AuditAction::Create, appointment.id, patient_id);
+        // An overbooking waives the booking rules: its event says so, to be found in the log.
+        let made = if appointment.overbooked {
+            AuditAction::Overbook
+        } else {
+            AuditAction::Create
+        };
+        let access = Access::appointment(made, appointment.id, patient_id);
         audit::record(&self.ports, &mut tx, actor, access).await?;
         announce_appointment(
             &self.ports,
@@ -352,6 +367,10 @@ impl BookingService {
             .get(tx, actor.clinic_id, booking.practitioner_id)
             .await?
             .ok_or(ServiceError::NotFound("practitioner"))?;
+        // Not a rule violation with next free slots: a deactivated practitioner has none.
+        if !practitioner.active {
+            return Err(ServiceError::PractitionerInactive);
+        }
         let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
         let from = clinic.local_date(booking.interval.start());
         let to = clinic.local_date(booking.interval.end()) + Duration::days(1);
@@ -653,6 +672,18 @@ impl BookingService {
             ..Access::kind(AuditAction::Update, ResourceType::Appointment)
         };
         audit::require(&self.ports, actor, action.permission(), update).await?;
+        if matches!(
+            action,
+            AppointmentAction::CheckIn {
+                override_window: true
+            }
+        ) {
+            let overriding = Access {
+                action: AuditAction::Override,
+                ..update
+            };
+            audit::require(&self.ports, actor, Permission::OverrideCheckIn, overriding).await?;
+        }
         // Checked before anything is read, so a bad reason touches nothing; from here on the
         // action carries the cleaned reason.
         let action = match action {
@@ -698,6 +729,18 @@ impl BookingService {
         } = step;
         let expected = appointment.version;
         let grace = Duration::minutes(i64::from(clinic.no_show_grace_minutes));
+        // The window is checked only for a check-in the machine allows, so a move that is
+        // illegal anyway keeps its `illegal_transition` answer.
+        if let AppointmentAction::CheckIn {
+            override_window: false,
+        } = action
+            && appointment
+                .status
+                .allowed_moves()
+                .contains(&AppointmentStatus::CheckedIn)
+        {
+            clinic.check_in_allowed(appointment.interval.start(), now)?;
+        }
         appointment.transition(action.target(), now, grace)?;
         if let AppointmentAction::Cancel(reason) = action {
             appointment.cancelled_by = Some(actor.user_id);
@@ -707,8 +750,13 @@ impl BookingService {
             .appointments
             .update(tx, appointment, expected)
             .await?;
-        let access =
-            Access::appointment(AuditAction::Update, appointment.id, appointment.patient_id);
+        let made = match action {
+            AppointmentAction::CheckIn {
+                override_window: true,
+            } => AuditAction::Override,
+            _ => AuditAction::Update,
+        };
+        let access = Access::appointment(made, appointment.id, appointment.patient_id);
         audit::record(&self.ports, tx, actor, access).await?;
         let event = match action {
             AppointmentAction::Cancel(_) => Some(EventKind::BookingCancelled),
@@ -725,16 +773,56 @@ impl BookingService {
         // The queue follows the appointment in the same unit of work: a check-in joins it
         // (unless the appointment's time is already over, as when staff record a past
         // visit), and starting, completing, cancelling or a no-show move its open entry along.
-        if matches!(action, AppointmentAction::CheckIn) {
+        if matches!(action, AppointmentAction::CheckIn { .. }) {
             let due = now < appointment.interval.end();
             if due {
                 crate::queue::enqueue_appointment(&self.ports, tx, clinic, appointment, now)
                     .await?;
             }
-            Ok(due)
-        } else {
-            crate::queue::follow_appointment(&self.ports, tx, appointment, now).await
+            return Ok(due);
         }
+        let moved = crate::queue::follow_appointment(&self.ports, tx, appointment, now).await?;
+        // The visit's record follows too, whichever route moves it: starting opens the
+        // encounter (the queue's start opens it the same way), completing closes it.
+        match action {
+            AppointmentAction::Start => self.open_encounter(tx, actor, appointment, now).await?,
+            AppointmentAction::Complete => {
+                if let Some(open) = self
+                    .ports
+                    .encounters
+                    .open_for_appointment(tx, appointment.clinic_id, appointment.id)
+                    .await?
+                {
+                    close_visit(&self.ports, tx, open, now).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(moved)
+    }
+
+    /// Opens the encounter of an appointment whose visit starts, linked to its queue entry
+    /// when the patient was queued.
+    async fn open_encounter(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        appointment: &Appointment,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let entry = self
+            .ports
+            .queue
+            .for_appointment(tx, appointment.clinic_id, appointment.id)
+            .await?;
+        let visit = Visit {
+            patient_id: appointment.patient_id,
+            practitioner_id: appointment.practitioner_id,
+            appointment_id: Some(appointment.id),
+            queue_entry_id: entry.map(|e| e.id),
+        };
+        open_visit(&self.ports, tx, actor, visit, now).await?;
+        Ok(())
     }
 
     /// Marks as no-shows, in every clinic, the appointments nobody checked in for by their

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use clinicflow_domain::{
-    Actor, AuditAction, Clinic, ClinicId, ClinicName, Email, InvalidValue, Permission,
-    QueueSettings, ReminderOffsets, ResourceType, Role, TimeZone, User, UserId, WebhookEndpoint,
-    WebhookPolicy, WebhookSecret, WebhookUrl,
+    Actor, AuditAction, CheckInWindow, Clinic, ClinicId, ClinicName, Email, InvalidValue,
+    Permission, QueueSettings, ReminderOffsets, ResourceType, Role, TimeZone, User, UserId,
+    WebhookEndpoint, WebhookPolicy, WebhookSecret, WebhookUrl,
 };
 use clinicflow_ports::{Tx, TxMode};
 use uuid::Uuid;
@@ -49,6 +49,11 @@ pub struct ClinicPatch {
     pub triage_target_minutes: Option<[i64; 5]>,
     /// Minutes before start each reminder goes out (empty: no reminders).
     pub reminder_offsets_minutes: Option<Vec<u32>>,
+    /// Minutes before start from which patients may check in.
+    pub check_in_opens_minutes_before: Option<u32>,
+    /// Minutes after start until which patients may check in; `Some(None)` follows the
+    /// no-show grace again.
+    pub check_in_closes_minutes_after: Option<Option<u32>>,
 }
 
 /// The longest grace period a clinic may set, in minutes.
@@ -138,6 +143,7 @@ impl ClinicService {
             no_show_grace_minutes: 15,
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
+            check_in: CheckInWindow::default(),
         };
         let admin = User {
             id: UserId::from_uuid(Uuid::now_v7()),
@@ -188,6 +194,21 @@ impl ClinicService {
             .reminder_offsets_minutes
             .as_deref()
             .and_then(|m| errors.check("reminder_offsets_minutes", ReminderOffsets::parse(m)));
+        let opens_before = patch.check_in_opens_minutes_before.and_then(|m| {
+            errors.check(
+                "check_in_opens_minutes_before",
+                CheckInWindow::parse_minutes(m),
+            )
+        });
+        let closes_after = match patch.check_in_closes_minutes_after {
+            Some(Some(m)) => errors
+                .check(
+                    "check_in_closes_minutes_after",
+                    CheckInWindow::parse_minutes(m),
+                )
+                .map(Some),
+            other => other,
+        };
         errors.into_result()?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let mut clinic = self
@@ -211,6 +232,12 @@ impl ClinicService {
         }
         if let Some(reminders) = reminders {
             clinic.reminders = reminders;
+        }
+        if let Some(minutes) = opens_before {
+            clinic.check_in.opens_minutes_before = minutes;
+        }
+        if let Some(minutes) = closes_after {
+            clinic.check_in.closes_minutes_after = minutes;
         }
         self.ports.clinics.update(&mut tx, &clinic).await?;
         let access = Access {
@@ -340,14 +367,20 @@ pub(crate) async fn clinic_settings(
 fn encode_clinic(c: &Clinic) -> Vec<u8> {
     let targets: Vec<String> = c.queue.target_minutes.iter().map(u32::to_string).collect();
     let reminders: Vec<String> = c.reminders.minutes().iter().map(u32::to_string).collect();
+    let closes = c
+        .check_in
+        .closes_minutes_after
+        .map_or_else(|| "-".to_owned(), |m| m.to_string());
     // The name goes last: it is the one field that may hold any character.
     format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         c.time_zone.name(),
         c.no_show_grace_minutes,
         targets.join(","),
         c.queue.checkin_grace_minutes,
         reminders.join(","),
+        c.check_in.opens_minutes_before,
+        closes,
         c.name.as_ref()
     )
     .into_bytes()
@@ -355,7 +388,7 @@ fn encode_clinic(c: &Clinic) -> Vec<u8> {
 
 fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut parts = text.splitn(6, '\n');
+    let mut parts = text.splitn(8, '\n');
     let time_zone = TimeZone::parse(parts.next()?).ok()?;
     let no_show_grace_minutes = parts.next()?.parse().ok()?;
     let targets: Vec<u32> = parts
@@ -373,6 +406,11 @@ fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
         .collect::<Result<_, _>>()
         .ok()?;
     let reminders = ReminderOffsets::parse(&reminders).ok()?;
+    let opens_minutes_before = parts.next()?.parse().ok()?;
+    let closes_minutes_after = match parts.next()? {
+        "-" => None,
+        m => Some(m.parse().ok()?),
+    };
     let name = ClinicName::parse(parts.next()?).ok()?;
     Some(Clinic {
         id,
@@ -384,6 +422,10 @@ fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
             checkin_grace_minutes,
         },
         reminders,
+        check_in: CheckInWindow {
+            opens_minutes_before,
+            closes_minutes_after,
+        },
     })
 }
 
@@ -434,6 +476,7 @@ mod tests {
             no_show_grace_minutes: 15,
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
+            check_in: CheckInWindow::default(),
         };
         let bytes = encode_clinic(&clinic);
         assert_eq!(decode_clinic(clinic.id, &bytes), Some(clinic.clone()));
@@ -443,6 +486,10 @@ mod tests {
             queue: QueueSettings {
                 target_minutes: [0, 5, 30, 90, 180],
                 checkin_grace_minutes: 7,
+            },
+            check_in: CheckInWindow {
+                opens_minutes_before: 30,
+                closes_minutes_after: Some(45),
             },
             ..clinic.clone()
         };

@@ -233,6 +233,7 @@ mod tests {
             no_show_grace_minutes: 15,
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
+            check_in: clinicflow_domain::CheckInWindow::default(),
         }
     }
 

@@ -1,14 +1,66 @@
 //! Encounters: reading visit records and writing their notes.
 
+use chrono::{DateTime, Utc};
 use clinicflow_domain::encounter::parse_notes;
 use clinicflow_domain::{
-    Actor, AuditAction, Encounter, EncounterId, Page, PageRequest, PatientId, Permission,
-    ResourceType,
+    Actor, AppointmentId, AuditAction, Encounter, EncounterId, Page, PageRequest, PatientId,
+    Permission, PractitionerId, QueueEntryId, ResourceType,
 };
 use clinicflow_ports::{Tx, TxMode};
+use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
 use crate::{FieldErrors, Ports, ServiceError};
+
+/// Who a visit is for and where it came from, for [`open_visit`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Visit {
+    pub patient_id: PatientId,
+    pub practitioner_id: PractitionerId,
+    pub appointment_id: Option<AppointmentId>,
+    pub queue_entry_id: Option<QueueEntryId>,
+}
+
+/// Opens the encounter of a visit whose service starts, audited, in the caller's unit of
+/// work: whichever route starts a visit (the queue's or the appointment's) calls this.
+pub(crate) async fn open_visit(
+    ports: &Ports,
+    tx: &mut Tx,
+    actor: &Actor,
+    visit: Visit,
+    now: DateTime<Utc>,
+) -> Result<Encounter, ServiceError> {
+    let encounter = Encounter {
+        id: EncounterId::from_uuid(Uuid::now_v7()),
+        clinic_id: actor.clinic_id,
+        patient_id: visit.patient_id,
+        practitioner_id: visit.practitioner_id,
+        appointment_id: visit.appointment_id,
+        queue_entry_id: visit.queue_entry_id,
+        started_at: now,
+        ended_at: None,
+        notes: None,
+        version: 1,
+        updated_at: now,
+    };
+    ports.encounters.insert(tx, &encounter).await?;
+    audit::record(ports, tx, actor, access(AuditAction::Create, &encounter)).await?;
+    Ok(encounter)
+}
+
+/// Ends an open encounter at `now`, in the caller's unit of work.
+pub(crate) async fn close_visit(
+    ports: &Ports,
+    tx: &mut Tx,
+    mut encounter: Encounter,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let expected = encounter.version;
+    encounter.ended_at = Some(now);
+    encounter.version += 1;
+    encounter.updated_at = now;
+    Ok(ports.encounters.update(tx, &encounter, expected).await?)
+}
 
 /// Reads and annotates visits.
 #[derive(Debug, Clone)]

@@ -98,6 +98,15 @@ pub enum ServiceError {
     /// The booking would start in the past.
     #[error("the appointment would start in the past")]
     BookingInPast,
+    /// A check-in outside the clinic's check-in window, without an override.
+    #[error(transparent)]
+    OutsideCheckInWindow(#[from] clinicflow_domain::OutsideCheckInWindow),
+    /// The practitioner is deactivated and takes no new bookings or walk-ins.
+    #[error("the practitioner is deactivated")]
+    PractitionerInactive,
+    /// The patient already has an open queue entry (waiting, called or in service).
+    #[error("the patient already waits in the queue")]
+    AlreadyInQueue,
     /// The status machine forbids the move.
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),
@@ -153,6 +162,7 @@ impl From<RepoError> for ServiceError {
         match e {
             RepoError::NotFound => ServiceError::NotFound("resource"),
             RepoError::Duplicate(field) => ServiceError::Duplicate(field),
+            RepoError::AlreadyQueued => ServiceError::AlreadyInQueue,
             RepoError::StaleVersion => ServiceError::PreconditionFailed { current: None },
             RepoError::Unavailable(e) => ServiceError::Unavailable(e),
             RepoError::Timeout(e) => ServiceError::Timeout(e),

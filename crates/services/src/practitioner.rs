@@ -113,6 +113,7 @@ impl PractitionerService {
             department,
             slot_minutes,
             buffer_minutes,
+            active: true,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -197,12 +198,55 @@ impl PractitionerService {
         Ok(p)
     }
 
-    /// One page of practitioners, optionally by specialty or department.
+    /// Deactivates (`active: false`) or reactivates a practitioner. A deactivated one takes
+    /// no new bookings and offers no slots; their appointments stay as they are, to be
+    /// attended, cancelled or rescheduled. `if_match` (a version) guards against lost updates.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_active(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+        active: bool,
+        if_match: Option<i32>,
+    ) -> Result<Practitioner, ServiceError> {
+        actor.require(Permission::WritePractitioners)?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut p = self
+            .ports
+            .practitioners
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("practitioner"))?;
+        if if_match.is_some_and(|v| v != p.version) {
+            return Err(ServiceError::PreconditionFailed {
+                current: Some(p.version),
+            });
+        }
+        if p.active == active {
+            // Already so: nothing to write, and the cached slots stay valid.
+            return Ok(p);
+        }
+        let expected = p.version;
+        p.active = active;
+        p.version += 1;
+        p.updated_at = self.ports.clock.now();
+        // The update touches the practitioner's tag, so their cached slots and record are
+        // invalidated once this commits (`services::invalidate`).
+        self.ports
+            .practitioners
+            .update(&mut tx, &p, expected)
+            .await?;
+        tx.commit().await?;
+        Ok(p)
+    }
+
+    /// One page of practitioners, optionally by specialty, department or whether active.
     pub async fn list(
         &self,
         actor: &Actor,
         specialty: Option<&str>,
         department: Option<&str>,
+        active: Option<bool>,
         page: PageRequest,
     ) -> Result<Page<Practitioner>, ServiceError> {
         actor.require(Permission::ReadPractitioners)?;
@@ -210,6 +254,7 @@ impl PractitionerService {
         let filter = PractitionerFilter {
             specialty: specialty.and_then(|s| errors.check("specialty", parse_code(s))),
             department: department.and_then(|d| errors.check("department", parse_code(d))),
+            active,
         };
         errors.into_result()?;
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
@@ -233,6 +278,7 @@ struct Cached {
     department: Option<String>,
     slot_minutes: u32,
     buffer_minutes: u32,
+    active: bool,
     version: i32,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
@@ -246,6 +292,7 @@ fn encode(p: &Practitioner) -> Vec<u8> {
         department: p.department.clone(),
         slot_minutes: p.slot_minutes,
         buffer_minutes: p.buffer_minutes,
+        active: p.active,
         version: p.version,
         created_at: p.created_at,
         updated_at: p.updated_at,
@@ -263,6 +310,7 @@ fn decode(clinic: ClinicId, id: PractitionerId, bytes: &[u8]) -> Option<Practiti
         department: c.department,
         slot_minutes: c.slot_minutes,
         buffer_minutes: c.buffer_minutes,
+        active: c.active,
         version: c.version,
         created_at: c.created_at,
         updated_at: c.updated_at,
@@ -321,6 +369,7 @@ mod cache_tests {
             department: Some("internal-medicine".into()),
             slot_minutes: 20,
             buffer_minutes: 5,
+            active: false,
             version: 3,
             created_at: at,
             updated_at: at + chrono::Duration::days(1),

@@ -14,6 +14,7 @@ use clinicflow_ports::{AppointmentFilter, PractitionerFilter, QueueScope, Tx, Tx
 use uuid::Uuid;
 
 use crate::audit::{self, Access, own_practitioner};
+use crate::encounter::{Visit, close_visit, open_visit};
 use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::{FieldErrors, Ports, ServiceError, input};
 
@@ -285,18 +286,29 @@ impl QueueService {
                 "no such patient in this clinic",
             ));
         }
-        if let Some(p) = practitioner_id
-            && self
+        if let Some(p) = practitioner_id {
+            let practitioner = self
                 .ports
                 .practitioners
                 .get(&mut tx, actor.clinic_id, p)
                 .await?
-                .is_none()
+                .ok_or_else(|| {
+                    FieldErrors::single("practitioner_id", "no such practitioner in this clinic")
+                })?;
+            if !practitioner.active {
+                return Err(ServiceError::PractitionerInactive);
+            }
+        }
+        // The early, helpful answer; the partial unique index on the patient's open entries
+        // is the guarantee when two joins race (`RepoError::AlreadyQueued`).
+        if self
+            .ports
+            .queue
+            .open_for_patient(&mut tx, actor.clinic_id, patient_id)
+            .await?
+            .is_some()
         {
-            return Err(FieldErrors::single(
-                "practitioner_id",
-                "no such practitioner in this clinic",
-            ));
+            return Err(ServiceError::AlreadyInQueue);
         }
         let entry = QueueEntry {
             id: QueueEntryId::from_uuid(Uuid::now_v7()),
@@ -419,9 +431,11 @@ impl QueueService {
         let serving: Vec<PractitionerId> = match scope.practitioner_id {
             Some(p) => vec![p],
             None => {
+                // A deactivated practitioner serves nobody, so shares no wait.
                 let filter = PractitionerFilter {
                     specialty: None,
                     department: scope.department.clone(),
+                    active: Some(true),
                 };
                 let page = PageRequest::first(200);
                 self.ports
@@ -443,7 +457,13 @@ impl QueueService {
             audit::record(&self.ports, &mut tx, actor, access).await?;
         }
         tx.commit().await?;
-        let times: Vec<Duration> = history.iter().filter_map(Encounter::service_time).collect();
+        // A visit recorded after the fact (started and completed at once through the
+        // appointment routes) took no measurable time and says nothing about service times.
+        let times: Vec<Duration> = history
+            .iter()
+            .filter_map(Encounter::service_time)
+            .filter(|t| *t > Duration::zero())
+            .collect();
         let mean_service = mean(&times).unwrap_or(Duration::minutes(DEFAULT_SERVICE_MINUTES));
         let ended: Vec<_> = history
             .iter()
@@ -634,34 +654,13 @@ impl QueueService {
         let practitioner_id = entry.called_by.or(entry.practitioner_id).ok_or_else(|| {
             FieldErrors::single("practitioner_id", "the entry was called by no practitioner")
         })?;
-        let encounter = Encounter {
-            id: EncounterId::from_uuid(Uuid::now_v7()),
-            clinic_id: actor.clinic_id,
+        let visit = Visit {
             patient_id: entry.patient_id,
             practitioner_id,
             appointment_id: entry.appointment_id,
             queue_entry_id: Some(entry.id),
-            started_at: now,
-            ended_at: None,
-            notes: None,
-            version: 1,
-            updated_at: now,
         };
-        self.ports.encounters.insert(tx, &encounter).await?;
-        let access = Access {
-            resource_id: Some(encounter.id.as_uuid()),
-            ..Access::patient(AuditAction::Create, entry.patient_id)
-        };
-        audit::record(
-            &self.ports,
-            tx,
-            actor,
-            Access {
-                resource_type: ResourceType::Encounter,
-                ..access
-            },
-        )
-        .await?;
+        open_visit(&self.ports, tx, actor, visit, now).await?;
         if let Some(id) = entry.appointment_id {
             self.move_appointment(tx, actor, id, AppointmentStatus::InProgress, now)
                 .await?;
@@ -677,20 +676,13 @@ impl QueueService {
         entry: &QueueEntry,
         now: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
-        if let Some(mut encounter) = self
+        if let Some(encounter) = self
             .ports
             .encounters
             .open_for_entry(tx, clinic.id, entry.id)
             .await?
         {
-            let expected = encounter.version;
-            encounter.ended_at = Some(now);
-            encounter.version += 1;
-            encounter.updated_at = now;
-            self.ports
-                .encounters
-                .update(tx, &encounter, expected)
-                .await?;
+            close_visit(&self.ports, tx, encounter, now).await?;
         }
         if let Some(id) = entry.appointment_id {
             self.move_appointment(tx, actor, id, AppointmentStatus::Completed, now)
@@ -859,6 +851,7 @@ mod tests {
             no_show_grace_minutes: 15,
             queue: clinicflow_domain::QueueSettings::default(),
             reminders: clinicflow_domain::ReminderOffsets::default(),
+            check_in: clinicflow_domain::CheckInWindow::default(),
         };
         let day = local_day(
             &clinic,
@@ -913,6 +906,7 @@ mod tests {
             department: Some("internal-medicine".into()),
             slot_minutes: 30,
             buffer_minutes: 0,
+            active: true,
             version: 1,
             created_at: DateTime::<Utc>::UNIX_EPOCH,
             updated_at: DateTime::<Utc>::UNIX_EPOCH,
@@ -992,6 +986,7 @@ mod tests {
                 checkin_grace_minutes: 10,
             },
             reminders: clinicflow_domain::ReminderOffsets::default(),
+            check_in: clinicflow_domain::CheckInWindow::default(),
         }
     }
 
@@ -1068,6 +1063,10 @@ mod tests {
             .times(1)
             .returning(|_, _, _| Ok(Some(patient())));
         m.queue
+            .expect_open_for_patient()
+            .times(1)
+            .returning(|_, _, _| Ok(None));
+        m.queue
             .expect_insert()
             .times(1)
             .withf(|_, e| {
@@ -1098,6 +1097,59 @@ mod tests {
             "the clinic's 30-minute urgent target, not the default 60"
         );
         assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    fn walk_in() -> JoinInput {
+        JoinInput {
+            patient_id: patient().id.to_string(),
+            category: "standard".into(),
+            ..JoinInput::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_patient_who_already_waits_is_refused_before_anything_is_written() {
+        let mut m = mocks_with_clinic();
+        m.patients
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(patient())));
+        m.queue
+            .expect_open_for_patient()
+            .times(1)
+            .returning(|_, _, _| Ok(Some(checked_in(QueueStatus::Waiting))));
+        m.queue.expect_insert().never();
+        m.events.expect_publish().never();
+        let (ports, commits) = m.ports();
+        let err = QueueService::new(ports)
+            .join(&nurse(), walk_in())
+            .await
+            .expect_err("already waiting");
+        assert!(matches!(err, ServiceError::AlreadyInQueue), "got {err:?}");
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_entry_the_database_refuses_is_the_same_conflict() {
+        // Two desks add the patient at once: both pass the early check, the index decides.
+        let mut m = mocks_with_clinic();
+        m.patients
+            .expect_get()
+            .returning(|_, _, _| Ok(Some(patient())));
+        m.queue
+            .expect_open_for_patient()
+            .returning(|_, _, _| Ok(None));
+        m.queue
+            .expect_insert()
+            .times(1)
+            .returning(|_, _| Err(clinicflow_ports::RepoError::AlreadyQueued));
+        m.events.expect_publish().never();
+        let (ports, commits) = m.ports();
+        let err = QueueService::new(ports)
+            .join(&nurse(), walk_in())
+            .await
+            .expect_err("lost the race");
+        assert!(matches!(err, ServiceError::AlreadyInQueue), "got {err:?}");
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ pub const MAX_SLOT_LIMIT: u32 = 100;
 const NEXT_SLOTS_HORIZON_DAYS: i64 = 14;
 /// How many next free slots a conflict answer suggests.
 const NEXT_SLOTS: usize = 3;
-/// Longest time off accepted in one request.
+/// Longest time off or extra hours accepted in one request.
 const MAX_TIME_OFF_DAYS: i64 = 366;
 /// How many practitioners' slots a search across practitioners computes at once: enough to
 /// overlap their reads, few enough to leave the pool's connections to other requests.
@@ -49,7 +49,7 @@ pub struct ScheduleInput {
     pub valid_to: Option<String>,
 }
 
-/// Time off as sent by a client.
+/// Time off or extra hours as sent by a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeOffInput {
     /// RFC 3339 start.
@@ -327,6 +327,31 @@ impl ScheduleService {
         practitioner_id: PractitionerId,
         input: TimeOffInput,
     ) -> Result<ScheduleException, ServiceError> {
+        self.add_exception(actor, practitioner_id, ExceptionKind::TimeOff, input)
+            .await
+    }
+
+    /// Adds working time outside the weekly rules; its slots have the practitioner's default
+    /// length, and time off still wins over it.
+    #[tracing::instrument(skip_all)]
+    pub async fn add_extra_hours(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+        input: TimeOffInput,
+    ) -> Result<ScheduleException, ServiceError> {
+        self.add_exception(actor, practitioner_id, ExceptionKind::ExtraHours, input)
+            .await
+    }
+
+    /// Stores a time-off or extra-hours exception, from the same input shape.
+    async fn add_exception(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+        kind: ExceptionKind,
+        input: TimeOffInput,
+    ) -> Result<ScheduleException, ServiceError> {
         Self::may_change(actor, practitioner_id)?;
         let mut errors = FieldErrors::new();
         let start = errors.check("starts_at", input::instant(&input.starts_at));
@@ -344,7 +369,7 @@ impl ScheduleService {
         if interval.is_some_and(|i| i.duration() > Duration::days(MAX_TIME_OFF_DAYS)) {
             errors.add(
                 "ends_at",
-                format!("time off may last at most {MAX_TIME_OFF_DAYS} days per request"),
+                format!("an exception may last at most {MAX_TIME_OFF_DAYS} days per request"),
             );
         }
         errors.into_result()?;
@@ -353,7 +378,7 @@ impl ScheduleService {
         };
         let exception = ScheduleException {
             id: ScheduleExceptionId::from_uuid(Uuid::now_v7()),
-            kind: ExceptionKind::TimeOff,
+            kind,
             interval,
             reason,
         };
@@ -365,6 +390,55 @@ impl ScheduleService {
             .await?;
         tx.commit().await?;
         Ok(exception)
+    }
+
+    /// A practitioner's exceptions of one kind (time off or extra hours), ordered by start.
+    pub async fn exceptions(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+        kind: ExceptionKind,
+    ) -> Result<Vec<ScheduleException>, ServiceError> {
+        actor.require(Permission::ReadPractitioners)?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        self.practitioner(&mut tx, actor, practitioner_id).await?;
+        Ok(self
+            .ports
+            .schedules
+            .exceptions(&mut tx, actor.clinic_id, practitioner_id, kind)
+            .await?)
+    }
+
+    /// Deletes one exception of that kind; its slots come back (or, for extra hours, go)
+    /// at once, and appointments already booked stay.
+    #[tracing::instrument(skip_all)]
+    pub async fn remove_exception(
+        &self,
+        actor: &Actor,
+        practitioner_id: PractitionerId,
+        kind: ExceptionKind,
+        id: ScheduleExceptionId,
+    ) -> Result<(), ServiceError> {
+        Self::may_change(actor, practitioner_id)?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        self.practitioner(&mut tx, actor, practitioner_id).await?;
+        match self
+            .ports
+            .schedules
+            .remove_exception(&mut tx, actor.clinic_id, practitioner_id, kind, id)
+            .await
+        {
+            Ok(()) => {}
+            Err(clinicflow_ports::RepoError::NotFound) => {
+                return Err(ServiceError::NotFound(match kind {
+                    ExceptionKind::TimeOff => "time off",
+                    ExceptionKind::ExtraHours => "extra hours",
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A practitioner's free slots on local dates `from..to` (`to` excluded), and the clinic's zone.
@@ -396,6 +470,10 @@ impl ScheduleService {
             .await?;
             (clinic, practitioner)
         };
+        // A deactivated practitioner offers no slots; their schedule stays for a reactivation.
+        if !practitioner.active {
+            return Ok((Vec::new(), clinic));
+        }
         let now = self.ports.clock.now();
         let slots = self
             .free_slots(&clinic, &practitioner, from, to, now)
@@ -473,6 +551,8 @@ impl ScheduleService {
             department: query.department.as_deref().and_then(|d| {
                 errors.check("department", clinicflow_domain::practitioner::parse_code(d))
             }),
+            // Deactivated practitioners take no bookings, so they offer no slots.
+            active: Some(true),
         };
         errors.into_result()?;
         let Some((from, to)) = range else {

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use chrono::Utc;
 use clinicflow_domain::{
-    Clinic, ClinicId, ClinicName, QueueSettings, ReminderOffsets, TimeZone, WebhookEndpoint,
-    WebhookSecret, WebhookUrl,
+    CheckInWindow, Clinic, ClinicId, ClinicName, QueueSettings, ReminderOffsets, TimeZone,
+    WebhookEndpoint, WebhookSecret, WebhookUrl,
 };
 use clinicflow_ports::{ClinicRepo, RepoError, Tx};
 use sea_orm::sea_query::OnConflict;
@@ -39,6 +39,10 @@ fn to_domain(row: clinic::Model) -> Result<Clinic, RepoError> {
             checkin_grace_minutes: minutes(row.checkin_grace_minutes)?,
         },
         reminders: parse_offsets(&row.reminder_offsets_minutes).map_err(invalid)?,
+        check_in: CheckInWindow {
+            opens_minutes_before: minutes(row.check_in_opens_minutes_before)?,
+            closes_minutes_after: row.check_in_closes_minutes_after.map(minutes).transpose()?,
+        },
     })
 }
 
@@ -79,6 +83,15 @@ fn settings(clinic: &Clinic) -> Result<clinic::ActiveModel, RepoError> {
             clinic.queue.checkin_grace_minutes,
         )?),
         reminder_offsets_minutes: Set(stored_offsets(&clinic.reminders)),
+        check_in_opens_minutes_before: Set(to_i32(
+            "check_in_opens_minutes_before",
+            clinic.check_in.opens_minutes_before,
+        )?),
+        check_in_closes_minutes_after: Set(clinic
+            .check_in
+            .closes_minutes_after
+            .map(|m| to_i32("check_in_closes_minutes_after", m))
+            .transpose()?),
         created_at: NotSet,
     })
 }

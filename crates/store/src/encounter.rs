@@ -122,6 +122,24 @@ impl EncounterRepo for Store {
             .map(to_domain))
     }
 
+    async fn open_for_appointment(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        appointment: AppointmentId,
+    ) -> Result<Option<Encounter>, RepoError> {
+        // As for entries: the services open at most one per appointment; the latest is it.
+        Ok(of_clinic(clinic)
+            .filter(encounter::Column::AppointmentId.eq(appointment.as_uuid()))
+            .filter(encounter::Column::EndedAt.is_null())
+            .order_by_desc(encounter::Column::StartedAt)
+            .order_by_desc(encounter::Column::Id)
+            .one(db(tx))
+            .await
+            .map_err(repo_error)?
+            .map(to_domain))
+    }
+
     async fn for_patient(
         &self,
         tx: &mut Tx,

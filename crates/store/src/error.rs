@@ -105,6 +105,11 @@ fn violation(db: &dyn DatabaseError) -> Option<RepoError> {
             {
                 // The partial unique index: an appointment has at most one open queue entry.
                 Some(RepoError::Duplicate("appointment_id"))
+            } else if constraint == "queue_entries_open_patient_key"
+                || message.contains("queue_entries.patient_id")
+            {
+                // The partial unique index: a patient has at most one open queue entry.
+                Some(RepoError::AlreadyQueued)
             } else if constraint.ends_with("_pkey")
                 || constraint.ends_with("_clinic_id_id_key")
                 || message.ends_with(".id")

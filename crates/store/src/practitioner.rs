@@ -33,6 +33,7 @@ fn to_domain(
         department: row.department,
         slot_minutes: u32::try_from(row.slot_minutes).map_err(|e| invalid(e.to_string()))?,
         buffer_minutes: u32::try_from(row.buffer_minutes).map_err(|e| invalid(e.to_string()))?,
+        active: row.active,
         version: row.version,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -49,6 +50,7 @@ fn changes(p: &Practitioner) -> Result<practitioner::ActiveModel, RepoError> {
         department: Set(p.department.clone()),
         slot_minutes: Set(to_i32("slot_minutes", p.slot_minutes)?),
         buffer_minutes: Set(to_i32("buffer_minutes", p.buffer_minutes)?),
+        active: Set(p.active),
         version: Set(p.version),
         created_at: NotSet,
         updated_at: Set(instant(p.updated_at)),
@@ -207,6 +209,9 @@ impl PractitionerRepo for Store {
         }
         if let Some(department) = &filter.department {
             query = query.filter(practitioner::Column::Department.eq(department));
+        }
+        if let Some(active) = filter.active {
+            query = query.filter(practitioner::Column::Active.eq(active));
         }
         let order = |q: sea_orm::Select<practitioner::Entity>| {
             q.order_by_asc(practitioner::Column::FamilyName)

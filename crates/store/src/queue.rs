@@ -252,6 +252,19 @@ impl QueueRepo for Store {
         one(tx, next_waiting(clinic, scope, self.backend)).await
     }
 
+    async fn open_for_patient(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        patient: PatientId,
+    ) -> Result<Option<QueueEntry>, RepoError> {
+        // `queue_entries_open_patient_key` allows at most one.
+        let query = of_clinic(clinic)
+            .filter(queue_entry::Column::PatientId.eq(patient.as_uuid()))
+            .filter(queue_entry::Column::Status.is_in(open_statuses()));
+        one(tx, query).await
+    }
+
     async fn for_appointment(
         &self,
         tx: &mut Tx,

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use chrono::{NaiveTime, Timelike, Weekday};
 use clinicflow_domain::{
-    ClinicId, Interval, PractitionerId, Schedule, ScheduleException, ScheduleExceptionId,
-    WeeklyRule,
+    ClinicId, ExceptionKind, Interval, PractitionerId, Schedule, ScheduleException,
+    ScheduleExceptionId, WeeklyRule,
 };
 use clinicflow_ports::{RepoError, ScheduleRepo, Tx, practitioner_tag};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -171,6 +171,51 @@ impl ScheduleRepo for Store {
         .exec_without_returning(db(tx))
         .await
         .map_err(repo_error)?;
+        Ok(())
+    }
+
+    async fn exceptions(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        kind: ExceptionKind,
+    ) -> Result<Vec<ScheduleException>, RepoError> {
+        schedule_exception::Entity::find()
+            .filter(schedule_exception::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(schedule_exception::Column::PractitionerId.eq(practitioner.as_uuid()))
+            .filter(schedule_exception::Column::Kind.eq(kind.as_str()))
+            .order_by_asc(schedule_exception::Column::StartsAt)
+            .order_by_asc(schedule_exception::Column::Id)
+            .all(db(tx))
+            .await
+            .map_err(repo_error)?
+            .into_iter()
+            .map(exception_to_domain)
+            .collect()
+    }
+
+    async fn remove_exception(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        kind: ExceptionKind,
+        id: ScheduleExceptionId,
+    ) -> Result<(), RepoError> {
+        let removed = schedule_exception::Entity::delete_many()
+            .filter(schedule_exception::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(schedule_exception::Column::PractitionerId.eq(practitioner.as_uuid()))
+            .filter(schedule_exception::Column::Kind.eq(kind.as_str()))
+            .filter(schedule_exception::Column::Id.eq(id.as_uuid()))
+            .exec(db(tx))
+            .await
+            .map_err(repo_error)?;
+        if removed.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        // Only a change that happened makes the cached slots stale.
+        tx.touch(practitioner_tag(practitioner));
         Ok(())
     }
 

@@ -88,6 +88,12 @@ catalogue! {
         "a no-show before the start and grace have passed; `allowed_from`";
     Duplicate => "duplicate", CONFLICT, "Already exists",
         "a unique value is taken";
+    OutsideCheckInWindow => "outside_check_in_window", CONFLICT, "Outside the check-in window",
+        "a check-in outside the clinic's check-in window; `opens_at`, `closes_at`";
+    PractitionerInactive => "practitioner_inactive", CONFLICT, "Practitioner deactivated",
+        "a booking, reschedule or walk-in for a deactivated practitioner";
+    AlreadyInQueue => "already_in_queue", CONFLICT, "Already in the queue",
+        "the patient already has an open queue entry";
     PreconditionFailed => "precondition_failed", PRECONDITION_FAILED, "Precondition failed",
         "`If-Match` is stale; `current_version`";
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large",

@@ -34,7 +34,8 @@ async fn walk_in(app: &TestApp, patient: &str, category: &str) -> String {
     id_of(res).await
 }
 
-/// Books (overbooking, so any time is allowed), confirms and checks in; returns the appointment id.
+/// Books (overbooking, so any time is allowed), confirms and checks in (overriding the
+/// check-in window, so any time is allowed there too); returns the appointment id.
 async fn check_in(
     app: &TestApp,
     patient: &str,
@@ -52,9 +53,12 @@ async fn check_in(
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let id = id_of(res).await;
-    for action in ["confirm", "check-in"] {
+    for (action, body) in [
+        ("confirm", json!({})),
+        ("check-in", json!({"override": true})),
+    ] {
         let res = app
-            .post(&format!("/api/v1/appointments/{id}/{action}"), json!({}))
+            .post(&format!("/api/v1/appointments/{id}/{action}"), body)
             .await;
         assert_eq!(res.status(), StatusCode::OK, "{action}");
     }

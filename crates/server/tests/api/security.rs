@@ -651,7 +651,26 @@ async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(bac
         .as_str()
         .expect("an encounter")
         .to_owned();
+    // Finished, so `mine` waits nowhere and their appointment can be checked in below: a
+    // patient has one open queue entry at most.
+    let finished = app
+        .post(&format!("/api/v1/queue/entries/{visit}/finish"), json!({}))
+        .await;
+    assert_eq!(finished.status(), StatusCode::OK);
+    let walk_in = app.patient(5).await;
     let served = called_walk_in(&app, &app.patient(3).await, &doc).await;
+    let exception = async |kind: &str, time: &str| {
+        let res = app
+            .post(
+                &format!("/api/v1/practitioners/{doc}/{kind}"),
+                json!({"starts_at": format!("{next_day}T{time}:00:00Z"), "ends_at": format!("{next_day}T{time}:30:00Z")}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{kind}");
+        id_of(res).await
+    };
+    let time_off = exception("time-off", "20").await;
+    let extra_hours = exception("extra-hours", "21").await;
     let recalled = called_walk_in(&app, &app.patient(4).await, &doc).await;
     let pending: Value = app
         .get("/api/v1/outbox?status=pending")
@@ -888,6 +907,43 @@ async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(bac
         ),
         probe(
             M::GET,
+            "/api/v1/practitioners/{id}/time-off",
+            format!("/api/v1/practitioners/{doc}/time-off"),
+            None,
+            &[P::ReadPractitioners],
+        ),
+        probe(
+            M::DELETE,
+            "/api/v1/practitioners/{id}/time-off/{exception_id}",
+            format!("/api/v1/practitioners/{doc}/time-off/{time_off}"),
+            None,
+            &[P::WriteSchedules],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/practitioners/{id}/extra-hours",
+            format!("/api/v1/practitioners/{doc}/extra-hours"),
+            Some(
+                json!({"starts_at": format!("{next_day}T18:00:00Z"), "ends_at": format!("{next_day}T19:00:00Z")}),
+            ),
+            &[P::WriteSchedules],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/practitioners/{id}/extra-hours",
+            format!("/api/v1/practitioners/{doc}/extra-hours"),
+            None,
+            &[P::ReadPractitioners],
+        ),
+        probe(
+            M::DELETE,
+            "/api/v1/practitioners/{id}/extra-hours/{exception_id}",
+            format!("/api/v1/practitioners/{doc}/extra-hours/{extra_hours}"),
+            None,
+            &[P::WriteSchedules],
+        ),
+        probe(
+            M::GET,
             "/api/v1/practitioners/{id}/slots",
             format!("/api/v1/practitioners/{doc}/slots?from={day}&to={next_day}"),
             None,
@@ -937,12 +993,13 @@ async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(bac
             empty(),
             &[P::RunAppointments],
         ),
+        // Days ahead, so outside the check-in window: checking in takes the override.
         probe(
             M::POST,
             "/api/v1/appointments/{id}/{action}",
             format!("/api/v1/appointments/{moved}/check-in"),
-            empty(),
-            &[P::RunAppointments],
+            Some(json!({"override": true})),
+            &[P::RunAppointments, P::OverrideCheckIn],
         ),
         probe(
             M::POST,
@@ -1004,7 +1061,7 @@ async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(bac
             M::POST,
             "/api/v1/queue/entries",
             "/api/v1/queue/entries",
-            Some(json!({"patient_id": mine, "category": "standard"})),
+            Some(json!({"patient_id": walk_in, "category": "standard"})),
             &[P::ManageQueue],
         ),
         probe(
@@ -1062,6 +1119,21 @@ async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(bac
             format!("/api/v1/encounters/{encounter}"),
             Some(json!({"notes": "seen; fluids"})),
             &[P::ServePatients],
+        ),
+        // Last: a deactivated `doc` would take none of the bookings above.
+        probe(
+            M::POST,
+            "/api/v1/practitioners/{id}/deactivate",
+            format!("/api/v1/practitioners/{doc}/deactivate"),
+            None,
+            &[P::WritePractitioners],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/practitioners/{id}/reactivate",
+            format!("/api/v1/practitioners/{doc}/reactivate"),
+            None,
+            &[P::WritePractitioners],
         ),
     ];
 

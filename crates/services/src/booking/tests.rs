@@ -28,6 +28,7 @@ fn clinic() -> Clinic {
         no_show_grace_minutes: 15,
         queue: clinicflow_domain::QueueSettings::default(),
         reminders: clinicflow_domain::ReminderOffsets::default(),
+        check_in: clinicflow_domain::CheckInWindow::default(),
     }
 }
 
@@ -50,6 +51,7 @@ fn practitioner() -> Practitioner {
         department: None,
         slot_minutes: 30,
         buffer_minutes: 0,
+        active: true,
         version: 1,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: at("2026-01-01T00:00:00Z"),
@@ -684,7 +686,7 @@ async fn a_practitioner_does_not_see_another_practitioners_appointment() {
 #[tokio::test]
 async fn checking_in_puts_the_patient_in_the_queue_in_the_same_unit_of_work() {
     let mut world = world(Vec::new());
-    let mut current = existing("2026-12-01T08:00:00Z", 30);
+    let mut current = existing("2026-11-30T12:30:00Z", 30);
     current.status = AppointmentStatus::Confirmed;
     current.patient_id = patient().id;
     let id = current.id;
@@ -706,8 +708,8 @@ async fn checking_in_puts_the_patient_in_the_queue_in_the_same_unit_of_work() {
                 && e.patient_id == patient().id
                 && e.practitioner_id == Some(practitioner().id)
                 && e.status == clinicflow_domain::QueueStatus::Waiting
-                // Checked in the day before an 08:00 appointment: due at its start + 10 minutes grace.
-                && e.deadline == at("2026-12-01T08:10:00Z")
+                // Checked in half an hour before a 12:30 appointment: due at its start + 10 minutes grace.
+                && e.deadline == at("2026-11-30T12:40:00Z")
         })
         .returning(|_, _| Ok(()));
     world
@@ -721,7 +723,9 @@ async fn checking_in_puts_the_patient_in_the_queue_in_the_same_unit_of_work() {
         .act(
             &actor(Role::Receptionist),
             id,
-            AppointmentAction::CheckIn,
+            AppointmentAction::CheckIn {
+                override_window: false,
+            },
             None,
         )
         .await
@@ -737,7 +741,7 @@ async fn checking_in_puts_the_patient_in_the_queue_in_the_same_unit_of_work() {
 #[tokio::test]
 async fn a_failed_queue_insert_leaves_the_check_in_uncommitted() {
     let mut world = world(Vec::new());
-    let mut current = existing("2026-12-01T08:00:00Z", 30);
+    let mut current = existing("2026-11-30T12:30:00Z", 30);
     current.status = AppointmentStatus::Confirmed;
     let id = current.id;
     world
@@ -758,7 +762,9 @@ async fn a_failed_queue_insert_leaves_the_check_in_uncommitted() {
         .act(
             &actor(Role::Receptionist),
             id,
-            AppointmentAction::CheckIn,
+            AppointmentAction::CheckIn {
+                override_window: false,
+            },
             None,
         )
         .await
@@ -767,6 +773,286 @@ async fn a_failed_queue_insert_leaves_the_check_in_uncommitted() {
         matches!(err, ServiceError::Duplicate("appointment_id")),
         "got {err:?}"
     );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+/// A confirmed appointment starting at `start`, and a world that reads it.
+fn confirmed_at(start: &str) -> (World, AppointmentId) {
+    let mut world = world(Vec::new());
+    let mut current = existing(start, 30);
+    current.status = AppointmentStatus::Confirmed;
+    let id = current.id;
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
+    (world, id)
+}
+
+#[tokio::test]
+async fn a_check_in_outside_the_clinics_window_writes_nothing_and_names_the_window() {
+    // The clock says 2026-11-30 12:00: tomorrow's 08:00 appointment is far ahead.
+    let (mut world, id) = confirmed_at("2026-12-01T08:00:00Z");
+    world.appointments.expect_update().never();
+    world.queue.expect_insert().never();
+    let (service, commits) = world.service();
+    let err = service
+        .act(
+            &actor(Role::Receptionist),
+            id,
+            AppointmentAction::CheckIn {
+                override_window: false,
+            },
+            None,
+        )
+        .await
+        .expect_err("outside the window");
+    // The default window: an hour before the start to the no-show grace (15 min) after it.
+    assert!(
+        matches!(
+            err,
+            ServiceError::OutsideCheckInWindow(w)
+                if w.opens_at == at("2026-12-01T07:00:00Z") && w.closes_at == at("2026-12-01T08:15:00Z")
+        ),
+        "got {err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_receptionist_may_not_override_the_check_in_window_and_the_refusal_is_audited() {
+    let (mut world, id) = confirmed_at("2026-12-01T08:00:00Z");
+    world.appointments.expect_update().never();
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(|_, e| {
+            e.action == AuditAction::Override && e.outcome == clinicflow_domain::Outcome::Denied
+        })
+        .returning(|_, _| Ok(()));
+    let (service, _) = world.service();
+    let err = service
+        .act(
+            &actor(Role::Receptionist),
+            id,
+            AppointmentAction::CheckIn {
+                override_window: true,
+            },
+            None,
+        )
+        .await
+        .expect_err("not allowed to override");
+    assert!(matches!(err, ServiceError::Forbidden(_)), "got {err:?}");
+}
+
+#[tokio::test]
+async fn an_admins_override_checks_in_outside_the_window_and_is_audited_as_one() {
+    let (mut world, id) = confirmed_at("2026-12-01T08:00:00Z");
+    world
+        .appointments
+        .expect_update()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    world
+        .queue
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    world.events.expect_publish().return_const(());
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(move |_, e| {
+            e.action == AuditAction::Override
+                && e.resource_id == Some(id.as_uuid())
+                && e.outcome == clinicflow_domain::Outcome::Success
+        })
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    let a = service
+        .act(
+            &actor(Role::Admin),
+            id,
+            AppointmentAction::CheckIn {
+                override_window: true,
+            },
+            None,
+        )
+        .await
+        .expect("checked in by override");
+    assert_eq!(a.status, AppointmentStatus::CheckedIn);
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+/// A checked-in appointment starting at the clock's 12:00 and its waiting queue entry.
+fn checked_in_with_entry() -> (Appointment, clinicflow_domain::QueueEntry) {
+    let mut current = existing("2026-11-30T12:00:00Z", 30);
+    current.status = AppointmentStatus::CheckedIn;
+    let entry = clinicflow_domain::QueueEntry {
+        id: clinicflow_domain::QueueEntryId::from_uuid(Uuid::from_u128(77)),
+        clinic_id: clinic().id,
+        patient_id: current.patient_id,
+        practitioner_id: Some(practitioner().id),
+        department: None,
+        appointment_id: Some(current.id),
+        category: clinicflow_domain::TriageCategory::Standard,
+        rule: clinicflow_domain::DeadlineRule::Appointment {
+            starts_at: at("2026-11-30T12:00:00Z"),
+        },
+        arrived_at: at("2026-11-30T11:50:00Z"),
+        deadline: at("2026-11-30T12:10:00Z"),
+        status: clinicflow_domain::QueueStatus::Waiting,
+        note: None,
+        called_by: None,
+        called_at: None,
+        started_at: None,
+        finished_at: None,
+        left_at: None,
+        recalled_at: None,
+        version: 1,
+        updated_at: at("2026-11-30T11:50:00Z"),
+    };
+    (current, entry)
+}
+
+#[tokio::test]
+async fn starting_an_appointment_opens_its_encounter_with_its_queue_entry_in_the_same_unit_of_work()
+{
+    let mut world = world(Vec::new());
+    let (current, entry) = checked_in_with_entry();
+    let (id, patient_id, entry_id) = (current.id, current.patient_id, entry.id);
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_update()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    world
+        .queue
+        .expect_for_appointment()
+        .returning(move |_, _, _| Ok(Some(entry.clone())));
+    world
+        .queue
+        .expect_update()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    world.events.expect_publish().return_const(());
+    world
+        .encounters
+        .expect_insert()
+        .times(1)
+        .withf(move |_, e| {
+            e.appointment_id == Some(id)
+                && e.queue_entry_id == Some(entry_id)
+                && e.patient_id == patient_id
+                && e.practitioner_id == practitioner().id
+                && e.started_at == at("2026-11-30T12:00:00Z")
+                && e.ended_at.is_none()
+        })
+        .returning(|_, _| Ok(()));
+    let (service, commits) = world.service();
+    let a = service
+        .act(&actor(Role::Nurse), id, AppointmentAction::Start, None)
+        .await
+        .expect("started");
+    assert_eq!(a.status, AppointmentStatus::InProgress);
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        1,
+        "the move, the entry and the encounter commit together"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_encounter_insert_leaves_the_start_uncommitted() {
+    let mut world = world(Vec::new());
+    let (current, _) = checked_in_with_entry();
+    let id = current.id;
+    world
+        .appointments
+        .expect_get()
+        .returning(move |_, _, _| Ok(Some(current.clone())));
+    world
+        .appointments
+        .expect_update()
+        .returning(|_, _, _| Ok(()));
+    world
+        .queue
+        .expect_for_appointment()
+        .returning(|_, _, _| Ok(None));
+    world
+        .encounters
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Err(RepoError::Unavailable("down".into())));
+    let (service, commits) = world.service();
+    service
+        .act(&actor(Role::Nurse), id, AppointmentAction::Start, None)
+        .await
+        .expect_err("no encounter, no start");
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_overbooking_is_audited_as_an_overbook() {
+    let mut world = world(Vec::new());
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    world.audit.checkpoint();
+    world
+        .audit
+        .expect_append()
+        .times(1)
+        .withf(|_, e| {
+            e.action == AuditAction::Overbook
+                && e.resource_type == ResourceType::Appointment
+                && e.outcome == clinicflow_domain::Outcome::Success
+        })
+        .returning(|_, _| Ok(()));
+    let (service, _) = world.service();
+    let mut input = request("2026-11-24T08:00:00Z");
+    input.overbook = true;
+    let a = service
+        .book(&actor(Role::Admin), input)
+        .await
+        .expect("overbooked");
+    assert!(a.overbooked);
+}
+
+#[tokio::test]
+async fn a_deactivated_practitioner_takes_no_booking_not_even_an_overbooking() {
+    let mut world = world(Vec::new());
+    world.practitioners.checkpoint();
+    world.practitioners.expect_get().returning(|_, _, id| {
+        Ok((id == practitioner().id).then(|| Practitioner {
+            active: false,
+            ..practitioner()
+        }))
+    });
+    world.appointments.expect_insert().never();
+    let (service, commits) = world.service();
+    for overbook in [false, true] {
+        let mut input = request("2026-12-01T08:00:00Z");
+        input.overbook = overbook;
+        let err = service
+            .book(&actor(Role::Admin), input)
+            .await
+            .expect_err("deactivated");
+        assert!(
+            matches!(err, ServiceError::PractitionerInactive),
+            "got {err:?}"
+        );
+    }
     assert_eq!(commits.load(Ordering::SeqCst), 0);
 }
 

@@ -18,6 +18,10 @@ pub struct Model {
     pub triage_target_non_urgent: i32,
     pub checkin_grace_minutes: i32,
     pub reminder_offsets_minutes: String,
+    /// Added by `m20261203_000012_lifecycle`, like the next one.
+    pub check_in_opens_minutes_before: i32,
+    /// `NULL`: the check-in window closes with the no-show grace.
+    pub check_in_closes_minutes_after: Option<i32>,
     pub created_at: DateTimeUtc,
 }
 

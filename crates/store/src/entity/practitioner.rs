@@ -14,6 +14,8 @@ pub struct Model {
     pub department: Option<String>,
     pub slot_minutes: i32,
     pub buffer_minutes: i32,
+    /// Added by `m20261203_000012_lifecycle`.
+    pub active: bool,
     pub version: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -118,6 +118,10 @@ pub async fn settings_update_in_place_and_unknown_clinics_are_not_found(ctx: Ctx
             checkin_grace_minutes: 3,
         },
         reminders: ReminderOffsets::parse(&[4320, 60]).unwrap(),
+        check_in: clinicflow_domain::CheckInWindow {
+            opens_minutes_before: 30,
+            closes_minutes_after: Some(45),
+        },
         ..stored.clone()
     };
     let mut tx = ctx.write().await;

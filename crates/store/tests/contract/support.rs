@@ -120,6 +120,7 @@ pub fn clinic(name: &str) -> Clinic {
         no_show_grace_minutes: 15,
         queue: QueueSettings::default(),
         reminders: clinicflow_domain::ReminderOffsets::default(),
+        check_in: clinicflow_domain::CheckInWindow::default(),
     }
 }
 
@@ -187,6 +188,7 @@ pub fn practitioner(
         department: department.map(str::to_owned),
         slot_minutes: 30,
         buffer_minutes: 0,
+        active: true,
         version: 1,
         created_at: created(),
         updated_at: created(),
