@@ -119,7 +119,8 @@ impl UserService {
             .await?)
     }
 
-    /// Changes a user's role, practitioner link or whether they may log in; disabling ends their sessions.
+    /// Changes a user's role, practitioner link or whether they may log in; disabling ends
+    /// their sessions and their live streams on every instance.
     #[tracing::instrument(skip_all)]
     pub async fn update(
         &self,
@@ -174,6 +175,9 @@ impl UserService {
         }
         self.ports.users.update(&mut tx, &user).await?;
         tx.commit().await?;
+        if changes.active == Some(false) {
+            crate::live::announce(&self.ports, id, crate::live::StreamEnd::Deactivated).await;
+        }
         Ok(user)
     }
 }
