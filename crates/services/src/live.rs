@@ -88,6 +88,21 @@ mod tests {
         assert_eq!(StreamEnd::announced(b"changed"), None);
     }
 
+    #[tokio::test]
+    async fn an_announcement_goes_to_the_users_topic() {
+        let user = UserId::from_uuid(uuid::Uuid::from_u128(7));
+        let mut m = crate::mocks::Mocks::new(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+        m.events
+            .expect_publish()
+            .times(1)
+            .withf(move |topic, payload| {
+                topic == format!("user:{user}") && payload.as_slice() == b"deactivated"
+            })
+            .return_const(());
+        let (ports, _) = m.ports();
+        announce(&ports, user, StreamEnd::Deactivated).await;
+    }
+
     #[test]
     fn clients_reconnect_after_a_shutdown_or_an_expiry_only() {
         assert!(StreamEnd::Shutdown.reconnect());
