@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, get, post, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clinicflow_domain::{Actor, ClinicId, PractitionerId, Role, UserId};
 use clinicflow_services::Session;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -120,20 +120,29 @@ impl Tokens {
 
     /// The actor a token speaks for, if it is genuine, unexpired and ours.
     pub fn verify(&self, token: &str) -> Result<Actor, ApiError> {
+        self.verify_until(token).map(|(actor, _)| actor)
+    }
+
+    /// As [`Tokens::verify`], with the instant the token expires (a live stream ends there).
+    pub fn verify_until(&self, token: &str) -> Result<(Actor, DateTime<Utc>), ApiError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| ApiError::Unauthenticated("the access token is invalid or expired"))?;
+        let expires_at = DateTime::<Utc>::from_timestamp(data.claims.exp, 0).ok_or(
+            ApiError::Unauthenticated("the access token is invalid or expired"),
+        )?;
         let role: Role = data
             .claims
             .role
             .parse()
             .map_err(|_| ApiError::Unauthenticated("the access token is invalid or expired"))?;
-        Ok(Actor {
+        let actor = Actor {
             user_id: UserId::from_uuid(data.claims.sub),
             clinic_id: ClinicId::from_uuid(data.claims.cid),
             role,
             practitioner_id: data.claims.pid.map(PractitionerId::from_uuid),
             request_id: None,
-        })
+        };
+        Ok((actor, expires_at))
     }
 }
 
@@ -173,6 +182,14 @@ pub(crate) struct Verified(pub Actor);
 
 /// The actor of the request's bearer token; an error when there is none or it does not verify.
 pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor, ApiError> {
+    authenticate_until(req, state).map(|(actor, _)| actor)
+}
+
+/// As [`authenticate`], with the instant the token expires.
+pub(crate) fn authenticate_until(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(Actor, DateTime<Utc>), ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -190,7 +207,7 @@ pub(crate) fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Actor,
         .ok_or(ApiError::Unauthenticated(
             "the Authorization header must be `Bearer <token>`",
         ))?;
-    state.tokens.verify(token)
+    state.tokens.verify_until(token)
 }
 
 /// The client's IP address: the connection's peer, or the client a trusted reverse proxy

@@ -35,6 +35,7 @@ pub mod health;
 pub mod http_cache;
 pub mod idempotency;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub events: Arc<dyn EventBus>,
     /// Live streams held per user.
     pub streams: queue::StreamSlots,
+    /// Ends every live stream when the instance shuts down.
+    pub live: live::LiveStreams,
     /// What `/metrics` exports.
     pub metrics: Arc<metrics::Metrics>,
 }

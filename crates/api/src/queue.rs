@@ -570,6 +570,9 @@ fn sse(event: &str, data: &str) -> web::Bytes {
 /// Server-Sent Events: `event: queue` with `data:` the same JSON as `GET /api/v1/queue`
 /// (schema `BoardOut`), sent on connection and after every change on any instance, and a
 /// `: heartbeat` comment every 15 s. At most 5 open streams per user per instance (429 beyond).
+/// The stream ends with `event: end`, `data: {"reason": …, "reconnect": …}` when its access
+/// token expires (`token_expired`), its user logs out (`logged_out`) or is deactivated
+/// (`deactivated`), or the instance shuts down (`shutdown`).
 #[utoipa::path(
     get,
     path = "/api/v1/queue/stream",
@@ -578,18 +581,20 @@ fn sse(event: &str, data: &str) -> web::Bytes {
     params(ScopeQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "An endless `text/event-stream` of `queue` events, each a `BoardOut` as JSON", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A `text/event-stream` of `queue` events, each a `BoardOut` as JSON, ending with one `end` event (`{\"reason\": \"shutdown|token_expired|logged_out|deactivated\", \"reconnect\": bool}`)", content_type = "text/event-stream", body = String),
         problems::Common,
         problems::Forbidden,
         problems::Invalid,
     )
 )]
 async fn stream(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
     q: web::Query<ScopeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor: Actor = auth.0;
+    let (_, expires_at) = crate::auth::authenticate_until(&req, &state)?;
     let scope = q.into_inner();
     let slot = state
         .streams
@@ -602,6 +607,10 @@ async fn stream(
         .events
         .subscribe(&clinicflow_services::queue::topic(actor.clinic_id))
         .await;
+    let ended = clinicflow_services::live::announced_ends(state.events.as_ref(), actor.user_id)
+        .await
+        .boxed();
+    let end = crate::live::first_end(&state.live, ended, expires_at);
     let first = state
         .services
         .queue
@@ -653,12 +662,13 @@ async fn stream(
     });
     let body =
         futures::stream::once(async move { Ok::<_, actix_web::Error>(sse("queue", &first)) })
-            .chain(updates)
-            // The slot lives as long as the stream: when the client goes away, actix drops both.
-            .map(move |item| {
-                let _held = &slot;
-                item
-            });
+            .chain(updates);
+    let body = crate::live::until_end(body, end)
+        // The slot lives as long as the stream: when the client goes away, actix drops both.
+        .map(move |item| {
+            let _held = &slot;
+            item
+        });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-store"))

@@ -249,6 +249,36 @@ fn metrics_server(
     Ok((server, port))
 }
 
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), after ending every live stream; the server then
+/// stops accepting and lets in-flight requests finish (both signals shut down gracefully).
+async fn terminated(live: clinicflow_api::live::LiveStreams) {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down gracefully"),
+        () = term => tracing::info!("SIGTERM received; shutting down gracefully"),
+    }
+    live.close_all();
+}
+
 /// A bound, ready-to-run server.
 pub struct Application {
     server: actix_web::dev::Server,
@@ -319,6 +349,7 @@ impl Application {
             settings.metrics.token.as_ref().map(|t| t.expose_secret()),
             settings.metrics.bind.is_some(),
         ));
+        let live = clinicflow_api::live::LiveStreams::default();
         let state = AppState {
             services: services.clone(),
             tokens: Tokens::new(&token_config(settings)),
@@ -327,6 +358,7 @@ impl Application {
             limits: settings.api_limits(),
             events,
             streams: clinicflow_api::queue::StreamSlots::default(),
+            live: live.clone(),
             metrics: metrics.clone(),
         };
         let metrics_server = match &settings.metrics.bind {
@@ -364,7 +396,13 @@ impl Application {
                 .wrap(from_fn(clinicflow_api::telemetry::trace_request))
                 .configure(move |cfg| clinicflow_api::configure(cfg, state))
         })
-        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        // A client that closed its side of the connection is gone: its live stream ends at once
+        // instead of at the second write that fails.
+        .h1_allow_half_closed(false)
+        // Our own signal handling, so live streams end (telling clients to reconnect) as the
+        // graceful shutdown begins, instead of holding it until the shutdown timeout.
+        .shutdown_signal(terminated(live));
         if let Some(workers) = settings.http.workers {
             server = server.workers(workers);
         }

@@ -297,22 +297,31 @@ impl AuthService {
         self.start_session(user, stored.family_id).await
     }
 
-    /// Ends the session a refresh token belongs to; an unknown token is already ended.
+    /// Ends the session a refresh token belongs to, and the user's live streams on every
+    /// instance; an unknown token is already ended.
     pub async fn logout(&self, token: &str) -> Result<(), ServiceError> {
         let now = self.ports.clock.now();
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        if let Some(stored) = self
+        let stored = self
             .ports
             .tokens
             .find_by_hash(&mut tx, &token_hash(token))
-            .await?
-        {
+            .await?;
+        if let Some(stored) = &stored {
             self.ports
                 .tokens
                 .revoke_family(&mut tx, stored.clinic_id, stored.family_id, now)
                 .await?;
         }
         tx.commit().await?;
+        if let Some(stored) = stored {
+            crate::live::announce(
+                &self.ports,
+                stored.user_id,
+                crate::live::StreamEnd::LoggedOut,
+            )
+            .await;
+        }
         Ok(())
     }
 

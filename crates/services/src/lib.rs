@@ -37,6 +37,7 @@ mod flight;
 pub mod idempotency;
 pub mod input;
 mod invalidate;
+pub mod live;
 #[cfg(test)]
 mod mocks;
 pub mod outbox;

@@ -246,8 +246,7 @@ impl OutboxService {
                 withdrawn.push(m);
                 continue;
             }
-            if let std::collections::btree_map::Entry::Vacant(slot) = endpoints.entry(m.clinic_id)
-            {
+            if let std::collections::btree_map::Entry::Vacant(slot) = endpoints.entry(m.clinic_id) {
                 // Resolved at send time: a webhook configured after a booking still gets the
                 // messages that booking left pending.
                 slot.insert(

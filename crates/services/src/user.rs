@@ -124,7 +124,8 @@ impl UserService {
     }
 
     /// Changes a user's role, practitioner link or whether they may log in; disabling ends
-    /// their sessions. `if_match` (a version) guards against lost updates.
+    /// their sessions and their live streams on every instance. `if_match` (a version) guards
+    /// against lost updates.
     #[tracing::instrument(skip_all)]
     pub async fn update(
         &self,
@@ -176,6 +177,9 @@ impl UserService {
                 .await?;
         }
         tx.commit().await?;
+        if changes.active == Some(false) {
+            crate::live::announce(&self.ports, id, crate::live::StreamEnd::Deactivated).await;
+        }
         Ok(user)
     }
 

@@ -19,8 +19,8 @@ use clinicflow_ports::{OutboxRepo, RepoError, Tx};
 use sea_orm::sea_query::{Expr, ExprTrait, Query, UpdateStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select,
 };
 
 use crate::entity::{instant, outbox_message};
@@ -117,10 +117,7 @@ fn claim(
             outbox_message::Column::Attempts,
             Expr::col(outbox_message::Column::Attempts).add(1),
         )
-        .value(
-            outbox_message::Column::NextAttemptAt,
-            instant(lease_until),
-        )
+        .value(outbox_message::Column::NextAttemptAt, instant(lease_until))
         .and_where(Expr::col(outbox_message::Column::Id).in_subquery(picked))
         .returning_all()
         .to_owned()
@@ -147,9 +144,13 @@ fn record_many(
         let id = m.id.as_uuid();
         let [status, attempts, next, error, delivered] = &mut columns;
         status.1.push((id, m.status.as_str().into()));
-        attempts.1.push((id, to_i32("attempts", m.attempts)?.into()));
+        attempts
+            .1
+            .push((id, to_i32("attempts", m.attempts)?.into()));
         next.1.push((id, instant(m.next_attempt_at).into()));
-        error.1.push((id, m.last_error.as_deref().map(stored_error).into()));
+        error
+            .1
+            .push((id, m.last_error.as_deref().map(stored_error).into()));
         delivered.1.push((id, m.delivered_at.map(instant).into()));
     }
     let mut update = outbox_message::Entity::update_many()
@@ -193,9 +194,9 @@ impl OutboxRepo for Store {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, RepoError> {
         let txn = db(tx);
-        let statement = txn
-            .get_database_backend()
-            .build(&claim(now, limit, lease_until, self.backend));
+        let statement =
+            txn.get_database_backend()
+                .build(&claim(now, limit, lease_until, self.backend));
         let mut claimed = outbox_message::Model::find_by_statement(statement)
             .all(txn)
             .await
@@ -215,10 +216,7 @@ impl OutboxRepo for Store {
                 .map(|m| m.id)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
-            let updated = record_many(chunk)?
-                .exec(db(tx))
-                .await
-                .map_err(repo_error)?;
+            let updated = record_many(chunk)?.exec(db(tx)).await.map_err(repo_error)?;
             if updated.rows_affected != expected as u64 {
                 return Err(RepoError::NotFound);
             }

@@ -1,5 +1,5 @@
 //! Graceful shutdown of the real binary: on SIGTERM it stops accepting, lets a request in
-//! flight finish and answer, and exits cleanly.
+//! flight finish and answer, ends its live streams with a last event, and exits cleanly.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,7 +13,10 @@ use tokio::net::TcpStream;
 
 use crate::dispatch::{eventually, server_on, settings};
 
-crate::on_both_backends!(sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones);
+crate::on_both_backends!(
+    sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones,
+    sigterm_ends_every_live_stream_at_once_and_exits_promptly,
+);
 
 /// A port nothing listens on yet.
 fn free_port() -> u16 {
@@ -144,4 +147,134 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: T
         .await
         .expect("the acknowledged patient is stored");
     assert_eq!(stored.name.family(), "Lovelace");
+}
+
+/// Opens a live board with `token` and reads until its first board has arrived.
+async fn open_stream(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> (
+    futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    String,
+) {
+    use futures::StreamExt;
+    let res = client
+        .get(format!("{base}/api/v1/queue/stream"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let mut body = res.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed();
+    let mut seen = String::new();
+    while !seen.contains("event: queue\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
+            .await
+            .expect("the first board arrives")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        seen.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+    (body, seen)
+}
+
+async fn sigterm_ends_every_live_stream_at_once_and_exits_promptly(backend: TestBackend) {
+    use futures::StreamExt;
+    const STREAMS: usize = 100;
+    let Some(db) = TestDatabase::new(backend).await else {
+        return;
+    };
+    let wiring = clinicflow::connect(&settings(&db)).await.expect("wiring");
+    wiring
+        .services
+        .clinics
+        .create(NewClinic {
+            name: "Stream Clinic".into(),
+            time_zone: "UTC".into(),
+            admin_email: "admin@streams.example".into(),
+            admin_password: "admin password 123".into(),
+        })
+        .await
+        .expect("clinic");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // The shutdown timeout is far above the bound checked: only ending the streams meets it.
+    let mut server = server_on(
+        &db,
+        &format!("127.0.0.1:{port}"),
+        &[
+            ("CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS", "30"),
+            ("CLINICFLOW_HTTP_MAX_STREAMS_PER_USER", "200"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(60), "the server answers", || async {
+        client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "admin@streams.example", "password": "admin password 123"}))
+        .send()
+        .await
+        .expect("login answers")
+        .json()
+        .await
+        .expect("json");
+    let token = login["access_token"].as_str().expect("a token").to_owned();
+
+    let opened =
+        futures::future::join_all((0..STREAMS).map(|_| open_stream(&client, &base, &token))).await;
+    // A stream whose client has already gone must not hold the shutdown either.
+    drop(open_stream(&client, &base, &token).await);
+    let readers = opened
+        .into_iter()
+        .map(|(mut body, mut seen)| {
+            tokio::spawn(async move {
+                // Until the server ends the stream; an error is a connection cut, not an end.
+                while let Some(chunk) = body.next().await {
+                    let Ok(chunk) = chunk else {
+                        return (seen, false);
+                    };
+                    seen.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+                }
+                (seen, true)
+            })
+        })
+        .collect::<Vec<_>>();
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let signalled = Instant::now();
+    let exit = loop {
+        if let Some(exit) = server.try_wait().expect("waits") {
+            break exit;
+        }
+        if signalled.elapsed() > Duration::from_secs(2) {
+            let _ = server.kill();
+            panic!("the server did not exit within 2 s of SIGTERM with {STREAMS} open streams");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "a clean exit: {exit:?}");
+
+    for reader in readers {
+        let (seen, ended) = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("the stream has ended")
+            .expect("the reader");
+        assert!(
+            seen.ends_with("event: end\ndata: {\"reason\":\"shutdown\",\"reconnect\":true}\n\n"),
+            "the last event tells the client to reconnect: {seen}"
+        );
+        assert!(ended, "the stream ended cleanly, not by a cut connection");
+    }
 }

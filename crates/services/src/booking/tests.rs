@@ -1258,10 +1258,13 @@ async fn a_clinic_whose_sweep_fails_does_not_stop_the_sweep_of_the_clinics_after
         .returning(|_, _, _| Ok(None));
     let marked = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = marked.clone();
-    world.appointments.expect_update().returning(move |_, a, _| {
-        sink.lock().expect("not poisoned").push(a.clinic_id);
-        Ok(())
-    });
+    world
+        .appointments
+        .expect_update()
+        .returning(move |_, a, _| {
+            sink.lock().expect("not poisoned").push(a.clinic_id);
+            Ok(())
+        });
     let (service, _) = world.service();
     let report = service
         .sweep_no_shows(10, Duration::hours(24))

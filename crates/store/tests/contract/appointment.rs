@@ -925,9 +925,15 @@ pub async fn appointments_are_read_many_at_once_within_one_clinic(ctx: Ctx) {
     let other = ctx.clinic("B").await;
     let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
     let house = ctx.practitioner(clinic, "Gregory", "House").await;
-    let early = ctx.appointment(appointment(&ada, &house, at(9, 0), 30)).await;
-    let late = ctx.appointment(appointment(&ada, &house, at(11, 0), 30)).await;
-    let mut gone = ctx.appointment(appointment(&ada, &house, at(13, 0), 30)).await;
+    let early = ctx
+        .appointment(appointment(&ada, &house, at(9, 0), 30))
+        .await;
+    let late = ctx
+        .appointment(appointment(&ada, &house, at(11, 0), 30))
+        .await;
+    let mut gone = ctx
+        .appointment(appointment(&ada, &house, at(13, 0), 30))
+        .await;
     let grace = ctx.patient(other, "Grace", "Hopper").await;
     let wilson = ctx.practitioner(other, "James", "Wilson").await;
     let elsewhere = ctx

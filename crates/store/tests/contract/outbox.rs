@@ -327,7 +327,10 @@ pub async fn recording_all_writes_each_messages_delivery_state_in_one_call(ctx: 
         }))
     );
     assert_eq!(get(&ctx, a, third.id).await, Some(as_stored(&dead)));
-    assert_eq!(get(&ctx, a, untouched.id).await, Some(as_stored(&untouched)));
+    assert_eq!(
+        get(&ctx, a, untouched.id).await,
+        Some(as_stored(&untouched))
+    );
 
     // A delivered message's error goes, a retried one's delivery time stays empty.
     let cleared = OutboxMessage {
@@ -337,7 +340,10 @@ pub async fn recording_all_writes_each_messages_delivery_state_in_one_call(ctx: 
         ..dead.clone()
     };
     let mut tx = ctx.write().await;
-    ctx.store.record_all(&mut tx, &[cleared.clone()]).await.unwrap();
+    ctx.store
+        .record_all(&mut tx, std::slice::from_ref(&cleared))
+        .await
+        .unwrap();
     ctx.store.record_all(&mut tx, &[]).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(get(&ctx, a, third.id).await, Some(as_stored(&cleared)));
