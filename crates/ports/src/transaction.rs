@@ -108,7 +108,9 @@ impl Tx {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Database: Send + Sync {
-    /// Begins a transaction; MUST return [`RepoError::Unavailable`] when no connection can be had in time.
+    /// Begins a transaction; MUST return [`RepoError::Unavailable`] when no connection can be had
+    /// in time, and [`RepoError::Timeout`] when a write transaction waited past its bound for
+    /// the database's write lock (SQLite's `busy_timeout`).
     async fn begin(&self, mode: TxMode) -> Result<Tx, RepoError>;
 
     /// Checks that the database answers.

@@ -1104,6 +1104,47 @@ mod tests {
     }
 
     #[test]
+    fn the_database_bounds_default_safe_and_are_configurable() {
+        let s = Settings::load_from(None, &env_of(&[])).expect("valid");
+        assert_eq!(
+            s.pool().bounds,
+            clinicflow_store::DatabaseBounds {
+                statement_timeout: Duration::from_secs(5),
+                lock_timeout: Duration::from_secs(2),
+                idle_in_transaction_timeout: Duration::from_secs(10),
+                sqlite_busy_timeout: Duration::from_secs(5),
+            }
+        );
+        let s = Settings::load_from(
+            None,
+            &env_of(&[
+                ("CLINICFLOW_DB_STATEMENT_TIMEOUT_MS", "800"),
+                ("CLINICFLOW_DB_LOCK_TIMEOUT_MS", "0"),
+                ("CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "30000"),
+                ("CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS", "250"),
+            ]),
+        )
+        .expect("valid");
+        let bounds = s.pool().bounds;
+        assert_eq!(bounds.statement_timeout, Duration::from_millis(800));
+        assert_eq!(bounds.lock_timeout, Duration::ZERO);
+        assert_eq!(bounds.idle_in_transaction_timeout, Duration::from_secs(30));
+        assert_eq!(bounds.sqlite_busy_timeout, Duration::from_millis(250));
+        for key in [
+            "CLINICFLOW_DB_STATEMENT_TIMEOUT_MS",
+            "CLINICFLOW_DB_LOCK_TIMEOUT_MS",
+            "CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            "CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS",
+        ] {
+            for bad in ["86400001", "-1", "soon"] {
+                let env = |k: &str| (k == key).then(|| bad.to_owned());
+                let err = Settings::load_from(None, &env).expect_err("out of range");
+                assert!(err.to_string().contains(key), "{key}={bad}: {err}");
+            }
+        }
+    }
+
+    #[test]
     fn production_refuses_a_missing_or_short_secret() {
         let err = Settings::load_from(None, &env_of(&[("CLINICFLOW_PROFILE", "production")]))
             .expect_err("no secret");

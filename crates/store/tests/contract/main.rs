@@ -75,6 +75,7 @@ contract_tests! {
     user::a_user_update_based_on_an_older_version_is_refused,
     user::a_failed_login_and_a_deactivation_racing_lose_neither,
     user::concurrent_failed_logins_lose_no_increment,
+    user::a_deactivation_amid_concurrent_failed_logins_loses_nothing,
     user::failed_logins_lock_the_account_as_the_policy_says,
     user::the_user_list_is_ordered_by_email_and_paged,
     patient::a_patient_reads_back_with_every_field,

@@ -302,6 +302,58 @@ pub async fn a_failed_login_and_a_deactivation_racing_lose_neither(ctx: Ctx) {
     assert_eq!((last.active, last.failed_logins), (true, 2));
 }
 
+/// An admin's deactivation as the service makes it: read, change, write naming the version
+/// read, and again on a fresh read when a concurrent write came first.
+async fn deactivate(store: &Store, u: &User) {
+    loop {
+        let mut tx = store.begin(TxMode::Write).await.unwrap();
+        let mut current = UserRepo::get(store, &mut tx, u.clinic_id, u.id)
+            .await
+            .unwrap()
+            .unwrap();
+        current.active = false;
+        let expected = current.version;
+        current.version += 1;
+        match UserRepo::update(store, &mut tx, &current, expected).await {
+            Ok(()) => return tx.commit().await.unwrap(),
+            Err(RepoError::StaleVersion) => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+pub async fn a_deactivation_amid_concurrent_failed_logins_loses_nothing(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let desk = ctx.user(clinic, "desk@example.org").await;
+    let policy = LockoutPolicy {
+        max_failures: 100,
+        ..LockoutPolicy::default()
+    };
+    let store = Arc::new(ctx.store.clone());
+    let mut racers: Vec<_> = (0..6)
+        .map(|_| {
+            let (store, desk) = (Arc::clone(&store), desk.clone());
+            tokio::spawn(async move {
+                fail_once(&store, &desk, &policy).await;
+            })
+        })
+        .collect();
+    let (admin_store, admin_desk) = (Arc::clone(&store), desk.clone());
+    racers.insert(
+        3,
+        tokio::spawn(async move { deactivate(&admin_store, &admin_desk).await }),
+    );
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    let after = stored(&ctx, &desk).await;
+    assert_eq!(
+        (after.active, after.failed_logins, after.version),
+        (false, 6, 8),
+        "the deactivation and every failure are there"
+    );
+}
+
 pub async fn concurrent_failed_logins_lose_no_increment(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
     let desk = ctx.user(clinic, "desk@example.org").await;
