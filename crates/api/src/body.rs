@@ -180,12 +180,11 @@ fn plain(message: &str) -> String {
                 .map_or(out.len(), |i| name_start + i);
             let mut end = name_end;
             // "with 8 elements" is how many fields the struct has: the position fill, gone.
-            if let Some(rest) = out[end..].strip_prefix(" with ") {
-                if let Some(i) = rest.find(" element") {
-                    let tail = &rest[i + " element".len()..];
-                    end +=
-                        " with ".len() + i + " element".len() + usize::from(tail.starts_with('s'));
-                }
+            if let Some(rest) = out[end..].strip_prefix(" with ")
+                && let Some(i) = rest.find(" element")
+            {
+                let tail = &rest[i + " element".len()..];
+                end += " with ".len() + i + " element".len() + usize::from(tail.starts_with('s'));
             }
             out.replace_range(at..end, &format!("expected {json}"));
         }

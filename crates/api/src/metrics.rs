@@ -51,7 +51,7 @@ pub fn listener_routes(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
         .app_data(web::Data::new(MetricsListener))
         .route("/metrics", web::get().to(scrape))
-        .default_service(web::to(crate::error::no_route));
+        .default_service(web::to(crate::routing::unmatched));
 }
 
 /// A request's labels.

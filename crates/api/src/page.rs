@@ -252,7 +252,12 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
     let Some(value) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let raw = value.to_str().unwrap_or_default().trim();
+    let invalid = || ApiError::Malformed {
+        code: crate::error::ErrorCode::InvalidHeader,
+        detail: "If-Match must be `*` or an ETag such as \"3\"".into(),
+    };
+    // Bytes outside visible ASCII are no entity tag, and must not read as an empty list.
+    let raw = value.to_str().map_err(|_| invalid())?.trim();
     // An empty list of entity tags is valid syntax (RFC 9110 `#entity-tag`) and names none.
     if raw == "*" || raw.is_empty() {
         return Ok(None);
@@ -265,10 +270,7 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<i32>, ApiError> {
         .filter(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|version| version.parse().ok())
         .map(Some)
-        .ok_or_else(|| ApiError::Malformed {
-            code: crate::error::ErrorCode::InvalidHeader,
-            detail: "If-Match must be `*` or an ETag such as \"3\"".into(),
-        })
+        .ok_or_else(invalid)
 }
 
 /// A 200 with the resource's ETag, or 304 when the client's `If-None-Match` already holds it.
@@ -394,6 +396,13 @@ mod tests {
                 .to_http_request();
             if_match(&req)
         };
+        let obs_text = actix_web::test::TestRequest::default()
+            .insert_header((
+                header::IF_MATCH,
+                header::HeaderValue::from_bytes(b"\xc2\x84").expect("obs-text is a value"),
+            ))
+            .to_http_request();
+        assert!(if_match(&obs_text).is_err(), "not visible ASCII");
         assert_eq!(read("\"3\"").expect("strong"), Some(3));
         assert_eq!(read("W/\"12\"").expect("weak"), Some(12));
         assert_eq!(read("*").expect("any"), None);

@@ -622,7 +622,7 @@ async fn add_extra_hours(
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
-    body: web::Json<TimeOffIn>,
+    body: Json<TimeOffIn>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = TimeOffInput {
