@@ -9,6 +9,7 @@ mod dispatch;
 mod fuzz_regressions;
 mod helpers;
 mod idempotency;
+mod lifecycle;
 mod logs;
 mod observability;
 mod openapi;
