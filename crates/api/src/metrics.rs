@@ -51,7 +51,9 @@ pub fn listener_routes(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
         .app_data(web::Data::new(MetricsListener))
         .route("/metrics", web::get().to(scrape))
-        .default_service(web::to(crate::routing::unmatched));
+        .default_service(web::to(|| async {
+            actix_web::ResponseError::error_response(&crate::ApiError::NoRoute)
+        }));
 }
 
 /// A request's labels.

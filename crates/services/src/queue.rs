@@ -6,9 +6,9 @@ use clinicflow_domain::queue::{
     active_practitioners, appointment_deadline, estimated_wait, walk_in_deadline,
 };
 use clinicflow_domain::{
-    Actor, Appointment, AppointmentStatus, AuditAction, Clinic, DeadlineRule, Encounter,
-    EncounterId, Interval, PageRequest, PatientId, Permission, PractitionerId, QueueEntry,
-    QueueEntryId, QueueStatus, ResourceType, TriageCategory,
+    Actor, Appointment, AppointmentStatus, AuditAction, Clinic, DeadlineRule, Encounter, Interval,
+    PageRequest, PatientId, Permission, PractitionerId, QueueEntry, QueueEntryId, QueueStatus,
+    ResourceType, TriageCategory,
 };
 use clinicflow_ports::{AppointmentFilter, PractitionerFilter, QueueScope, Tx, TxMode};
 use uuid::Uuid;

@@ -10,6 +10,7 @@ mod dispatch;
 mod fuzz_regressions;
 mod helpers;
 mod idempotency;
+mod lifecycle;
 mod live;
 mod logs;
 mod observability;

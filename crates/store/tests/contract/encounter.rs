@@ -139,10 +139,14 @@ pub async fn the_open_encounter_of_an_entry_is_the_one_not_ended(ctx: Ctx) {
     let other = ctx.clinic("B").await;
     let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
     let house = ctx.practitioner(clinic, "Gregory", "House").await;
-    let waiting = |arrived_at| queue_entry(&ada, TriageCategory::Urgent, arrived_at, at(10, 0));
-    let entry = ctx.queue_entry(waiting(at(8, 0))).await;
-    let neighbour = ctx.queue_entry(waiting(at(8, 5))).await;
-    let unseen = ctx.queue_entry(waiting(at(8, 10))).await;
+    // Three patients: each has one open entry at most.
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let carl = ctx.patient(clinic, "Carl", "Gauss").await;
+    let waiting =
+        |patient, arrived_at| queue_entry(patient, TriageCategory::Urgent, arrived_at, at(10, 0));
+    let entry = ctx.queue_entry(waiting(&ada, at(8, 0))).await;
+    let neighbour = ctx.queue_entry(waiting(&grace, at(8, 5))).await;
+    let unseen = ctx.queue_entry(waiting(&carl, at(8, 10))).await;
     let of_entry = |entry: QueueEntryId, started_at| Encounter {
         queue_entry_id: Some(entry),
         ..encounter(&ada, &house, started_at)
@@ -178,6 +182,52 @@ pub async fn the_open_encounter_of_an_entry_is_the_one_not_ended(ctx: Ctx) {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(open_for(clinic, entry.id).await, None);
+}
+
+pub async fn the_open_encounter_of_an_appointment_is_the_one_not_ended(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let visit = ctx
+        .appointment(appointment(&ada, &house, at(9, 0), 30))
+        .await;
+    let unseen = ctx
+        .appointment(appointment(&ada, &house, at(11, 0), 30))
+        .await;
+    let of_visit = |started_at| Encounter {
+        appointment_id: Some(visit.id),
+        ..encounter(&ada, &house, started_at)
+    };
+    ctx.encounter(ended(of_visit(at(9, 0)), at(9, 5))).await;
+    let current = ctx.encounter(of_visit(at(9, 10))).await;
+    // Not linked to the appointment.
+    ctx.encounter(encounter(&ada, &house, at(9, 15))).await;
+
+    let open_for = |clinic: ClinicId, appointment| {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.read().await;
+            ctx.store
+                .open_for_appointment(&mut tx, clinic, appointment)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(open_for(clinic, visit.id).await, Some(current.clone()));
+    assert_eq!(open_for(clinic, unseen.id).await, None);
+    assert_eq!(open_for(other, visit.id).await, None);
+
+    let closed = Encounter {
+        version: 2,
+        ..ended(current, at(9, 40))
+    };
+    let mut tx = ctx.write().await;
+    EncounterRepo::update(&ctx.store, &mut tx, &closed, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(open_for(clinic, visit.id).await, None);
 }
 
 pub async fn a_patients_encounters_are_paged_newest_first(ctx: Ctx) {

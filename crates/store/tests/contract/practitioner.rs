@@ -109,15 +109,20 @@ pub async fn the_practitioner_list_filters_by_specialty_and_department(ctx: Ctx)
         &["diagnostics", "immunology"],
         Some("emergency"),
     );
-    let cuddy = practitioner(clinic, "Lisa", "Cuddy", &[], None);
+    // Deactivated: read back as such, and filtered by `active`.
+    let cuddy = Practitioner {
+        active: false,
+        ..practitioner(clinic, "Lisa", "Cuddy", &[], None)
+    };
     let elsewhere = practitioner(other, "John", "Dorian", &["diagnostics"], Some("internal"));
     for p in [&house, &wilson, &cameron, &cuddy, &elsewhere] {
         store(&ctx, p).await;
     }
-    let list = |specialty: Option<&str>, department: Option<&str>| {
+    let filtered = |specialty: Option<&str>, department: Option<&str>, active: Option<bool>| {
         let filter = PractitionerFilter {
             specialty: specialty.map(str::to_owned),
             department: department.map(str::to_owned),
+            active,
         };
         let ctx = &ctx;
         async move {
@@ -136,9 +141,20 @@ pub async fn the_practitioner_list_filters_by_specialty_and_department(ctx: Ctx)
         }
     };
 
+    let list = |specialty, department| filtered(specialty, department, None);
     assert_eq!(
         list(None, None).await,
-        vec![cameron.clone(), cuddy, house.clone(), wilson.clone()]
+        vec![
+            cameron.clone(),
+            cuddy.clone(),
+            house.clone(),
+            wilson.clone()
+        ]
+    );
+    assert_eq!(filtered(None, None, Some(false)).await, vec![cuddy]);
+    assert_eq!(
+        filtered(None, None, Some(true)).await,
+        vec![cameron.clone(), house.clone(), wilson.clone()]
     );
     assert_eq!(
         list(Some("diagnostics"), None).await,

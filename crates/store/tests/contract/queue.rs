@@ -208,7 +208,9 @@ pub async fn a_queue_entry_reads_back_and_updates_every_field(ctx: Ctx) {
 
 pub async fn open_entries_come_in_serve_order(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
-    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    // One patient per open entry: a patient waits once at most.
+    let pool = ctx.patients(clinic, 40).await;
+    let mut queued = pool.iter();
     let due = at(10, 0);
     let micro = Duration::microseconds(1);
     let ids = ascending_ids(3);
@@ -221,11 +223,21 @@ pub async fn open_entries_come_in_serve_order(ctx: Ctx) {
     // Listed in serve order, closed ones last; inserted below in reverse.
     add(
         "least urgent but due first",
-        queue_entry(&ada, NonUrgent, at(5, 30), at(9, 30)),
+        queue_entry(
+            queued.next().expect("enough patients"),
+            NonUrgent,
+            at(5, 30),
+            at(9, 30),
+        ),
     );
     add(
         "due a microsecond earlier",
-        queue_entry(&ada, NonUrgent, at(6, 0), due - micro),
+        queue_entry(
+            queued.next().expect("enough patients"),
+            NonUrgent,
+            at(6, 0),
+            due - micro,
+        ),
     );
     for (i, id) in ids.iter().enumerate() {
         let name = ["tie 1", "tie 2", "tie 3"][i];
@@ -233,48 +245,88 @@ pub async fn open_entries_come_in_serve_order(ctx: Ctx) {
             name,
             QueueEntry {
                 id: *id,
-                ..queue_entry(&ada, VeryUrgent, at(9, 40), due)
+                ..queue_entry(
+                    queued.next().expect("enough patients"),
+                    VeryUrgent,
+                    at(9, 40),
+                    due,
+                )
             },
         );
     }
     add(
         "same deadline and category, later arrival",
-        queue_entry(&ada, VeryUrgent, at(9, 50), due),
+        queue_entry(
+            queued.next().expect("enough patients"),
+            VeryUrgent,
+            at(9, 50),
+            due,
+        ),
     );
     add(
         "same deadline, less urgent, earliest arrival",
-        queue_entry(&ada, Standard, at(8, 0), due),
+        queue_entry(
+            queued.next().expect("enough patients"),
+            Standard,
+            at(8, 0),
+            due,
+        ),
     );
     add(
         "most urgent but due a microsecond later",
-        queue_entry(&ada, Immediate, at(9, 59), due + micro),
+        queue_entry(
+            queued.next().expect("enough patients"),
+            Immediate,
+            at(9, 59),
+            due + micro,
+        ),
     );
     add(
         "called",
         QueueEntry {
             status: QueueStatus::Called,
-            ..queue_entry(&ada, Urgent, at(9, 0), at(11, 0))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Urgent,
+                at(9, 0),
+                at(11, 0),
+            )
         },
     );
     add(
         "in service",
         QueueEntry {
             status: QueueStatus::InService,
-            ..queue_entry(&ada, Urgent, at(9, 0), at(11, 30))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Urgent,
+                at(9, 0),
+                at(11, 30),
+            )
         },
     );
     add(
         "done",
         QueueEntry {
             status: QueueStatus::Done,
-            ..queue_entry(&ada, Immediate, at(5, 0), at(5, 0))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Immediate,
+                at(5, 0),
+                at(5, 0),
+            )
         },
     );
     add(
         "left",
         QueueEntry {
             status: QueueStatus::Left,
-            ..queue_entry(&ada, Immediate, at(5, 0), at(5, 0))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Immediate,
+                at(5, 0),
+                at(5, 0),
+            )
         },
     );
     for e in entries.iter().rev() {
@@ -306,7 +358,9 @@ pub async fn open_entries_come_in_serve_order(ctx: Ctx) {
 
 pub async fn open_and_next_respect_each_scope_rule(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
-    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    // One patient per open entry: a patient waits once at most.
+    let pool = ctx.patients(clinic, 20).await;
+    let mut queued = pool.iter();
     let house = ctx.practitioner(clinic, "Gregory", "House").await;
     let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
     let mut names = HashMap::new();
@@ -319,7 +373,7 @@ pub async fn open_and_next_respect_each_scope_rule(ctx: Ctx) {
                 practitioner_id: practitioner,
                 department: department.map(str::to_owned),
                 ..queue_entry(
-                    &ada,
+                    queued.next().expect("enough patients"),
                     Standard,
                     at(8, 0),
                     at(9, 0) + Duration::minutes(minute),
@@ -387,31 +441,58 @@ pub async fn open_and_next_respect_each_scope_rule(ctx: Ctx) {
 pub async fn the_next_waiting_entry_skips_called_and_served_ones(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
     let other = ctx.clinic("B").await;
-    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    // One patient per open entry: a patient waits once at most.
+    let pool = ctx.patients(clinic, 5).await;
+    let mut queued = pool.iter();
     let house = ctx.practitioner(clinic, "Gregory", "House").await;
     let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
     let mut called = ctx
-        .queue_entry(queue_entry(&ada, Immediate, at(8, 0), at(8, 0)))
+        .queue_entry(queue_entry(
+            queued.next().expect("enough patients"),
+            Immediate,
+            at(8, 0),
+            at(8, 0),
+        ))
         .await;
     advance(&ctx, &mut called, QueueStatus::Called, at(8, 1)).await;
     let mut in_service = ctx
-        .queue_entry(queue_entry(&ada, Immediate, at(8, 0), at(8, 5)))
+        .queue_entry(queue_entry(
+            queued.next().expect("enough patients"),
+            Immediate,
+            at(8, 0),
+            at(8, 5),
+        ))
         .await;
     advance(&ctx, &mut in_service, QueueStatus::Called, at(8, 6)).await;
     advance(&ctx, &mut in_service, QueueStatus::InService, at(8, 7)).await;
     let mut for_house = ctx
         .queue_entry(QueueEntry {
             practitioner_id: Some(house.id),
-            ..queue_entry(&ada, Standard, at(8, 0), at(9, 10))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Standard,
+                at(8, 0),
+                at(9, 10),
+            )
         })
         .await;
     let mut general = ctx
-        .queue_entry(queue_entry(&ada, Standard, at(8, 0), at(9, 15)))
+        .queue_entry(queue_entry(
+            queued.next().expect("enough patients"),
+            Standard,
+            at(8, 0),
+            at(9, 15),
+        ))
         .await;
     let mut for_wilson = ctx
         .queue_entry(QueueEntry {
             practitioner_id: Some(wilson.id),
-            ..queue_entry(&ada, Standard, at(8, 0), at(9, 20))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Standard,
+                at(8, 0),
+                at(9, 20),
+            )
         })
         .await;
 
@@ -509,6 +590,81 @@ pub async fn concurrent_calls_take_each_waiting_entry_exactly_once(ctx: Ctx) {
     }
 }
 
+pub async fn a_patient_has_at_most_one_open_entry(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let mut first = ctx
+        .queue_entry(queue_entry(&ada, Standard, at(8, 0), at(10, 0)))
+        .await;
+    let open_for = |clinic: ClinicId, patient| {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.read().await;
+            ctx.store
+                .open_for_patient(&mut tx, clinic, patient)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(open_for(clinic, ada.id).await, Some(first.clone()));
+    assert_eq!(open_for(clinic, grace.id).await, None);
+    assert_eq!(open_for(other, ada.id).await, None);
+
+    // Another patient waits beside Ada; Ada a second time does not, in any open status.
+    ctx.queue_entry(queue_entry(&grace, Standard, at(8, 1), at(10, 1)))
+        .await;
+    let again = queue_entry(&ada, Urgent, at(8, 5), at(9, 5));
+    for status in [
+        QueueStatus::Waiting,
+        QueueStatus::Called,
+        QueueStatus::InService,
+    ] {
+        advance_to(&ctx, &mut first, status).await;
+        let mut tx = ctx.write().await;
+        let err = QueueRepo::insert(&ctx.store, &mut tx, &again)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RepoError::AlreadyQueued),
+            "{status:?}: {err:?}"
+        );
+        drop(tx);
+    }
+
+    // Once the first is done, Ada may queue again; closed entries stay beside the open one.
+    advance(&ctx, &mut first, QueueStatus::Done, at(8, 30)).await;
+    assert_eq!(open_for(clinic, ada.id).await, None);
+    let again = ctx.queue_entry(again).await;
+    assert_eq!(open_for(clinic, ada.id).await, Some(again.clone()));
+
+    // Nor can an update reopen the done entry beside the new one.
+    let reopened = QueueEntry {
+        status: QueueStatus::Waiting,
+        finished_at: None,
+        version: first.version + 1,
+        ..first.clone()
+    };
+    let mut tx = ctx.write().await;
+    let err = QueueRepo::update(&ctx.store, &mut tx, &reopened, first.version)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::AlreadyQueued), "{err:?}");
+}
+
+/// Moves `entry` forward to `status` (waiting stays), as the queue's machine allows.
+async fn advance_to(ctx: &Ctx, entry: &mut QueueEntry, status: QueueStatus) {
+    let now = entry.arrived_at + Duration::minutes(1);
+    while entry.status != status {
+        let next = match entry.status {
+            QueueStatus::Waiting => QueueStatus::Called,
+            _ => QueueStatus::InService,
+        };
+        advance(ctx, entry, next, now).await;
+    }
+}
+
 pub async fn one_appointment_has_at_most_one_open_entry(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
     let other = ctx.clinic("B").await;
@@ -529,11 +685,12 @@ pub async fn one_appointment_has_at_most_one_open_entry(ctx: Ctx) {
         ..queue_entry(&ada, Standard, arrived_at, at(9, 10))
     };
     let mut first = ctx.queue_entry(checked_in(at(8, 50))).await;
-    // Walk-ins name no appointment and never collide.
-    ctx.queue_entry(queue_entry(&ada, Standard, at(8, 0), at(10, 0)))
-        .await;
-    ctx.queue_entry(queue_entry(&ada, Standard, at(8, 0), at(10, 0)))
-        .await;
+    // Walk-ins name no appointment and never collide on it.
+    for given in ["Bob", "Carl"] {
+        let walker = ctx.patient(clinic, given, "Walker").await;
+        ctx.queue_entry(queue_entry(&walker, Standard, at(8, 0), at(10, 0)))
+            .await;
+    }
 
     let for_appointment = |clinic: ClinicId, appointment| {
         let ctx = &ctx;
@@ -549,7 +706,13 @@ pub async fn one_appointment_has_at_most_one_open_entry(ctx: Ctx) {
     assert_eq!(for_appointment(clinic, later.id).await, None);
     assert_eq!(for_appointment(other, visit.id).await, None);
 
-    let second = checked_in(at(8, 55));
+    // Named for another patient, so that only the appointment's rule is at stake (a patient
+    // has one open entry at most, too: see `a_patient_has_at_most_one_open_entry`).
+    let grace = ctx.patient(clinic, "Grace", "Hopper").await;
+    let second = QueueEntry {
+        patient_id: grace.id,
+        ..checked_in(at(8, 55))
+    };
     let mut tx = ctx.write().await;
     let err = QueueRepo::insert(&ctx.store, &mut tx, &second)
         .await
@@ -600,7 +763,9 @@ pub async fn one_appointment_has_at_most_one_open_entry(ctx: Ctx) {
 
 pub async fn entries_arrived_within_a_span_filter_by_practitioner(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
-    let ada = ctx.patient(clinic, "Ada", "Lovelace").await;
+    // One patient per open entry: a patient waits once at most.
+    let pool = ctx.patients(clinic, 7).await;
+    let mut queued = pool.iter();
     let house = ctx.practitioner(clinic, "Gregory", "House").await;
     let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
     let micro = Duration::microseconds(1);
@@ -609,8 +774,13 @@ pub async fn entries_arrived_within_a_span_filter_by_practitioner(ctx: Ctx) {
         names.insert(e.id, name);
         e
     };
-    let arriving = |arrived_at: DateTime<Utc>| {
-        queue_entry(&ada, Standard, arrived_at, arrived_at + Duration::hours(2))
+    let mut arriving = |arrived_at: DateTime<Utc>| {
+        queue_entry(
+            queued.next().expect("enough patients"),
+            Standard,
+            arrived_at,
+            arrived_at + Duration::hours(2),
+        )
     };
     let entries = [
         add("just before", arriving(at(8, 0) - micro)),
@@ -715,6 +885,9 @@ pub async fn another_clinic_can_neither_see_nor_change_queue_entries(ctx: Ctx) {
     let a = ctx.clinic("A").await;
     let b = ctx.clinic("B").await;
     let ada = ctx.patient(a, "Ada", "Lovelace").await;
+    // One patient per open entry: a patient waits once at most.
+    let pool = ctx.patients(a, 5).await;
+    let mut queued = pool.iter();
     let house = ctx.practitioner(a, "Gregory", "House").await;
     let visit = ctx
         .appointment(appointment(&ada, &house, at(9, 0), 30))
@@ -726,7 +899,12 @@ pub async fn another_clinic_can_neither_see_nor_change_queue_entries(ctx: Ctx) {
             rule: DeadlineRule::Appointment {
                 starts_at: at(9, 0),
             },
-            ..queue_entry(&ada, Standard, at(8, 50), at(9, 10))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Standard,
+                at(8, 50),
+                at(9, 10),
+            )
         })
         .await;
 
@@ -791,19 +969,39 @@ pub async fn another_clinic_can_neither_see_nor_change_queue_entries(ctx: Ctx) {
     let foreign = [
         QueueEntry {
             clinic_id: b,
-            ..queue_entry(&ada, Standard, at(8, 0), at(10, 0))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Standard,
+                at(8, 0),
+                at(10, 0),
+            )
         },
         QueueEntry {
             practitioner_id: Some(b_practitioner.id),
-            ..queue_entry(&ada, Standard, at(8, 0), at(10, 0))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Standard,
+                at(8, 0),
+                at(10, 0),
+            )
         },
         QueueEntry {
             called_by: Some(b_practitioner.id),
-            ..queue_entry(&ada, Standard, at(8, 0), at(10, 0))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Standard,
+                at(8, 0),
+                at(10, 0),
+            )
         },
         QueueEntry {
             appointment_id: Some(b_visit.id),
-            ..queue_entry(&ada, Standard, at(8, 0), at(10, 0))
+            ..queue_entry(
+                queued.next().expect("enough patients"),
+                Standard,
+                at(8, 0),
+                at(10, 0),
+            )
         },
         queue_entry(&patient(a, "Not", "Stored"), Standard, at(8, 0), at(10, 0)),
     ];

@@ -142,3 +142,89 @@ pub async fn exceptions_overlapping_a_span_come_in_start_order(ctx: Ctx) {
         .unwrap();
     assert_eq!(found, vec![early], "intervals are half-open");
 }
+
+pub async fn exceptions_are_listed_by_kind_and_removed_one_at_a_time(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let wilson = ctx.practitioner(clinic, "James", "Wilson").await;
+    let exception = |kind, from, to| ScheduleException {
+        id: ScheduleExceptionId::from_uuid(Uuid::now_v7()),
+        kind,
+        interval: span(from, to),
+        reason: None,
+    };
+    let afternoon_off = exception(ExceptionKind::TimeOff, (14, 0), (16, 0));
+    let morning_off = exception(ExceptionKind::TimeOff, (8, 0), (9, 0));
+    let evening = exception(ExceptionKind::ExtraHours, (18, 0), (20, 0));
+    let wilsons = exception(ExceptionKind::TimeOff, (8, 0), (9, 0));
+    let mut tx = ctx.write().await;
+    for e in [&afternoon_off, &morning_off, &evening] {
+        ScheduleRepo::add_exception(&ctx.store, &mut tx, clinic, house.id, e)
+            .await
+            .unwrap();
+    }
+    ScheduleRepo::add_exception(&ctx.store, &mut tx, clinic, wilson.id, &wilsons)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let listed = |practitioner: PractitionerId, kind| {
+        let ctx = &ctx;
+        async move {
+            let mut tx = ctx.read().await;
+            ctx.store
+                .exceptions(&mut tx, clinic, practitioner, kind)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        listed(house.id, ExceptionKind::TimeOff).await,
+        vec![morning_off.clone(), afternoon_off.clone()]
+    );
+    assert_eq!(
+        listed(house.id, ExceptionKind::ExtraHours).await,
+        vec![evening.clone()]
+    );
+
+    // An id of another kind, practitioner or clinic is not found, and nothing goes stale.
+    for (clinic, practitioner, kind, id) in [
+        (clinic, house.id, ExceptionKind::ExtraHours, morning_off.id),
+        (clinic, wilson.id, ExceptionKind::TimeOff, morning_off.id),
+        (other, house.id, ExceptionKind::TimeOff, morning_off.id),
+    ] {
+        let mut tx = ctx.write().await;
+        let err = ctx
+            .store
+            .remove_exception(&mut tx, clinic, practitioner, kind, id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RepoError::NotFound), "{err:?}");
+        assert!(tx.touched().is_empty());
+    }
+
+    // A removal makes the practitioner's cached slots stale.
+    let mut tx = ctx.write().await;
+    ctx.store
+        .remove_exception(
+            &mut tx,
+            clinic,
+            house.id,
+            ExceptionKind::TimeOff,
+            morning_off.id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tx.touched(), [clinicflow_ports::practitioner_tag(house.id)]);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        listed(house.id, ExceptionKind::TimeOff).await,
+        vec![afternoon_off]
+    );
+    assert_eq!(
+        listed(wilson.id, ExceptionKind::TimeOff).await,
+        vec![wilsons],
+        "another practitioner's exceptions stay"
+    );
+}

@@ -62,6 +62,16 @@ impl Ctx {
         p
     }
 
+    /// Stores `n` patients of `clinic`: one for each open queue entry a test needs, since a
+    /// patient has one open entry at most.
+    pub async fn patients(&self, clinic: ClinicId, n: usize) -> Vec<Patient> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            out.push(self.patient(clinic, &format!("Queued{i}"), "Patient").await);
+        }
+        out
+    }
+
     /// Stores a practitioner and returns it.
     pub async fn practitioner(&self, clinic: ClinicId, given: &str, family: &str) -> Practitioner {
         let p = practitioner(clinic, given, family, &[], None);
