@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
-use actix_web::http::header;
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayItems, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, OpenApi as Document, Ref, RefOr, Required};

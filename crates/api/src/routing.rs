@@ -192,7 +192,7 @@ mod tests {
         let ApiError::Malformed { code, detail } = unknown_query(&names(&["pgae"]), &takes) else {
             panic!("a malformed request")
         };
-        assert_eq!(code, "invalid_query");
+        assert_eq!(code, crate::error::ErrorCode::InvalidQuery);
         assert_eq!(
             detail,
             "unknown query parameter `pgae`; this operation takes: page, page_size"

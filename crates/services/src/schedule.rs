@@ -689,6 +689,7 @@ mod transaction_tests {
             no_show_grace_minutes: 15,
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
+            check_in: clinicflow_domain::CheckInWindow::default(),
         }
     }
 
@@ -705,6 +706,7 @@ mod transaction_tests {
             department: None,
             slot_minutes: 30,
             buffer_minutes: 0,
+            active: true,
             version: 1,
             created_at: created,
             updated_at: created,
