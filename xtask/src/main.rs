@@ -221,6 +221,10 @@ fn test(flags: &TestFlags, runner_args: &[OsString]) -> Result<ExitCode> {
         Some(url) => runner.env("CLINICFLOW_TEST_PG_URL", url),
         None => runner.env_remove("CLINICFLOW_TEST_PG_URL"),
     };
+    match services.postgres_ssl_root_cert() {
+        Some(cert) => runner.env("CLINICFLOW_TEST_PG_SSLROOTCERT", cert),
+        None => runner.env_remove("CLINICFLOW_TEST_PG_SSLROOTCERT"),
+    };
     match services.redis_url() {
         Some(url) => runner.env("CLINICFLOW_TEST_REDIS_URL", url),
         None => runner.env_remove("CLINICFLOW_TEST_REDIS_URL"),

@@ -15,6 +15,8 @@ const DATA_DIR: &str = "pgdata";
 const SOCKET_DIR: &str = "pgsocket";
 /// The server's log file inside the temporary directory.
 const LOG_FILE: &str = "postgres.log";
+/// The directory of the server's TLS key and certificates inside the temporary directory.
+const TLS_DIR: &str = "tls";
 
 /// A directory holding `initdb`, `pg_ctl` and `postgres`.
 #[derive(Debug, Clone)]
@@ -172,6 +174,82 @@ impl Runner {
     }
 }
 
+/// Makes a throwaway certificate authority and a server certificate it signs for `localhost`
+/// and `127.0.0.1` in `dir`, with openssl: `ca.crt`, `server.crt` and `server.key` (mode 0600,
+/// as PostgreSQL demands). A separate authority because rustls refuses a CA certificate as a
+/// server's own.
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    let openssl = find_program("openssl", &["/usr/bin"]).ok_or("openssl not found")?;
+    fs::create_dir_all(dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let extensions = dir.join("server.ext");
+    fs::write(
+        &extensions,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|error| format!("cannot write {}: {error}", extensions.display()))?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat()
+        .into_iter()
+        .chain(["-days", "2", "-subj", "/CN=clinicflow test CA"])
+        .collect(),
+        [
+            &["req"][..],
+            &ec[..],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat()
+        .into_iter()
+        .chain(["-subj", "/CN=localhost"])
+        .collect(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let output = Command::new(&openssl)
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .map_err(|error| format!("cannot run openssl: {error}"))?;
+        check(&format!("openssl {}", args[0]), &output)?;
+    }
+    let key = dir.join("server.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+            .map_err(|error| format!("cannot restrict {}: {error}", key.display()))?;
+    }
+    Ok(())
+}
+
 /// Quotes one word for `/bin/sh`.
 fn shell_quote(word: &OsStr) -> String {
     format!("'{}'", word.to_string_lossy().replace('\'', r"'\''"))
@@ -197,6 +275,8 @@ pub struct Postgres {
     runner: Runner,
     dir: PathBuf,
     port: u16,
+    /// Whether the server speaks TLS with the certificates in [`TLS_DIR`].
+    tls: bool,
 }
 
 impl Postgres {
@@ -206,12 +286,22 @@ impl Postgres {
         let socket_dir = dir.join(SOCKET_DIR);
         fs::create_dir(&socket_dir)
             .map_err(|error| format!("cannot create {}: {error}", socket_dir.display()))?;
+        // TLS lets the tests connect with `sslmode=require` and `verify-full`; without openssl
+        // the server runs without it and those tests say they were skipped.
+        let tls = match make_certificates(&dir.join(TLS_DIR)) {
+            Ok(()) => true,
+            Err(error) => {
+                warn(format_args!("PostgreSQL runs without TLS: {error}"));
+                false
+            }
+        };
         runner.give(dir)?;
         let postgres = Self {
             binaries,
             runner,
             dir: dir.to_path_buf(),
             port,
+            tls,
         };
         postgres.init()?;
         postgres.resume()?;
@@ -222,11 +312,19 @@ impl Postgres {
     /// with the same data, and waits until it accepts connections.
     pub fn resume(&self) -> Result<(), String> {
         let port = self.port;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             shell_quote(self.dir.join(SOCKET_DIR).as_os_str())
         );
+        if self.tls {
+            let tls = self.dir.join(TLS_DIR);
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                shell_quote(tls.join("server.crt").as_os_str()),
+                shell_quote(tls.join("server.key").as_os_str())
+            ));
+        }
         let data = self.data_dir();
         let log = self.log_file();
         let output = self
@@ -276,10 +374,17 @@ impl Postgres {
             runner,
             dir: dir.to_path_buf(),
             port: 0,
+            tls: false,
         };
         if postgres.data_dir().join("postmaster.pid").exists() {
             postgres.stop();
         }
+    }
+
+    /// The certificate of the authority that signed the server's certificate (for
+    /// `sslrootcert`), when the server speaks TLS.
+    pub fn ssl_root_cert(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.join(TLS_DIR).join("ca.crt"))
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.

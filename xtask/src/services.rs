@@ -115,6 +115,14 @@ impl Services {
         self.postgres.as_ref().ok().map(Postgres::url)
     }
 
+    /// The CA certificate PostgreSQL's TLS certificate is signed by, when it speaks TLS.
+    pub fn postgres_ssl_root_cert(&self) -> Option<PathBuf> {
+        self.postgres
+            .as_ref()
+            .ok()
+            .and_then(Postgres::ssl_root_cert)
+    }
+
     /// `redis://127.0.0.1:PORT` when Redis runs.
     pub fn redis_url(&self) -> Option<String> {
         self.redis.as_ref().ok().map(Redis::url)

@@ -284,6 +284,28 @@ impl Store {
         txn.commit().await.map_err(migrate_error)
     }
 
+    /// Whether this store's connection to PostgreSQL is encrypted (TLS, as `sslmode` in the
+    /// URL asks); always false for SQLite.
+    pub async fn uses_tls(&self) -> Result<bool, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(false);
+        }
+        let failed = |e: sea_orm::DbErr| StoreError::Connect(Box::new(e));
+        let row = sea_orm::ConnectionTrait::query_one_raw(
+            &self.conn,
+            sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ),
+        )
+        .await
+        .map_err(failed)?;
+        match row {
+            Some(row) => row.try_get::<bool>("", "ssl").map_err(failed),
+            None => Ok(false),
+        }
+    }
+
     /// The database this store talks to.
     pub fn backend(&self) -> Backend {
         self.backend

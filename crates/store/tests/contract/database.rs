@@ -216,4 +216,50 @@ pub async fn a_statement_running_past_its_bound_ends_as_a_timeout(ctx: Ctx) {
         .unwrap_err();
     assert!(matches!(err, RepoError::Timeout(_)), "{err:?}");
     assert!(started.elapsed() < WITHIN, "{:?}", started.elapsed());
+
+/// PostgreSQL's TLS: `sslmode=require` encrypts, `verify-full` with `sslrootcert` also checks
+/// the server's certificate and name. Needs the throwaway server of `cargo xtask test`, which
+/// runs with a certificate of its own authority (`CLINICFLOW_TEST_PG_SSLROOTCERT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connects_with_sslmode_require_and_verify_full() {
+    let (Ok(admin), Ok(root)) = (
+        std::env::var(clinicflow_store::testing::PG_URL_VAR),
+        std::env::var("CLINICFLOW_TEST_PG_SSLROOTCERT"),
+    ) else {
+        assert!(
+            std::env::var("CLINICFLOW_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "PostgreSQL with TLS is required (CLINICFLOW_TEST_PG_URL and CLINICFLOW_TEST_PG_SSLROOTCERT)"
+        );
+        clinicflow_store::testing::record_skip("no PostgreSQL with TLS (CLINICFLOW_TEST_PG_URL or CLINICFLOW_TEST_PG_SSLROOTCERT is not set)");
+        return;
+    };
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let with = |params: &str| format!("{admin}{separator}{params}");
+    let pool = PoolOptions {
+        max_connections: 1,
+        min_connections: 0,
+        ..PoolOptions::default()
+    };
+    let plain = Store::connect(&with("sslmode=disable"), &pool)
+        .await
+        .unwrap();
+    assert!(!plain.uses_tls().await.unwrap(), "sslmode=disable is plain");
+    for params in [
+        "sslmode=require".to_owned(),
+        format!("sslmode=verify-full&sslrootcert={root}"),
+        format!("sslmode=verify-ca&sslrootcert={root}"),
+    ] {
+        let store = Store::connect(&with(&params), &pool)
+            .await
+            .unwrap_or_else(|e| panic!("{params}: {e:?}"));
+        assert!(store.uses_tls().await.unwrap(), "{params} encrypts");
+        store.ping().await.unwrap();
+    }
+    // verify-full checks the certificate against the root given: the built-in roots do not
+    // know the test authority, so without sslrootcert the connection is refused.
+    let refused = Store::connect(&with("sslmode=verify-full"), &pool).await;
+    assert!(
+        refused.is_err(),
+        "verify-full without the test root must fail"
+    );
 }
