@@ -273,8 +273,8 @@ impl ApiError {
                     opens_at: Some(w.opens_at),
                     closes_at: Some(w.closes_at),
                     ..Problem::new(
-                    ErrorCode::OutsideCheckInWindow,
-                    format!("{w}; staff who may can check in with `override: true`"),
+                        ErrorCode::OutsideCheckInWindow,
+                        format!("{w}; staff who may can check in with `override: true`"),
                     )
                 },
                 ServiceError::PractitionerInactive => Problem::new(

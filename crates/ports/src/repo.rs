@@ -11,10 +11,10 @@ use clinicflow_domain::page::{AppointmentKey, PatientKey};
 use clinicflow_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEvent, AuditEventId, Claimed, Clinic,
     ClinicId, DeliveryStatus, Email, Encounter, EncounterId, EventKind, ExceptionKind, Interval,
-    KeyClaim, LockoutPolicy, OutboxMessage, OutboxMessageId, Page, PageRequest, Patient,
-    PatientId, Phone, Practitioner, PractitionerId, QueueEntry, QueueEntryId, RefreshToken,
-    RefreshTokenId, Schedule, ScheduleException, ScheduleExceptionId, StoredAnswer,
-    TokenFamilyId, User, UserId, WebhookEndpoint,
+    KeyClaim, LockoutPolicy, OutboxMessage, OutboxMessageId, Page, PageRequest, Patient, PatientId,
+    Phone, Practitioner, PractitionerId, QueueEntry, QueueEntryId, RefreshToken, RefreshTokenId,
+    Schedule, ScheduleException, ScheduleExceptionId, StoredAnswer, TokenFamilyId, User, UserId,
+    WebhookEndpoint,
 };
 
 use crate::{RepoError, Tx};

@@ -216,6 +216,7 @@ pub async fn a_statement_running_past_its_bound_ends_as_a_timeout(ctx: Ctx) {
         .unwrap_err();
     assert!(matches!(err, RepoError::Timeout(_)), "{err:?}");
     assert!(started.elapsed() < WITHIN, "{:?}", started.elapsed());
+}
 
 /// PostgreSQL's TLS: `sslmode=require` encrypts, `verify-full` with `sslrootcert` also checks
 /// the server's certificate and name. Needs the throwaway server of `cargo xtask test`, which
@@ -230,7 +231,9 @@ async fn postgres_connects_with_sslmode_require_and_verify_full() {
             std::env::var("CLINICFLOW_REQUIRE_SERVICES").as_deref() != Ok("1"),
             "PostgreSQL with TLS is required (CLINICFLOW_TEST_PG_URL and CLINICFLOW_TEST_PG_SSLROOTCERT)"
         );
-        clinicflow_store::testing::record_skip("no PostgreSQL with TLS (CLINICFLOW_TEST_PG_URL or CLINICFLOW_TEST_PG_SSLROOTCERT is not set)");
+        clinicflow_store::testing::record_skip(
+            "no PostgreSQL with TLS (CLINICFLOW_TEST_PG_URL or CLINICFLOW_TEST_PG_SSLROOTCERT is not set)",
+        );
         return;
     };
     let separator = if admin.contains('?') { '&' } else { '?' };
