@@ -63,6 +63,7 @@ contract_tests! {
     database::begin_is_unavailable_when_no_connection_comes_in_time,
     database::a_dropped_transaction_rolls_back,
     database::migrations_revert_and_apply_again,
+    database::the_lifecycle_migration_keeps_one_open_entry_per_patient,
     database::every_appointment_index_leaves_out_deleted_rows,
     clinic::a_clinic_reads_back_by_id_and_by_name,
     clinic::settings_update_in_place_and_unknown_clinics_are_not_found,
