@@ -176,6 +176,14 @@ impl EmergencyContact {
             phone: Phone::parse(phone)?,
         })
     }
+
+    /// An emergency contact read back from storage (see [`Phone::from_stored`]).
+    pub fn from_stored(name: &str, phone: &str) -> Result<Self, InvalidValue> {
+        Ok(Self {
+            name: clean_text(name, 200)?,
+            phone: Phone::from_stored(phone)?,
+        })
+    }
 }
 
 /// Health insurance: payer and member id. Its `Debug` hides both.

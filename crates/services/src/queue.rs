@@ -1214,7 +1214,7 @@ mod tests {
             .withf(|_, _, id| *id == entry(1, QueueStatus::InService).id)
             .returning(|_, _, _| {
                 Ok(Some(Encounter {
-                    id: EncounterId::from_uuid(Uuid::from_u128(70)),
+                    id: clinicflow_domain::EncounterId::from_uuid(Uuid::from_u128(70)),
                     clinic_id: clinic("UTC").id,
                     patient_id: entry(1, QueueStatus::InService).patient_id,
                     practitioner_id: house().id,

@@ -51,7 +51,7 @@ fn to_domain(row: patient::Model) -> Result<Patient, RepoError> {
     let invalid = |reason: String| invalid_row("patients", row.id, reason);
     let emergency_contact = match (&row.emergency_contact_name, &row.emergency_contact_phone) {
         (Some(name), Some(phone)) => {
-            Some(EmergencyContact::parse(name, phone).map_err(|e| invalid(e.to_string()))?)
+            Some(EmergencyContact::from_stored(name, phone).map_err(|e| invalid(e.to_string()))?)
         }
         (None, None) => None,
         _ => return Err(invalid("half an emergency contact".into())),
@@ -76,13 +76,13 @@ fn to_domain(row: patient::Model) -> Result<Patient, RepoError> {
         phone: row
             .phone
             .as_deref()
-            .map(Phone::parse)
+            .map(Phone::from_stored)
             .transpose()
             .map_err(|e| invalid(e.to_string()))?,
         email: row
             .email
             .as_deref()
-            .map(Email::parse)
+            .map(Email::from_stored)
             .transpose()
             .map_err(|e| invalid(e.to_string()))?,
         emergency_contact,

@@ -30,7 +30,7 @@ fn to_domain(row: user::Model) -> Result<User, RepoError> {
     Ok(User {
         id: UserId::from_uuid(row.id),
         clinic_id: ClinicId::from_uuid(row.clinic_id),
-        email: Email::parse(&row.email).map_err(|e| invalid(e.to_string()))?,
+        email: Email::from_stored(&row.email).map_err(|e| invalid(e.to_string()))?,
         role: row
             .role
             .parse::<Role>()

@@ -83,10 +83,10 @@ async fn check_in_opens_with_the_clinics_window_and_staff_may_override_it(backen
     };
     let app = &app;
     let practitioner = app.practitioner().await;
-    let soon = confirmed(&app, &app.patient(1).await, &practitioner, in_minutes(30)).await;
+    let soon = confirmed(app, &app.patient(1).await, &practitioner, in_minutes(30)).await;
     let start = in_minutes(150);
     let patient = app.patient(2).await;
-    let later = confirmed(&app, &patient, &practitioner, start).await;
+    let later = confirmed(app, &patient, &practitioner, start).await;
     let check_in = |id: &str, body: Value| {
         let path = format!("/api/v1/appointments/{id}/check-in");
         async move { app.post(&path, body).await }
@@ -134,7 +134,7 @@ async fn check_in_opens_with_the_clinics_window_and_staff_may_override_it(backen
         res.json::<Value>().await.expect("json")["status"],
         "checked_in"
     );
-    let actions = audited(&app, &patient, &later).await;
+    let actions = audited(app, &patient, &later).await;
     assert!(actions.contains(&"override".to_owned()), "{actions:?}");
 
     // The window is the clinic's: opened three hours ahead, the next check-in fits.
@@ -149,7 +149,7 @@ async fn check_in_opens_with_the_clinics_window_and_staff_may_override_it(backen
     assert_eq!(clinic["check_in_opens_minutes_before"], 180);
     assert_eq!(clinic["check_in_closes_minutes_after"], Value::Null);
     // Right after `later`, three hours ahead: inside a window that opens 180 minutes before.
-    let third = confirmed(&app, &app.patient(3).await, &practitioner, in_minutes(180)).await;
+    let third = confirmed(app, &app.patient(3).await, &practitioner, in_minutes(180)).await;
     assert_eq!(check_in(&third, json!({})).await.status(), StatusCode::OK);
     let bad = app
         .patch(
@@ -181,7 +181,7 @@ async fn starting_a_visit_by_either_route_opens_its_encounter(backend: TestBacke
     // The appointment route: start opens the encounter, linked to the queue entry the
     // check-in made; complete closes it.
     let booked_patient = app.patient(1).await;
-    let id = confirmed(&app, &booked_patient, &practitioner, in_minutes(10)).await;
+    let id = confirmed(app, &booked_patient, &practitioner, in_minutes(10)).await;
     for action in ["check-in", "start"] {
         let res = app
             .post(&format!("/api/v1/appointments/{id}/{action}"), json!({}))
@@ -190,7 +190,7 @@ async fn starting_a_visit_by_either_route_opens_its_encounter(backend: TestBacke
     }
     let board: Value = app.get("/api/v1/queue").await.json().await.expect("json");
     let entry = board["entries"][0]["id"].clone();
-    let visits = encounters(&app, &booked_patient).await;
+    let visits = encounters(app, &booked_patient).await;
     assert_eq!(visits.len(), 1, "{visits:?}");
     assert_eq!(visits[0]["appointment_id"], id.as_str());
     assert_eq!(visits[0]["queue_entry_id"], entry);
@@ -200,7 +200,7 @@ async fn starting_a_visit_by_either_route_opens_its_encounter(backend: TestBacke
         .post(&format!("/api/v1/appointments/{id}/complete"), json!({}))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let visits = encounters(&app, &booked_patient).await;
+    let visits = encounters(app, &booked_patient).await;
     assert_eq!(visits.len(), 1, "completing opens nothing new");
     assert!(visits[0]["ended_at"].is_string(), "{visits:?}");
 
@@ -225,7 +225,7 @@ async fn starting_a_visit_by_either_route_opens_its_encounter(backend: TestBacke
         .post(&format!("/api/v1/queue/entries/{entry}/start"), json!({}))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let visits = encounters(&app, &walk_in).await;
+    let visits = encounters(app, &walk_in).await;
     assert_eq!(visits.len(), 1, "{visits:?}");
     assert_eq!(visits[0]["queue_entry_id"], entry.as_str());
     assert_eq!(visits[0]["appointment_id"], Value::Null);
@@ -260,7 +260,7 @@ async fn time_off_and_extra_hours_are_listed_deleted_and_move_the_slots(backend:
     let day = future_day();
     let base = format!("/api/v1/practitioners/{practitioner}");
     assert!(
-        slot_starts(&app, &practitioner, &day)
+        slot_starts(app, &practitioner, &day)
             .await
             .contains(&"08:00".to_owned())
     );
@@ -284,7 +284,7 @@ async fn time_off_and_extra_hours_are_listed_deleted_and_move_the_slots(backend:
     assert_eq!(listed[0]["kind"], "time_off");
     assert_eq!(listed[0]["reason"], "dentist");
     assert!(
-        !slot_starts(&app, &practitioner, &day)
+        !slot_starts(app, &practitioner, &day)
             .await
             .contains(&"08:00".to_owned())
     );
@@ -295,7 +295,7 @@ async fn time_off_and_extra_hours_are_listed_deleted_and_move_the_slots(backend:
     let res = app.delete(&format!("{base}/time-off/{time_off}")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(
-        slot_starts(&app, &practitioner, &day)
+        slot_starts(app, &practitioner, &day)
             .await
             .contains(&"08:00".to_owned())
     );
@@ -311,7 +311,7 @@ async fn time_off_and_extra_hours_are_listed_deleted_and_move_the_slots(backend:
 
     // Extra hours in the afternoon add slots of the practitioner's length, until deleted.
     assert!(
-        !slot_starts(&app, &practitioner, &day)
+        !slot_starts(app, &practitioner, &day)
             .await
             .contains(&"14:00".to_owned())
     );
@@ -323,7 +323,7 @@ async fn time_off_and_extra_hours_are_listed_deleted_and_move_the_slots(backend:
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let extra = id_of(res).await;
-    let slots = slot_starts(&app, &practitioner, &day).await;
+    let slots = slot_starts(app, &practitioner, &day).await;
     assert!(
         slots.contains(&"14:00".to_owned()) && slots.contains(&"14:30".to_owned()),
         "{slots:?}"
@@ -338,7 +338,7 @@ async fn time_off_and_extra_hours_are_listed_deleted_and_move_the_slots(backend:
     let res = app.delete(&format!("{base}/extra-hours/{extra}")).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(
-        !slot_starts(&app, &practitioner, &day)
+        !slot_starts(app, &practitioner, &day)
             .await
             .contains(&"14:00".to_owned())
     );
@@ -372,7 +372,7 @@ async fn a_deactivated_practitioner_takes_no_bookings_and_offers_no_slots(backen
     assert_eq!(res.status(), StatusCode::CREATED);
     let kept = id_of(res).await;
     // Warm the caches the deactivation must invalidate.
-    assert!(!slot_starts(&app, &practitioner, &day).await.is_empty());
+    assert!(!slot_starts(app, &practitioner, &day).await.is_empty());
     let search = format!("/api/v1/slots?from={day}&to={next}");
     let found: Value = app.get(&search).await.json().await.expect("json");
     assert!(!found["slots"].as_array().expect("slots").is_empty());
@@ -393,7 +393,7 @@ async fn a_deactivated_practitioner_takes_no_bookings_and_offers_no_slots(backen
         assert_eq!(problem["code"], "practitioner_inactive");
     }
     assert_eq!(
-        slot_starts(&app, &practitioner, &day).await,
+        slot_starts(app, &practitioner, &day).await,
         Vec::<String>::new()
     );
     let found: Value = app.get(&search).await.json().await.expect("json");
@@ -436,7 +436,7 @@ async fn a_deactivated_practitioner_takes_no_bookings_and_offers_no_slots(backen
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(
-        slot_starts(&app, &practitioner, &day)
+        slot_starts(app, &practitioner, &day)
             .await
             .contains(&"10:00".to_owned())
     );
@@ -459,8 +459,8 @@ async fn an_overbooking_is_audited_as_one(backend: TestBackend) {
     let plain = book("09:00", false).await;
     // 18:00 lies outside the 08:00-12:00 schedule: only an overbooking gets it.
     let overbooked = book("18:00", true).await;
-    assert_eq!(audited(&app, &patient, &plain).await, ["create"]);
-    assert_eq!(audited(&app, &patient, &overbooked).await, ["overbook"]);
+    assert_eq!(audited(app, &patient, &plain).await, ["create"]);
+    assert_eq!(audited(app, &patient, &overbooked).await, ["overbook"]);
 }
 
 async fn a_patient_waits_in_the_queue_once(backend: TestBackend) {
@@ -487,7 +487,7 @@ async fn a_patient_waits_in_the_queue_once(backend: TestBackend) {
         "already_in_queue"
     );
     // Nor does their appointment's check-in queue them a second time.
-    let appointment = confirmed(&app, &patient, &practitioner, in_minutes(20)).await;
+    let appointment = confirmed(app, &patient, &practitioner, in_minutes(20)).await;
     let res = app
         .post(
             &format!("/api/v1/appointments/{appointment}/check-in"),

@@ -264,5 +264,68 @@ async fn postgres_connects_with_sslmode_require_and_verify_full() {
     assert!(
         refused.is_err(),
         "verify-full without the test root must fail"
+
+/// Before the index that lets a patient wait once, a database could hold several open entries
+/// of one patient; the migration closes all but one (in service, else called, else the first
+/// to arrive) instead of failing.
+pub async fn the_lifecycle_migration_keeps_one_open_entry_per_patient(ctx: Ctx) {
+    use clinicflow_domain::{QueueStatus, TriageCategory};
+    use clinicflow_ports::QueueRepo;
+
+    ctx.store.migrate().await.unwrap();
+    let clinic_id = ctx.clinic("A").await;
+    let ada = ctx.patient(clinic_id, "Ada", "Lovelace").await;
+    let grace = ctx.patient(clinic_id, "Grace", "Hopper").await;
+    // Back to the schema before `m20261203_000012_lifecycle` (and whatever came after it).
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let from = names
+        .iter()
+        .position(|n| n == "m20261203_000012_lifecycle")
+        .expect("the migration is listed");
+    let reverted = u32::try_from(names.len() - from).unwrap();
+    let raw = sea_orm::Database::connect(ctx.db.url.as_str())
+        .await
+        .unwrap();
+    Migrator::down(&raw, Some(reverted)).await.unwrap();
+
+    let entry = |patient, status, minute| clinicflow_domain::QueueEntry {
+        status,
+        ..crate::support::queue_entry(
+            patient,
+            TriageCategory::Standard,
+            crate::support::at(8, minute),
+            crate::support::at(10, minute),
+        )
+    };
+    let first = entry(&ada, QueueStatus::Waiting, 0);
+    let called = entry(&ada, QueueStatus::Called, 10);
+    let later = entry(&ada, QueueStatus::Waiting, 20);
+    let alone = entry(&grace, QueueStatus::Waiting, 30);
+    for e in [&first, &called, &later, &alone] {
+        ctx.queue_entry(e.clone()).await;
+    }
+    Migrator::up(&raw, None).await.unwrap();
+    raw.close().await.unwrap();
+
+    let mut tx = ctx.read().await;
+    let mut status = Vec::new();
+    for e in [&first, &called, &later, &alone] {
+        let read = QueueRepo::get(&ctx.store, &mut tx, clinic_id, e.id)
+            .await
+            .unwrap()
+            .unwrap();
+        status.push(read.status);
+    }
+    assert_eq!(
+        status,
+        [
+            QueueStatus::Left,
+            QueueStatus::Called,
+            QueueStatus::Left,
+            QueueStatus::Waiting
+        ]
     );
 }

@@ -59,6 +59,7 @@ contract_tests! {
     database::begin_is_unavailable_when_no_connection_comes_in_time,
     database::a_dropped_transaction_rolls_back,
     database::migrations_revert_and_apply_again,
+    database::the_lifecycle_migration_keeps_one_open_entry_per_patient,
     database::every_appointment_index_leaves_out_deleted_rows,
     database::every_pooled_connection_carries_the_bounds,
     database::a_wait_for_a_booking_lock_another_holds_ends_as_a_timeout,

@@ -39,13 +39,16 @@ pub async fn a_patient_reads_back_with_every_field(ctx: Ctx) {
     ada.insurance = Some(Insurance::parse("TK", "A123456789").unwrap());
     ada.updated_at = created() + Duration::minutes(1);
     let bare = patient(clinic, "Grace", "Hopper");
+    // Stored before the field libraries checked them: read back by their shape, never a
+    // broken row.
+    let mut legacy = patient(clinic, "Jürgen", "Alt");
+    legacy.phone = Some(Phone::from_stored("+491510000").unwrap());
+    legacy.email = Some(clinicflow_domain::Email::from_stored("jürgen@example.org").unwrap());
+    legacy.emergency_contact = Some(EmergencyContact::from_stored("Eva", "+491510001").unwrap());
     let mut tx = ctx.write().await;
-    PatientRepo::insert(&ctx.store, &mut tx, &ada)
-        .await
-        .unwrap();
-    PatientRepo::insert(&ctx.store, &mut tx, &bare)
-        .await
-        .unwrap();
+    for p in [&ada, &bare, &legacy] {
+        PatientRepo::insert(&ctx.store, &mut tx, p).await.unwrap();
+    }
     tx.commit().await.unwrap();
 
     let mut tx = ctx.read().await;
@@ -60,6 +63,12 @@ pub async fn a_patient_reads_back_with_every_field(ctx: Ctx) {
             .await
             .unwrap(),
         Some(bare)
+    );
+    assert_eq!(
+        PatientRepo::get(&ctx.store, &mut tx, clinic, legacy.id)
+            .await
+            .unwrap(),
+        Some(legacy)
     );
     let unknown = PatientId::from_uuid(Uuid::now_v7());
     assert_eq!(
