@@ -829,7 +829,6 @@ fn percentile(values: &[Duration], quantile: f64) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clinicflow_domain::EncounterId;
 
     #[test]
     fn the_p90_of_one_to_ten_minutes_is_nine_minutes() {

@@ -264,6 +264,8 @@ async fn postgres_connects_with_sslmode_require_and_verify_full() {
     assert!(
         refused.is_err(),
         "verify-full without the test root must fail"
+    );
+}
 
 /// Before the index that lets a patient wait once, a database could hold several open entries
 /// of one patient; the migration closes all but one (in service, else called, else the first
