@@ -529,7 +529,9 @@ fn probe(
 
 /// Routes that check no permission: public ones, and those any signed-in user may call for
 /// themselves. Every other operation of the OpenAPI document must have a probe below.
-const WITHOUT_PERMISSION: [(&str, &str); 10] = [
+const WITHOUT_PERMISSION: [(&str, &str); 12] = [
+    ("GET", "/"),
+    ("GET", clinicflow_api::docs::REDOC_SCRIPT_PATH),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/metrics"),
@@ -787,6 +789,20 @@ async fn every_route_answers_403_exactly_to_the_roles_without_its_permission(bac
             "/api/v1/users/{id}",
             format!("/api/v1/users/{nurse_id}"),
             Some(json!({"active": true})),
+            &[P::ManageUsers],
+        ),
+        probe(
+            M::GET,
+            "/api/v1/users/{id}",
+            format!("/api/v1/users/{nurse_id}"),
+            None,
+            &[P::ManageUsers],
+        ),
+        probe(
+            M::POST,
+            "/api/v1/users/{id}/unlock",
+            format!("/api/v1/users/{nurse_id}/unlock"),
+            None,
             &[P::ManageUsers],
         ),
         probe(
