@@ -159,7 +159,7 @@ fn chromium() -> Option<PathBuf> {
             std::env::var("CLINICFLOW_REQUIRE_SERVICES").as_deref() != Ok("1"),
             "chromium is required to test /docs in a browser (Debian: apt-get install chromium)"
         );
-        eprintln!("skipped: chromium is not installed");
+        clinicflow_store::testing::record_skip("no chromium (Debian: apt-get install chromium)");
     }
     found
 }
