@@ -486,6 +486,16 @@ pub struct TimeOffIn {
     reason: Option<String>,
 }
 
+impl From<TimeOffIn> for TimeOffInput {
+    fn from(body: TimeOffIn) -> Self {
+        Self {
+            starts_at: body.starts_at,
+            ends_at: body.ends_at,
+            reason: body.reason,
+        }
+    }
+}
+
 /// A recorded exception to the schedule.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExceptionOut {
@@ -537,12 +547,7 @@ async fn add_time_off(
     id: web::Path<Uuid>,
     body: Json<TimeOffIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let input = TimeOffInput {
-        starts_at: body.starts_at,
-        ends_at: body.ends_at,
-        reason: body.reason,
-    };
+    let input = TimeOffInput::from(body.into_inner());
     let e = state
         .services
         .schedules
@@ -624,12 +629,7 @@ async fn add_extra_hours(
     id: web::Path<Uuid>,
     body: Json<TimeOffIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let input = TimeOffInput {
-        starts_at: body.starts_at,
-        ends_at: body.ends_at,
-        reason: body.reason,
-    };
+    let input = TimeOffInput::from(body.into_inner());
     let e = state
         .services
         .schedules

@@ -27,29 +27,36 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: TestBackend) {
-    let Some(db) = TestDatabase::new(backend).await else {
-        return;
-    };
-    let wiring = clinicflow::connect(&settings(&db)).await.expect("wiring");
+/// A clinic on `db`, the real binary serving it on a free port with `env`, and its admin
+/// logged in.
+struct Started {
+    wiring: clinicflow::Wiring,
+    clinic: clinicflow_domain::Clinic,
+    admin: clinicflow_domain::User,
+    server: std::process::Child,
+    port: u16,
+    base: String,
+    client: reqwest::Client,
+    token: String,
+}
+
+async fn start(db: &TestDatabase, name: &str, env: &[(&str, &str)]) -> Started {
+    let wiring = clinicflow::connect(&settings(db)).await.expect("wiring");
+    let admin_email = format!("admin@{name}.example");
     let (clinic, admin) = wiring
         .services
         .clinics
         .create(NewClinic {
-            name: "Shutdown Clinic".into(),
+            name: format!("{name} clinic"),
             time_zone: "UTC".into(),
-            admin_email: "admin@shutdown.example".into(),
+            admin_email: admin_email.clone(),
             admin_password: "admin password 123".into(),
         })
         .await
         .expect("clinic");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = server_on(
-        &db,
-        &format!("127.0.0.1:{port}"),
-        &[("CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS", "20")],
-    );
+    let server = server_on(db, &format!("127.0.0.1:{port}"), env);
     let client = reqwest::Client::new();
     eventually(Duration::from_secs(60), "the server answers", || async {
         client
@@ -61,7 +68,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: T
     .await;
     let login: Value = client
         .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "admin@shutdown.example", "password": "admin password 123"}))
+        .json(&json!({"email": admin_email, "password": "admin password 123"}))
         .send()
         .await
         .expect("login answers")
@@ -69,6 +76,36 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: T
         .await
         .expect("json");
     let token = login["access_token"].as_str().expect("a token").to_owned();
+    Started {
+        wiring,
+        clinic,
+        admin,
+        server,
+        port,
+        base,
+        client,
+        token,
+    }
+}
+
+async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(backend: TestBackend) {
+    let Some(db) = TestDatabase::new(backend).await else {
+        return;
+    };
+    let Started {
+        wiring,
+        clinic,
+        admin,
+        mut server,
+        port,
+        token,
+        ..
+    } = start(
+        &db,
+        "shutdown",
+        &[("CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS", "20")],
+    )
+    .await;
 
     // A registration whose body is still arriving when the signal comes.
     let body = json!({"given_name": "Ada", "family_name": "Lovelace", "birth_date": "1985-12-10",
@@ -185,48 +222,22 @@ async fn sigterm_ends_every_live_stream_at_once_and_exits_promptly(backend: Test
     let Some(db) = TestDatabase::new(backend).await else {
         return;
     };
-    let wiring = clinicflow::connect(&settings(&db)).await.expect("wiring");
-    wiring
-        .services
-        .clinics
-        .create(NewClinic {
-            name: "Stream Clinic".into(),
-            time_zone: "UTC".into(),
-            admin_email: "admin@streams.example".into(),
-            admin_password: "admin password 123".into(),
-        })
-        .await
-        .expect("clinic");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     // The shutdown timeout is far above the bound checked: only ending the streams meets it.
-    let mut server = server_on(
+    let Started {
+        mut server,
+        base,
+        client,
+        token,
+        ..
+    } = start(
         &db,
-        &format!("127.0.0.1:{port}"),
+        "streams",
         &[
             ("CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS", "30"),
             ("CLINICFLOW_HTTP_MAX_STREAMS_PER_USER", "200"),
         ],
-    );
-    let client = reqwest::Client::new();
-    eventually(Duration::from_secs(60), "the server answers", || async {
-        client
-            .get(format!("{base}/health/live"))
-            .send()
-            .await
-            .is_ok()
-    })
+    )
     .await;
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "admin@streams.example", "password": "admin password 123"}))
-        .send()
-        .await
-        .expect("login answers")
-        .json()
-        .await
-        .expect("json");
-    let token = login["access_token"].as_str().expect("a token").to_owned();
 
     let opened =
         futures::future::join_all((0..STREAMS).map(|_| open_stream(&client, &base, &token))).await;
