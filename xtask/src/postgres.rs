@@ -312,9 +312,14 @@ impl Postgres {
     /// with the same data, and waits until it accepts connections.
     pub fn resume(&self) -> Result<(), String> {
         let port = self.port;
+        // Concurrent exclusion-constraint checks of one range may deadlock, and PostgreSQL
+        // only looks for a deadlock after `deadlock_timeout` (1 s by default): the contract
+        // tests race many such inserts with no advisory lock in front, and a chain of
+        // one-second detections ran into the 5 s statement bound on a loaded machine.
         let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+             -c deadlock_timeout=100ms",
             shell_quote(self.dir.join(SOCKET_DIR).as_os_str())
         );
         if self.tls {

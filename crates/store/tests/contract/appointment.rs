@@ -439,14 +439,15 @@ pub async fn appointment_overlap_is_rejected(ctx: Ctx) {
     }
 }
 
-/// One booking as the services make it: check for overlap, insert if free, commit, and run
-/// again when PostgreSQL aborts the transaction to break a deadlock between concurrent
-/// exclusion-constraint checks (`RepoError::Retry`).
+/// One booking by the store's contract with no party lock in front: check for overlap and
+/// insert in one write unit of work. On SQLite the write lock serialises the two; on
+/// PostgreSQL the exclusion constraint decides, and may abort a transaction to break a
+/// deadlock between concurrent constraint checks (`RepoError::Retry`), which runs again.
 async fn book(store: Arc<Store>, a: Appointment) -> Result<bool, RepoError> {
     let mut attempts = 0;
     loop {
         match book_once(store.clone(), a.clone()).await {
-            Err(RepoError::Retry(_)) if attempts < 5 => attempts += 1,
+            Err(RepoError::Retry(_)) if attempts < 20 => attempts += 1,
             other => return other,
         }
     }
