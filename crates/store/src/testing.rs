@@ -181,6 +181,45 @@ pub async fn setting(store: &Store, name: &str) -> String {
         .unwrap_or_else(|e| panic!("SHOW {name}: {e}"))
 }
 
+/// Waits until at least `count` sessions of the PostgreSQL database at `url` wait for a lock
+/// (`pg_stat_activity`), polling until `within` has passed: for tests that must know other
+/// requests are blocked before they release what those wait for. SQLite shows no waiting
+/// writer from outside; there it returns `false` at once and the caller relies on the
+/// single writer alone.
+///
+/// # Panics
+/// When the waiters do not appear in time, or the view cannot be read.
+pub async fn await_lock_waiters(url: &str, count: i64, within: std::time::Duration) -> bool {
+    if !url.starts_with("postgres") {
+        return false;
+    }
+    // A connection of its own: the waiters may hold every pooled one.
+    let conn = admin_connection(url).await;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("cannot read pg_stat_activity: {e}"))
+            .unwrap_or_else(|| panic!("pg_stat_activity answered no row"));
+        let waiting = row
+            .try_get_by_index::<i64>(0)
+            .unwrap_or_else(|e| panic!("cannot read the waiter count: {e}"));
+        if waiting >= count {
+            return true;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} of {count} sessions wait for a lock after {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A write unit of work held open on a connection of its own, with the locks it took, until
 /// dropped: for tests of what a request does while another holds a lock.
 #[derive(Debug)]

@@ -10,6 +10,7 @@ use clinicflow_ports::{
     AppointmentFilter, AppointmentRepo, AuditFilter, AuditRepo, Database, OverlapParty, RepoError,
     TxMode,
 };
+use clinicflow_store::testing::await_lock_waiters;
 use clinicflow_store::{Backend, Store};
 use uuid::Uuid;
 
@@ -533,9 +534,9 @@ pub async fn a_party_lock_holds_other_bookings_of_that_party_until_the_transacti
             tx.commit().await
         })
     };
-    // Waiting forever is the right outcome here; a lock that lets the second booking through
-    // would do so at once, well inside this pause.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // On PostgreSQL the waiter shows as waiting for the advisory lock; SQLite's single writer
+    // keeps it out at `begin` already.
+    await_lock_waiters(&ctx.db.url, 1, std::time::Duration::from_secs(10)).await;
     assert!(
         !waiter.is_finished(),
         "a booking of the same practitioner waits for the holder"
@@ -645,33 +646,6 @@ pub async fn overdue_unattended_appointments_are_booked_or_confirmed_and_started
     assert_eq!(overdue(at(8, 1), 100).await, [oldest]);
 }
 
-/// One sweeper as the services run it: claim a few, mark them, commit, until none is left.
-async fn sweep(
-    store: Arc<Store>,
-    clinic: clinicflow_domain::ClinicId,
-    before: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<clinicflow_domain::AppointmentId>, RepoError> {
-    let mut taken = Vec::new();
-    loop {
-        let mut tx = store.begin(TxMode::Write).await?;
-        let batch = store.overdue_unattended(&mut tx, clinic, before, 3).await?;
-        if batch.is_empty() {
-            return Ok(taken);
-        }
-        for mut a in batch {
-            let expected = a.version;
-            a.status = AppointmentStatus::NoShow;
-            a.version += 1;
-            // A StaleVersion here means another sweeper took the same row: the test fails.
-            AppointmentRepo::update(store.as_ref(), &mut tx, &a, expected).await?;
-            taken.push(a.id);
-        }
-        // Hold the rows a moment, so that the other sweepers really meet the locks.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        tx.commit().await?;
-    }
-}
-
 pub async fn concurrent_sweepers_take_each_overdue_appointment_once(ctx: Ctx) {
     let clinic = ctx.clinic("A").await;
     let house = ctx.practitioner(clinic, "Gregory", "House").await;
@@ -683,44 +657,31 @@ pub async fn concurrent_sweepers_take_each_overdue_appointment_once(ctx: Ctx) {
     }
     let before = at(10, 0);
 
-    if ctx.backend() == Backend::Postgres {
-        // A second sweeper passes over the rows the first holds instead of waiting for them.
-        let mut holder = ctx.write().await;
-        let held = ctx
-            .store
-            .overdue_unattended(&mut holder, clinic, before, 5)
-            .await
-            .unwrap();
-        assert_eq!(held, overdue[..5]);
-        let mut other = ctx.write().await;
-        let rest = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            ctx.store
-                .overdue_unattended(&mut other, clinic, before, 100),
-        )
-        .await
-        .expect("locked rows are skipped, not waited for")
-        .unwrap();
-        assert_eq!(rest, overdue[5..]);
-        // Ended here, not by dropping: a dropped transaction rolls back only when its
-        // connection is next used, and until then the sweepers below would skip its rows.
-        // Both only locked rows, so committing writes nothing.
-        other.commit().await.unwrap();
-        holder.commit().await.unwrap();
-    }
-
-    let store = Arc::new(ctx.store.clone());
-    let tasks = (0..4)
-        .map(|_| tokio::spawn(sweep(Arc::clone(&store), clinic, before)))
-        .collect::<Vec<_>>();
-    let mut taken = Vec::new();
-    for outcome in futures::future::join_all(tasks).await {
-        taken.extend(outcome.unwrap().unwrap());
-    }
-    taken.sort();
-    let mut expected = overdue.iter().map(|a| a.id).collect::<Vec<_>>();
-    expected.sort();
-    assert_eq!(taken, expected, "every appointment is taken exactly once");
+    // Sweepers meeting each other: a later one passes over the rows an earlier one holds
+    // instead of waiting for them or taking them again.
+    let taken = ctx
+        .claim_in_turns(async |tx| {
+            let batch = ctx
+                .store
+                .overdue_unattended(tx, clinic, before, 3)
+                .await
+                .unwrap();
+            for a in &batch {
+                let mut a = a.clone();
+                a.status = AppointmentStatus::NoShow;
+                a.version += 1;
+                AppointmentRepo::update(&ctx.store, tx, &a, a.version - 1)
+                    .await
+                    .expect("no other sweeper took this row");
+            }
+            batch.into_iter().map(|a| a.id).collect()
+        })
+        .await;
+    assert_eq!(
+        taken,
+        overdue.iter().map(|a| a.id).collect::<Vec<_>>(),
+        "every appointment is taken exactly once, oldest first"
+    );
 
     let mut tx = ctx.write().await;
     assert_eq!(

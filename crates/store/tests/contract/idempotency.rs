@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::{Claimed, ClinicId, IdempotencyKey, KeyClaim, StoredAnswer, UserId};
 use clinicflow_ports::{Database, IdempotencyRepo, TxMode};
 use clinicflow_store::Store;
+use clinicflow_store::testing::await_lock_waiters;
 
 use crate::support::{Ctx, created};
 
@@ -173,46 +174,32 @@ pub async fn concurrent_claims_of_one_key_make_one_write(ctx: Ctx) {
     let ada = ctx.user(clinic, "ada@example.org").await;
     let c = claim(clinic, ada.id, "shared", "fp-1", created());
     let store = Arc::new(ctx.store.clone());
-    let tasks = (0..10)
-        .map(|n| {
+    let mut first = store.begin(TxMode::Write).await.unwrap();
+    assert_eq!(store.claim(&mut first, &c).await.unwrap(), Claimed::Fresh);
+    let others = (0..9)
+        .map(|_| {
             let (store, c) = (Arc::clone(&store), c.clone());
             tokio::spawn(async move {
                 let mut tx = store.begin(TxMode::Write).await.unwrap();
                 let claimed = store.claim(&mut tx, &c).await.unwrap();
-                if claimed == Claimed::Fresh {
-                    // Hold the claim a moment, so the others reach the key while it is open.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    store
-                        .answer(&mut tx, &c, &answer(&format!("{n}")))
-                        .await
-                        .unwrap();
-                    tx.commit().await.unwrap();
-                }
+                tx.commit().await.unwrap();
                 claimed
             })
         })
         .collect::<Vec<_>>();
-    let outcomes: Vec<Claimed> = futures::future::join_all(tasks)
+    // On PostgreSQL the others reach the key while the first holds it open, and wait for
+    // it; SQLite's single writer keeps them out until the first commits.
+    await_lock_waiters(&ctx.db.url, 9, std::time::Duration::from_secs(10)).await;
+    store
+        .answer(&mut first, &c, &answer("first"))
         .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    let fresh = outcomes.iter().filter(|c| **c == Claimed::Fresh).count();
-    assert_eq!(
-        fresh, 1,
-        "exactly one request makes the write: {outcomes:?}"
-    );
-    let replays: Vec<_> = outcomes
-        .iter()
-        .filter_map(|c| match c {
-            Claimed::Replay(a) => Some(a.body.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        replays.len(),
-        9,
-        "every other one is given its answer: {outcomes:?}"
-    );
-    assert!(replays.windows(2).all(|w| w[0] == w[1]), "{replays:?}");
+        .unwrap();
+    first.commit().await.unwrap();
+
+    for outcome in futures::future::join_all(others).await {
+        match outcome.unwrap() {
+            Claimed::Replay(a) => assert_eq!(a.body, answer("first").body),
+            other => panic!("every other claim is given the first one's answer: {other:?}"),
+        }
+    }
 }

@@ -1,12 +1,10 @@
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use clinicflow_domain::{
     AppointmentId, ClinicId, DeliveryStatus, EventKind, OutboxMessage, OutboxMessageId, PageRequest,
 };
-use clinicflow_ports::{Database, OutboxRepo, RepoError, TxMode};
-use clinicflow_store::Store;
+use clinicflow_ports::{OutboxRepo, RepoError};
 use uuid::Uuid;
 
 use crate::support::{Ctx, at, created};
@@ -617,37 +615,6 @@ pub async fn pending_messages_are_counted_across_clinics(ctx: Ctx) {
     assert_eq!(count().await, 2);
 }
 
-/// A dispatcher: claims up to 10 due messages at a time and marks them delivered, until none
-/// is left; returns what it claimed.
-async fn dispatch(
-    store: Arc<Store>,
-    now: DateTime<Utc>,
-) -> Result<Vec<OutboxMessageId>, RepoError> {
-    let mut claimed = Vec::new();
-    loop {
-        let mut tx = store.begin(TxMode::Write).await?;
-        let batch = store
-            .claim_due(&mut tx, now, 10, now + Duration::minutes(2))
-            .await?;
-        if batch.is_empty() {
-            return Ok(claimed);
-        }
-        let delivered = batch
-            .into_iter()
-            .map(|m| OutboxMessage {
-                status: DeliveryStatus::Delivered,
-                delivered_at: Some(now),
-                ..m
-            })
-            .collect::<Vec<_>>();
-        store.record_all(&mut tx, &delivered).await?;
-        claimed.extend(delivered.iter().map(|m| m.id));
-        // Hold the rows a moment, so that the other dispatchers really meet the locks.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        tx.commit().await?;
-    }
-}
-
 pub async fn concurrent_dispatchers_claim_each_message_exactly_once(ctx: Ctx) {
     let a = ctx.clinic("A").await;
     let b = ctx.clinic("B").await;
@@ -659,14 +626,28 @@ pub async fn concurrent_dispatchers_claim_each_message_exactly_once(ctx: Ctx) {
         .collect::<Vec<_>>();
     enqueue(&ctx, &messages.iter().collect::<Vec<_>>()).await;
 
-    let store = Arc::new(ctx.store.clone());
-    let tasks = (0..6)
-        .map(|_| tokio::spawn(dispatch(Arc::clone(&store), at(10, 0))))
-        .collect::<Vec<_>>();
-    let mut claimed = Vec::new();
-    for outcome in futures::future::join_all(tasks).await {
-        claimed.extend(outcome.unwrap().unwrap());
-    }
+    // Dispatchers meeting each other: a later one passes over the messages an earlier one
+    // holds instead of waiting for them or claiming them again.
+    let now = at(10, 0);
+    let mut claimed = ctx
+        .claim_in_turns(async |tx| {
+            let batch = ctx
+                .store
+                .claim_due(tx, now, 10, now + Duration::minutes(2))
+                .await
+                .unwrap();
+            let delivered = batch
+                .into_iter()
+                .map(|m| OutboxMessage {
+                    status: DeliveryStatus::Delivered,
+                    delivered_at: Some(now),
+                    ..m
+                })
+                .collect::<Vec<_>>();
+            ctx.store.record_all(tx, &delivered).await.unwrap();
+            delivered.into_iter().map(|m| m.id).collect()
+        })
+        .await;
     claimed.sort();
     let mut expected = messages.iter().map(|m| m.id).collect::<Vec<_>>();
     expected.sort();

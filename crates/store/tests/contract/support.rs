@@ -42,6 +42,36 @@ impl Ctx {
         self.store.begin(TxMode::Read).await.unwrap()
     }
 
+    /// Claims in turns as concurrent workers meet: `turn` is given a write unit of work and
+    /// returns what it claimed and changed, nothing when none is left. On PostgreSQL every
+    /// turn's unit of work stays open until a turn finds nothing, so each claim runs while
+    /// the earlier ones still hold their row locks (a claim that waited for them would end in
+    /// the lock bound, one that ignored them would take their rows again); SQLite admits one
+    /// writer, so there each turn commits before the next begins. Returns every claim in turn
+    /// order, after all committed.
+    pub async fn claim_in_turns<T>(&self, mut turn: impl AsyncFnMut(&mut Tx) -> Vec<T>) -> Vec<T> {
+        let mut held = Vec::new();
+        let mut claimed = Vec::new();
+        loop {
+            let mut tx = self.write().await;
+            let batch = turn(&mut tx).await;
+            let done = batch.is_empty();
+            claimed.extend(batch);
+            if self.backend() == Backend::Postgres && !done {
+                held.push(tx);
+            } else {
+                tx.commit().await.unwrap();
+            }
+            if done {
+                break;
+            }
+        }
+        for tx in held {
+            tx.commit().await.unwrap();
+        }
+        claimed
+    }
+
     /// Stores a clinic and returns its id.
     pub async fn clinic(&self, name: &str) -> ClinicId {
         let clinic = clinic(name);
