@@ -1,4 +1,4 @@
-//! Moving entries: calling the next patient, service (with its encounter), leaving, recall and re-triage.
+//! Moving entries: calling the next patient, service with its encounter, leave, recall, re-triage.
 
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::{
