@@ -3,16 +3,23 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
-use clinicflow_domain::{BirthDate, Patient, Sex};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use clinicflow_domain::page::AppointmentKey;
 use clinicflow_domain::{
-    Clinic, ClinicId, ClinicName, PersonName, Practitioner, Role, Schedule, TimeZone, UserId,
+    AuditAction, Clinic, ClinicId, ClinicName, EventKind, Interval, PatientId, PersonName,
+    Practitioner, PractitionerId, ResourceType, Role, Schedule, TimeZone, Urgency, UserId,
     WeeklyRule,
 };
+use clinicflow_domain::{BirthDate, Patient, Sex};
+use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError};
 use mockall::predicate::always;
+use uuid::Uuid;
 
+use super::list::{cursor_of, parse_cursor};
 use super::*;
+use crate::error::ConflictKind;
 use crate::mocks::Mocks;
+use crate::{Conflict, Once};
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(rfc3339)

@@ -1,0 +1,171 @@
+//! The board: a scope's open entries in serve order, with positions and wait estimates.
+
+use chrono::{DateTime, Duration, Utc};
+use clinicflow_domain::queue::{active_practitioners, estimated_wait};
+use clinicflow_domain::{
+    Actor, Clinic, Encounter, PageRequest, Permission, PractitionerId, QueueEntry, QueueStatus,
+    ResourceType,
+};
+use clinicflow_ports::{PractitionerFilter, TxMode};
+
+use super::{QueueService, mean};
+use crate::audit::{self, Access};
+use crate::{FieldErrors, ServiceError, input};
+
+/// Service time assumed when a queue has no history yet.
+pub const DEFAULT_SERVICE_MINUTES: i64 = 15;
+/// How many recent visits the mean service time is taken over.
+const SERVICE_HISTORY: u32 = 20;
+
+/// One entry on the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardEntry {
+    /// The entry.
+    pub entry: QueueEntry,
+    /// 1-based place among the waiting; `None` once called.
+    pub position: Option<usize>,
+    /// Expected wait from now, for the waiting.
+    pub estimated_wait: Option<Duration>,
+}
+
+/// The ordered queue of a scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    /// Open entries in serve order.
+    pub entries: Vec<BoardEntry>,
+    /// The clinic (its queue settings explain the deadlines).
+    pub clinic: Clinic,
+    /// Mean service time the estimates use.
+    pub mean_service: Duration,
+    /// Practitioners the waiting are shared across.
+    pub practitioners: u32,
+    /// When the board was computed.
+    pub now: DateTime<Utc>,
+}
+
+impl QueueService {
+    /// The open entries of a scope in serve order, with positions and wait estimates.
+    pub async fn board(
+        &self,
+        actor: &Actor,
+        practitioner_id: Option<&str>,
+        department: Option<&str>,
+    ) -> Result<Board, ServiceError> {
+        self.read_board(actor, practitioner_id, department, true)
+            .await
+    }
+
+    /// The board again for a live stream whose opening [`QueueService::board`] was audited:
+    /// pushes of the same view are not logged one by one.
+    pub async fn board_refresh(
+        &self,
+        actor: &Actor,
+        practitioner_id: Option<&str>,
+        department: Option<&str>,
+    ) -> Result<Board, ServiceError> {
+        self.read_board(actor, practitioner_id, department, false)
+            .await
+    }
+
+    async fn read_board(
+        &self,
+        actor: &Actor,
+        practitioner_id: Option<&str>,
+        department: Option<&str>,
+        audited: bool,
+    ) -> Result<Board, ServiceError> {
+        let access = Access::list(ResourceType::QueueEntry, None);
+        audit::require(&self.ports, actor, Permission::ReadQueue, access).await?;
+        let mut errors = FieldErrors::new();
+        let practitioner = practitioner_id
+            .and_then(|v| errors.check("practitioner_id", input::id(v)))
+            .map(PractitionerId::from_uuid);
+        let department = department.and_then(|d| {
+            errors.check("department", clinicflow_domain::practitioner::parse_code(d))
+        });
+        errors.into_result()?;
+        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+        let scope = self.scope(&mut tx, actor, practitioner, department).await?;
+        let entries = self
+            .ports
+            .queue
+            .open(&mut tx, actor.clinic_id, &scope)
+            .await?;
+        let serving: Vec<PractitionerId> = match scope.practitioner_id {
+            Some(p) => vec![p],
+            None => {
+                // A deactivated practitioner serves nobody, so shares no wait.
+                let filter = PractitionerFilter {
+                    specialty: None,
+                    department: scope.department.clone(),
+                    active: Some(true),
+                };
+                let page = PageRequest::first(200);
+                self.ports
+                    .practitioners
+                    .list(&mut tx, actor.clinic_id, &filter, page)
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect()
+            }
+        };
+        let history = self
+            .ports
+            .encounters
+            .recently_ended(&mut tx, actor.clinic_id, &serving, SERVICE_HISTORY)
+            .await?;
+        if audited {
+            audit::record(&self.ports, &mut tx, actor, access).await?;
+        }
+        tx.commit().await?;
+        // A visit recorded after the fact (started and completed at once through the
+        // appointment routes) took no measurable time and says nothing about service times.
+        let times: Vec<Duration> = history
+            .iter()
+            .filter_map(Encounter::service_time)
+            .filter(|t| *t > Duration::zero())
+            .collect();
+        let mean_service = mean(&times).unwrap_or(Duration::minutes(DEFAULT_SERVICE_MINUTES));
+        let ended: Vec<_> = history
+            .iter()
+            .filter_map(|e| Some((e.practitioner_id, e.ended_at?)))
+            .collect();
+        // On a practitioner's board `serving` is that practitioner alone, so this is 1.
+        let practitioners =
+            active_practitioners(&serving, &entries, &ended, self.ports.clock.now());
+        let mut position = 0;
+        let entries = entries
+            .into_iter()
+            .map(|entry| {
+                if entry.status == QueueStatus::Waiting {
+                    position += 1;
+                    BoardEntry {
+                        entry,
+                        position: Some(position),
+                        estimated_wait: Some(estimated_wait(
+                            position - 1,
+                            mean_service,
+                            practitioners,
+                        )),
+                    }
+                } else {
+                    BoardEntry {
+                        entry,
+                        position: None,
+                        estimated_wait: None,
+                    }
+                }
+            })
+            .collect();
+        Ok(Board {
+            entries,
+            clinic,
+            mean_service,
+            practitioners,
+            now: self.ports.clock.now(),
+        })
+    }
+}
