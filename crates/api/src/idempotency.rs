@@ -43,14 +43,15 @@ pub(crate) struct Keyed {
 }
 
 impl Keyed {
-    /// The write under this key, remembered for `ttl_secs`, answering with `render`.
+    /// The write under this key, remembered for `ttl_secs`, answering with `render`. Every
+    /// answer stored is a record with its `id`, which a replay is audited by.
     pub(crate) fn once<'a, T>(
         self,
         ttl_secs: u64,
         render: clinicflow_services::idempotency::Render<'a, T>,
     ) -> Once<'a, T> {
         let ttl = chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 1000));
-        Once::new(self.key, self.fingerprint, ttl, render)
+        Once::new(self.key, self.fingerprint, ttl, render).with_subject(&id_in_body)
     }
 }
 

@@ -272,10 +272,7 @@ async fn create(
         ));
     };
     let render = |p: &Patient| idempotency::stored(created_patient(p));
-    let subject = idempotency::id_in_body;
-    let once = keyed
-        .once(state.limits.idempotency_ttl_secs, &render)
-        .with_subject(&subject);
+    let once = keyed.once(state.limits.idempotency_ttl_secs, &render);
     let answered = patients
         .create_idempotent(&auth.0, body.into(), &once)
         .await?;

@@ -301,6 +301,15 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Connects, migrates, binds the configured address (port 0 picks a free one) and builds the server.
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with the services telling time by `clock`: for tests of
+    /// rules that wait for time to pass (a lockout's end) without waiting for it.
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn clinicflow_ports::Clock>,
+    ) -> Result<Self, StartError> {
         let Wiring {
             services,
             store,
@@ -308,7 +317,7 @@ impl Application {
             events,
             channels,
             cache_lookups,
-        } = connect(settings).await?;
+        } = connect_with_clock(settings, clock).await?;
         let metrics = Arc::new(clinicflow_api::metrics::Metrics::default());
         let pool = store.clone();
         metrics.set_pool_probe(Arc::new(move || {

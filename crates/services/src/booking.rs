@@ -5,10 +5,13 @@
 //! constraints reject an overlapping write that raced past the check, and on SQLite the
 //! check runs inside a `BEGIN IMMEDIATE` transaction that no other writer can interleave.
 
-use clinicflow_domain::{Actor, Appointment, AppointmentId, AppointmentStatus, Permission};
+use clinicflow_domain::{
+    Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, Permission,
+};
 use clinicflow_ports::Tx;
 
-use crate::audit::own_practitioner;
+use crate::audit::{self, Access, own_practitioner};
+use crate::idempotency::{self, Once, Outcome};
 use crate::{Ports, ServiceError};
 
 mod book;
@@ -130,6 +133,30 @@ impl BookingService {
             });
         }
         Ok(appointment)
+    }
+}
+
+impl BookingService {
+    /// Gives an earlier answer again in `tx`, audited as a read of the appointment it shows
+    /// (a disclosure like any other), and refused when that appointment is not found.
+    async fn replay(
+        &self,
+        mut tx: Tx,
+        actor: &Actor,
+        once: Option<&Once<'_, Appointment>>,
+        earlier: Outcome<Appointment>,
+    ) -> Result<Outcome<Appointment>, ServiceError> {
+        let id = AppointmentId::from_uuid(idempotency::replayed_id(once, &earlier)?);
+        let appointment = self
+            .ports
+            .appointments
+            .get(&mut tx, actor.clinic_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("appointment"))?;
+        let access = Access::appointment(AuditAction::Read, id, appointment.patient_id);
+        audit::record(&self.ports, &mut tx, actor, access).await?;
+        tx.commit().await?;
+        Ok(earlier)
     }
 }
 

@@ -155,6 +155,17 @@ pub(crate) async fn claim<T>(
     }
 }
 
+/// The id of the record a replayed answer shows, read through the caller's subject: the
+/// replay discloses that record again, so it is audited like a read of it.
+pub(crate) fn replayed_id<T>(
+    once: Option<&Once<'_, T>>,
+    earlier: &Outcome<T>,
+) -> Result<uuid::Uuid, ServiceError> {
+    once.zip(earlier.stored())
+        .and_then(|(once, answer)| once.subject_of(answer))
+        .ok_or_else(|| ServiceError::Unexpected("a replayed answer names no record".into()))
+}
+
 /// Stores the answer of a write that claimed its key in `tx`, last thing before the commit.
 pub(crate) async fn finish<T>(
     ports: &Ports,

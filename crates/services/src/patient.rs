@@ -198,13 +198,7 @@ impl PatientService {
         if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
             // The stored answer is the patient's record, shown again: a disclosure like a read,
             // audited as one, and refused once the patient is gone.
-            let id = once
-                .zip(earlier.stored())
-                .and_then(|(once, answer)| once.subject_of(answer))
-                .map(PatientId::from_uuid)
-                .ok_or_else(|| {
-                    ServiceError::Unexpected("a replayed patient answer names no patient".into())
-                })?;
+            let id = PatientId::from_uuid(idempotency::replayed_id(once, &earlier)?);
             if self
                 .ports
                 .patients

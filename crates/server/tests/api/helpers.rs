@@ -1,6 +1,9 @@
 //! Starting an app per test and talking to it.
 
+use std::sync::Arc;
+
 use clinicflow::Settings;
+use clinicflow_ports::{Clock, SystemClock};
 use clinicflow_services::NewClinic;
 use clinicflow_store::testing::{TestBackend, TestDatabase};
 use reqwest::{Client, Response, StatusCode};
@@ -43,6 +46,7 @@ pub struct TestApp {
     pub client: Client,
     pub token: String,
     settings: Settings,
+    clock: Arc<dyn Clock>,
     _db: TestDatabase,
 }
 
@@ -60,6 +64,15 @@ impl TestApp {
         backend: TestBackend,
         configure: impl FnOnce(&mut Settings),
     ) -> Option<TestApp> {
+        Self::spawn_with_clock(backend, Arc::new(SystemClock), configure).await
+    }
+
+    /// As [`TestApp::spawn_with`], with the server telling time by `clock`.
+    pub async fn spawn_with_clock(
+        backend: TestBackend,
+        clock: Arc<dyn Clock>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<TestApp> {
         let Some(db) = TestDatabase::new(backend).await else {
             return None; // recorded as skipped by `testing`
         };
@@ -73,7 +86,7 @@ impl TestApp {
         };
         let mut settings = settings;
         configure(&mut settings);
-        let app = clinicflow::Application::build(&settings)
+        let app = clinicflow::Application::build_with_clock(&settings, Arc::clone(&clock))
             .await
             .expect("the app starts");
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -111,6 +124,7 @@ impl TestApp {
             client,
             token: String::new(),
             settings,
+            clock,
             _db: db,
         };
         test.token = test.login("admin@clinic-a.example").await;
@@ -147,9 +161,10 @@ impl TestApp {
     /// Starts a second server instance on the same database (and Redis, when configured) and
     /// returns its base URL; tokens of the first work there too.
     pub async fn another_instance(&self) -> String {
-        let app = clinicflow::Application::build(&self.settings)
-            .await
-            .expect("the second instance starts");
+        let app =
+            clinicflow::Application::build_with_clock(&self.settings, Arc::clone(&self.clock))
+                .await
+                .expect("the second instance starts");
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
         base

@@ -16,6 +16,7 @@ crate::on_both_backends!(
     keys_belong_to_their_user_and_malformed_keys_are_refused,
     a_write_that_failed_is_not_remembered,
     a_replayed_patient_is_audited_and_refused_once_the_patient_is_deleted,
+    replayed_bookings_and_walk_ins_are_audited_as_reads_of_what_they_show,
 );
 
 /// POSTs `body` (JSON text, sent as is) with the admin's token and `key`.
@@ -342,4 +343,64 @@ async fn a_replayed_patient_is_audited_and_refused_once_the_patient_is_deleted(
     assert!(!gone.4.contains("Lovelace"), "{}", gone.4);
     // Nothing was registered again under the key either.
     assert_eq!(count(&app, "/api/v1/patients").await, 0);
+}
+
+/// The newest audit event about `patient`: its action and resource type.
+async fn newest_event(app: &TestApp, patient: &str) -> (String, String, usize) {
+    let page: Value = app
+        .get(&format!("/api/v1/audit-events?patient_id={patient}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let results = page["results"].as_array().expect("results");
+    let newest = &results[0];
+    (
+        newest["action"].as_str().expect("an action").to_owned(),
+        newest["resource_type"].as_str().expect("a type").to_owned(),
+        results.len(),
+    )
+}
+
+async fn replayed_bookings_and_walk_ins_are_audited_as_reads_of_what_they_show(
+    backend: TestBackend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (practitioner, patient) = (app.practitioner().await, app.patient(1).await);
+    let day = future_day();
+    let cases = [
+        (
+            "/api/v1/queue/entries".to_owned(),
+            json!({"patient_id": patient, "category": "standard"}).to_string(),
+            "queue_entry",
+        ),
+        (
+            "/api/v1/appointments".to_owned(),
+            json!({"patient_id": patient, "practitioner_id": practitioner,
+                   "starts_at": format!("{day}T09:00:00Z"), "duration_minutes": 30})
+            .to_string(),
+            "appointment",
+        ),
+    ];
+    for (path, body, resource) in cases {
+        let first =
+            parts(keyed(&app, &app.token, &path, &format!("{resource}-1"), &body).await).await;
+        assert_eq!(first.0, StatusCode::CREATED, "{}", first.4);
+        let (_, _, before) = newest_event(&app, &patient).await;
+        let replay =
+            parts(keyed(&app, &app.token, &path, &format!("{resource}-1"), &body).await).await;
+        assert_eq!(
+            (replay.0, replay.3),
+            (StatusCode::CREATED, true),
+            "{}",
+            replay.4
+        );
+        assert_eq!(
+            newest_event(&app, &patient).await,
+            ("read".to_owned(), resource.to_owned(), before + 1),
+            "the replay of {path} is in the log as a read of the {resource}"
+        );
+    }
 }

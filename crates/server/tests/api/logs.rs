@@ -151,10 +151,15 @@ async fn no_secret_or_patient_data_reaches_the_logs(backend: TestBackend) {
         receiver.seen().iter().map(|d| d.status).collect::<Vec<_>>(),
         [503, 200]
     );
-    // The round's line is written after the outcome is recorded.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-
-    let text = String::from_utf8(logs.lock().expect("log buffer").clone()).expect("utf-8 logs");
+    // The round's line is written after the outcome is recorded: wait for it, within a bound.
+    let read = || String::from_utf8(logs.lock().expect("log buffer").clone()).expect("utf-8 logs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !logged(&read(), "outbox round", &[("claimed", 1), ("delivered", 1)])
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let text = read();
     assert!(
         text.contains("request finished"),
         "the capture works: {text}"

@@ -2,10 +2,11 @@
 //! lockout, roles, the audit log, request hardening.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::Arc;
 
-use chrono::DurationRound;
+use chrono::{DurationRound, Utc};
 use clinicflow_domain::{Permission, Role};
+use clinicflow_ports::ManualClock;
 use clinicflow_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -145,8 +146,9 @@ async fn logout_and_password_change_end_sessions(backend: TestBackend) {
 }
 
 async fn brute_force_is_throttled_and_locks_the_account(backend: TestBackend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.auth.lockout_secs = 3;
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let Some(app) = TestApp::spawn_with_clock(backend, clock.clone(), |s| {
+        s.auth.lockout_secs = 900;
         s.auth.login_per_account_per_minute = 1000;
     })
     .await
@@ -192,7 +194,13 @@ async fn brute_force_is_throttled_and_locks_the_account(backend: TestBackend) {
         locked.json::<Value>().await.expect("json")["code"],
         "invalid_credentials"
     );
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    clock.advance(chrono::Duration::seconds(899));
+    assert_eq!(
+        login(ADMIN_PASSWORD).await.expect("request").status(),
+        StatusCode::UNAUTHORIZED,
+        "the lock holds for its whole term"
+    );
+    clock.advance(chrono::Duration::seconds(2));
     assert_eq!(
         login(ADMIN_PASSWORD).await.expect("request").status(),
         StatusCode::OK,

@@ -104,7 +104,7 @@ impl BookingService {
         };
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
-            return Ok(earlier);
+            return self.replay(tx, actor, once, earlier).await;
         }
         self.ports
             .appointments

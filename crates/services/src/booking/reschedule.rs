@@ -86,7 +86,7 @@ impl BookingService {
 
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
-            return Ok(earlier);
+            return self.replay(tx, actor, once, earlier).await;
         }
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let mut old = self.load_for_change(&mut tx, actor, id, if_match).await?;

@@ -10,7 +10,7 @@ use clinicflow_domain::{
     Practitioner, PractitionerId, ResourceType, Role, Schedule, TimeZone, Urgency, UserId,
     WeeklyRule,
 };
-use clinicflow_domain::{BirthDate, Patient, Sex};
+use clinicflow_domain::{BirthDate, Claimed, Patient, Sex};
 use clinicflow_ports::{AppointmentFilter, OverlapParty, RepoError};
 use mockall::predicate::always;
 use uuid::Uuid;
@@ -1614,36 +1614,69 @@ async fn a_keyed_booking_stores_its_answer_in_its_own_unit_of_work() {
 
 #[tokio::test]
 async fn a_replayed_key_writes_nothing_and_a_reused_one_is_refused() {
-    for (claimed, replayed) in [
-        (clinicflow_domain::Claimed::Replay(answer("first")), true),
-        (clinicflow_domain::Claimed::Mismatch, false),
+    let shown = existing("2026-12-01T08:00:00Z", 30);
+    let subject = |a: &clinicflow_domain::StoredAnswer| a.body.parse().ok();
+    // The earlier answer shows an appointment still there, one gone, or the key was reused.
+    for (claimed, found, commits_expected) in [
+        (Claimed::Replay(answer(&shown.id.to_string())), true, 1),
+        (Claimed::Replay(answer(&shown.id.to_string())), false, 0),
+        (Claimed::Mismatch, false, 0),
     ] {
         let mut world = world(Vec::new());
+        let replayed = matches!(claimed, Claimed::Replay(_));
         world
             .idempotency
             .expect_claim()
             .times(1)
             .returning(move |_, _| Ok(claimed.clone()));
+        let stored = shown.clone();
+        world
+            .appointments
+            .expect_get()
+            .times(usize::from(replayed))
+            .returning(move |_, _, _| Ok(found.then(|| stored.clone())));
         world.appointments.expect_insert().never();
         world.idempotency.expect_answer().never();
         world.outbox.checkpoint();
         world.outbox.expect_enqueue().never();
+        world.audit.checkpoint();
+        let patient = shown.patient_id;
+        world
+            .audit
+            .expect_append()
+            .times(usize::from(found))
+            .withf(move |_, e| {
+                (e.action, e.resource_type, e.patient_id)
+                    == (AuditAction::Read, ResourceType::Appointment, Some(patient))
+            })
+            .returning(|_, _| Ok(()));
         let (service, commits) = world.service();
         let outcome = service
             .book_idempotent(
                 &actor(Role::Receptionist),
                 request("2026-12-01T08:00:00Z"),
-                &once(&render),
+                &once(&render).with_subject(&subject),
             )
             .await;
-        if replayed {
-            let answered = outcome.expect("the first answer");
-            assert!(answered.replayed);
-            assert_eq!(answered.answer, answer("first"));
-        } else {
-            let err = outcome.expect_err("a reused key");
-            assert!(matches!(err, ServiceError::IdempotencyKeyReused), "{err:?}");
+        match (replayed, found) {
+            (true, true) => {
+                let answered = outcome.expect("the first answer");
+                assert!(answered.replayed);
+                assert_eq!(answered.answer, answer(&shown.id.to_string()));
+            }
+            (true, false) => {
+                let err = outcome.expect_err("the appointment is gone");
+                assert!(matches!(err, ServiceError::NotFound(_)), "{err:?}");
+            }
+            _ => {
+                let err = outcome.expect_err("a reused key");
+                assert!(matches!(err, ServiceError::IdempotencyKeyReused), "{err:?}");
+            }
         }
-        assert_eq!(commits.load(Ordering::SeqCst), 0, "nothing committed");
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            commits_expected,
+            "only the audited replay commits"
+        );
     }
 }

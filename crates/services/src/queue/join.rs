@@ -8,6 +8,7 @@ use clinicflow_domain::{
 use clinicflow_ports::TxMode;
 use uuid::Uuid;
 
+use super::moves::entry_access;
 use super::{JoinInput, QueueService, announce};
 use crate::audit::{self, Access};
 use crate::idempotency::{self, Answered, Once, Outcome};
@@ -83,6 +84,23 @@ impl QueueService {
         let now = self.ports.clock.now();
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
+            // The stored answer shows the entry again: audited like a read of it, and refused
+            // once the entry is gone.
+            let id = QueueEntryId::from_uuid(idempotency::replayed_id(once, &earlier)?);
+            let entry = self
+                .ports
+                .queue
+                .get(&mut tx, actor.clinic_id, id)
+                .await?
+                .ok_or(ServiceError::NotFound("queue entry"))?;
+            audit::record(
+                &self.ports,
+                &mut tx,
+                actor,
+                entry_access(AuditAction::Read, &entry),
+            )
+            .await?;
+            tx.commit().await?;
             return Ok(earlier);
         }
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;

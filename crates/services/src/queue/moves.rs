@@ -227,7 +227,7 @@ impl QueueService {
     }
 }
 
-fn entry_access(action: AuditAction, entry: &QueueEntry) -> Access {
+pub(super) fn entry_access(action: AuditAction, entry: &QueueEntry) -> Access {
     Access {
         action,
         resource_type: ResourceType::QueueEntry,
