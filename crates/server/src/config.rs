@@ -1018,6 +1018,8 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -1204,6 +1206,165 @@ mod tests {
                 .expect_err("invalid");
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    /// Keys docs/operations.md names that the server does not read: `cargo xtask test` and the
+    /// test suites read them.
+    const READ_BY_THE_TESTS: &[&str] = &[
+        "CLINICFLOW_REQUIRE_SERVICES",
+        "CLINICFLOW_TEST_PG_URL",
+        "CLINICFLOW_TEST_REDIS_URL",
+    ];
+
+    const OPERATIONS: &str = include_str!("../../../docs/operations.md");
+
+    /// `db.max_connections` as the file writes it: `[db] max_connections`.
+    fn file_key(path: &str) -> String {
+        match path.split_once('.') {
+            Some((section, key)) => format!("[{section}] {key}"),
+            None => path.to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_environment_key_is_documented_with_its_file_key_and_nothing_more() {
+        let (_, section) = OPERATIONS
+            .split_once("\n## Configuration\n")
+            .expect("docs/operations.md has a Configuration section");
+        let documented: BTreeSet<(String, String)> = section
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| {
+                let mut cells = line.split('|').skip(1).map(str::trim);
+                let mut code = || {
+                    let cell = cells.next()?;
+                    Some(cell.strip_prefix('`')?.strip_suffix('`')?.to_owned())
+                };
+                Some((code()?, code()?))
+            })
+            .collect();
+        let table: BTreeSet<(String, String)> = ENV_KEYS
+            .iter()
+            .map(|&(key, path, _)| (key.to_owned(), file_key(path)))
+            .collect();
+        assert_eq!(
+            documented.len(),
+            ENV_KEYS.len(),
+            "a row is documented twice"
+        );
+        let undocumented: Vec<_> = table.difference(&documented).collect();
+        let unread: Vec<_> = documented.difference(&table).collect();
+        assert!(
+            undocumented.is_empty() && unread.is_empty(),
+            "read but not documented so: {undocumented:?}; documented but not read so: {unread:?}"
+        );
+    }
+
+    #[test]
+    fn every_clinicflow_key_the_operations_page_names_is_read() {
+        for (at, _) in OPERATIONS.match_indices("CLINICFLOW_") {
+            let rest = &OPERATIONS[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..end];
+            let known = if rest[end..].starts_with('*') {
+                ENV_KEYS.iter().any(|(key, _, _)| key.starts_with(name))
+            } else {
+                ENV_KEYS.iter().any(|(key, _, _)| *key == name) || READ_BY_THE_TESTS.contains(&name)
+            };
+            assert!(
+                known,
+                "docs/operations.md names `{name}`, which nothing reads"
+            );
+        }
+    }
+
+    #[test]
+    fn every_row_sets_a_field_of_its_type() {
+        let defaults = format!("{:?}", Settings::default());
+        for &(key, path, kind) in ENV_KEYS {
+            let value = match (kind, path) {
+                (Int, _) => "7",
+                (List, _) => "10.0.0.7, relay.internal",
+                (Secret, _) => "postgres://a secret of the row",
+                (Text, "profile") => "production",
+                (Text, "log_format") => "json",
+                (Text, _) => "127.0.0.7:7",
+            };
+            let env = |k: &str| (k == key).then(|| value.to_owned());
+            // Unvalidated: no one number suits every field's rules, but any fits its type.
+            let s = Settings::read(None, &env).unwrap_or_else(|e| panic!("{key} -> {path}: {e}"));
+            // Debug hides secrets, so the one secret that is not optional is looked at directly.
+            let changed = format!("{s:?}") != defaults || s.database_url.expose_secret() == value;
+            assert!(changed, "{key} changed no setting");
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_name_their_key_and_secrets_stay_hidden() {
+        for (key, bad) in [
+            ("CLINICFLOW_DB_MAX_CONNECTIONS", "5000000000"),
+            ("CLINICFLOW_HTTP_WORKERS", "-2"),
+            ("CLINICFLOW_PROFILE", "prod"),
+            ("CLINICFLOW_LOG_FORMAT", "xml"),
+        ] {
+            let err = Settings::load_from(None, &|k: &str| (k == key).then(|| bad.to_owned()))
+                .expect_err("wrong type");
+            assert!(err.to_string().contains(key), "{key}={bad}: {err}");
+        }
+        const SECRET: &str = " a jwt secret that is long enough for hs256 ";
+        let s = Settings::load_from(
+            None,
+            &env_of(&[
+                ("CLINICFLOW_JWT_SECRET", SECRET),
+                ("CLINICFLOW_METRICS_TOKEN", SECRET),
+                ("REDIS_URL", SECRET),
+            ]),
+        )
+        .expect("valid");
+        let jwt = s.jwt_secret.as_ref().expect("set");
+        assert_eq!(
+            jwt.expose_secret(),
+            SECRET,
+            "a secret is taken byte for byte"
+        );
+        assert!(!format!("{s:?}").contains(SECRET.trim()), "{s:?}");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_key_by_key() {
+        let dir = std::env::temp_dir().join(format!("clinicflow-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("clinicflow.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:9999\"\n[db]\nmax_connections = 3\nmin_connections = 2\n",
+        )
+        .expect("write");
+        let s = Settings::load_from(
+            Some(&file),
+            &env_of(&[
+                ("CLINICFLOW_DB_MAX_CONNECTIONS", " 4 "),
+                (
+                    "CLINICFLOW_HTTP_CORS_ORIGINS",
+                    "https://a.example, ,https://b.example",
+                ),
+                ("CLINICFLOW_METRICS_BIND", " "),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            (s.bind.as_str(), s.db.max_connections, s.db.min_connections),
+            ("127.0.0.1:9999", 4, 2)
+        );
+        assert_eq!(
+            s.http.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(s.metrics.bind, None, "an empty address is no address");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
