@@ -4,7 +4,10 @@
 //! Environment keys: `DATABASE_URL`, `REDIS_URL`, `CLINICFLOW_BIND`, `CLINICFLOW_JWT_SECRET`,
 //! `CLINICFLOW_PROFILE`, and `CLINICFLOW_<SECTION>_<KEY>` for the rest (for example
 //! `CLINICFLOW_DB_MAX_CONNECTIONS`); the file uses the same names in sections
-//! (`[db] max_connections = 20`), with `database_url`, `bind` … at the top.
+//! (`[db] max_connections = 20`), with `database_url`, `bind` … at the top. `ENV_KEYS` is the
+//! one list of environment keys: each is laid over the file's tree at its file key, and the
+//! tree is deserialized once. A new setting is a field here and a row there, and a row of the
+//! configuration table in docs/operations.md (a test holds the two lists equal).
 
 use std::path::Path;
 use std::time::Duration;
@@ -359,6 +362,7 @@ use Kind::{Int, List, Secret, Text};
 /// Every environment key the server reads: the key, the setting it sets (`section.key`, as in
 /// the file's `[section] key`), and how its text is read. The merged file-and-environment tree
 /// is then deserialized once, so serde's types and `deny_unknown_fields` do the checking.
+#[rustfmt::skip] // One row a line, so the table reads as one.
 const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("DATABASE_URL", "database_url", Secret),
     ("REDIS_URL", "redis_url", Secret),
@@ -368,173 +372,49 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("CLINICFLOW_LOG_FORMAT", "log_format", Text),
     ("CLINICFLOW_DB_MAX_CONNECTIONS", "db.max_connections", Int),
     ("CLINICFLOW_DB_MIN_CONNECTIONS", "db.min_connections", Int),
-    (
-        "CLINICFLOW_DB_ACQUIRE_TIMEOUT_SECS",
-        "db.acquire_timeout_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_DB_IDLE_TIMEOUT_SECS",
-        "db.idle_timeout_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_DB_MAX_LIFETIME_SECS",
-        "db.max_lifetime_secs",
-        Int,
-    ),
+    ("CLINICFLOW_DB_ACQUIRE_TIMEOUT_SECS", "db.acquire_timeout_secs", Int),
+    ("CLINICFLOW_DB_IDLE_TIMEOUT_SECS", "db.idle_timeout_secs", Int),
+    ("CLINICFLOW_DB_MAX_LIFETIME_SECS", "db.max_lifetime_secs", Int),
     ("CLINICFLOW_DB_SLOW_QUERY_MS", "db.slow_query_ms", Int),
-    (
-        "CLINICFLOW_DB_STATEMENT_TIMEOUT_MS",
-        "db.statement_timeout_ms",
-        Int,
-    ),
+    ("CLINICFLOW_DB_STATEMENT_TIMEOUT_MS", "db.statement_timeout_ms", Int),
     ("CLINICFLOW_DB_LOCK_TIMEOUT_MS", "db.lock_timeout_ms", Int),
-    (
-        "CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-        "db.idle_in_transaction_timeout_ms",
-        Int,
-    ),
-    (
-        "CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS",
-        "db.sqlite_busy_timeout_ms",
-        Int,
-    ),
-    (
-        "CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS",
-        "auth.access_token_ttl_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS",
-        "auth.refresh_token_ttl_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE",
-        "auth.login_per_ip_per_minute",
-        Int,
-    ),
-    (
-        "CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE",
-        "auth.login_per_account_per_minute",
-        Int,
-    ),
-    (
-        "CLINICFLOW_AUTH_LOCKOUT_FAILURES",
-        "auth.lockout_failures",
-        Int,
-    ),
+    ("CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "db.idle_in_transaction_timeout_ms", Int),
+    ("CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS", "db.sqlite_busy_timeout_ms", Int),
+    ("CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS", "auth.access_token_ttl_secs", Int),
+    ("CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS", "auth.refresh_token_ttl_secs", Int),
+    ("CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE", "auth.login_per_ip_per_minute", Int),
+    ("CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE", "auth.login_per_account_per_minute", Int),
+    ("CLINICFLOW_AUTH_LOCKOUT_FAILURES", "auth.lockout_failures", Int),
     ("CLINICFLOW_AUTH_LOCKOUT_SECS", "auth.lockout_secs", Int),
     ("CLINICFLOW_HTTP_WORKERS", "http.workers", Int),
-    (
-        "CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS",
-        "http.shutdown_timeout_secs",
-        Int,
-    ),
+    ("CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS", "http.shutdown_timeout_secs", Int),
     ("CLINICFLOW_HTTP_MAX_BODY_BYTES", "http.max_body_bytes", Int),
     ("CLINICFLOW_HTTP_MAX_JSON_DEPTH", "http.max_json_depth", Int),
-    (
-        "CLINICFLOW_HTTP_MAX_JSON_STRING_CHARS",
-        "http.max_json_string_chars",
-        Int,
-    ),
-    (
-        "CLINICFLOW_HTTP_PER_USER_PER_HOUR",
-        "http.per_user_per_hour",
-        Int,
-    ),
-    (
-        "CLINICFLOW_HTTP_PER_IP_PER_HOUR",
-        "http.per_ip_per_hour",
-        Int,
-    ),
+    ("CLINICFLOW_HTTP_MAX_JSON_STRING_CHARS", "http.max_json_string_chars", Int),
+    ("CLINICFLOW_HTTP_PER_USER_PER_HOUR", "http.per_user_per_hour", Int),
+    ("CLINICFLOW_HTTP_PER_IP_PER_HOUR", "http.per_ip_per_hour", Int),
     ("CLINICFLOW_HTTP_CORS_ORIGINS", "http.cors_origins", List),
-    (
-        "CLINICFLOW_HTTP_MAX_STREAMS_PER_USER",
-        "http.max_streams_per_user",
-        Int,
-    ),
-    (
-        "CLINICFLOW_HTTP_SLOW_REQUEST_MS",
-        "http.slow_request_ms",
-        Int,
-    ),
-    (
-        "CLINICFLOW_HTTP_COMPRESS_MIN_BYTES",
-        "http.compress_min_bytes",
-        Int,
-    ),
-    (
-        "CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS",
-        "http.idempotency_ttl_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS",
-        "http.stream_heartbeat_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_HTTP_TRUSTED_PROXIES",
-        "http.trusted_proxies",
-        List,
-    ),
-    (
-        "CLINICFLOW_OUTBOX_POLL_INTERVAL_MS",
-        "outbox.poll_interval_ms",
-        Int,
-    ),
+    ("CLINICFLOW_HTTP_MAX_STREAMS_PER_USER", "http.max_streams_per_user", Int),
+    ("CLINICFLOW_HTTP_SLOW_REQUEST_MS", "http.slow_request_ms", Int),
+    ("CLINICFLOW_HTTP_COMPRESS_MIN_BYTES", "http.compress_min_bytes", Int),
+    ("CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS", "http.idempotency_ttl_secs", Int),
+    ("CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS", "http.stream_heartbeat_secs", Int),
+    ("CLINICFLOW_HTTP_TRUSTED_PROXIES", "http.trusted_proxies", List),
+    ("CLINICFLOW_OUTBOX_POLL_INTERVAL_MS", "outbox.poll_interval_ms", Int),
     ("CLINICFLOW_OUTBOX_CLAIM_LIMIT", "outbox.claim_limit", Int),
     ("CLINICFLOW_OUTBOX_BATCH_SIZE", "outbox.batch_size", Int),
-    (
-        "CLINICFLOW_OUTBOX_RETRY_BASE_SECS",
-        "outbox.retry_base_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_OUTBOX_RETRY_CAP_SECS",
-        "outbox.retry_cap_secs",
-        Int,
-    ),
+    ("CLINICFLOW_OUTBOX_RETRY_BASE_SECS", "outbox.retry_base_secs", Int),
+    ("CLINICFLOW_OUTBOX_RETRY_CAP_SECS", "outbox.retry_cap_secs", Int),
     ("CLINICFLOW_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts", Int),
-    (
-        "CLINICFLOW_OUTBOX_WEBHOOK_CONNECT_TIMEOUT_SECS",
-        "outbox.webhook_connect_timeout_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_OUTBOX_WEBHOOK_TIMEOUT_SECS",
-        "outbox.webhook_timeout_secs",
-        Int,
-    ),
+    ("CLINICFLOW_OUTBOX_WEBHOOK_CONNECT_TIMEOUT_SECS", "outbox.webhook_connect_timeout_secs", Int),
+    ("CLINICFLOW_OUTBOX_WEBHOOK_TIMEOUT_SECS", "outbox.webhook_timeout_secs", Int),
     ("CLINICFLOW_OUTBOX_LEASE_SECS", "outbox.lease_secs", Int),
-    (
-        "CLINICFLOW_SWEEPER_INTERVAL_SECS",
-        "sweeper.interval_secs",
-        Int,
-    ),
+    ("CLINICFLOW_SWEEPER_INTERVAL_SECS", "sweeper.interval_secs", Int),
     ("CLINICFLOW_SWEEPER_BATCH", "sweeper.batch", Int),
-    (
-        "CLINICFLOW_SWEEPER_ANNOUNCE_WITHIN_HOURS",
-        "sweeper.announce_within_hours",
-        Int,
-    ),
-    (
-        "CLINICFLOW_CACHE_DASHBOARD_REFRESH_SECS",
-        "cache.dashboard_refresh_secs",
-        Int,
-    ),
-    (
-        "CLINICFLOW_CACHE_LOCAL_MAX_BYTES",
-        "cache.local_max_bytes",
-        Int,
-    ),
-    (
-        "CLINICFLOW_WEBHOOK_ALLOWED_HOSTS",
-        "webhook.allowed_hosts",
-        List,
-    ),
+    ("CLINICFLOW_SWEEPER_ANNOUNCE_WITHIN_HOURS", "sweeper.announce_within_hours", Int),
+    ("CLINICFLOW_CACHE_DASHBOARD_REFRESH_SECS", "cache.dashboard_refresh_secs", Int),
+    ("CLINICFLOW_CACHE_LOCAL_MAX_BYTES", "cache.local_max_bytes", Int),
+    ("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS", "webhook.allowed_hosts", List),
     ("CLINICFLOW_METRICS_BIND", "metrics.bind", Text),
     ("CLINICFLOW_METRICS_TOKEN", "metrics.token", Secret),
 ];
@@ -549,18 +429,15 @@ impl Kind {
             ),
             Text => toml::Value::String(raw.trim().to_owned()),
             Secret => toml::Value::String(raw.to_owned()),
-            List => toml::Value::Array(list(raw).into_iter().map(toml::Value::String).collect()),
+            List => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect::<Vec<_>>()
+                .into(),
         })
     }
-}
-
-/// Splits a comma-separated list, dropping blanks.
-fn list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Sets `section.key` (or a top-level `key`) in a settings tree.
@@ -1285,6 +1162,11 @@ mod tests {
     fn every_row_sets_a_field_of_its_type() {
         let defaults = format!("{:?}", Settings::default());
         for &(key, path, kind) in ENV_KEYS {
+            let named = format!("CLINICFLOW_{}", path.replace('.', "_").to_uppercase());
+            assert!(
+                key == named || ["DATABASE_URL", "REDIS_URL"].contains(&key),
+                "{key} breaks the CLINICFLOW_<SECTION>_<KEY> rule for {path}"
+            );
             let value = match (kind, path) {
                 (Int, _) => "7",
                 (List, _) => "10.0.0.7, relay.internal",
