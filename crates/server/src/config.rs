@@ -487,7 +487,8 @@ impl Settings {
         for &(key, path, kind) in ENV_KEYS {
             let Some(raw) = env(key) else { continue };
             let value = kind.read(&raw).map_err(|m| invalid(key, m))?;
-            // Checked alone first, so a value of the wrong type or range names its key.
+            // Checked alone first, so a value of the wrong type or range names its key; serde's
+            // message quotes the value, so a secret's is left out.
             let mut alone = toml::Table::new();
             set(&mut alone, path, value.clone());
             alone.try_into::<Settings>().map_err(|e| match kind {
@@ -496,6 +497,7 @@ impl Settings {
             })?;
             set(&mut tree, path, value);
         }
+        // The file and every value were checked above, so this can only fail on a bug here.
         let mut s: Settings = tree.try_into().map_err(|e| ConfigError::Parse {
             path: file.map_or_else(|| "(none)".into(), |p| p.display().to_string()),
             message: e.message().to_owned(),
