@@ -4,7 +4,10 @@
 //! Environment keys: `DATABASE_URL`, `REDIS_URL`, `CLINICFLOW_BIND`, `CLINICFLOW_JWT_SECRET`,
 //! `CLINICFLOW_PROFILE`, and `CLINICFLOW_<SECTION>_<KEY>` for the rest (for example
 //! `CLINICFLOW_DB_MAX_CONNECTIONS`); the file uses the same names in sections
-//! (`[db] max_connections = 20`), with `database_url`, `bind` … at the top.
+//! (`[db] max_connections = 20`), with `database_url`, `bind` … at the top. `ENV_KEYS` is the
+//! one list of environment keys: each is laid over the file's tree at its file key, and the
+//! tree is deserialized once. A new setting is a field here and a row there, and a row of the
+//! configuration table in docs/operations.md (a test holds the two lists equal).
 
 use std::path::Path;
 use std::time::Duration;
@@ -341,18 +344,118 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse_env<T: std::str::FromStr>(
-    env: &dyn Fn(&str) -> Option<String>,
-    key: &'static str,
-    target: &mut T,
-) -> Result<(), ConfigError> {
-    if let Some(raw) = env(key) {
-        *target = raw
-            .trim()
-            .parse()
-            .map_err(|_| invalid(key, format!("`{raw}` is not a valid value")))?;
+/// How the text of an environment value becomes a value of the settings tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A whole number, surrounding blanks ignored.
+    Int,
+    /// Text, surrounding blanks ignored (addresses, enum words).
+    Text,
+    /// Text taken byte for byte and never shown in an error.
+    Secret,
+    /// Comma-separated text; blanks around items and empty items are dropped.
+    List,
+}
+
+use Kind::{Int, List, Secret, Text};
+
+/// Every environment key the server reads: the key, the setting it sets (`section.key`, as in
+/// the file's `[section] key`), and how its text is read. The merged file-and-environment tree
+/// is then deserialized once, so serde's types and `deny_unknown_fields` do the checking.
+#[rustfmt::skip] // One row a line, so the table reads as one.
+const ENV_KEYS: &[(&str, &str, Kind)] = &[
+    ("DATABASE_URL", "database_url", Secret),
+    ("REDIS_URL", "redis_url", Secret),
+    ("CLINICFLOW_BIND", "bind", Text),
+    ("CLINICFLOW_JWT_SECRET", "jwt_secret", Secret),
+    ("CLINICFLOW_PROFILE", "profile", Text),
+    ("CLINICFLOW_LOG_FORMAT", "log_format", Text),
+    ("CLINICFLOW_DB_MAX_CONNECTIONS", "db.max_connections", Int),
+    ("CLINICFLOW_DB_MIN_CONNECTIONS", "db.min_connections", Int),
+    ("CLINICFLOW_DB_ACQUIRE_TIMEOUT_SECS", "db.acquire_timeout_secs", Int),
+    ("CLINICFLOW_DB_IDLE_TIMEOUT_SECS", "db.idle_timeout_secs", Int),
+    ("CLINICFLOW_DB_MAX_LIFETIME_SECS", "db.max_lifetime_secs", Int),
+    ("CLINICFLOW_DB_SLOW_QUERY_MS", "db.slow_query_ms", Int),
+    ("CLINICFLOW_DB_STATEMENT_TIMEOUT_MS", "db.statement_timeout_ms", Int),
+    ("CLINICFLOW_DB_LOCK_TIMEOUT_MS", "db.lock_timeout_ms", Int),
+    ("CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "db.idle_in_transaction_timeout_ms", Int),
+    ("CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS", "db.sqlite_busy_timeout_ms", Int),
+    ("CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS", "auth.access_token_ttl_secs", Int),
+    ("CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS", "auth.refresh_token_ttl_secs", Int),
+    ("CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE", "auth.login_per_ip_per_minute", Int),
+    ("CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE", "auth.login_per_account_per_minute", Int),
+    ("CLINICFLOW_AUTH_LOCKOUT_FAILURES", "auth.lockout_failures", Int),
+    ("CLINICFLOW_AUTH_LOCKOUT_SECS", "auth.lockout_secs", Int),
+    ("CLINICFLOW_HTTP_WORKERS", "http.workers", Int),
+    ("CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS", "http.shutdown_timeout_secs", Int),
+    ("CLINICFLOW_HTTP_MAX_BODY_BYTES", "http.max_body_bytes", Int),
+    ("CLINICFLOW_HTTP_MAX_JSON_DEPTH", "http.max_json_depth", Int),
+    ("CLINICFLOW_HTTP_MAX_JSON_STRING_CHARS", "http.max_json_string_chars", Int),
+    ("CLINICFLOW_HTTP_PER_USER_PER_HOUR", "http.per_user_per_hour", Int),
+    ("CLINICFLOW_HTTP_PER_IP_PER_HOUR", "http.per_ip_per_hour", Int),
+    ("CLINICFLOW_HTTP_CORS_ORIGINS", "http.cors_origins", List),
+    ("CLINICFLOW_HTTP_MAX_STREAMS_PER_USER", "http.max_streams_per_user", Int),
+    ("CLINICFLOW_HTTP_SLOW_REQUEST_MS", "http.slow_request_ms", Int),
+    ("CLINICFLOW_HTTP_COMPRESS_MIN_BYTES", "http.compress_min_bytes", Int),
+    ("CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS", "http.idempotency_ttl_secs", Int),
+    ("CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS", "http.stream_heartbeat_secs", Int),
+    ("CLINICFLOW_HTTP_TRUSTED_PROXIES", "http.trusted_proxies", List),
+    ("CLINICFLOW_OUTBOX_POLL_INTERVAL_MS", "outbox.poll_interval_ms", Int),
+    ("CLINICFLOW_OUTBOX_CLAIM_LIMIT", "outbox.claim_limit", Int),
+    ("CLINICFLOW_OUTBOX_BATCH_SIZE", "outbox.batch_size", Int),
+    ("CLINICFLOW_OUTBOX_RETRY_BASE_SECS", "outbox.retry_base_secs", Int),
+    ("CLINICFLOW_OUTBOX_RETRY_CAP_SECS", "outbox.retry_cap_secs", Int),
+    ("CLINICFLOW_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts", Int),
+    ("CLINICFLOW_OUTBOX_WEBHOOK_CONNECT_TIMEOUT_SECS", "outbox.webhook_connect_timeout_secs", Int),
+    ("CLINICFLOW_OUTBOX_WEBHOOK_TIMEOUT_SECS", "outbox.webhook_timeout_secs", Int),
+    ("CLINICFLOW_OUTBOX_LEASE_SECS", "outbox.lease_secs", Int),
+    ("CLINICFLOW_SWEEPER_INTERVAL_SECS", "sweeper.interval_secs", Int),
+    ("CLINICFLOW_SWEEPER_BATCH", "sweeper.batch", Int),
+    ("CLINICFLOW_SWEEPER_ANNOUNCE_WITHIN_HOURS", "sweeper.announce_within_hours", Int),
+    ("CLINICFLOW_CACHE_DASHBOARD_REFRESH_SECS", "cache.dashboard_refresh_secs", Int),
+    ("CLINICFLOW_CACHE_LOCAL_MAX_BYTES", "cache.local_max_bytes", Int),
+    ("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS", "webhook.allowed_hosts", List),
+    ("CLINICFLOW_METRICS_BIND", "metrics.bind", Text),
+    ("CLINICFLOW_METRICS_TOKEN", "metrics.token", Secret),
+];
+
+impl Kind {
+    fn read(self, raw: &str) -> Result<toml::Value, String> {
+        Ok(match self {
+            Int => toml::Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| format!("`{raw}` is not a whole number"))?,
+            ),
+            Text => toml::Value::String(raw.trim().to_owned()),
+            Secret => toml::Value::String(raw.to_owned()),
+            List => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect::<Vec<_>>()
+                .into(),
+        })
     }
-    Ok(())
+}
+
+/// Sets `section.key` (or a top-level `key`) in a settings tree.
+fn set(tree: &mut toml::Table, path: &str, value: toml::Value) {
+    match path.split_once('.') {
+        Some((section, key)) => {
+            // A section that is not a table was refused with the file already.
+            let section = tree
+                .entry(section)
+                .or_insert_with(|| toml::Table::new().into());
+            if let Some(table) = section.as_table_mut() {
+                table.insert(key.to_owned(), value);
+            }
+        }
+        None => {
+            tree.insert(path.to_owned(), value);
+        }
+    }
 }
 
 impl Settings {
@@ -366,275 +469,61 @@ impl Settings {
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut s = match file {
-            Some(path) => {
-                let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
-                    path: shown.clone(),
-                    source,
-                })?;
-                toml::from_str::<Settings>(&text).map_err(|e| ConfigError::Parse {
-                    path: shown,
-                    message: e.to_string(),
-                })?
-            }
-            None => Settings::default(),
-        };
-        if let Some(v) = env("DATABASE_URL") {
-            s.database_url = SecretString::from(v);
-        }
-        if let Some(v) = env("REDIS_URL") {
-            s.redis_url = Some(SecretString::from(v));
-        }
-        if let Some(v) = env("CLINICFLOW_JWT_SECRET") {
-            s.jwt_secret = Some(SecretString::from(v));
-        }
-        if let Some(v) = env("CLINICFLOW_BIND") {
-            s.bind = v;
-        }
-        if let Some(v) = env("CLINICFLOW_PROFILE") {
-            s.profile = match v.trim() {
-                "development" => Profile::Development,
-                "production" => Profile::Production,
-                other => {
-                    return Err(invalid(
-                        "CLINICFLOW_PROFILE",
-                        format!("`{other}` is not development or production"),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = env("CLINICFLOW_LOG_FORMAT") {
-            s.log_format = Some(match v.trim() {
-                "pretty" => LogFormat::Pretty,
-                "json" => LogFormat::Json,
-                other => {
-                    return Err(invalid(
-                        "CLINICFLOW_LOG_FORMAT",
-                        format!("`{other}` is not pretty or json"),
-                    ));
-                }
-            });
-        }
-        parse_env(
-            env,
-            "CLINICFLOW_DB_MAX_CONNECTIONS",
-            &mut s.db.max_connections,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_MIN_CONNECTIONS",
-            &mut s.db.min_connections,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_ACQUIRE_TIMEOUT_SECS",
-            &mut s.db.acquire_timeout_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_IDLE_TIMEOUT_SECS",
-            &mut s.db.idle_timeout_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_MAX_LIFETIME_SECS",
-            &mut s.db.max_lifetime_secs,
-        )?;
-        parse_env(env, "CLINICFLOW_DB_SLOW_QUERY_MS", &mut s.db.slow_query_ms)?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_STATEMENT_TIMEOUT_MS",
-            &mut s.db.statement_timeout_ms,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_LOCK_TIMEOUT_MS",
-            &mut s.db.lock_timeout_ms,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-            &mut s.db.idle_in_transaction_timeout_ms,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_DB_SQLITE_BUSY_TIMEOUT_MS",
-            &mut s.db.sqlite_busy_timeout_ms,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS",
-            &mut s.auth.access_token_ttl_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_SHUTDOWN_TIMEOUT_SECS",
-            &mut s.http.shutdown_timeout_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_CACHE_LOCAL_MAX_BYTES",
-            &mut s.cache.local_max_bytes,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_CACHE_DASHBOARD_REFRESH_SECS",
-            &mut s.cache.dashboard_refresh_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_AUTH_REFRESH_TOKEN_TTL_SECS",
-            &mut s.auth.refresh_token_ttl_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE",
-            &mut s.auth.login_per_ip_per_minute,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE",
-            &mut s.auth.login_per_account_per_minute,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_AUTH_LOCKOUT_FAILURES",
-            &mut s.auth.lockout_failures,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_AUTH_LOCKOUT_SECS",
-            &mut s.auth.lockout_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_MAX_BODY_BYTES",
-            &mut s.http.max_body_bytes,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_MAX_JSON_DEPTH",
-            &mut s.http.max_json_depth,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_MAX_JSON_STRING_CHARS",
-            &mut s.http.max_json_string_chars,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_PER_USER_PER_HOUR",
-            &mut s.http.per_user_per_hour,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_PER_IP_PER_HOUR",
-            &mut s.http.per_ip_per_hour,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_MAX_STREAMS_PER_USER",
-            &mut s.http.max_streams_per_user,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_STREAM_HEARTBEAT_SECS",
-            &mut s.http.stream_heartbeat_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_IDEMPOTENCY_TTL_SECS",
-            &mut s.http.idempotency_ttl_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_SLOW_REQUEST_MS",
-            &mut s.http.slow_request_ms,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_HTTP_COMPRESS_MIN_BYTES",
-            &mut s.http.compress_min_bytes,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_POLL_INTERVAL_MS",
-            &mut s.outbox.poll_interval_ms,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_CLAIM_LIMIT",
-            &mut s.outbox.claim_limit,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_BATCH_SIZE",
-            &mut s.outbox.batch_size,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_RETRY_BASE_SECS",
-            &mut s.outbox.retry_base_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_RETRY_CAP_SECS",
-            &mut s.outbox.retry_cap_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_MAX_ATTEMPTS",
-            &mut s.outbox.max_attempts,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_WEBHOOK_CONNECT_TIMEOUT_SECS",
-            &mut s.outbox.webhook_connect_timeout_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_WEBHOOK_TIMEOUT_SECS",
-            &mut s.outbox.webhook_timeout_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_OUTBOX_LEASE_SECS",
-            &mut s.outbox.lease_secs,
-        )?;
-        parse_env(
-            env,
-            "CLINICFLOW_SWEEPER_INTERVAL_SECS",
-            &mut s.sweeper.interval_secs,
-        )?;
-        parse_env(env, "CLINICFLOW_SWEEPER_BATCH", &mut s.sweeper.batch)?;
-        parse_env(
-            env,
-            "CLINICFLOW_SWEEPER_ANNOUNCE_WITHIN_HOURS",
-            &mut s.sweeper.announce_within_hours,
-        )?;
-        if let Some(raw) = env("CLINICFLOW_HTTP_CORS_ORIGINS") {
-            s.http.cors_origins = raw
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(raw) = env("CLINICFLOW_HTTP_WORKERS") {
-            s.http.workers = Some(raw.trim().parse().map_err(|_| {
-                invalid(
-                    "CLINICFLOW_HTTP_WORKERS",
-                    format!("`{raw}` is not a number"),
-                )
-            })?);
-        }
-        s.load_security_env(env)?;
+        let s = Self::read(file, env)?;
         s.validate()?;
         s.validate_security()?;
         Ok(s)
     }
 
+    /// Reads the file and the environment into settings without checking their rules.
+    fn read(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = match file {
+            Some(path) => read_file(path)?,
+            None => toml::Table::new(),
+        };
+        for &(key, path, kind) in ENV_KEYS {
+            let Some(raw) = env(key) else { continue };
+            let value = kind.read(&raw).map_err(|m| invalid(key, m))?;
+            // Checked alone first, so a value of the wrong type or range names its key; serde's
+            // message quotes the value, so a secret's is left out.
+            let mut alone = toml::Table::new();
+            set(&mut alone, path, value.clone());
+            alone.try_into::<Settings>().map_err(|e| match kind {
+                Secret => invalid(key, "is not a valid value"),
+                _ => invalid(key, e.message()),
+            })?;
+            set(&mut tree, path, value);
+        }
+        // The file and every value were checked above, so this can only fail on a bug here.
+        let mut s: Settings = tree.try_into().map_err(|e| ConfigError::Parse {
+            path: file.map_or_else(|| "(none)".into(), |p| p.display().to_string()),
+            message: e.message().to_owned(),
+        })?;
+        // An empty metrics address means no listener of its own, as an unset one does.
+        s.metrics.bind = s.metrics.bind.filter(|b| !b.is_empty());
+        Ok(s)
+    }
+}
+
+/// The file as a tree; checked as settings first, so a wrong value is reported at its line.
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+        path: shown.clone(),
+        source,
+    })?;
+    let parse = |message: String| ConfigError::Parse {
+        path: shown.clone(),
+        message,
+    };
+    toml::from_str::<Settings>(&text).map_err(|e| parse(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| parse(e.to_string()))
+}
+
+impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.bind.parse::<std::net::SocketAddr>().is_err() && !self.bind.contains(':') {
             return Err(invalid(
@@ -871,35 +760,7 @@ pub struct MetricsSettings {
     pub token: Option<SecretString>,
 }
 
-/// Splits a comma-separated list, dropping blanks.
-fn list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 impl Settings {
-    fn load_security_env(
-        &mut self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
-        if let Some(raw) = env("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS") {
-            self.webhook.allowed_hosts = list(&raw);
-        }
-        if let Some(raw) = env("CLINICFLOW_HTTP_TRUSTED_PROXIES") {
-            self.http.trusted_proxies = list(&raw);
-        }
-        if let Some(raw) = env("CLINICFLOW_METRICS_BIND") {
-            self.metrics.bind = Some(raw.trim().to_owned()).filter(|b| !b.is_empty());
-        }
-        if let Some(raw) = env("CLINICFLOW_METRICS_TOKEN") {
-            self.metrics.token = Some(SecretString::from(raw.trim().to_owned()));
-        }
-        Ok(())
-    }
-
     fn validate_security(&self) -> Result<(), ConfigError> {
         clinicflow_domain::WebhookPolicy::new(false, &self.webhook.allowed_hosts)
             .map_err(|e| invalid("CLINICFLOW_WEBHOOK_ALLOWED_HOSTS", e.0))?;
@@ -1036,6 +897,8 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -1222,6 +1085,170 @@ mod tests {
                 .expect_err("invalid");
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    /// Keys docs/operations.md names that the server does not read: `cargo xtask test` and the
+    /// test suites read them.
+    const READ_BY_THE_TESTS: &[&str] = &[
+        "CLINICFLOW_REQUIRE_SERVICES",
+        "CLINICFLOW_TEST_PG_URL",
+        "CLINICFLOW_TEST_REDIS_URL",
+    ];
+
+    const OPERATIONS: &str = include_str!("../../../docs/operations.md");
+
+    /// `db.max_connections` as the file writes it: `[db] max_connections`.
+    fn file_key(path: &str) -> String {
+        match path.split_once('.') {
+            Some((section, key)) => format!("[{section}] {key}"),
+            None => path.to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_environment_key_is_documented_with_its_file_key_and_nothing_more() {
+        let (_, section) = OPERATIONS
+            .split_once("\n## Configuration\n")
+            .expect("docs/operations.md has a Configuration section");
+        let documented: BTreeSet<(String, String)> = section
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| {
+                let mut cells = line.split('|').skip(1).map(str::trim);
+                let mut code = || {
+                    let cell = cells.next()?;
+                    Some(cell.strip_prefix('`')?.strip_suffix('`')?.to_owned())
+                };
+                Some((code()?, code()?))
+            })
+            .collect();
+        let table: BTreeSet<(String, String)> = ENV_KEYS
+            .iter()
+            .map(|&(key, path, _)| (key.to_owned(), file_key(path)))
+            .collect();
+        assert_eq!(
+            documented.len(),
+            ENV_KEYS.len(),
+            "a row is documented twice"
+        );
+        let undocumented: Vec<_> = table.difference(&documented).collect();
+        let unread: Vec<_> = documented.difference(&table).collect();
+        assert!(
+            undocumented.is_empty() && unread.is_empty(),
+            "read but not documented so: {undocumented:?}; documented but not read so: {unread:?}"
+        );
+    }
+
+    #[test]
+    fn every_clinicflow_key_the_operations_page_names_is_read() {
+        for (at, _) in OPERATIONS.match_indices("CLINICFLOW_") {
+            let rest = &OPERATIONS[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..end];
+            let known = if rest[end..].starts_with('*') {
+                ENV_KEYS.iter().any(|(key, _, _)| key.starts_with(name))
+            } else {
+                ENV_KEYS.iter().any(|(key, _, _)| *key == name) || READ_BY_THE_TESTS.contains(&name)
+            };
+            assert!(
+                known,
+                "docs/operations.md names `{name}`, which nothing reads"
+            );
+        }
+    }
+
+    #[test]
+    fn every_row_sets_a_field_of_its_type() {
+        let defaults = format!("{:?}", Settings::default());
+        for &(key, path, kind) in ENV_KEYS {
+            let named = format!("CLINICFLOW_{}", path.replace('.', "_").to_uppercase());
+            assert!(
+                key == named || ["DATABASE_URL", "REDIS_URL"].contains(&key),
+                "{key} breaks the CLINICFLOW_<SECTION>_<KEY> rule for {path}"
+            );
+            let value = match (kind, path) {
+                (Int, _) => "7",
+                (List, _) => "10.0.0.7, relay.internal",
+                (Secret, _) => "postgres://a secret of the row",
+                (Text, "profile") => "production",
+                (Text, "log_format") => "json",
+                (Text, _) => "127.0.0.7:7",
+            };
+            let env = |k: &str| (k == key).then(|| value.to_owned());
+            // Unvalidated: no one number suits every field's rules, but any fits its type.
+            let s = Settings::read(None, &env).unwrap_or_else(|e| panic!("{key} -> {path}: {e}"));
+            // Debug hides secrets, so the one secret that is not optional is looked at directly.
+            let changed = format!("{s:?}") != defaults || s.database_url.expose_secret() == value;
+            assert!(changed, "{key} changed no setting");
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_name_their_key_and_secrets_stay_hidden() {
+        for (key, bad) in [
+            ("CLINICFLOW_DB_MAX_CONNECTIONS", "5000000000"),
+            ("CLINICFLOW_HTTP_WORKERS", "-2"),
+            ("CLINICFLOW_PROFILE", "prod"),
+            ("CLINICFLOW_LOG_FORMAT", "xml"),
+        ] {
+            let err = Settings::load_from(None, &|k: &str| (k == key).then(|| bad.to_owned()))
+                .expect_err("wrong type");
+            assert!(err.to_string().contains(key), "{key}={bad}: {err}");
+        }
+        const SECRET: &str = " a jwt secret that is long enough for hs256 ";
+        let s = Settings::load_from(
+            None,
+            &env_of(&[
+                ("CLINICFLOW_JWT_SECRET", SECRET),
+                ("CLINICFLOW_METRICS_TOKEN", SECRET),
+                ("REDIS_URL", SECRET),
+            ]),
+        )
+        .expect("valid");
+        let jwt = s.jwt_secret.as_ref().expect("set");
+        assert_eq!(
+            jwt.expose_secret(),
+            SECRET,
+            "a secret is taken byte for byte"
+        );
+        assert!(!format!("{s:?}").contains(SECRET.trim()), "{s:?}");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_key_by_key() {
+        let dir = std::env::temp_dir().join(format!("clinicflow-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("clinicflow.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:9999\"\n[db]\nmax_connections = 3\nmin_connections = 2\n",
+        )
+        .expect("write");
+        let s = Settings::load_from(
+            Some(&file),
+            &env_of(&[
+                ("CLINICFLOW_DB_MAX_CONNECTIONS", " 4 "),
+                (
+                    "CLINICFLOW_HTTP_CORS_ORIGINS",
+                    "https://a.example, ,https://b.example",
+                ),
+                ("CLINICFLOW_METRICS_BIND", " "),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            (s.bind.as_str(), s.db.max_connections, s.db.min_connections),
+            ("127.0.0.1:9999", 4, 2)
+        );
+        assert_eq!(
+            s.http.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(s.metrics.bind, None, "an empty address is no address");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
