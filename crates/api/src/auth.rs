@@ -23,9 +23,6 @@ use crate::{ApiError, AppState};
 /// The window of the general per-user and per-IP API throttles.
 pub const HOUR: Duration = Duration::from_secs(3600);
 
-/// The window of the refresh limit, the same as the login limits'.
-const MINUTE: Duration = Duration::from_secs(60);
-
 /// Issuer written into and required from every token.
 const ISSUER: &str = "clinicflow";
 /// Audience written into and required from every token.
@@ -343,19 +340,12 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: Json<RefreshIn>,
 ) -> Result<HttpResponse, ApiError> {
-    // Refresh is outside the anonymous throttle, because a front desk behind one NAT address
-    // refreshes all day; without a limit of its own it would answer guesses (each a write
-    // transaction) without end. Attempts count before the lookup, so a spent budget costs the
-    // database nothing; a success forgives the address, as a successful login forgives the
-    // account, so what adds up is the failures since the last success.
-    let key = client_ip(&req).map(|ip| format!("refresh:ip:{ip}"));
-    if let Some(key) = &key {
-        spend(&state, key, state.limits.refresh_per_ip_per_minute, MINUTE).await?;
-    }
-    let session = state.services.auth.refresh(&body.refresh_token).await?;
-    if let Some(key) = &key {
-        state.limiter.reset(key).await;
-    }
+    let ip = client_ip(&req);
+    let session = state
+        .services
+        .auth
+        .refresh(&body.refresh_token, ip.as_deref())
+        .await?;
     session_answer(&state, session)
 }
 

@@ -68,7 +68,7 @@ pub struct AppState {
     /// Change notifications, for live streams.
     pub events: Arc<dyn EventBus>,
     /// Live streams held per user.
-    pub streams: queue::StreamSlots,
+    pub streams: clinicflow_services::live::StreamSlots,
     /// Ends every live stream when the instance shuts down.
     pub live: live::LiveStreams,
     /// What `/metrics` exports.

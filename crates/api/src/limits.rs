@@ -22,10 +22,6 @@ pub struct ApiLimits {
     pub per_user_per_hour: u32,
     /// Requests per hour from one IP without a valid token (none, or one that fails to verify).
     pub per_ip_per_hour: u32,
-    /// Refresh attempts per minute from one IP since its last successful refresh.
-    pub refresh_per_ip_per_minute: u32,
-    /// Live streams (queue board) one user may hold open at once.
-    pub max_streams_per_user: u32,
     /// Seconds between keep-alive comments on a live stream.
     pub stream_heartbeat_secs: u64,
     /// Requests slower than this many milliseconds are logged as warnings.
@@ -44,8 +40,6 @@ impl Default for ApiLimits {
             max_json_string_chars: 10_000,
             per_user_per_hour: 1000,
             per_ip_per_hour: 100,
-            refresh_per_ip_per_minute: 10,
-            max_streams_per_user: 5,
             stream_heartbeat_secs: 15,
             slow_request_ms: 1000,
             compress_min_bytes: 1024,

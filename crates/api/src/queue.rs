@@ -1,13 +1,13 @@
 //! `/api/v1/queue`: the walk-in queue, its live board (Server-Sent Events) and statistics.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use clinicflow_domain::{Actor, DeadlineRule, QueueEntry, QueueEntryId, UserId};
-use clinicflow_services::{Board, BoardEntry, DayStats, JoinInput, QueueAction, ServiceError};
+use clinicflow_domain::{Actor, QueueEntry, QueueEntryId};
+use clinicflow_services::{
+    Board, BoardEntry, DayStats, JoinInput, Priority, QueueAction, ServiceError,
+};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -155,33 +155,17 @@ pub struct BoardOut {
     entries: Vec<BoardEntryOut>,
 }
 
-fn priority(board: &Board, e: &QueueEntry) -> PriorityOut {
-    let settings = &board.clinic.queue;
-    match e.rule {
-        DeadlineRule::WalkIn => {
-            let target = settings.target_minutes[e.category.rank() as usize];
-            PriorityOut {
-                category: e.category.as_str(),
-                category_rank: e.category.rank(),
-                rule: "walk_in",
-                target_minutes: Some(target),
-                appointment_starts_at: None,
-                grace_minutes: None,
-                explanation: format!("walk-in: arrival + {target} min target for {}", e.category),
-            }
+impl From<Priority> for PriorityOut {
+    fn from(p: Priority) -> Self {
+        Self {
+            category: p.category.as_str(),
+            category_rank: p.category.rank(),
+            rule: p.rule,
+            target_minutes: p.target_minutes,
+            appointment_starts_at: p.appointment_starts_at,
+            grace_minutes: p.grace_minutes,
+            explanation: p.explanation,
         }
-        DeadlineRule::Appointment { starts_at } => PriorityOut {
-            category: e.category.as_str(),
-            category_rank: e.category.rank(),
-            rule: "appointment",
-            target_minutes: None,
-            appointment_starts_at: Some(starts_at),
-            grace_minutes: Some(settings.checkin_grace_minutes),
-            explanation: format!(
-                "checked-in appointment: later of arrival and start + {} min grace",
-                settings.checkin_grace_minutes
-            ),
-        },
     }
 }
 
@@ -194,11 +178,12 @@ fn board_out(board: Board) -> BoardOut {
                  entry,
                  position,
                  estimated_wait,
+                 priority,
              }| BoardEntryOut {
                 position: *position,
                 minutes_early: entry.minutes_early(board.now),
                 estimated_wait_minutes: estimated_wait.map(|w| w.num_minutes()),
-                priority: priority(&board, entry),
+                priority: PriorityOut::from(priority.clone()),
                 entry: EntryOut::from(entry.clone()),
             },
         )
@@ -515,52 +500,6 @@ async fn stats(
     Ok(HttpResponse::Ok().json(StatsOut::from(s)))
 }
 
-/// Open live streams per user, so one user cannot hold unbounded connections.
-#[derive(Debug, Clone, Default)]
-pub struct StreamSlots(Arc<Mutex<HashMap<UserId, u32>>>);
-
-/// A held stream slot; dropping it (the client went away) frees the slot.
-#[derive(Debug)]
-pub struct StreamSlot {
-    slots: StreamSlots,
-    user: UserId,
-}
-
-impl StreamSlots {
-    /// Takes a slot for `user` if fewer than `limit` are held.
-    pub fn acquire(&self, user: UserId, limit: u32) -> Option<StreamSlot> {
-        let mut held = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = held.entry(user).or_insert(0);
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(StreamSlot {
-            slots: self.clone(),
-            user,
-        })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut held = self
-            .slots
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.user) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                held.remove(&self.user);
-            }
-        }
-    }
-}
-
 fn sse(event: &str, data: &str) -> web::Bytes {
     web::Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
@@ -596,12 +535,7 @@ async fn stream(
     let actor: Actor = auth.0;
     let (_, expires_at) = crate::auth::authenticate_until(&req, &state)?;
     let scope = q.into_inner();
-    let slot = state
-        .streams
-        .acquire(actor.user_id, state.limits.max_streams_per_user)
-        .ok_or(ApiError::Service(ServiceError::RateLimited {
-            retry_after_secs: 5,
-        }))?;
+    let slot = state.streams.acquire(actor.user_id)?;
     // Subscribe before the first read, so no change between the two is missed.
     let changes = state
         .events

@@ -86,15 +86,21 @@ pub struct UserOut {
     version: i32,
 }
 
-impl From<User> for UserOut {
-    fn from(u: User) -> Self {
+impl UserOut {
+    /// The account as shown, `locked` by the user service's judgement of now.
+    fn shown(state: &AppState, u: User) -> Self {
+        let locked = state.services.users.is_locked(&u);
+        Self::new(u, locked)
+    }
+
+    fn new(u: User, locked: bool) -> Self {
         Self {
             id: u.id.to_string(),
             email: u.email.to_string(),
             role: u.role.as_str(),
             practitioner_id: u.practitioner_id.map(|p| p.to_string()),
             active: u.active,
-            locked: u.is_locked(chrono::Utc::now()),
+            locked,
             locked_until: u.locked_until,
             failed_logins: u.failed_logins,
             version: u.version,
@@ -134,7 +140,7 @@ async fn create(
     let user = state.services.users.create(&auth.0, input).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/users/{}", user.id)))
-        .json(UserOut::from(user)))
+        .json(UserOut::shown(&state, user)))
 }
 
 /// The clinic's staff accounts by e-mail (admins).
@@ -163,7 +169,7 @@ async fn list(
         .users
         .list(&auth.0, paging.request()?)
         .await?;
-    Ok(HttpResponse::Ok().json(PageOut::new(&req, page, UserOut::from)))
+    Ok(HttpResponse::Ok().json(PageOut::new(&req, page, |u| UserOut::shown(&state, u))))
 }
 
 /// One staff account, with its lockout state (admins).
@@ -197,7 +203,7 @@ async fn get(
         .get(&auth.0, UserId::from_uuid(*id))
         .await?;
     let version = user.version;
-    Ok(versioned(&req, version, &UserOut::from(user)))
+    Ok(versioned(&req, version, &UserOut::shown(&state, user)))
 }
 
 /// Changes a user's role, state or practitioner (admins, who cannot disable or demote themselves).
@@ -241,7 +247,7 @@ async fn update(
         .update(&auth.0, UserId::from_uuid(*id), changes, if_match(&req)?)
         .await?;
     let version = user.version;
-    Ok(fresh_version(version, &UserOut::from(user)))
+    Ok(fresh_version(version, &UserOut::shown(&state, user)))
 }
 
 /// Lifts a lockout after repeated wrong passwords (admins): the user can log in again at once.
@@ -275,5 +281,5 @@ async fn unlock(
         .unlock(&auth.0, UserId::from_uuid(*id), if_match(&req)?)
         .await?;
     let version = user.version;
-    Ok(fresh_version(version, &UserOut::from(user)))
+    Ok(fresh_version(version, &UserOut::shown(&state, user)))
 }

@@ -884,9 +884,6 @@ impl Settings {
             max_json_string_chars: self.http.max_json_string_chars,
             per_user_per_hour: self.http.per_user_per_hour,
             per_ip_per_hour: self.http.per_ip_per_hour,
-            // Failed refreshes are guesses like failed logins, so they share that setting.
-            refresh_per_ip_per_minute: self.auth.login_per_ip_per_minute,
-            max_streams_per_user: self.http.max_streams_per_user,
             stream_heartbeat_secs: self.http.stream_heartbeat_secs,
             slow_request_ms: self.http.slow_request_ms,
             compress_min_bytes: self.http.compress_min_bytes,

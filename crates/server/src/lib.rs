@@ -366,7 +366,9 @@ impl Application {
             limiter,
             limits: settings.api_limits(),
             events,
-            streams: clinicflow_api::queue::StreamSlots::default(),
+            streams: clinicflow_services::live::StreamSlots::new(
+                settings.http.max_streams_per_user,
+            ),
             live: live.clone(),
             metrics: metrics.clone(),
         };

@@ -241,7 +241,30 @@ impl AuthService {
     /// already exchanged revokes its whole family: whoever replays it, thief or owner, ends
     /// the session for both.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, token: &str) -> Result<Session, ServiceError> {
+    ///
+    /// Attempts are limited per client IP like logins (and share their setting): a front desk
+    /// behind one NAT address refreshes all day, so refresh is outside the anonymous
+    /// throttle, and without a limit of its own it would answer guesses, each a write
+    /// transaction, without end. Attempts count before the lookup, so a spent budget costs
+    /// the database nothing; a success forgives the address, as a login forgives the account,
+    /// so what adds up is the failures since the last success.
+    pub async fn refresh(
+        &self,
+        token: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Session, ServiceError> {
+        let key = client_ip.map(|ip| format!("refresh:ip:{ip}"));
+        if let Some(key) = &key {
+            self.limit(key, self.policy.login_per_ip_per_minute).await?;
+        }
+        let session = self.rotate(token).await?;
+        if let Some(key) = &key {
+            self.ports.limiter.reset(key).await;
+        }
+        Ok(session)
+    }
+
+    async fn rotate(&self, token: &str) -> Result<Session, ServiceError> {
         let now = self.ports.clock.now();
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let Some(stored) = self
@@ -685,7 +708,7 @@ mod tests {
             MockPasswordHasher::new(),
             allowing(),
         );
-        let err = auth.refresh("presented").await.expect_err("replay");
+        let err = auth.refresh("presented", None).await.expect_err("replay");
         assert!(matches!(err, ServiceError::InvalidCredentials));
         assert_eq!(
             commits.load(Ordering::SeqCst),
@@ -716,7 +739,7 @@ mod tests {
             .expect_get()
             .returning(|_, _, _| Ok(Some(user(0, None))));
         let (auth, _) = service(users, tokens, MockPasswordHasher::new(), allowing());
-        let session = auth.refresh("presented").await.expect("rotated");
+        let session = auth.refresh("presented", None).await.expect("rotated");
         assert_ne!(session.refresh_token, "presented");
         assert_eq!(session.refresh_expires_at, now() + Duration::days(14));
     }

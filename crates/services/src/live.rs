@@ -6,11 +6,78 @@
 //! instance shuts down. The announcements go through the `EventBus` (Redis pub/sub across
 //! instances), on a topic of the user.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use clinicflow_domain::UserId;
 use clinicflow_ports::EventBus;
 use futures::{Stream, StreamExt};
 
-use crate::Ports;
+use crate::{Ports, ServiceError};
+
+/// Seconds a client refused a stream slot is told to wait: a slot frees when one of its
+/// user's other streams closes, which a reconnecting tab does within moments.
+const STREAM_RETRY_SECS: u64 = 5;
+
+/// Open live streams per user on this instance, so one user cannot hold unbounded
+/// connections.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSlots {
+    held: Arc<Mutex<HashMap<UserId, u32>>>,
+    limit: u32,
+}
+
+/// A held stream slot; dropping it (the client went away) frees the slot.
+#[derive(Debug)]
+pub struct StreamSlot {
+    slots: StreamSlots,
+    user: UserId,
+}
+
+impl StreamSlots {
+    /// Slots for at most `limit` open streams of each user.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            held: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Takes a slot for `user`; with `limit` already held, a 429 to retry shortly.
+    pub fn acquire(&self, user: UserId) -> Result<StreamSlot, ServiceError> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(user).or_insert(0);
+        if *count >= self.limit {
+            return Err(ServiceError::RateLimited {
+                retry_after_secs: STREAM_RETRY_SECS,
+            });
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            slots: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut held = self
+            .slots
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.user);
+            }
+        }
+    }
+}
 
 /// Why a live stream ends; the client is told before the stream closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +145,30 @@ pub(crate) async fn announce(ports: &Ports, user: UserId, end: StreamEnd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_holds_at_most_the_limit_of_streams_and_a_closed_one_frees_its_slot() {
+        let slots = StreamSlots::new(2);
+        let (ada, bob) = (
+            UserId::from_uuid(uuid::Uuid::from_u128(1)),
+            UserId::from_uuid(uuid::Uuid::from_u128(2)),
+        );
+        let first = slots.acquire(ada).expect("a first slot");
+        let _second = slots.acquire(ada).expect("a second slot");
+        assert!(matches!(
+            slots.acquire(ada),
+            Err(ServiceError::RateLimited {
+                retry_after_secs: STREAM_RETRY_SECS
+            })
+        ));
+        let _other = slots
+            .acquire(bob)
+            .expect("another user's slots are their own");
+        drop(first);
+        slots
+            .acquire(ada)
+            .expect("the closed stream's slot is free again");
+    }
 
     #[test]
     fn only_logout_and_deactivation_are_announced_and_read_back() {

@@ -17,7 +17,7 @@ mod join;
 mod moves;
 mod stats;
 
-pub use board::{Board, BoardEntry, DEFAULT_SERVICE_MINUTES};
+pub use board::{Board, BoardEntry, DEFAULT_SERVICE_MINUTES, Priority};
 pub use stats::DayStats;
 pub(crate) use stats::{local_day, mean};
 

@@ -73,6 +73,12 @@ impl UserService {
         Ok(Some(id))
     }
 
+    /// Whether `user` is locked out now, by the service's clock: the lock's end is a rule of
+    /// time, so no adapter reads a clock of its own to show it.
+    pub fn is_locked(&self, user: &User) -> bool {
+        user.is_locked(self.ports.clock.now())
+    }
+
     /// Creates a user in the admin's clinic.
     #[tracing::instrument(skip_all)]
     pub async fn create(&self, actor: &Actor, input: NewUser) -> Result<User, ServiceError> {

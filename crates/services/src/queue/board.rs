@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::queue::{active_practitioners, estimated_wait};
 use clinicflow_domain::{
-    Actor, Clinic, Encounter, PageRequest, Permission, PractitionerId, QueueEntry, QueueStatus,
-    ResourceType,
+    Actor, Clinic, DeadlineRule, Encounter, PageRequest, Permission, PractitionerId, QueueEntry,
+    QueueStatus, ResourceType, TriageCategory,
 };
 use clinicflow_ports::{PractitionerFilter, TxMode};
 
@@ -26,6 +26,60 @@ pub struct BoardEntry {
     pub position: Option<usize>,
     /// Expected wait from now, for the waiting.
     pub estimated_wait: Option<Duration>,
+    /// Why the entry stands where it stands.
+    pub priority: Priority,
+}
+
+/// The rule that set an entry's deadline, and so its place: what a front desk shows when a
+/// patient asks why someone who came later goes first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Priority {
+    /// The triage category.
+    pub category: TriageCategory,
+    /// `walk_in` or `appointment`: how the deadline was set.
+    pub rule: &'static str,
+    /// `walk_in`: the category's target wait.
+    pub target_minutes: Option<u32>,
+    /// `appointment`: when the appointment starts.
+    pub appointment_starts_at: Option<DateTime<Utc>>,
+    /// `appointment`: the clinic's check-in grace.
+    pub grace_minutes: Option<u32>,
+    /// The rule in words.
+    pub explanation: String,
+}
+
+impl Priority {
+    /// The rule that placed `entry` under `clinic`'s queue settings.
+    fn of(clinic: &Clinic, entry: &QueueEntry) -> Self {
+        let settings = &clinic.queue;
+        match entry.rule {
+            DeadlineRule::WalkIn => {
+                let target = settings.target_minutes[entry.category.rank() as usize];
+                Self {
+                    category: entry.category,
+                    rule: "walk_in",
+                    target_minutes: Some(target),
+                    appointment_starts_at: None,
+                    grace_minutes: None,
+                    explanation: format!(
+                        "walk-in: arrival + {target} min target for {}",
+                        entry.category
+                    ),
+                }
+            }
+            DeadlineRule::Appointment { starts_at } => Self {
+                category: entry.category,
+                rule: "appointment",
+                target_minutes: None,
+                appointment_starts_at: Some(starts_at),
+                grace_minutes: Some(settings.checkin_grace_minutes),
+                explanation: format!(
+                    "checked-in appointment: later of arrival and start + {} min grace",
+                    settings.checkin_grace_minutes
+                ),
+            },
+        }
+    }
 }
 
 /// The ordered queue of a scope.
@@ -140,6 +194,7 @@ impl QueueService {
         let entries = entries
             .into_iter()
             .map(|entry| {
+                let priority = Priority::of(&clinic, &entry);
                 if entry.status == QueueStatus::Waiting {
                     position += 1;
                     BoardEntry {
@@ -150,12 +205,14 @@ impl QueueService {
                             mean_service,
                             practitioners,
                         )),
+                        priority,
                     }
                 } else {
                     BoardEntry {
                         entry,
                         position: None,
                         estimated_wait: None,
+                        priority,
                     }
                 }
             })
