@@ -27,6 +27,7 @@ mod m20261201_000009_patient_search_covering_indexes;
 mod m20261201_000010_idempotency_keys;
 mod m20261203_000011_user_versions;
 mod m20261203_000012_lifecycle;
+mod m20261203_000013_clinic_versions;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_idempotency_keys::Migration),
             Box::new(m20261203_000011_user_versions::Migration),
             Box::new(m20261203_000012_lifecycle::Migration),
+            Box::new(m20261203_000013_clinic_versions::Migration),
         ]
     }
 }

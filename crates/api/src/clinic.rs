@@ -1,7 +1,7 @@
 //! `/api/v1/clinic`: the caller's clinic and its settings, and `/api/v1/clinic/webhook`, where
 //! its outbox messages are delivered (admins).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use clinicflow_domain::{Clinic, WebhookEndpoint};
 use clinicflow_services::ClinicPatch;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::body::Json;
 use crate::openapi::problems;
-use crate::page::double_option;
+use crate::page::{double_option, fresh_version, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
 
 /// Registers the clinic routes.
@@ -48,6 +48,8 @@ pub struct ClinicOut {
     check_in_opens_minutes_before: u32,
     /// Check-in closes this many minutes after the start; `null`: with the no-show grace.
     check_in_closes_minutes_after: Option<u32>,
+    /// The settings' version, as in the `ETag`: +1 per change.
+    version: i32,
 }
 
 /// Target waits per triage category, in minutes.
@@ -84,6 +86,7 @@ impl From<Clinic> for ClinicOut {
             reminder_offsets_minutes: c.reminders.minutes(),
             check_in_opens_minutes_before: c.check_in.opens_minutes_before,
             check_in_closes_minutes_after: c.check_in.closes_minutes_after,
+            version: c.version,
         }
     }
 }
@@ -157,15 +160,24 @@ impl From<TargetsIn> for [i64; 5] {
     path = "/api/v1/clinic",
     operation_id = "get_clinic",
     tag = "clinic",
+    params(
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "An `ETag` held; answered with 304 when current"),
+    ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The clinic's settings", body = ClinicOut),
+        (status = 200, description = "The clinic's settings", body = ClinicOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 304, description = "Not modified: the `If-None-Match` ETag is current"),
         problems::Common,
     )
 )]
-async fn get(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let clinic = state.services.clinics.settings(&auth.0).await?;
-    Ok(HttpResponse::Ok().json(ClinicOut::from(clinic)))
+    let version = clinic.version;
+    Ok(versioned(&req, version, &ClinicOut::from(clinic)))
 }
 
 /// Changes the clinic's settings (admins); audited.
@@ -174,17 +186,22 @@ async fn get(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResp
     path = "/api/v1/clinic",
     operation_id = "update_clinic",
     tag = "clinic",
+    params(
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The `ETag` read; a stale one is a 412"),
+    ),
     request_body = ClinicPatchIn,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The changed settings", body = ClinicOut),
+        (status = 200, description = "The changed settings", body = ClinicOut, headers(("ETag" = String, description = "`\"<version>\"`"))),
         problems::Common,
         problems::Forbidden,
+        problems::PreconditionFailed,
         problems::JsonBody,
         problems::Invalid,
     )
 )]
 async fn update(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
     body: Json<ClinicPatchIn>,
@@ -199,8 +216,13 @@ async fn update(
         check_in_opens_minutes_before: body.check_in_opens_minutes_before,
         check_in_closes_minutes_after: body.check_in_closes_minutes_after,
     };
-    let clinic = state.services.clinics.update(&auth.0, patch).await?;
-    Ok(HttpResponse::Ok().json(ClinicOut::from(clinic)))
+    let clinic = state
+        .services
+        .clinics
+        .update(&auth.0, patch, if_match(&req)?)
+        .await?;
+    let version = clinic.version;
+    Ok(fresh_version(version, &ClinicOut::from(clinic)))
 }
 
 /// A webhook as the API shows it: the secret only in the answer that made it.

@@ -72,6 +72,8 @@ pub struct Clinic {
     pub reminders: crate::ReminderOffsets,
     /// When patients may check in for their appointments.
     pub check_in: crate::CheckInWindow,
+    /// Optimistic-concurrency version of the settings, +1 per change.
+    pub version: i32,
 }
 
 impl Clinic {

@@ -35,8 +35,15 @@ pub trait ClinicRepo: Send + Sync {
     /// Every clinic, for workers that serve them all (the no-show sweeper), ordered by id.
     async fn list_ids(&self, tx: &mut Tx) -> Result<Vec<ClinicId>, RepoError>;
 
-    /// Writes every setting of `clinic` but its id; MUST return `NotFound` if absent.
-    async fn update(&self, tx: &mut Tx, clinic: &Clinic) -> Result<(), RepoError>;
+    /// Writes every setting of `clinic` but its id, its version included, if the stored
+    /// version is still `expected_version`; MUST return `StaleVersion` if it changed meanwhile
+    /// and `NotFound` if absent.
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        clinic: &Clinic,
+        expected_version: i32,
+    ) -> Result<(), RepoError>;
 
     /// The clinic's webhook, if it has one.
     async fn webhook(

@@ -7,7 +7,7 @@ use clinicflow_domain::{
     Permission, QueueSettings, ReminderOffsets, ResourceType, Role, TimeZone, User, UserId,
     WebhookEndpoint, WebhookPolicy, WebhookSecret, WebhookUrl,
 };
-use clinicflow_ports::{Tx, TxMode};
+use clinicflow_ports::{RepoError, Tx, TxMode};
 use uuid::Uuid;
 
 use crate::audit::{self, Access};
@@ -144,6 +144,7 @@ impl ClinicService {
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
             check_in: CheckInWindow::default(),
+            version: 1,
         };
         let admin = User {
             id: UserId::from_uuid(Uuid::now_v7()),
@@ -173,7 +174,12 @@ impl ClinicService {
 
     /// Changes the settings a patch names; the rest stay. Admins only, audited.
     #[tracing::instrument(skip_all)]
-    pub async fn update(&self, actor: &Actor, patch: ClinicPatch) -> Result<Clinic, ServiceError> {
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        patch: ClinicPatch,
+        if_match: Option<i32>,
+    ) -> Result<Clinic, ServiceError> {
         let access = Access::kind(AuditAction::Update, ResourceType::Clinic);
         audit::require(&self.ports, actor, Permission::ManageClinic, access).await?;
         let mut errors = FieldErrors::new();
@@ -210,36 +216,56 @@ impl ClinicService {
             other => other,
         };
         errors.into_result()?;
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
-        let mut clinic = self
-            .ports
-            .clinics
-            .get(&mut tx, actor.clinic_id)
-            .await?
-            .ok_or(ServiceError::NotFound("clinic"))?;
-        if let Some(name) = name {
-            clinic.name = name;
-        }
-        if let Some(minutes) = no_show_grace {
-            clinic.no_show_grace_minutes = minutes;
-        }
-        if let Some(minutes) = checkin_grace {
-            clinic.queue.checkin_grace_minutes = minutes;
-        }
-        // Entries already waiting keep the deadlines they joined with: only new ones (and re-triages) use these.
-        if let Some(targets) = targets {
-            clinic.queue.target_minutes = targets;
-        }
-        if let Some(reminders) = reminders {
-            clinic.reminders = reminders;
-        }
-        if let Some(minutes) = opens_before {
-            clinic.check_in.opens_minutes_before = minutes;
-        }
-        if let Some(minutes) = closes_after {
-            clinic.check_in.closes_minutes_after = minutes;
-        }
-        self.ports.clinics.update(&mut tx, &clinic).await?;
+        // Without If-Match, a change that lost to a concurrent one is read and applied again:
+        // a patch names only the fields it changes, so neither write undoes the other.
+        let mut attempt = 1;
+        let (clinic, mut tx) = loop {
+            let mut tx = self.ports.db.begin(TxMode::Write).await?;
+            let mut clinic = self
+                .ports
+                .clinics
+                .get(&mut tx, actor.clinic_id)
+                .await?
+                .ok_or(ServiceError::NotFound("clinic"))?;
+            if if_match.is_some_and(|v| v != clinic.version) {
+                return Err(ServiceError::PreconditionFailed {
+                    current: Some(clinic.version),
+                });
+            }
+            if let Some(name) = &name {
+                clinic.name = name.clone();
+            }
+            if let Some(minutes) = no_show_grace {
+                clinic.no_show_grace_minutes = minutes;
+            }
+            if let Some(minutes) = checkin_grace {
+                clinic.queue.checkin_grace_minutes = minutes;
+            }
+            // Entries already waiting keep the deadlines they joined with: only new ones (and re-triages) use these.
+            if let Some(targets) = targets {
+                clinic.queue.target_minutes = targets;
+            }
+            if let Some(reminders) = &reminders {
+                clinic.reminders = reminders.clone();
+            }
+            if let Some(minutes) = opens_before {
+                clinic.check_in.opens_minutes_before = minutes;
+            }
+            if let Some(minutes) = closes_after {
+                clinic.check_in.closes_minutes_after = minutes;
+            }
+            let expected = clinic.version;
+            clinic.version += 1;
+            match self.ports.clinics.update(&mut tx, &clinic, expected).await {
+                Ok(()) => break (clinic, tx),
+                Err(RepoError::StaleVersion)
+                    if if_match.is_none() && attempt < crate::error::ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let access = Access {
             resource_id: Some(clinic.id.as_uuid()),
             ..access
@@ -371,9 +397,12 @@ fn encode_clinic(c: &Clinic) -> Vec<u8> {
         .check_in
         .closes_minutes_after
         .map_or_else(|| "-".to_owned(), |m| m.to_string());
-    // The name goes last: it is the one field that may hold any character.
+    // The version goes first, marked, so an entry of the format before it (which began with
+    // the zone) decodes to nothing and is loaded again; the name goes last: it is the one
+    // field that may hold any character.
     format!(
-        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        "v{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        c.version,
         c.time_zone.name(),
         c.no_show_grace_minutes,
         targets.join(","),
@@ -388,7 +417,8 @@ fn encode_clinic(c: &Clinic) -> Vec<u8> {
 
 fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut parts = text.splitn(8, '\n');
+    let mut parts = text.splitn(9, '\n');
+    let version = parts.next()?.strip_prefix('v')?.parse().ok()?;
     let time_zone = TimeZone::parse(parts.next()?).ok()?;
     let no_show_grace_minutes = parts.next()?.parse().ok()?;
     let targets: Vec<u32> = parts
@@ -426,6 +456,7 @@ fn decode_clinic(id: ClinicId, bytes: &[u8]) -> Option<Clinic> {
             opens_minutes_before,
             closes_minutes_after,
         },
+        version,
     })
 }
 
@@ -477,10 +508,14 @@ mod tests {
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
             check_in: CheckInWindow::default(),
+            version: 7,
         };
         let bytes = encode_clinic(&clinic);
         assert_eq!(decode_clinic(clinic.id, &bytes), Some(clinic.clone()));
         assert!(decode_clinic(clinic.id, b"Nowhere/Zone\n15\nX").is_none());
+        // An entry cached before settings had a version is loaded again, not read as version 1.
+        let unversioned = b"Europe/Berlin\n15\n0,10,60,120,240\n10\n1440\n60\n-\nPraxis Mitte";
+        assert!(decode_clinic(clinic.id, unversioned).is_none());
         // Changed targets are cached as changed: the walk-ins that join next read them from here.
         let changed = Clinic {
             queue: QueueSettings {

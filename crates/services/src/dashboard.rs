@@ -234,6 +234,7 @@ mod tests {
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
             check_in: clinicflow_domain::CheckInWindow::default(),
+            version: 1,
         }
     }
 

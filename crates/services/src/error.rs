@@ -181,8 +181,9 @@ impl From<clinicflow_domain::permission::Denied> for ServiceError {
     }
 }
 
-/// Attempts a unit of work gets when the database keeps aborting it for concurrency.
-const ATTEMPTS: u32 = 3;
+/// Attempts a unit of work gets when the database keeps aborting it for concurrency, or a
+/// change without `If-Match` keeps losing to concurrent ones.
+pub(crate) const ATTEMPTS: u32 = 3;
 
 /// Runs `attempt` again when the database aborted it for a concurrent writer (a deadlock
 /// between exclusion-constraint checks, for instance), up to [`ATTEMPTS`] times.

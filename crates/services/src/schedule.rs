@@ -690,6 +690,7 @@ mod transaction_tests {
             queue: QueueSettings::default(),
             reminders: ReminderOffsets::default(),
             check_in: clinicflow_domain::CheckInWindow::default(),
+            version: 1,
         }
     }
 

@@ -249,7 +249,9 @@ impl UserService {
             user.version += 1;
             match self.ports.users.update(&mut tx, &user, expected).await {
                 Ok(()) => return Ok((user, tx)),
-                Err(RepoError::StaleVersion) if if_match.is_none() && attempt < ATTEMPTS => {
+                Err(RepoError::StaleVersion)
+                    if if_match.is_none() && attempt < crate::error::ATTEMPTS =>
+                {
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
@@ -257,9 +259,6 @@ impl UserService {
         }
     }
 }
-
-/// Times a change without `If-Match` is read and written again after losing to a concurrent write.
-const ATTEMPTS: u32 = 3;
 
 #[cfg(test)]
 mod tests {

@@ -11,14 +11,14 @@ use clinicflow_ports::{ClinicRepo, RepoError, Tx};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::Store;
 use crate::entity::{clinic, clinic_webhook, instant};
 use crate::error::{invalid_row, repo_error, to_i32};
-use crate::query::update_one;
 use crate::transaction::db;
+use crate::version::update_versioned;
 
 fn to_domain(row: clinic::Model) -> Result<Clinic, RepoError> {
     let invalid = |reason: String| invalid_row("clinics", row.id, reason);
@@ -43,6 +43,7 @@ fn to_domain(row: clinic::Model) -> Result<Clinic, RepoError> {
             opens_minutes_before: minutes(row.check_in_opens_minutes_before)?,
             closes_minutes_after: row.check_in_closes_minutes_after.map(minutes).transpose()?,
         },
+        version: row.version,
     })
 }
 
@@ -92,6 +93,7 @@ fn settings(clinic: &Clinic) -> Result<clinic::ActiveModel, RepoError> {
             .closes_minutes_after
             .map(|m| to_i32("check_in_closes_minutes_after", m))
             .transpose()?),
+        version: Set(clinic.version),
         created_at: NotSet,
     })
 }
@@ -143,12 +145,18 @@ impl ClinicRepo for Store {
         Ok(ids.into_iter().map(ClinicId::from_uuid).collect())
     }
 
-    async fn update(&self, tx: &mut Tx, clinic: &Clinic) -> Result<(), RepoError> {
-        update_one(
-            tx,
-            clinic::Entity::update_many()
-                .set(settings(clinic)?)
-                .filter(clinic::Column::Id.eq(clinic.id.as_uuid())),
+    async fn update(
+        &self,
+        tx: &mut Tx,
+        clinic: &Clinic,
+        expected_version: i32,
+    ) -> Result<(), RepoError> {
+        update_versioned::<clinic::Entity>(
+            db(tx),
+            Condition::all().add(clinic::Column::Id.eq(clinic.id.as_uuid())),
+            clinic::Column::Version,
+            expected_version,
+            settings(clinic)?,
         )
         .await
     }

@@ -5,6 +5,7 @@ mod bad_input;
 mod booking;
 mod browser;
 mod cache;
+mod clinic;
 mod dashboard;
 mod dispatch;
 mod fuzz_regressions;

@@ -36,6 +36,7 @@ fn clinic() -> Clinic {
         queue: clinicflow_domain::QueueSettings::default(),
         reminders: clinicflow_domain::ReminderOffsets::default(),
         check_in: clinicflow_domain::CheckInWindow::default(),
+        version: 1,
     }
 }
 

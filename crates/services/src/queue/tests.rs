@@ -32,6 +32,7 @@ fn a_local_day_spans_23_hours_on_the_spring_change() {
         queue: clinicflow_domain::QueueSettings::default(),
         reminders: clinicflow_domain::ReminderOffsets::default(),
         check_in: clinicflow_domain::CheckInWindow::default(),
+        version: 1,
     };
     let day = local_day(
         &clinic,
@@ -167,6 +168,7 @@ fn clinic(zone: &str) -> Clinic {
         },
         reminders: clinicflow_domain::ReminderOffsets::default(),
         check_in: clinicflow_domain::CheckInWindow::default(),
+        version: 1,
     }
 }
 

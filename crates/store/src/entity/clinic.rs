@@ -23,6 +23,8 @@ pub struct Model {
     /// `NULL`: the check-in window closes with the no-show grace.
     pub check_in_closes_minutes_after: Option<i32>,
     pub created_at: DateTimeUtc,
+    /// Added by `m20261203_000013_clinic_versions`.
+    pub version: i32,
 }
 
 /// Relations are expressed by explicit queries in the repositories, not through SeaORM.

@@ -122,10 +122,11 @@ pub async fn settings_update_in_place_and_unknown_clinics_are_not_found(ctx: Ctx
             opens_minutes_before: 30,
             closes_minutes_after: Some(45),
         },
+        version: 2,
         ..stored.clone()
     };
     let mut tx = ctx.write().await;
-    ClinicRepo::update(&ctx.store, &mut tx, &changed)
+    ClinicRepo::update(&ctx.store, &mut tx, &changed, 1)
         .await
         .unwrap();
     let unknown = Clinic {
@@ -133,7 +134,7 @@ pub async fn settings_update_in_place_and_unknown_clinics_are_not_found(ctx: Ctx
         ..changed.clone()
     };
     assert!(matches!(
-        ClinicRepo::update(&ctx.store, &mut tx, &unknown).await,
+        ClinicRepo::update(&ctx.store, &mut tx, &unknown, 2).await,
         Err(RepoError::NotFound)
     ));
     tx.commit().await.unwrap();
@@ -159,10 +160,11 @@ pub async fn settings_update_in_place_and_unknown_clinics_are_not_found(ctx: Ctx
     // No reminders at all is a setting too.
     let silent = Clinic {
         reminders: ReminderOffsets::parse(&[]).unwrap(),
+        version: 2,
         ..other
     };
     let mut tx = ctx.write().await;
-    ClinicRepo::update(&ctx.store, &mut tx, &silent)
+    ClinicRepo::update(&ctx.store, &mut tx, &silent, 1)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -219,4 +221,45 @@ pub async fn a_webhook_is_set_replaced_and_removed_per_clinic(ctx: Ctx) {
     tx.commit().await.unwrap();
     let mut tx = ctx.read().await;
     assert_eq!(ctx.store.webhook(&mut tx, a.id).await.unwrap(), None);
+}
+
+pub async fn a_settings_update_based_on_an_older_version_is_refused(ctx: Ctx) {
+    let stored = clinic("Praxis am Park");
+    let mut tx = ctx.write().await;
+    ClinicRepo::insert(&ctx.store, &mut tx, &stored)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // Two admins read version 1; the first to write wins, the second is told it is stale.
+    let renamed = Clinic {
+        name: ClinicName::parse("Praxis im Park").unwrap(),
+        version: 2,
+        ..stored.clone()
+    };
+    let regraced = Clinic {
+        no_show_grace_minutes: 30,
+        version: 2,
+        ..stored.clone()
+    };
+    let mut tx = ctx.write().await;
+    ClinicRepo::update(&ctx.store, &mut tx, &renamed, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = ctx.write().await;
+    assert!(matches!(
+        ClinicRepo::update(&ctx.store, &mut tx, &regraced, 1).await,
+        Err(RepoError::StaleVersion)
+    ));
+    drop(tx);
+
+    let mut tx = ctx.read().await;
+    assert_eq!(
+        ClinicRepo::get(&ctx.store, &mut tx, stored.id)
+            .await
+            .unwrap(),
+        Some(renamed),
+        "the first change stands whole"
+    );
 }

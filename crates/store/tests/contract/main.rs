@@ -67,6 +67,7 @@ contract_tests! {
     database::a_statement_running_past_its_bound_ends_as_a_timeout,
     clinic::a_clinic_reads_back_by_id_and_by_name,
     clinic::settings_update_in_place_and_unknown_clinics_are_not_found,
+    clinic::a_settings_update_based_on_an_older_version_is_refused,
     clinic::a_webhook_is_set_replaced_and_removed_per_clinic,
     user::a_user_reads_back_by_id_and_by_email,
     user::a_duplicate_email_in_one_clinic_is_rejected,

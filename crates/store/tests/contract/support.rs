@@ -161,6 +161,7 @@ pub fn clinic(name: &str) -> Clinic {
         queue: QueueSettings::default(),
         reminders: clinicflow_domain::ReminderOffsets::default(),
         check_in: clinicflow_domain::CheckInWindow::default(),
+        version: 1,
     }
 }
 
