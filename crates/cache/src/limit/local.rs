@@ -139,12 +139,15 @@ mod tests {
     #[tokio::test]
     async fn a_new_window_allows_again() {
         let limiter = LocalRateLimiter::new(1_000);
-        let window = Duration::from_millis(200);
+        // Long enough that a loaded machine cannot pass it between two hits.
+        let window = Duration::from_secs(1);
         assert!(limiter.hit("k", 1, window).await.allowed);
+        // The window began before this instant, so it has ended by this plus its length.
+        let after_first = tokio::time::Instant::now();
         let refused = limiter.hit("k", 1, window).await;
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after, Duration::from_secs(1), "rounded up");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep_until(after_first + window + Duration::from_millis(50)).await;
         let again = limiter.hit("k", 1, window).await;
         assert!(again.allowed);
         assert_eq!(again.remaining, 0);
@@ -153,13 +156,16 @@ mod tests {
     #[tokio::test]
     async fn refused_hits_do_not_extend_the_window() {
         let limiter = LocalRateLimiter::new(1_000);
-        let window = Duration::from_millis(200);
+        let window = Duration::from_secs(1);
         assert!(limiter.hit("k", 1, window).await.allowed);
+        let after_first = tokio::time::Instant::now();
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert!(!limiter.hit("k", 1, window).await.allowed);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Past the first window's end; a window the refused hits had extended would still
+        // run until at least 150 ms + 1 s after the first.
+        tokio::time::sleep_until(after_first + window + Duration::from_millis(50)).await;
         assert!(limiter.hit("k", 1, window).await.allowed);
     }
 
