@@ -90,10 +90,6 @@ impl UserOut {
     /// The account as shown, `locked` by the user service's judgement of now.
     fn shown(state: &AppState, u: User) -> Self {
         let locked = state.services.users.is_locked(&u);
-        Self::new(u, locked)
-    }
-
-    fn new(u: User, locked: bool) -> Self {
         Self {
             id: u.id.to_string(),
             email: u.email.to_string(),

@@ -127,11 +127,7 @@ impl BookingService {
         if_match: Option<i32>,
     ) -> Result<Appointment, ServiceError> {
         let appointment = self.visible(tx, actor, id).await?;
-        if if_match.is_some_and(|v| v != appointment.version) {
-            return Err(ServiceError::PreconditionFailed {
-                current: Some(appointment.version),
-            });
-        }
+        crate::versioned::require_version(if_match, appointment.version)?;
         Ok(appointment)
     }
 }

@@ -7,7 +7,7 @@ use clinicflow_domain::{
     Permission, QueueSettings, ReminderOffsets, ResourceType, Role, TimeZone, User, UserId,
     WebhookEndpoint, WebhookPolicy, WebhookSecret, WebhookUrl,
 };
-use clinicflow_ports::{RepoError, Tx, TxMode};
+use clinicflow_ports::{Tx, TxMode};
 use uuid::Uuid;
 
 use crate::audit::{self, Access};
@@ -216,56 +216,43 @@ impl ClinicService {
             other => other,
         };
         errors.into_result()?;
-        // Without If-Match, a change that lost to a concurrent one is read and applied again:
-        // a patch names only the fields it changes, so neither write undoes the other.
-        let mut attempt = 1;
-        let (clinic, mut tx) = loop {
-            let mut tx = self.ports.db.begin(TxMode::Write).await?;
-            let mut clinic = self
-                .ports
-                .clinics
-                .get(&mut tx, actor.clinic_id)
-                .await?
-                .ok_or(ServiceError::NotFound("clinic"))?;
-            if if_match.is_some_and(|v| v != clinic.version) {
-                return Err(ServiceError::PreconditionFailed {
-                    current: Some(clinic.version),
-                });
-            }
-            if let Some(name) = &name {
-                clinic.name = name.clone();
-            }
-            if let Some(minutes) = no_show_grace {
-                clinic.no_show_grace_minutes = minutes;
-            }
-            if let Some(minutes) = checkin_grace {
-                clinic.queue.checkin_grace_minutes = minutes;
-            }
-            // Entries already waiting keep the deadlines they joined with: only new ones (and re-triages) use these.
-            if let Some(targets) = targets {
-                clinic.queue.target_minutes = targets;
-            }
-            if let Some(reminders) = &reminders {
-                clinic.reminders = reminders.clone();
-            }
-            if let Some(minutes) = opens_before {
-                clinic.check_in.opens_minutes_before = minutes;
-            }
-            if let Some(minutes) = closes_after {
-                clinic.check_in.closes_minutes_after = minutes;
-            }
-            let expected = clinic.version;
-            clinic.version += 1;
-            match self.ports.clinics.update(&mut tx, &clinic, expected).await {
-                Ok(()) => break (clinic, tx),
-                Err(RepoError::StaleVersion)
-                    if if_match.is_none() && attempt < crate::error::ATTEMPTS =>
-                {
-                    attempt += 1;
+        let (clinic, mut tx) = crate::versioned::change(
+            &self.ports,
+            if_match,
+            async |tx| {
+                self.ports
+                    .clinics
+                    .get(tx, actor.clinic_id)
+                    .await?
+                    .ok_or(ServiceError::NotFound("clinic"))
+            },
+            |clinic| {
+                if let Some(name) = &name {
+                    clinic.name = name.clone();
                 }
-                Err(e) => return Err(e.into()),
-            }
-        };
+                if let Some(minutes) = no_show_grace {
+                    clinic.no_show_grace_minutes = minutes;
+                }
+                if let Some(minutes) = checkin_grace {
+                    clinic.queue.checkin_grace_minutes = minutes;
+                }
+                // Entries already waiting keep the deadlines they joined with: only new ones (and re-triages) use these.
+                if let Some(targets) = targets {
+                    clinic.queue.target_minutes = targets;
+                }
+                if let Some(reminders) = &reminders {
+                    clinic.reminders = reminders.clone();
+                }
+                if let Some(minutes) = opens_before {
+                    clinic.check_in.opens_minutes_before = minutes;
+                }
+                if let Some(minutes) = closes_after {
+                    clinic.check_in.closes_minutes_after = minutes;
+                }
+            },
+            async |tx, clinic, expected| self.ports.clinics.update(tx, clinic, expected).await,
+        )
+        .await?;
         let access = Access {
             resource_id: Some(clinic.id.as_uuid()),
             ..access

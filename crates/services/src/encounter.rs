@@ -135,11 +135,7 @@ impl EncounterService {
         let notes = parse_notes(notes).map_err(|e| FieldErrors::single("notes", e.0))?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let mut encounter = self.visible(&mut tx, actor, id).await?;
-        if if_match.is_some_and(|v| v != encounter.version) {
-            return Err(ServiceError::PreconditionFailed {
-                current: Some(encounter.version),
-            });
-        }
+        crate::versioned::require_version(if_match, encounter.version)?;
         let expected = encounter.version;
         encounter.notes = notes;
         encounter.version += 1;

@@ -46,6 +46,7 @@ pub mod practitioner;
 pub mod queue;
 pub mod schedule;
 pub mod user;
+mod versioned;
 
 pub use audit::{AuditQuery, AuditService};
 pub use auth::{AuthPolicy, AuthService, Session};

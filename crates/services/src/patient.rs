@@ -291,11 +291,7 @@ impl PatientService {
         let today = self.today(actor).await?;
         let mut tx = self.ports.db.begin(TxMode::Write).await?;
         let mut patient = self.visible(&mut tx, actor, id).await?;
-        if if_match.is_some_and(|v| v != patient.version) {
-            return Err(ServiceError::PreconditionFailed {
-                current: Some(patient.version),
-            });
-        }
+        crate::versioned::require_version(if_match, patient.version)?;
         let mut errors = FieldErrors::new();
         if changes.given_name.is_some() || changes.family_name.is_some() {
             let given = changes

@@ -155,11 +155,7 @@ impl PractitionerService {
             .get(&mut tx, actor.clinic_id, id)
             .await?
             .ok_or(ServiceError::NotFound("practitioner"))?;
-        if if_match.is_some_and(|v| v != p.version) {
-            return Err(ServiceError::PreconditionFailed {
-                current: Some(p.version),
-            });
-        }
+        crate::versioned::require_version(if_match, p.version)?;
         let mut errors = FieldErrors::new();
         if changes.given_name.is_some() || changes.family_name.is_some() {
             let given = changes.given_name.as_deref().unwrap_or(p.name.given());
@@ -217,11 +213,7 @@ impl PractitionerService {
             .get(&mut tx, actor.clinic_id, id)
             .await?
             .ok_or(ServiceError::NotFound("practitioner"))?;
-        if if_match.is_some_and(|v| v != p.version) {
-            return Err(ServiceError::PreconditionFailed {
-                current: Some(p.version),
-            });
-        }
+        crate::versioned::require_version(if_match, p.version)?;
         if p.active == active {
             // Already so: nothing to write, and the cached slots stay valid.
             return Ok(p);

@@ -4,7 +4,7 @@
 use clinicflow_domain::{
     Actor, Email, Page, PageRequest, Permission, PractitionerId, Role, User, UserId,
 };
-use clinicflow_ports::{RepoError, Tx, TxMode};
+use clinicflow_ports::{Tx, TxMode};
 use uuid::Uuid;
 
 use crate::clinic::check_password;
@@ -230,33 +230,20 @@ impl UserService {
         if_match: Option<i32>,
         apply: impl Fn(&mut User),
     ) -> Result<(User, Tx), ServiceError> {
-        let mut attempt = 1;
-        loop {
-            let mut tx = self.ports.db.begin(TxMode::Write).await?;
-            let mut user = self
-                .ports
-                .users
-                .get(&mut tx, actor.clinic_id, id)
-                .await?
-                .ok_or(ServiceError::NotFound("user"))?;
-            if if_match.is_some_and(|v| v != user.version) {
-                return Err(ServiceError::PreconditionFailed {
-                    current: Some(user.version),
-                });
-            }
-            apply(&mut user);
-            let expected = user.version;
-            user.version += 1;
-            match self.ports.users.update(&mut tx, &user, expected).await {
-                Ok(()) => return Ok((user, tx)),
-                Err(RepoError::StaleVersion)
-                    if if_match.is_none() && attempt < crate::error::ATTEMPTS =>
-                {
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        crate::versioned::change(
+            &self.ports,
+            if_match,
+            async |tx| {
+                self.ports
+                    .users
+                    .get(tx, actor.clinic_id, id)
+                    .await?
+                    .ok_or(ServiceError::NotFound("user"))
+            },
+            apply,
+            async |tx, user, expected| self.ports.users.update(tx, user, expected).await,
+        )
+        .await
     }
 }
 
