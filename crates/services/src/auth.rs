@@ -240,7 +240,6 @@ impl AuthService {
     /// Exchanges a refresh token for a new session of the same family. A token that was
     /// already exchanged revokes its whole family: whoever replays it, thief or owner, ends
     /// the session for both.
-    #[tracing::instrument(skip_all)]
     ///
     /// Attempts are limited per client IP like logins (and share their setting): a front desk
     /// behind one NAT address refreshes all day, so refresh is outside the anonymous
@@ -248,6 +247,7 @@ impl AuthService {
     /// transaction, without end. Attempts count before the lookup, so a spent budget costs
     /// the database nothing; a success forgives the address, as a login forgives the account,
     /// so what adds up is the failures since the last success.
+    #[tracing::instrument(skip_all)]
     pub async fn refresh(
         &self,
         token: &str,
