@@ -431,6 +431,12 @@ pub trait AuditRepo: Send + Sync {
     /// Appends an event in the caller's transaction, so it commits with the change it records.
     async fn append(&self, tx: &mut Tx, event: &AuditEvent) -> Result<(), RepoError>;
 
+    /// Appends an event of a read outside any unit of work and returns only once it is
+    /// durable, so that the read it records may be answered. Adapters may write the events of
+    /// concurrent callers together (one statement, one commit); when that write fails, every
+    /// caller of the batch gets the error and MUST NOT answer the read it records.
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepoError>;
+
     /// Up to `limit` events newest first, strictly older than `before` when given (keyset pagination by id).
     async fn list(
         &self,

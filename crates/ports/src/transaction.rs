@@ -16,7 +16,8 @@ use crate::RepoError;
 /// Whether a transaction will write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxMode {
-    /// Only reads.
+    /// Only reads: adapters need not hold one snapshot across statements (PostgreSQL runs
+    /// them on the pool without `BEGIN`/`COMMIT`), so a read that needs one must say `Write`.
     Read,
     /// Reads then writes: adapters take the write lock up front where the
     /// database needs it (SQLite `BEGIN IMMEDIATE`) so a read-check-write is serialized.
@@ -110,7 +111,9 @@ impl Tx {
 pub trait Database: Send + Sync {
     /// Begins a transaction; MUST return [`RepoError::Unavailable`] when no connection can be had
     /// in time, and [`RepoError::Timeout`] when a write transaction waited past its bound for
-    /// the database's write lock (SQLite's `busy_timeout`).
+    /// the database's write lock (SQLite's `busy_timeout`). A [`TxMode::Read`] unit of work
+    /// may take a connection per statement instead (no `BEGIN` round trip); then its first
+    /// read returns `Unavailable` instead.
     async fn begin(&self, mode: TxMode) -> Result<Tx, RepoError>;
 
     /// Checks that the database answers.

@@ -95,7 +95,20 @@ pub(crate) async fn record(
         .await?)
 }
 
-/// Checks a permission over patient data; a refusal is itself recorded, in a unit of work of its own.
+/// Records a read of patient data that its own read-only unit of work has done: returns once
+/// the event is durable (the audit log's group commit), so the caller may answer only then.
+pub(crate) async fn disclose(
+    ports: &Ports,
+    actor: &Actor,
+    access: Access,
+) -> Result<(), ServiceError> {
+    Ok(ports
+        .audit
+        .record(&event(ports, actor, access, Outcome::Success))
+        .await?)
+}
+
+/// Checks a permission over patient data; a refusal is itself recorded, durably, before it is answered.
 pub(crate) async fn require(
     ports: &Ports,
     actor: &Actor,
@@ -105,12 +118,10 @@ pub(crate) async fn require(
     let Err(denied) = actor.require(permission) else {
         return Ok(());
     };
-    let mut tx = ports.db.begin(TxMode::Write).await?;
     ports
         .audit
-        .append(&mut tx, &event(ports, actor, access, Outcome::Denied))
+        .record(&event(ports, actor, access, Outcome::Denied))
         .await?;
-    tx.commit().await?;
     Err(denied.into())
 }
 

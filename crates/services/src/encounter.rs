@@ -105,16 +105,10 @@ impl EncounterService {
             ..Access::kind(AuditAction::Read, ResourceType::Encounter)
         };
         audit::require(&self.ports, actor, Permission::ReadPatients, read).await?;
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let encounter = self.visible(&mut tx, actor, id).await?;
-        audit::record(
-            &self.ports,
-            &mut tx,
-            actor,
-            access(AuditAction::Read, &encounter),
-        )
-        .await?;
         tx.commit().await?;
+        audit::disclose(&self.ports, actor, access(AuditAction::Read, &encounter)).await?;
         Ok(encounter)
     }
 
@@ -167,7 +161,7 @@ impl EncounterService {
             ..Access::list(ResourceType::Encounter, Some(patient))
         };
         audit::require(&self.ports, actor, Permission::ReadPatients, list).await?;
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         if self
             .ports
             .patients
@@ -185,8 +179,8 @@ impl EncounterService {
         if let Some(own) = own_practitioner(actor) {
             found.items.retain(|e| e.practitioner_id == own);
         }
-        audit::record(&self.ports, &mut tx, actor, list).await?;
         tx.commit().await?;
+        audit::disclose(&self.ports, actor, list).await?;
         Ok(found)
     }
 }

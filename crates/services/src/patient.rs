@@ -269,11 +269,10 @@ impl PatientService {
     pub async fn get(&self, actor: &Actor, id: PatientId) -> Result<Patient, ServiceError> {
         let access = Access::patient(AuditAction::Read, id);
         audit::require(&self.ports, actor, Permission::ReadPatients, access).await?;
-        // A write transaction: the read is recorded in the audit log in the same unit of work.
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let patient = self.visible(&mut tx, actor, id).await?;
-        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
+        audit::disclose(&self.ports, actor, access).await?;
         Ok(patient)
     }
 
@@ -384,14 +383,14 @@ impl PatientService {
         let access = Access::list(ResourceType::Patient, None);
         audit::require(&self.ports, actor, Permission::ReadPatients, access).await?;
         let filter = list_filter(actor, q);
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let page = self
             .ports
             .patients
             .list(&mut tx, actor.clinic_id, &filter, page)
             .await?;
-        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
+        audit::disclose(&self.ports, actor, access).await?;
         Ok(page)
     }
 
@@ -418,14 +417,14 @@ impl PatientService {
             unreachable!("the limit parsed when no error was recorded")
         };
         let filter = list_filter(actor, q);
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let mut patients = self
             .ports
             .patients
             .list_after(&mut tx, actor.clinic_id, &filter, after, limit.fetch())
             .await?;
-        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
+        audit::disclose(&self.ports, actor, access).await?;
         let next = if limit.cut(&mut patients) {
             patients.last().map(cursor_of)
         } else {
@@ -492,6 +491,8 @@ mod tests {
     use chrono::{DateTime, NaiveDate, Utc};
     use clinicflow_domain::{ClinicId, PractitionerId, Role, UserId};
 
+    use clinicflow_ports::RepoError;
+
     use super::*;
     use crate::mocks::Mocks;
 
@@ -535,6 +536,7 @@ mod tests {
     fn mocks() -> Mocks {
         let mut m = Mocks::new(now());
         m.audit.expect_append().returning(|_, _| Ok(()));
+        m.audit.expect_record().returning(|_| Ok(()));
         m
     }
 
@@ -645,21 +647,48 @@ mod tests {
             .expect_list_after()
             .returning(|_, _, _, _, _| Ok(Vec::new()));
         m.audit
-            .expect_append()
+            .expect_record()
             .times(1)
-            .withf(|_, e| {
+            .withf(|e| {
                 e.action == AuditAction::List
                     && e.resource_type == ResourceType::Patient
                     && e.patient_id.is_none()
                     && e.outcome == clinicflow_domain::Outcome::Success
             })
-            .returning(|_, _| Ok(()));
+            .returning(|_| Ok(()));
         let (ports, commits) = m.ports();
         PatientService::new(ports)
             .list_after(&actor(Role::Receptionist), None, None, None)
             .await
             .expect("listed");
         assert_eq!(commits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_is_answered_only_when_its_audit_event_is_durable() {
+        let mut m = Mocks::new(now());
+        let stored = patient(10, "Ada", "Lovelace");
+        let id = stored.id;
+        m.patients
+            .expect_get()
+            .returning(move |_, _, _| Ok(Some(stored.clone())));
+        // The read's own unit of work never writes the event: only the audit log's write does.
+        m.audit.expect_append().never();
+        m.audit
+            .expect_record()
+            .times(1)
+            .withf(move |e| {
+                e.action == AuditAction::Read
+                    && e.patient_id == Some(id)
+                    && e.outcome == clinicflow_domain::Outcome::Success
+            })
+            .returning(|_| Err(RepoError::Unavailable("audit batch failed".into())));
+        let (ports, _) = m.ports();
+        let err = PatientService::new(ports)
+            .get(&actor(Role::Receptionist), id)
+            .await
+            .expect_err("an unaudited read is not answered");
+        assert!(matches!(err, ServiceError::Unavailable(_)), "got {err:?}");
     }
 
     #[test]

@@ -4,13 +4,25 @@
 //! on both backends. Ids are UUIDv7, so ordering by id is ordering by time of creation, and
 //! a page is continued with `id < before` (keyset pagination) rather than an offset, which
 //! stays correct while new events are appended.
+//!
+//! The events of reads go through [`AuditWriter`], a group commit: whatever events concurrent
+//! requests queued while the previous batch was being written become the next batch, one
+//! multi-row `INSERT` in a statement of its own (atomic and durable when it returns), and each
+//! caller is answered only then. An idle server writes one event at once, without waiting for
+//! company; a busy one writes hundreds per round trip.
+
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use clinicflow_domain::{
     AuditEvent, AuditEventId, ClinicId, InvalidValue, PatientId, Role, UserId,
 };
 use clinicflow_ports::{AuditFilter, AuditRepo, RepoError, Tx};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Store;
 use crate::entity::{audit_event, instant, not_before};
@@ -34,27 +46,136 @@ fn to_domain(row: audit_event::Model) -> Result<AuditEvent, RepoError> {
     })
 }
 
+fn to_row(event: &AuditEvent) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
+        id: Set(event.id.as_uuid()),
+        clinic_id: Set(event.clinic_id.as_uuid()),
+        actor_id: Set(event.actor_id.as_uuid()),
+        actor_role: Set(event.actor_role.as_str().to_owned()),
+        action: Set(event.action.as_str().to_owned()),
+        resource_type: Set(event.resource_type.as_str().to_owned()),
+        resource_id: Set(event.resource_id),
+        patient_id: Set(event.patient_id.map(|p| p.as_uuid())),
+        at: Set(instant(event.at)),
+        request_id: Set(event.request_id),
+        outcome: Set(event.outcome.as_str().to_owned()),
+    }
+}
+
+/// The most events one batch writes: 11 bound values each stays far below SQLite's and
+/// PostgreSQL's limits on the parameters of one statement.
+const BATCH_MAX: usize = 500;
+
+/// An event waiting for its batch, and whoever waits for the batch's outcome.
+type Pending = (AuditEvent, oneshot::Sender<Result<(), DbErr>>);
+
+/// The group commit of audit events of reads (see the module's documentation).
+///
+/// Its writer task is started by the first event and started again if it is gone (for
+/// example when the runtime it ran on stopped, as between tests).
+#[derive(Debug)]
+pub(crate) struct AuditWriter {
+    conn: DatabaseConnection,
+    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+}
+
+impl AuditWriter {
+    /// A writer over `conn`'s pool; no task runs until the first event.
+    pub(crate) fn new(conn: DatabaseConnection) -> Self {
+        Self {
+            conn,
+            queue: Mutex::new(None),
+        }
+    }
+
+    /// Queues `event` and waits until the batch that holds it is durable.
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepoError> {
+        let started = std::time::Instant::now();
+        let (done, outcome) = oneshot::channel();
+        let mut pending = (event.clone(), done);
+        {
+            let mut queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A writer that is gone is started again, once: a runtime that is shutting down
+            // drops a new task at once, and this caller then fails instead of spinning.
+            for _ in 0..2 {
+                let sender = queue.get_or_insert_with(|| self.start());
+                match sender.send(pending) {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendError(back)) => {
+                        pending = back;
+                        *queue = None;
+                    }
+                }
+            }
+        }
+        let outcome = outcome.await;
+        // The wait for the batch is the request's time in the database.
+        clinicflow_ports::timing::add_db(started.elapsed());
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(batch_error(e)),
+            Err(_) => Err(RepoError::Unavailable(
+                "the audit writer stopped before writing the event".into(),
+            )),
+        }
+    }
+
+    fn start(&self) -> mpsc::UnboundedSender<Pending> {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(self.conn.clone(), waiting));
+        queue
+    }
+}
+
+/// Writes every queued event, batch after batch, until no sender is left.
+async fn write_batches(conn: DatabaseConnection, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while waiting.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        let started = std::time::Instant::now();
+        let written = audit_event::Entity::insert_many(batch.iter().map(|(e, _)| to_row(e)))
+            .exec_without_returning(&conn)
+            .await
+            .map(drop);
+        log::debug!(
+            "audit batch of {} events written in {:.2} ms (ok: {})",
+            batch.len(),
+            started.elapsed().as_secs_f64() * 1e3,
+            written.is_ok()
+        );
+        for (_, done) in batch.drain(..) {
+            // A caller that gave up (its request was cancelled) no longer listens.
+            let _ = done.send(written.clone());
+        }
+    }
+}
+
+/// A failed batch fails every read in it with a retryable error: the database, not the
+/// request, is at fault, and the reads were never answered.
+fn batch_error(e: DbErr) -> RepoError {
+    match repo_error(e) {
+        timeout @ RepoError::Timeout(_) => timeout,
+        RepoError::Unavailable(e) | RepoError::Other(e) | RepoError::Retry(e) => {
+            RepoError::Unavailable(e)
+        }
+        other => RepoError::Unavailable(Box::new(other)),
+    }
+}
+
 #[async_trait]
 impl AuditRepo for Store {
     async fn append(&self, tx: &mut Tx, event: &AuditEvent) -> Result<(), RepoError> {
-        let row = audit_event::ActiveModel {
-            id: Set(event.id.as_uuid()),
-            clinic_id: Set(event.clinic_id.as_uuid()),
-            actor_id: Set(event.actor_id.as_uuid()),
-            actor_role: Set(event.actor_role.as_str().to_owned()),
-            action: Set(event.action.as_str().to_owned()),
-            resource_type: Set(event.resource_type.as_str().to_owned()),
-            resource_id: Set(event.resource_id),
-            patient_id: Set(event.patient_id.map(|p| p.as_uuid())),
-            at: Set(instant(event.at)),
-            request_id: Set(event.request_id),
-            outcome: Set(event.outcome.as_str().to_owned()),
-        };
-        audit_event::Entity::insert(row)
+        audit_event::Entity::insert(to_row(event))
             .exec_without_returning(db(tx))
             .await
             .map_err(repo_error)?;
         Ok(())
+    }
+
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepoError> {
+        self.audit_writer.record(event).await
     }
 
     async fn list(

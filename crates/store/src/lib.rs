@@ -176,6 +176,7 @@ pub struct Store {
     backend: Backend,
     max_connections: u32,
     waiting: Arc<AtomicU32>,
+    audit_writer: Arc<audit::AuditWriter>,
 }
 
 impl Store {
@@ -244,6 +245,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::Connect(Box::new(e)))?;
         Ok(Store {
+            audit_writer: Arc::new(audit::AuditWriter::new(conn.clone())),
             conn,
             backend,
             max_connections: pool.max_connections,
@@ -365,12 +367,17 @@ impl Database for Store {
     async fn begin(&self, mode: TxMode) -> Result<Tx, RepoError> {
         let started = std::time::Instant::now();
         let _waiting = Waiting::new(&self.waiting);
-        let txn = self
-            .conn
-            .begin_with_options(self.transaction_options(mode))
-            .await
-            .map_err(repo_error)?;
-        Ok(Tx::new(Box::new(StoreTx::new(txn, started))))
+        let conn = if self.backend == Backend::Postgres && mode == TxMode::Read {
+            transaction::Conn::Pool(self.conn.clone())
+        } else {
+            transaction::Conn::Transaction(
+                self.conn
+                    .begin_with_options(self.transaction_options(mode))
+                    .await
+                    .map_err(repo_error)?,
+            )
+        };
+        Ok(Tx::new(Box::new(StoreTx::new(conn, started))))
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

@@ -3,16 +3,14 @@
 
 use clinicflow_domain::PageRequest;
 use clinicflow_ports::RepoError;
-use sea_orm::{
-    Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Select,
-};
+use sea_orm::{Condition, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Select};
 
 use crate::error::repo_error;
 
 /// The total number of rows `query` selects, and the rows of `page` once `order` (which
 /// must make the order total, ending with the id) is applied.
 pub(crate) async fn page_rows<E>(
-    txn: &DatabaseTransaction,
+    txn: &crate::transaction::Conn,
     query: Select<E>,
     order: impl FnOnce(Select<E>) -> Select<E>,
     page: PageRequest,
@@ -36,7 +34,7 @@ where
 /// id), only those that `after` matches when given: the condition that holds exactly for the
 /// rows following a keyset position in that same order.
 pub(crate) async fn keyset_rows<E>(
-    txn: &DatabaseTransaction,
+    txn: &crate::transaction::Conn,
     query: Select<E>,
     order: impl FnOnce(Select<E>) -> Select<E>,
     after: Option<Condition>,

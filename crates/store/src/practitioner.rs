@@ -8,7 +8,7 @@ use clinicflow_ports::{PractitionerFilter, PractitionerRepo, RepoError, Tx, prac
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
 };
 use uuid::Uuid;
 
@@ -58,7 +58,10 @@ fn changes(p: &Practitioner) -> Result<practitioner::ActiveModel, RepoError> {
 }
 
 /// Stores the practitioner's specialties, each once.
-async fn insert_specialties(txn: &DatabaseTransaction, p: &Practitioner) -> Result<(), RepoError> {
+async fn insert_specialties(
+    txn: &crate::transaction::Conn,
+    p: &Practitioner,
+) -> Result<(), RepoError> {
     let unique: BTreeSet<&String> = p.specialties.iter().collect();
     let rows = unique
         .into_iter()
@@ -80,7 +83,7 @@ async fn insert_specialties(txn: &DatabaseTransaction, p: &Practitioner) -> Resu
 
 /// The specialties of the given practitioners, each list sorted.
 async fn specialties_of(
-    txn: &DatabaseTransaction,
+    txn: &crate::transaction::Conn,
     clinic: ClinicId,
     ids: Vec<Uuid>,
 ) -> Result<HashMap<Uuid, Vec<String>>, RepoError> {
@@ -107,7 +110,7 @@ async fn specialties_of(
 
 /// Reads rows back with their specialties.
 async fn with_specialties(
-    txn: &DatabaseTransaction,
+    txn: &crate::transaction::Conn,
     clinic: ClinicId,
     rows: Vec<practitioner::Model>,
 ) -> Result<Vec<Practitioner>, RepoError> {

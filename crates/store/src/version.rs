@@ -2,10 +2,7 @@
 //! its writer read.
 
 use clinicflow_ports::RepoError;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::error::repo_error;
 
@@ -16,7 +13,7 @@ use crate::error::repo_error;
 /// [`RepoError::StaleVersion`] when the row is there at another version, [`RepoError::NotFound`]
 /// when it is not there at all (unknown, in another clinic, or soft-deleted).
 pub(crate) async fn update_versioned<E>(
-    txn: &DatabaseTransaction,
+    txn: &crate::transaction::Conn,
     row: Condition,
     version: E::Column,
     expected: i32,

@@ -34,12 +34,11 @@ impl BookingService {
             ..Access::kind(AuditAction::Read, ResourceType::Appointment)
         };
         audit::require(&self.ports, actor, Permission::ReadAppointments, read).await?;
-        // A write transaction: the read is recorded in the audit log in the same unit of work.
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let appointment = self.visible(&mut tx, actor, id).await?;
-        let access = Access::appointment(AuditAction::Read, id, appointment.patient_id);
-        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
+        let access = Access::appointment(AuditAction::Read, id, appointment.patient_id);
+        audit::disclose(&self.ports, actor, access).await?;
         Ok(appointment)
     }
 
@@ -62,15 +61,15 @@ impl BookingService {
                 request: page,
             });
         };
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let found = self
             .ports
             .appointments
             .list(&mut tx, actor.clinic_id, &filter, page)
             .await?;
-        let access = Access::list(ResourceType::Appointment, filter.patient_id);
-        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
+        let access = Access::list(ResourceType::Appointment, filter.patient_id);
+        audit::disclose(&self.ports, actor, access).await?;
         Ok(found)
     }
 
@@ -100,15 +99,15 @@ impl BookingService {
         let Some(filter) = visible_to(actor, filter) else {
             return Ok((Vec::new(), None));
         };
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let mut found = self
             .ports
             .appointments
             .list_after(&mut tx, actor.clinic_id, &filter, after, limit.fetch())
             .await?;
-        let access = Access::list(ResourceType::Appointment, filter.patient_id);
-        audit::record(&self.ports, &mut tx, actor, access).await?;
         tx.commit().await?;
+        let access = Access::list(ResourceType::Appointment, filter.patient_id);
+        audit::disclose(&self.ports, actor, access).await?;
         let next = if limit.cut(&mut found) {
             found.last().map(cursor_of)
         } else {

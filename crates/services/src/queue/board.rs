@@ -138,7 +138,7 @@ impl QueueService {
             errors.check("department", clinicflow_domain::practitioner::parse_code(d))
         });
         errors.into_result()?;
-        let mut tx = self.ports.db.begin(TxMode::Write).await?;
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let scope = self.scope(&mut tx, actor, practitioner, department).await?;
         let entries = self
@@ -171,10 +171,10 @@ impl QueueService {
             .encounters
             .recently_ended(&mut tx, actor.clinic_id, &serving, SERVICE_HISTORY)
             .await?;
-        if audited {
-            audit::record(&self.ports, &mut tx, actor, access).await?;
-        }
         tx.commit().await?;
+        if audited {
+            audit::disclose(&self.ports, actor, access).await?;
+        }
         // A visit recorded after the fact (started and completed at once through the
         // appointment routes) took no measurable time and says nothing about service times.
         let times: Vec<Duration> = history

@@ -284,3 +284,81 @@ pub async fn audit_events_cannot_be_changed_or_removed(ctx: Ctx) {
         "the log is unchanged"
     );
 }
+
+/// `n` events of reads by concurrent requests, recorded through the group commit at once.
+async fn record_concurrently(ctx: &Ctx, clinic: ClinicId, n: usize) -> Vec<Result<(), RepoError>> {
+    let actor = UserId::from_uuid(Uuid::now_v7());
+    let calls = (0..n).map(|_| {
+        let store = ctx.store.clone();
+        let e = event(
+            AuditEventId::from_uuid(Uuid::now_v7()),
+            clinic,
+            actor,
+            Some(PatientId::from_uuid(Uuid::now_v7())),
+            at(9, 0),
+        );
+        tokio::spawn(async move { store.record(&e).await })
+    });
+    let mut outcomes = Vec::with_capacity(n);
+    for call in calls.collect::<Vec<_>>() {
+        outcomes.push(call.await.unwrap());
+    }
+    outcomes
+}
+
+pub async fn every_recorded_event_of_concurrent_reads_is_durable_when_answered(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let outcomes = record_concurrently(&ctx, clinic, 300).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let mut seen = 0;
+    let mut before = None;
+    loop {
+        let page = list(&ctx, clinic, &AuditFilter::default(), before, 100).await;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        seen += page.len();
+    }
+    assert_eq!(seen, 300, "every answered call left its event");
+}
+
+pub async fn a_failed_audit_batch_fails_every_caller_in_it(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let (refuse, allow) = match ctx.backend() {
+        Backend::Sqlite => (
+            vec![
+                "CREATE TRIGGER audit_full BEFORE INSERT ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            ],
+            "DROP TRIGGER audit_full",
+        ),
+        Backend::Postgres => (
+            vec![
+                "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'disk full'; END $$",
+                "CREATE TRIGGER audit_full BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION audit_full()",
+            ],
+            "DROP TRIGGER audit_full ON audit_events",
+        ),
+    };
+    for sql in refuse {
+        execute_raw(&ctx.store, sql).await.unwrap();
+    }
+    let outcomes = record_concurrently(&ctx, clinic, 50).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(RepoError::Unavailable(_)))),
+        "a write that failed is retryable for every caller: {outcomes:?}"
+    );
+    execute_raw(&ctx.store, allow).await.unwrap();
+    let outcomes = record_concurrently(&ctx, clinic, 1).await;
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+    assert_eq!(
+        list(&ctx, clinic, &AuditFilter::default(), None, 100)
+            .await
+            .len(),
+        1,
+        "nothing of the failed batches was written"
+    );
+}

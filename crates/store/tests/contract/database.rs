@@ -17,12 +17,20 @@ pub async fn begin_is_unavailable_when_no_connection_comes_in_time(ctx: Ctx) {
         ..PoolOptions::default()
     };
     let tiny = Store::connect(&ctx.db.url, &pool).await.unwrap();
-    let held = tiny.begin(TxMode::Read).await.unwrap();
+    let held = tiny.begin(TxMode::Write).await.unwrap();
     // sqlx's idle count is approximate while connections move, so only the size is exact.
     let stats = tiny.pool_stats();
     assert_eq!(stats.open, 1);
     assert!(stats.idle <= stats.open);
-    let err = tiny.begin(TxMode::Read).await.unwrap_err();
+    let err = tiny.begin(TxMode::Write).await.unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    // A read-only unit of work may take a connection per statement: then its first read fails.
+    let err = match tiny.begin(TxMode::Read).await {
+        Err(err) => err,
+        Ok(mut tx) => ClinicRepo::get(&tiny, &mut tx, clinic("Nowhere").id)
+            .await
+            .unwrap_err(),
+    };
     assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
     drop(held);
     tiny.begin(TxMode::Write).await.unwrap();

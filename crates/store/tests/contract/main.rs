@@ -106,6 +106,8 @@ contract_tests! {
     appointment::overdue_unattended_appointments_are_booked_or_confirmed_and_started_before_the_bound,
     appointment::concurrent_sweepers_take_each_overdue_appointment_once,
     appointment::a_no_show_audited_as_the_system_reads_back,
+    audit::every_recorded_event_of_concurrent_reads_is_durable_when_answered,
+    audit::a_failed_audit_batch_fails_every_caller_in_it,
     audit::audit_events_read_back_newest_first_and_filter,
     audit::audit_pages_follow_the_cursor_without_overlap,
     audit::the_audit_log_is_per_clinic,
