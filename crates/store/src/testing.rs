@@ -310,24 +310,6 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn the_database_name_is_replaced_and_the_rest_kept() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t_1"),
-            "postgres://postgres@127.0.0.1:5432/t_1"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h:1/admin?sslmode=disable", "t_1"),
-            "postgres://u:p@h:1/t_1?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "t_1"), "postgres://h/t_1");
-    }
-}
-
 /// The plan the database chooses for the statement of a first keyset page of patients
 /// ([`clinicflow_ports::PatientRepo::list_after`]) exactly as the repository issues it,
 /// parameters included: one line per plan node (PostgreSQL `EXPLAIN`, SQLite `EXPLAIN QUERY
@@ -364,4 +346,22 @@ pub async fn patient_keyset_page_plan(
                 .unwrap_or_else(|e| panic!("a plan line: {e}"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_rest_kept() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t_1"),
+            "postgres://postgres@127.0.0.1:5432/t_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/admin?sslmode=disable", "t_1"),
+            "postgres://u:p@h:1/t_1?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t_1"), "postgres://h/t_1");
+    }
 }
