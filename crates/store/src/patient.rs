@@ -163,6 +163,8 @@ fn starts_with(col: patient::Column, prefix: &str) -> Condition {
     cond
 }
 
+/// The rows `search` selects, as one condition. The lists answer a name prefix through
+/// [`name_matches`] instead, which selects the same rows from the key indexes alone.
 fn search_condition(search: &PatientSearch) -> Condition {
     match search {
         PatientSearch::NamePrefix(raw) => {
