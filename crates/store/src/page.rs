@@ -3,7 +3,10 @@
 
 use clinicflow_domain::PageRequest;
 use clinicflow_ports::RepoError;
-use sea_orm::{Condition, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Select};
+use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement};
+use sea_orm::{
+    Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Select,
+};
 
 use crate::error::repo_error;
 
@@ -43,13 +46,43 @@ pub(crate) async fn keyset_rows<E>(
 where
     E: EntityTrait,
 {
+    keyset_query(query, order, after, limit)
+        .all(txn)
+        .await
+        .map_err(repo_error)
+}
+
+/// The statement [`keyset_rows`] runs.
+pub(crate) fn keyset_query<E>(
+    query: Select<E>,
+    order: impl FnOnce(Select<E>) -> Select<E>,
+    after: Option<Condition>,
+    limit: u32,
+) -> Select<E>
+where
+    E: EntityTrait,
+{
     let query = match after {
         Some(after) => query.filter(after),
         None => query,
     };
-    order(query)
-        .limit(u64::from(limit))
-        .all(txn)
+    order(query).limit(u64::from(limit))
+}
+
+/// How many rows `query` selects: `SELECT COUNT(*)` over it as a derived table.
+pub(crate) async fn count_rows(
+    txn: &crate::transaction::Conn,
+    query: SelectStatement,
+) -> Result<u64, RepoError> {
+    let count = Query::select()
+        .expr(Expr::cust("COUNT(*)"))
+        .from_subquery(query, Alias::new("counted"))
+        .to_owned();
+    let row = txn
+        .query_one(&count)
         .await
-        .map_err(repo_error)
+        .map_err(repo_error)?
+        .ok_or_else(|| RepoError::Other("COUNT(*) answered no row".into()))?;
+    let count: i64 = row.try_get_by_index(0).map_err(repo_error)?;
+    u64::try_from(count).map_err(|_| RepoError::Other("a negative COUNT(*)".into()))
 }

@@ -8,16 +8,18 @@ use clinicflow_domain::{
     PersonName, Phone, PractitionerId,
 };
 use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError, Tx};
-use sea_orm::sea_query::{Expr, ExprTrait, Query, SimpleExpr};
+use sea_orm::sea_query::{
+    Alias, Expr, ExprTrait, JoinType, Order, Query, SelectStatement, SimpleExpr, UnionType,
+};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QueryTrait,
 };
 
 use crate::Store;
 use crate::entity::{appointment, instant, patient};
 use crate::error::{invalid_row, repo_error};
-use crate::page::{keyset_rows, page_rows};
+use crate::page::{count_rows, keyset_query, page_rows};
 use crate::transaction::db;
 use crate::version::update_versioned;
 
@@ -152,20 +154,24 @@ fn seen_by(clinic: ClinicId, practitioner: PractitionerId) -> SimpleExpr {
     )
 }
 
+/// Rows whose search key `col` starts with `prefix` (already normalized): a key range.
+fn starts_with(col: patient::Column, prefix: &str) -> Condition {
+    let mut cond = Condition::all().add(col.gte(prefix));
+    if let Some(upper) = prefix_upper_bound(prefix) {
+        cond = cond.add(col.lt(upper));
+    }
+    cond
+}
+
+/// The rows `search` selects, as one condition. The lists answer a name prefix through
+/// [`name_matches`] instead, which selects the same rows from the key indexes alone.
 fn search_condition(search: &PatientSearch) -> Condition {
     match search {
         PatientSearch::NamePrefix(raw) => {
             let prefix = normalize_name(raw);
-            let starts_with = |col: patient::Column| {
-                let mut cond = Condition::all().add(col.gte(prefix.clone()));
-                if let Some(upper) = prefix_upper_bound(&prefix) {
-                    cond = cond.add(col.lt(upper));
-                }
-                cond
-            };
             Condition::any()
-                .add(starts_with(patient::Column::NameKey))
-                .add(starts_with(patient::Column::NameKeyAlt))
+                .add(starts_with(patient::Column::NameKey, &prefix))
+                .add(starts_with(patient::Column::NameKeyAlt, &prefix))
         }
         PatientSearch::Phone(phone) => {
             Condition::all().add(patient::Column::Phone.eq(phone.as_ref()))
@@ -186,6 +192,101 @@ fn filtered(clinic: ClinicId, filter: &PatientFilter) -> sea_orm::Select<patient
         query = query.filter(seen_by(clinic, practitioner));
     }
     query
+}
+
+/// The clinic's live patients that a name-prefix search (`prefix` already normalized) and
+/// the rest of `filter` select, after `following` when given, as `(id, family_name,
+/// given_name)`: each search key's index range, the second leaving out what the first
+/// matched, so a row matching both keys comes once.
+///
+/// Both key indexes also carry the list-order columns (migration 14), so this reads the
+/// indexes alone (an index-only scan on PostgreSQL, a covering index on SQLite): a page is
+/// chosen, and the matches counted, without reading the table. The plain `key range OR key
+/// range … ORDER BY family_name, given_name, id LIMIT n` let PostgreSQL walk the name-order
+/// index instead and read rows from the table until it had a page: up to the whole clinic
+/// for a family-name prefix.
+fn name_matches(
+    clinic: ClinicId,
+    filter: &PatientFilter,
+    prefix: &str,
+    following: Option<Condition>,
+) -> SelectStatement {
+    let branch = |matches: Condition| {
+        let mut cond = live_in(clinic).add(matches);
+        if let Some(practitioner) = filter.seen_by {
+            cond = cond.add(seen_by(clinic, practitioner));
+        }
+        if let Some(following) = following.clone() {
+            cond = cond.add(following);
+        }
+        Query::select()
+            .columns([
+                patient::Column::Id,
+                patient::Column::FamilyName,
+                patient::Column::GivenName,
+            ])
+            .from(patient::Entity)
+            .cond_where(cond)
+            .to_owned()
+    };
+    let by_key = starts_with(patient::Column::NameKey, prefix);
+    let by_alt_key_only = Condition::all()
+        .add(starts_with(patient::Column::NameKeyAlt, prefix))
+        .add(by_key.clone().not());
+    // The branches never share a row, so `UNION ALL` would do; but SQLite flattens a query
+    // over a `UNION ALL` into it, pushes the page's `ORDER BY … LIMIT` into each branch, and
+    // with the practitioner's correlated `EXISTS` there it then walks the name-order index
+    // through the whole clinic to get the order for free. A `UNION` it cannot flatten; it
+    // costs PostgreSQL a de-duplication of the matches, so only that case pays it.
+    let union = if filter.seen_by.is_some() {
+        UnionType::Distinct
+    } else {
+        UnionType::All
+    };
+    branch(by_key)
+        .union(union, branch(by_alt_key_only))
+        .to_owned()
+}
+
+/// One page of [`name_matches`] in list order, `limit` rows after skipping `offset`: the
+/// page is chosen from the matches' index entries, then joined to the table by id, so only
+/// the page's own rows are read from it.
+///
+/// A join rather than `id IN (…)`: ordered by the page's columns, the outer query has no
+/// reason to walk the name-order index (SQLite did, testing every entry of the clinic).
+fn name_page(
+    matches: SelectStatement,
+    clinic: ClinicId,
+    limit: u32,
+    offset: u64,
+) -> sea_orm::Select<patient::Entity> {
+    let page = Alias::new("page");
+    let in_page = |col: patient::Column| Expr::col((page.clone(), col));
+    let mut chosen = Query::select();
+    chosen
+        .columns([
+            patient::Column::Id,
+            patient::Column::FamilyName,
+            patient::Column::GivenName,
+        ])
+        .from_subquery(matches, Alias::new("matches"))
+        .order_by(patient::Column::FamilyName, Order::Asc)
+        .order_by(patient::Column::GivenName, Order::Asc)
+        .order_by(patient::Column::Id, Order::Asc)
+        .limit(u64::from(limit));
+    if offset > 0 {
+        chosen.offset(offset);
+    }
+    let mut rows = live(clinic);
+    QueryTrait::query(&mut rows).join_subquery(
+        JoinType::InnerJoin,
+        chosen.to_owned(),
+        page.clone(),
+        in_page(patient::Column::Id).equals((patient::Entity, patient::Column::Id)),
+    );
+    rows.order_by(in_page(patient::Column::FamilyName), Order::Asc)
+        .order_by(in_page(patient::Column::GivenName), Order::Asc)
+        .order_by(in_page(patient::Column::Id), Order::Asc)
 }
 
 /// The list order: family name, given name, then the id, which makes it total.
@@ -213,6 +314,24 @@ fn following(key: &PatientKey) -> Condition {
                 .add(patient::Column::GivenName.eq(given))
                 .add(patient::Column::Id.gt(key.id.as_uuid())),
         )
+}
+
+/// The statement of [`PatientRepo::list_after`]: up to `limit` of the clinic's live patients
+/// that `filter` selects, in list order, after `after` when given.
+pub(crate) fn keyset_page(
+    clinic: ClinicId,
+    filter: &PatientFilter,
+    after: Option<&PatientKey>,
+    limit: u32,
+) -> sea_orm::Select<patient::Entity> {
+    let following = after.map(following);
+    match &filter.search {
+        Some(PatientSearch::NamePrefix(raw)) => {
+            let matches = name_matches(clinic, filter, &normalize_name(raw), following);
+            name_page(matches, clinic, limit, 0)
+        }
+        _ => keyset_query(filtered(clinic, filter), in_list_order, following, limit),
+    }
 }
 
 #[async_trait]
@@ -267,8 +386,18 @@ impl PatientRepo for Store {
         filter: &PatientFilter,
         page: PageRequest,
     ) -> Result<Page<Patient>, RepoError> {
-        let query = filtered(clinic, filter);
-        let (rows, total) = page_rows(db(tx), query, in_list_order, page).await?;
+        let (rows, total) = match &filter.search {
+            Some(PatientSearch::NamePrefix(raw)) => {
+                let matches = name_matches(clinic, filter, &normalize_name(raw), None);
+                let total = count_rows(db(tx), matches.clone()).await?;
+                let rows = name_page(matches, clinic, page.size(), page.offset())
+                    .all(db(tx))
+                    .await
+                    .map_err(repo_error)?;
+                (rows, total)
+            }
+            _ => page_rows(db(tx), filtered(clinic, filter), in_list_order, page).await?,
+        };
         let items = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
         Ok(Page {
             items,
@@ -285,10 +414,10 @@ impl PatientRepo for Store {
         after: Option<PatientKey>,
         limit: u32,
     ) -> Result<Vec<Patient>, RepoError> {
-        let query = filtered(clinic, filter);
-        let following = after.as_ref().map(following);
-        keyset_rows(db(tx), query, in_list_order, following, limit)
-            .await?
+        keyset_page(clinic, filter, after.as_ref(), limit)
+            .all(db(tx))
+            .await
+            .map_err(repo_error)?
             .into_iter()
             .map(to_domain)
             .collect()

@@ -310,6 +310,44 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// The plan the database chooses for the statement of a first keyset page of patients
+/// ([`clinicflow_ports::PatientRepo::list_after`]) exactly as the repository issues it,
+/// parameters included: one line per plan node (PostgreSQL `EXPLAIN`, SQLite `EXPLAIN QUERY
+/// PLAN`'s detail column), for tests that prove which indexes a query uses.
+///
+/// # Panics
+/// When the plan cannot be read.
+pub async fn patient_keyset_page_plan(
+    store: &Store,
+    clinic: clinicflow_domain::ClinicId,
+    filter: &clinicflow_ports::PatientFilter,
+    limit: u32,
+) -> Vec<String> {
+    use sea_orm::QueryTrait;
+
+    let backend = store.conn.get_database_backend();
+    let statement = crate::patient::keyset_page(clinic, filter, None, limit).build(backend);
+    let (explain, column) = match store.backend() {
+        crate::Backend::Postgres => ("EXPLAIN", "QUERY PLAN"),
+        crate::Backend::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
+    };
+    let explained = sea_orm::Statement {
+        sql: format!("{explain} {}", statement.sql),
+        ..statement
+    };
+    store
+        .conn
+        .query_all_raw(explained)
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN of the patient page: {e}"))
+        .iter()
+        .map(|row| {
+            row.try_get::<String>("", column)
+                .unwrap_or_else(|e| panic!("a plan line: {e}"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -5,6 +5,7 @@ use clinicflow_domain::{
     PersonName, Phone, PractitionerId, Sex,
 };
 use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError};
+use clinicflow_store::{Backend, testing};
 use uuid::Uuid;
 
 use crate::support::{Ctx, appointment, at, created, email, patient};
@@ -537,4 +538,197 @@ pub async fn a_keyset_walk_is_stable_while_patients_are_inserted(ctx: Ctx) {
         walked, expected,
         "each original once, later inserts in place, earlier ones not"
     );
+}
+
+pub async fn keyset_pages_of_a_name_search_match_either_key_once(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    let house = ctx.practitioner(clinic, "Gregory", "House").await;
+    let mut seen_by_house = Vec::new();
+    for (given, family) in [
+        ("Ada", "Lovelace"),
+        ("Ada", "Lovelace"),
+        ("Adam", "Smith"),
+        // Both keys start with "ada": listed once.
+        ("Ada", "Adams"),
+        ("Adalbert", "Adamczyk"),
+        ("Grace", "Adair"),
+        ("Grace", "Hopper"),
+        ("ADA", "byron"),
+        ("Alan", "Turing"),
+    ] {
+        let p = ctx.patient(clinic, given, family).await;
+        if given != "Adam" {
+            seen_by_house.push(p);
+        }
+    }
+    for (i, p) in seen_by_house.iter().enumerate() {
+        let hour = 8 + u32::try_from(i).unwrap();
+        ctx.appointment(appointment(p, &house, at(hour, 0), 30))
+            .await;
+    }
+    ctx.patient(other, "Ada", "Lovelace").await;
+    let mut gone = ctx.patient(clinic, "Ada", "Adams").await;
+    gone.deleted_at = Some(created());
+    gone.version = 2;
+    let mut tx = ctx.write().await;
+    PatientRepo::update(&ctx.store, &mut tx, &gone, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let ada = PatientFilter {
+        search: Some(PatientSearch::NamePrefix("ADA".into())),
+        ..PatientFilter::default()
+    };
+    let expected = listed_in_order(&ctx, clinic, &ada).await;
+    assert_eq!(expected.len(), 7, "every live Ada* or Ada* family, once");
+    for limit in 1..=8 {
+        assert_eq!(
+            walk(&ctx, clinic, &ada, limit).await,
+            expected,
+            "limit {limit}"
+        );
+    }
+    let first = after(&ctx, clinic, &ada, None, 3).await;
+    assert_eq!(
+        names(&first),
+        ["Grace Adair", "Adalbert Adamczyk", "Ada Adams"]
+    );
+
+    let ada_of_house = PatientFilter {
+        seen_by: Some(house.id),
+        ..ada.clone()
+    };
+    let expected = listed_in_order(&ctx, clinic, &ada_of_house).await;
+    assert_eq!(expected.len(), 6, "Adam Smith was never seen by House");
+    for limit in 1..=7 {
+        assert_eq!(
+            walk(&ctx, clinic, &ada_of_house, limit).await,
+            expected,
+            "limit {limit}"
+        );
+    }
+}
+
+/// Given and family names of the bulk seed (`clinicflow seed --bulk`): 16 of each.
+const SEED_GIVEN: [&str; 16] = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "John",
+    "Katherine",
+    "Linus",
+    "Margaret",
+    "Niklaus",
+    "Radia",
+    "Tim",
+    "Sophie",
+    "Emmy",
+];
+const SEED_FAMILY: [&str; 16] = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Backus",
+    "Johnson",
+    "Torvalds",
+    "Hamilton",
+    "Wirth",
+    "Perlman",
+    "Berners-Lee",
+    "Wilson",
+    "Noether",
+];
+
+/// Asserts that each search's page is chosen inside the two search-key indexes, reading the
+/// matches' sort keys from the index alone, and that neither the whole table nor the
+/// name-order index is walked.
+async fn assert_search_plans_stay_inside_the_key_indexes(
+    ctx: &Ctx,
+    clinic: ClinicId,
+    practitioner: PractitionerId,
+) {
+    for (q, seen_by) in [
+        ("lov", None),
+        ("ada", None),
+        ("joh", None),
+        ("lovelace a", None),
+        ("lov", Some(practitioner)),
+    ] {
+        let filter = PatientFilter {
+            search: Some(PatientSearch::NamePrefix(q.into())),
+            seen_by,
+        };
+        let plan = testing::patient_keyset_page_plan(&ctx.store, clinic, &filter, 21).await;
+        let shown = plan.join("\n");
+        // PostgreSQL may start a practitioner's search from their appointments (this one
+        // has none); it then reads no search key at all, which is fine too.
+        let keys_read = seen_by.is_none() || ctx.backend() == Backend::Sqlite;
+        for index in [
+            "patients_clinic_id_name_key_order_idx",
+            "patients_clinic_id_name_key_alt_order_idx",
+        ]
+        .into_iter()
+        .filter(|_| keys_read)
+        {
+            let read_inside = match ctx.backend() {
+                // An index-only scan where the visibility map allows it (it does on the bulk
+                // seed), else a bitmap scan of the key range: the matches either way.
+                Backend::Postgres => format!(" {index}"),
+                Backend::Sqlite => format!("USING COVERING INDEX {index} ("),
+            };
+            assert!(
+                shown.contains(&read_inside),
+                "{q:?}: the matches are read inside {index}:\n{shown}"
+            );
+        }
+        let whole_table = |line: &String| match ctx.backend() {
+            Backend::Postgres => line.contains("Seq Scan on patients"),
+            Backend::Sqlite => line.starts_with("SCAN patients") && !line.contains("INDEX"),
+        };
+        assert!(
+            !plan
+                .iter()
+                .any(|line| whole_table(line) || line.contains("patients_clinic_id_name_idx")),
+            "{q:?}: neither the table nor the name order is walked:\n{shown}"
+        );
+    }
+}
+
+pub async fn a_name_search_page_is_chosen_inside_the_search_key_indexes(ctx: Ctx) {
+    // A clinic the size where the plan matters, named as the bulk seed names its patients:
+    // the planner's own choice, nothing forced.
+    let clinic = ctx.clinic("A").await;
+    let practitioner = ctx.practitioner(clinic, "Gregory", "House").await;
+    let mut tx = ctx.write().await;
+    for i in 0..20_000_usize {
+        let given = SEED_GIVEN[(i * 7 + i / 16) % 16];
+        let family = SEED_FAMILY[(i * 11 + i / 256) % 16];
+        PatientRepo::insert(&ctx.store, &mut tx, &patient(clinic, given, family))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    if ctx.backend() == Backend::Sqlite {
+        // clinicflow never runs ANALYZE on its SQLite file: the plan without statistics is
+        // the one it runs.
+        assert_search_plans_stay_inside_the_key_indexes(&ctx, clinic, practitioner.id).await;
+    }
+    // With statistics, as autovacuum keeps them on PostgreSQL (and as an operator's ANALYZE
+    // leaves them on SQLite); the vacuum also marks the pages all-visible, as it would have.
+    let analyze = match ctx.backend() {
+        Backend::Postgres => "VACUUM ANALYZE patients",
+        Backend::Sqlite => "ANALYZE",
+    };
+    testing::execute_raw(&ctx.store, analyze).await.unwrap();
+    assert_search_plans_stay_inside_the_key_indexes(&ctx, clinic, practitioner.id).await;
 }
