@@ -304,6 +304,123 @@ async fn a_booking_locks_its_practitioner_and_patient_once_before_it_reads_overl
     assert_eq!(commits.load(Ordering::SeqCst), 1);
 }
 
+/// A cache that holds `hours` as the open hours of every practitioner, and nothing else.
+fn cache_with_open_hours(hours: clinicflow_domain::OpenHours) -> clinicflow_ports::MockCache {
+    let bytes = crate::schedule::encode_open_hours(&hours);
+    let mut cache = clinicflow_ports::MockCache::new();
+    cache
+        .expect_get()
+        .returning(move |key| key.starts_with("open-hours:").then(|| bytes.clone()));
+    cache.expect_set().return_const(());
+    cache.expect_stamp().returning(|_| None);
+    cache.expect_set_tagged().return_const(());
+    cache.expect_invalidate().return_const(());
+    cache
+}
+
+fn hours(working: &[(&str, &str)]) -> clinicflow_domain::OpenHours {
+    clinicflow_domain::OpenHours {
+        working: working
+            .iter()
+            .map(|(from, to)| Interval::new(at(from), at(to)).expect("valid"))
+            .collect(),
+        time_off: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_booking_reads_its_practitioner_once_and_its_open_hours_from_the_cache() {
+    let mut world = world(Vec::new());
+    world.practitioners.checkpoint();
+    world
+        .practitioners
+        .expect_get()
+        .times(1)
+        .returning(|_, _, _| Ok(Some(practitioner())));
+    world.schedules.checkpoint();
+    world.schedules.expect_get().never();
+    world.schedules.expect_exceptions_overlapping().never();
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let (mut ports, commits) = world.ports();
+    ports.cache = Arc::new(cache_with_open_hours(hours(&[(
+        "2026-12-01T08:00:00Z",
+        "2026-12-01T11:00:00Z",
+    )])));
+    BookingService::new(ports)
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_booking_outside_the_cached_open_hours_is_refused_though_the_schedule_would_fit() {
+    let mut world = world(Vec::new());
+    world.appointments.expect_insert().never();
+    let (mut ports, commits) = world.ports();
+    // The weekly rules say Tuesday 08:00-11:00 UTC; the cache says only from 09:00.
+    ports.cache = Arc::new(cache_with_open_hours(hours(&[(
+        "2026-12-01T09:00:00Z",
+        "2026-12-01T11:00:00Z",
+    )])));
+    let err = BookingService::new(ports)
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("outside the open hours");
+    assert!(
+        matches!(
+            &err,
+            ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::OutsideAvailability,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn open_hours_read_on_a_miss_are_cached_under_the_schedule_tag_only() {
+    let mut world = world(Vec::new());
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let (mut ports, _) = world.ports();
+    let mut cache = clinicflow_ports::MockCache::new();
+    cache.expect_get().returning(|_| None);
+    cache.expect_stamp().returning(|tags| {
+        Some(clinicflow_ports::TagStamp(
+            tags.iter().map(|t| (t.clone(), 1)).collect(),
+        ))
+    });
+    cache
+        .expect_set_tagged()
+        .times(1)
+        .withf(|key, stamp, _, _| {
+            key.starts_with("open-hours:")
+                && stamp.0 == [(clinicflow_ports::schedule_tag(practitioner().id), 1)]
+        })
+        .return_const(());
+    // The clinic's settings are cached as well.
+    cache
+        .expect_set_tagged()
+        .withf(|key, _, _, _| !key.starts_with("open-hours:"))
+        .return_const(());
+    cache.expect_invalidate().return_const(());
+    ports.cache = Arc::new(cache);
+    BookingService::new(ports)
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
+}
+
 #[tokio::test]
 async fn an_overlapping_booking_is_refused_with_the_taken_interval_and_next_slots() {
     let taken = existing("2026-12-01T08:00:00Z", 30);
