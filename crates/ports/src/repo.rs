@@ -376,6 +376,20 @@ pub trait AppointmentRepo: Send + Sync {
         span: Interval,
     ) -> Result<Vec<Appointment>, RepoError>;
 
+    /// The booking check's overlaps in one read: active, non-deleted appointments of the
+    /// practitioner that overlap `practitioner_span` and those of the patient that overlap
+    /// `patient_span`, each once (an appointment of both parties may satisfy either), ordered
+    /// by start, then id.
+    async fn active_for_parties(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        practitioner_span: Interval,
+        patient: PatientId,
+        patient_span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError>;
+
     /// One page of the clinic's appointments, ordered by start, then id.
     async fn list(
         &self,

@@ -138,11 +138,6 @@ fn following(key: &AppointmentKey) -> Condition {
 }
 
 /// Live appointments in an active status that overlap `span`, ordered by start.
-///
-/// The lower bound on the start adds nothing logically (an appointment starting more than
-/// [`longest`] before the span has ended before it), but it turns the index scan on
-/// `(clinic, practitioner or patient, starts_at)` into a short range instead of a walk
-/// through all of that practitioner's history.
 fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appointment::Entity> {
     let active = AppointmentStatus::ALL
         .into_iter()
@@ -150,9 +145,61 @@ fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appoi
         .map(|s| s.as_str());
     live(clinic)
         .filter(appointment::Column::Status.is_in(active))
-        .filter(appointment::Column::StartsAt.lt(not_before(span.end())))
-        .filter(appointment::Column::StartsAt.gt(instant(span.start()) - longest()))
-        .filter(appointment::Column::EndsAt.gt(instant(span.start())))
+        .filter(overlapping(span))
+        .order_by_asc(appointment::Column::StartsAt)
+        .order_by_asc(appointment::Column::Id)
+}
+
+/// Rows whose `[starts_at, ends_at)` overlaps `span`.
+///
+/// The lower bound on the start adds nothing logically (an appointment starting more than
+/// [`longest`] before the span has ended before it), but it turns the index scan on
+/// `(clinic, practitioner or patient, starts_at)` into a short range instead of a walk
+/// through all of that practitioner's history.
+fn overlapping(span: Interval) -> Condition {
+    Condition::all()
+        .add(appointment::Column::StartsAt.lt(not_before(span.end())))
+        .add(appointment::Column::StartsAt.gt(instant(span.start()) - longest()))
+        .add(appointment::Column::EndsAt.gt(instant(span.start())))
+}
+
+/// The booking check's one overlap read: the practitioner's active appointments overlapping
+/// `practitioner_span` or the patient's overlapping `patient_span`. Each side of the `OR`
+/// names its party and its bounded start range, so PostgreSQL serves each with its own index
+/// range (`(clinic_id, practitioner_id, starts_at)`, `(clinic_id, patient_id, starts_at)`)
+/// and ORs the two bitmaps.
+fn active_for_parties(
+    clinic: ClinicId,
+    practitioner: PractitionerId,
+    practitioner_span: Interval,
+    patient: PatientId,
+    patient_span: Interval,
+) -> sea_orm::Select<appointment::Entity> {
+    let party = |column: appointment::Column, id: uuid::Uuid, span: Interval| {
+        Condition::all()
+            .add(appointment::Column::ClinicId.eq(clinic.as_uuid()))
+            .add(column.eq(id))
+            .add(overlapping(span))
+    };
+    let active = AppointmentStatus::ALL
+        .into_iter()
+        .filter(AppointmentStatus::is_active)
+        .map(|s| s.as_str());
+    live(clinic)
+        .filter(appointment::Column::Status.is_in(active))
+        .filter(
+            Condition::any()
+                .add(party(
+                    appointment::Column::PractitionerId,
+                    practitioner.as_uuid(),
+                    practitioner_span,
+                ))
+                .add(party(
+                    appointment::Column::PatientId,
+                    patient.as_uuid(),
+                    patient_span,
+                )),
+        )
         .order_by_asc(appointment::Column::StartsAt)
         .order_by_asc(appointment::Column::Id)
 }
@@ -290,6 +337,25 @@ impl AppointmentRepo for Store {
     ) -> Result<Vec<Appointment>, RepoError> {
         let query = active_overlapping(clinic, span)
             .filter(appointment::Column::PatientId.eq(patient.as_uuid()));
+        all_parsed(tx, query, to_domain).await
+    }
+
+    async fn active_for_parties(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        practitioner_span: Interval,
+        patient: PatientId,
+        patient_span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError> {
+        let query = active_for_parties(
+            clinic,
+            practitioner,
+            practitioner_span,
+            patient,
+            patient_span,
+        );
         all_parsed(tx, query, to_domain).await
     }
 

@@ -214,29 +214,34 @@ impl BookingService {
         let clinic = crate::clinic::clinic_settings(&self.ports, tx, actor.clinic_id).await?;
         let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
         let hours = open_hours(&self.ports, tx, &clinic, practitioner, &booking.interval).await?;
-        let practitioner_busy: Vec<Interval> = self
+        // Both parties' overlaps in one read; each side keeps its own span (the practitioner's
+        // widened by the buffer), and an appointment being replaced takes no time.
+        let practitioner_span = booking.interval.widened(buffer, buffer);
+        let taken = self
             .ports
             .appointments
-            .active_for_practitioner(
+            .active_for_parties(
                 tx,
                 actor.clinic_id,
                 booking.practitioner_id,
-                booking.interval.widened(buffer, buffer),
+                practitioner_span,
+                booking.patient_id,
+                booking.interval,
             )
-            .await?
-            .into_iter()
-            .filter(|a| Some(a.id) != booking.replacing)
-            .map(|a| a.interval)
-            .collect();
-        let patient_busy: Vec<Interval> = self
-            .ports
-            .appointments
-            .active_for_patient(tx, actor.clinic_id, booking.patient_id, booking.interval)
-            .await?
-            .into_iter()
-            .filter(|a| Some(a.id) != booking.replacing)
-            .map(|a| a.interval)
-            .collect();
+            .await?;
+        let busy = |party: &dyn Fn(&Appointment) -> bool, span: &Interval| -> Vec<Interval> {
+            taken
+                .iter()
+                .filter(|a| Some(a.id) != booking.replacing)
+                .filter(|a| party(a) && a.interval.overlaps(span))
+                .map(|a| a.interval)
+                .collect()
+        };
+        let practitioner_busy = busy(
+            &|a| a.practitioner_id == booking.practitioner_id,
+            &practitioner_span,
+        );
+        let patient_busy = busy(&|a| a.patient_id == booking.patient_id, &booking.interval);
         let request = BookingRequest {
             interval: booking.interval,
             now: self.ports.clock.now(),

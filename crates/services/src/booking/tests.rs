@@ -197,6 +197,7 @@ fn world(practitioner_busy: Vec<Appointment>) -> World {
     m.appointments
         .expect_lock_parties()
         .returning(|_, _, _, _| Ok(()));
+    let taken = practitioner_busy.clone();
     m.appointments
         .expect_active_for_practitioner()
         .returning(move |_, _, _, span| {
@@ -209,6 +210,19 @@ fn world(practitioner_busy: Vec<Appointment>) -> World {
     m.appointments
         .expect_active_for_patient()
         .returning(|_, _, _, _| Ok(Vec::new()));
+    m.appointments.expect_active_for_parties().returning(
+        move |_, _, practitioner_id, practitioner_span, patient_id, patient_span| {
+            Ok(taken
+                .iter()
+                .filter(|a| {
+                    (a.practitioner_id == practitioner_id
+                        && a.interval.overlaps(&practitioner_span))
+                        || (a.patient_id == patient_id && a.interval.overlaps(&patient_span))
+                })
+                .cloned()
+                .collect())
+        },
+    );
     m.outbox.expect_enqueue().returning(|_, _| Ok(()));
     m.outbox
         .expect_cancel_pending()
@@ -265,7 +279,7 @@ async fn a_free_slot_inside_availability_is_booked_and_committed() {
 }
 
 #[tokio::test]
-async fn a_booking_locks_its_practitioner_and_patient_once_before_it_reads_overlaps() {
+async fn a_booking_locks_its_parties_then_reads_both_their_overlaps_in_one_query() {
     let mut world = world(Vec::new());
     world.appointments.checkpoint();
     let mut seq = mockall::Sequence::new();
@@ -278,18 +292,24 @@ async fn a_booking_locks_its_practitioner_and_patient_once_before_it_reads_overl
             *practitioner_id == practitioner().id && *patient_id == patient().id
         })
         .returning(|_, _, _, _| Ok(()));
+    let slot =
+        Interval::starting_at(at("2026-12-01T08:00:00Z"), Duration::minutes(30)).expect("valid");
     world
         .appointments
-        .expect_active_for_practitioner()
-        .times(1..)
+        .expect_active_for_parties()
+        .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _, _, _| Ok(Vec::new()));
-    world
-        .appointments
-        .expect_active_for_patient()
-        .times(1..)
-        .in_sequence(&mut seq)
-        .returning(|_, _, _, _| Ok(Vec::new()));
+        .withf(
+            move |_, _, practitioner_id, practitioner_span, patient_id, patient_span| {
+                *practitioner_id == practitioner().id
+                    && *practitioner_span == slot
+                    && *patient_id == patient().id
+                    && *patient_span == slot
+            },
+        )
+        .returning(|_, _, _, _, _, _| Ok(Vec::new()));
+    world.appointments.expect_active_for_practitioner().never();
+    world.appointments.expect_active_for_patient().never();
     world
         .appointments
         .expect_insert()
@@ -419,6 +439,69 @@ async fn open_hours_read_on_a_miss_are_cached_under_the_schedule_tag_only() {
         .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
         .await
         .expect("booked");
+}
+
+#[tokio::test]
+async fn the_patients_appointment_with_another_practitioner_is_a_patient_conflict() {
+    let mut elsewhere = existing("2026-12-01T08:15:00Z", 30);
+    elsewhere.patient_id = patient().id;
+    elsewhere.practitioner_id = PractitionerId::from_uuid(Uuid::from_u128(77));
+    let mut world = world(vec![elsewhere]);
+    world.appointments.expect_insert().never();
+    let (service, commits) = world.service();
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("the patient is busy");
+    assert!(
+        matches!(
+            &err,
+            ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::Overlap {
+                    party: OverlapParty::Patient,
+                    with: Some(with),
+                },
+                ..
+            }) if with.start() == at("2026-12-01T08:15:00Z")
+        ),
+        "{err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_appointment_of_both_parties_inside_the_buffer_only_is_the_practitioners_conflict() {
+    // 07:40-07:55 with the same practitioner and patient: inside House's 10-minute buffer
+    // before 08:00, but not overlapping the patient's 08:00-08:30.
+    let mut earlier = existing("2026-12-01T07:40:00Z", 15);
+    earlier.patient_id = patient().id;
+    let mut world = world(vec![earlier]);
+    world.practitioners.checkpoint();
+    world.practitioners.expect_get().returning(|_, _, _| {
+        Ok(Some(Practitioner {
+            buffer_minutes: 10,
+            ..practitioner()
+        }))
+    });
+    world.appointments.expect_insert().never();
+    let (service, _) = world.service();
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("inside the buffer");
+    assert!(
+        matches!(
+            &err,
+            ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::Overlap {
+                    party: OverlapParty::Practitioner,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -681,11 +764,8 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
         a.expect_get()
             .returning(move |_, _, _| Ok(Some(held.clone())));
         let busy = current.clone();
-        a.expect_active_for_practitioner()
-            .returning(move |_, _, _, _| Ok(vec![busy.clone()]));
-        let busy = current.clone();
-        a.expect_active_for_patient()
-            .returning(move |_, _, _, _| Ok(vec![busy.clone()]));
+        a.expect_active_for_parties()
+            .returning(move |_, _, _, _, _, _| Ok(vec![busy.clone()]));
         a
     };
     let mut seq = mockall::Sequence::new();

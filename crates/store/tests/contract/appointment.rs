@@ -291,12 +291,61 @@ pub async fn active_queries_skip_cancelled_deleted_and_touching_appointments(ctx
             .active_for_patient(&mut tx, clinic, ada.id, span((9, 45), (10, 1)))
             .await
             .unwrap(),
-        [booked, checked_in]
+        [booked.clone(), checked_in.clone()]
     );
     let nobody = PatientId::from_uuid(Uuid::now_v7());
     assert_eq!(
         ctx.store
             .active_for_patient(&mut tx, clinic, nobody, morning)
+            .await
+            .unwrap(),
+        []
+    );
+
+    // Both parties in one read: each side keeps its own span, every row comes once (Ada's
+    // appointment with House matches both sides), in start order.
+    assert_eq!(
+        ctx.store
+            .active_for_parties(&mut tx, clinic, house.id, morning, ada.id, morning)
+            .await
+            .unwrap(),
+        [in_progress.clone(), booked.clone(), checked_in.clone()]
+    );
+    // Wilson from 10:00 (his 10:00 appointment), Grace only from 10:00 (none): her 08:00 and
+    // 09:00 appointments lie outside her side's span, though inside Wilson's whole morning.
+    assert_eq!(
+        ctx.store
+            .active_for_parties(
+                &mut tx,
+                clinic,
+                wilson.id,
+                span((10, 0), (10, 30)),
+                grace.id,
+                span((10, 0), (12, 0))
+            )
+            .await
+            .unwrap(),
+        std::slice::from_ref(&checked_in)
+    );
+    // Half-open on both sides, and another clinic's parties are nobody's.
+    assert_eq!(
+        ctx.store
+            .active_for_parties(
+                &mut tx,
+                clinic,
+                house.id,
+                span((10, 0), (11, 0)),
+                grace.id,
+                span((9, 30), (10, 0))
+            )
+            .await
+            .unwrap(),
+        []
+    );
+    let other = ClinicId::from_uuid(Uuid::now_v7());
+    assert_eq!(
+        ctx.store
+            .active_for_parties(&mut tx, other, house.id, morning, ada.id, morning)
             .await
             .unwrap(),
         []
@@ -333,6 +382,13 @@ pub async fn the_longest_appointment_is_found_from_a_span_late_in_it(ctx: Ctx) {
     assert_eq!(
         ctx.store
             .active_for_patient(&mut tx, clinic, ada.id, last_minute)
+            .await
+            .unwrap(),
+        std::slice::from_ref(&day)
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_parties(&mut tx, clinic, house.id, last_minute, ada.id, last_minute)
             .await
             .unwrap(),
         std::slice::from_ref(&day)
