@@ -653,6 +653,12 @@ pub trait OutboxRepo: Send + Sync {
     /// caused it commits.
     async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError>;
 
+    /// Stores every message of `messages` in the caller's transaction, as
+    /// [`OutboxRepo::enqueue`] does for one, in one statement per few hundred messages (all the
+    /// messages of one use case at once). MUST return the error `enqueue` would for any of them
+    /// (the caller drops `tx`); nothing to store is no statement.
+    async fn enqueue_many(&self, tx: &mut Tx, messages: &[OutboxMessage]) -> Result<(), RepoError>;
+
     /// Claims up to `limit` pending messages due at `now` (any clinic: the dispatcher serves
     /// them all), the oldest due first, in one statement: each claimed message gets one more
     /// attempt and `next_attempt_at = lease_until`, and is returned as stored after that, in

@@ -122,9 +122,9 @@ async fn a_move_on_a_visit_long_over_corrects_the_record_and_announces_nothing()
         world.outbox.checkpoint();
         world
             .outbox
-            .expect_enqueue()
+            .expect_enqueue_many()
             .times(usize::from(announced))
-            .withf(|_, m| m.kind == clinicflow_domain::EventKind::NoShow)
+            .withf(|_, m| m.len() == 1 && m[0].kind == clinicflow_domain::EventKind::NoShow)
             .returning(|_, _| Ok(()));
         // Reminders are withdrawn either way.
         world
@@ -223,7 +223,7 @@ fn world(practitioner_busy: Vec<Appointment>) -> World {
                 .collect())
         },
     );
-    m.outbox.expect_enqueue().returning(|_, _| Ok(()));
+    m.outbox.expect_enqueue_many().returning(|_, _| Ok(()));
     m.outbox
         .expect_cancel_pending()
         .returning(|_, _, _, _| Ok(0));
@@ -1270,26 +1270,18 @@ async fn a_booking_writes_its_confirmation_and_the_reminders_still_ahead_in_its_
         .times(1)
         .returning(|_, _| Ok(()));
     world.outbox.checkpoint();
-    let mut seq = mockall::Sequence::new();
+    // One insert: the confirmation, then the reminders. Booked at 12:00 for 08:00 the next
+    // day: the 24-hour reminder is already past, the 2-hour one is not.
     world
         .outbox
-        .expect_enqueue()
+        .expect_enqueue_many()
         .times(1)
-        .in_sequence(&mut seq)
         .withf(|_, m| {
-            m.kind == clinicflow_domain::EventKind::BookingConfirmed
-                && m.payload.contains("\"event\":\"booking.confirmed\"")
-        })
-        .returning(|_, _| Ok(()));
-    // Booked at 12:00 for 08:00 the next day: the 24-hour reminder is already past, the 2-hour one is not.
-    world
-        .outbox
-        .expect_enqueue()
-        .times(1)
-        .in_sequence(&mut seq)
-        .withf(|_, m| {
-            m.kind == clinicflow_domain::EventKind::ReminderDue
-                && m.next_attempt_at == at("2026-12-01T06:00:00Z")
+            m.len() == 2
+                && m[0].kind == clinicflow_domain::EventKind::BookingConfirmed
+                && m[0].payload.contains("\"event\":\"booking.confirmed\"")
+                && m[1].kind == clinicflow_domain::EventKind::ReminderDue
+                && m[1].next_attempt_at == at("2026-12-01T06:00:00Z")
         })
         .returning(|_, _| Ok(()));
     let (service, commits) = world.service();
@@ -1309,7 +1301,7 @@ async fn a_visit_recorded_after_it_ended_is_not_announced() {
         .times(1)
         .returning(|_, _| Ok(()));
     world.outbox.checkpoint();
-    world.outbox.expect_enqueue().never();
+    world.outbox.expect_enqueue_many().never();
     let (service, commits) = world.service();
     // The clock says 2026-11-30 12:00; an admin records Tuesday 24 November's 08:00 visit.
     let mut input = request("2026-11-24T08:00:00Z");
@@ -1385,12 +1377,13 @@ async fn the_sweeper_marks_an_overdue_appointment_no_show_as_the_system_in_one_u
     world.outbox.checkpoint();
     world
         .outbox
-        .expect_enqueue()
+        .expect_enqueue_many()
         .times(1)
         .withf(move |_, m| {
-            m.kind == EventKind::NoShow
-                && m.appointment_id == Some(id)
-                && m.payload.contains("\"event\":\"appointment.no_show\"")
+            m.len() == 1
+                && m[0].kind == EventKind::NoShow
+                && m[0].appointment_id == Some(id)
+                && m[0].payload.contains("\"event\":\"appointment.no_show\"")
         })
         .returning(|_, _| Ok(()));
     // Its reminders are withdrawn with it.
@@ -1503,7 +1496,7 @@ async fn the_sweeper_asks_only_for_appointments_whose_grace_is_over() {
     world.audit.checkpoint();
     world.audit.expect_append().never();
     world.outbox.checkpoint();
-    world.outbox.expect_enqueue().never();
+    world.outbox.expect_enqueue_many().never();
     let (service, commits) = world.service();
     let report = service
         .sweep_no_shows(10, Duration::hours(24))
@@ -1533,9 +1526,9 @@ async fn an_appointment_changed_while_being_marked_is_skipped_and_the_sweep_goes
     world.outbox.checkpoint();
     world
         .outbox
-        .expect_enqueue()
+        .expect_enqueue_many()
         .times(1)
-        .withf(move |_, m| m.appointment_id == Some(next_id))
+        .withf(move |_, m| m.len() == 1 && m[0].appointment_id == Some(next_id))
         .returning(|_, _| Ok(()));
     world
         .outbox
@@ -1588,7 +1581,7 @@ async fn an_appointment_missed_long_ago_is_marked_without_telling_anyone() {
         .withf(move |_, a, _| a.id == id && a.status == AppointmentStatus::NoShow)
         .returning(|_, _, _| Ok(()));
     world.outbox.checkpoint();
-    world.outbox.expect_enqueue().never();
+    world.outbox.expect_enqueue_many().never();
     world
         .outbox
         .expect_cancel_pending()
@@ -1836,7 +1829,7 @@ async fn a_replayed_key_writes_nothing_and_a_reused_one_is_refused() {
         world.appointments.expect_insert().never();
         world.idempotency.expect_answer().never();
         world.outbox.checkpoint();
-        world.outbox.expect_enqueue().never();
+        world.outbox.expect_enqueue_many().never();
         world.audit.checkpoint();
         let patient = shown.patient_id;
         world

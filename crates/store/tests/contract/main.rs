@@ -136,6 +136,7 @@ contract_tests! {
     encounter::recently_ended_encounters_are_newest_first_and_filter_by_practitioner,
     encounter::another_clinic_can_neither_see_nor_change_encounters,
     outbox::an_outbox_message_reads_back_with_every_field,
+    outbox::messages_enqueued_together_read_back_as_enqueued_one_by_one,
     outbox::due_pending_messages_are_claimed_oldest_due_first_up_to_the_limit,
     outbox::recording_writes_the_delivery_state,
     outbox::recording_all_writes_each_messages_delivery_state_in_one_call,
