@@ -28,6 +28,7 @@ mod m20261201_000010_idempotency_keys;
 mod m20261203_000011_user_versions;
 mod m20261203_000012_lifecycle;
 mod m20261203_000013_clinic_versions;
+mod m20261204_000015_appointment_indexes;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_user_versions::Migration),
             Box::new(m20261203_000012_lifecycle::Migration),
             Box::new(m20261203_000013_clinic_versions::Migration),
+            Box::new(m20261204_000015_appointment_indexes::Migration),
         ]
     }
 }

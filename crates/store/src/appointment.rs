@@ -16,6 +16,7 @@ use clinicflow_domain::{
     PatientId, PractitionerId, UserId,
 };
 use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx, practitioner_tag};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
@@ -204,6 +205,11 @@ fn active_for_parties(
         .order_by_asc(appointment::Column::Id)
 }
 
+/// The statuses of an appointment nobody checked in for, written into the SQL as the partial
+/// index `appointments_unattended_idx` is (migration 15): a bound parameter in their place
+/// would hide from the planner that the index applies.
+const UNATTENDED: &str = "\"appointments\".\"status\" IN ('booked', 'confirmed')";
+
 /// Up to `limit` live appointments of the clinic that nobody checked in for although they
 /// started before `started_before`, oldest first, locked on PostgreSQL so that concurrent
 /// sweepers skip them.
@@ -213,14 +219,80 @@ fn overdue_unattended(
     limit: u32,
     backend: Backend,
 ) -> sea_orm::Select<appointment::Entity> {
-    let unattended = [AppointmentStatus::Booked, AppointmentStatus::Confirmed].map(|s| s.as_str());
     let query = live(clinic)
-        .filter(appointment::Column::Status.is_in(unattended))
+        .filter(Expr::cust(UNATTENDED))
         .filter(appointment::Column::StartsAt.lt(not_before(started_before)))
         .order_by_asc(appointment::Column::StartsAt)
         .order_by_asc(appointment::Column::Id)
         .limit(u64::from(limit));
     skip_locked(backend, query)
+}
+
+/// The reads of `appointments` that an index must serve on PostgreSQL, each with what it is
+/// and that index, built by the functions the repository runs (for the contract suite's
+/// EXPLAIN of each index, `testing::appointment_index_reads`).
+#[cfg(feature = "testing")]
+pub(crate) fn indexed_reads(
+    clinic: ClinicId,
+    practitioner: PractitionerId,
+    patient: PatientId,
+    at: DateTime<Utc>,
+) -> Vec<(&'static str, &'static str, Statement)> {
+    use sea_orm::QueryTrait as _;
+    let pg = |query: sea_orm::Select<appointment::Entity>| query.build(DbBackend::Postgres);
+    let slot = Interval::starting_at(at, chrono::Duration::minutes(30)).expect("30 minutes");
+    let overlaps = pg(active_for_parties(
+        clinic,
+        practitioner,
+        slot,
+        patient,
+        slot,
+    ));
+    // A list page as `list_after` reads it: 50 rows and one more to know of a next page.
+    let page = |filter: AppointmentFilter| pg(in_list_order(filtered(clinic, &filter)).limit(51));
+    vec![
+        (
+            "a booking's overlaps, the practitioner's side",
+            "appointments_clinic_id_practitioner_id_starts_at_idx",
+            overlaps.clone(),
+        ),
+        (
+            "a booking's overlaps, the patient's side",
+            "appointments_clinic_id_patient_id_starts_at_idx",
+            overlaps,
+        ),
+        (
+            "a practitioner's appointments from a day on",
+            "appointments_clinic_id_practitioner_id_starts_at_idx",
+            page(AppointmentFilter {
+                practitioner_id: Some(practitioner),
+                from: Some(at),
+                ..AppointmentFilter::default()
+            }),
+        ),
+        (
+            "a patient's appointments",
+            "appointments_clinic_id_patient_id_starts_at_idx",
+            page(AppointmentFilter {
+                patient_id: Some(patient),
+                ..AppointmentFilter::default()
+            }),
+        ),
+        (
+            "the clinic's appointments of a day",
+            "appointments_clinic_id_starts_at_idx",
+            page(AppointmentFilter {
+                from: Some(at),
+                to: Some(at + chrono::Duration::days(1)),
+                ..AppointmentFilter::default()
+            }),
+        ),
+        (
+            "the no-show sweeper's overdue appointments",
+            "appointments_unattended_idx",
+            overdue_unattended(clinic, at, 25, Backend::Postgres).build(DbBackend::Postgres),
+        ),
+    ]
 }
 
 #[async_trait]
@@ -425,6 +497,19 @@ mod tests {
     }
 
     #[test]
+    fn the_unattended_statuses_are_booked_and_confirmed() {
+        use clinicflow_domain::AppointmentStatus::{Booked, Confirmed};
+        assert_eq!(
+            super::UNATTENDED,
+            format!(
+                r#""appointments"."status" IN ('{}', '{}')"#,
+                Booked.as_str(),
+                Confirmed.as_str()
+            )
+        );
+    }
+
+    #[test]
     fn overdue_appointments_are_claimed_with_skip_locked_on_postgres_only() {
         let postgres = sql(Backend::Postgres, DbBackend::Postgres);
         assert!(
@@ -437,6 +522,7 @@ mod tests {
         assert!(sqlite.ends_with(r#""id" ASC LIMIT 25"#), "{sqlite}");
         assert!(
             sqlite.contains(r#""appointments"."status" IN ('booked', 'confirmed')"#)
+                && postgres.contains(r#""appointments"."status" IN ('booked', 'confirmed')"#)
                 && sqlite.contains(r#""appointments"."deleted_at" IS NULL"#),
             "{sqlite}"
         );
