@@ -310,18 +310,20 @@ impl AppointmentRepo for Store {
         }
         // Always the practitioner first, then the patient: one order, so no two bookings wait
         // on each other. Ids are random v7 UUIDs; a shared key only serializes two bookings
-        // more than needed, it never lets one through.
-        for id in [practitioner.as_uuid(), patient.as_uuid()] {
-            let key = i64::from_le_bytes(id.as_bytes()[8..].try_into().expect("8 bytes"));
-            db(tx)
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock($1)",
-                    [key.into()],
-                ))
-                .await
-                .map_err(repo_error)?;
-        }
+        // more than needed, it never lets one through. Both locks in one round trip: the
+        // function scan of `unnest` yields the keys in array order and each row's lock is
+        // taken as that row is produced, so the patient's lock is asked for only once the
+        // practitioner's is held, as with two statements.
+        let [first, second] = [practitioner.as_uuid(), patient.as_uuid()]
+            .map(|id| i64::from_le_bytes(id.as_bytes()[8..].try_into().expect("8 bytes")));
+        db(tx)
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(ARRAY[$1, $2]::bigint[]) AS k",
+                [first.into(), second.into()],
+            ))
+            .await
+            .map_err(repo_error)?;
         Ok(())
     }
 

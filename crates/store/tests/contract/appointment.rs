@@ -605,6 +605,60 @@ pub async fn a_party_lock_holds_other_bookings_of_that_party_until_the_transacti
         .unwrap();
 }
 
+pub async fn a_booking_holds_both_party_locks_and_takes_the_practitioners_first(ctx: Ctx) {
+    if ctx.backend() != Backend::Postgres {
+        // SQLite's single writer keeps every other booking out at `begin`.
+        return;
+    }
+    let clinic = ctx.clinic("A").await;
+    let [house, wilson, cuddy] = [
+        ctx.practitioner(clinic, "Gregory", "House").await,
+        ctx.practitioner(clinic, "James", "Wilson").await,
+        ctx.practitioner(clinic, "Lisa", "Cuddy").await,
+    ];
+    let (ada, bob) = (
+        ctx.patient(clinic, "Ada", "Lovelace").await,
+        ctx.patient(clinic, "Bob", "Builder").await,
+    );
+    let store = Arc::new(ctx.store.clone());
+    let book = |practitioner, patient| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut tx = store.begin(TxMode::Write).await?;
+            store
+                .lock_parties(&mut tx, clinic, practitioner, patient)
+                .await?;
+            tx.commit().await
+        })
+    };
+    let mut holder = store.begin(TxMode::Write).await.unwrap();
+    store
+        .lock_parties(&mut holder, clinic, house.id, ada.id)
+        .await
+        .unwrap();
+    // The patient's lock is held too: Ada with Wilson waits.
+    let ada_elsewhere = book(wilson.id, ada.id);
+    await_lock_waiters(&ctx.db.url, 1, std::time::Duration::from_secs(10)).await;
+    // House with Bob waits for House before it asks for Bob ...
+    let house_again = book(house.id, bob.id);
+    await_lock_waiters(&ctx.db.url, 2, std::time::Duration::from_secs(10)).await;
+    // ... so Bob with Cuddy is not held up by that waiter.
+    tokio::time::timeout(std::time::Duration::from_secs(10), book(cuddy.id, bob.id))
+        .await
+        .expect("Bob's lock is free while his booking with House waits for House")
+        .unwrap()
+        .unwrap();
+    assert!(!ada_elsewhere.is_finished() && !house_again.is_finished());
+    holder.commit().await.unwrap();
+    for waiter in [ada_elsewhere, house_again] {
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiters go on once the holder commits")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 pub async fn overdue_unattended_appointments_are_booked_or_confirmed_and_started_before_the_bound(
     ctx: Ctx,
 ) {

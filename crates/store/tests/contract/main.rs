@@ -104,6 +104,7 @@ contract_tests! {
     appointment::appointment_overlap_is_rejected,
     appointment::concurrent_bookings_leave_exactly_one_active,
     appointment::a_party_lock_holds_other_bookings_of_that_party_until_the_transaction_ends,
+    appointment::a_booking_holds_both_party_locks_and_takes_the_practitioners_first,
     appointment::overdue_unattended_appointments_are_booked_or_confirmed_and_started_before_the_bound,
     appointment::concurrent_sweepers_take_each_overdue_appointment_once,
     appointment::a_no_show_audited_as_the_system_reads_back,
