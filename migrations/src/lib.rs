@@ -29,6 +29,7 @@ mod m20261203_000011_user_versions;
 mod m20261203_000012_lifecycle;
 mod m20261203_000013_clinic_versions;
 mod m20261204_000014_patient_search_index;
+mod m20261204_000015_appointment_indexes;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_lifecycle::Migration),
             Box::new(m20261203_000013_clinic_versions::Migration),
             Box::new(m20261204_000014_patient_search_index::Migration),
+            Box::new(m20261204_000015_appointment_indexes::Migration),
         ]
     }
 }

@@ -46,7 +46,9 @@ pub use patient::{BirthDate, EmergencyContact, Insurance, Patient, PersonName, S
 pub use permission::Permission;
 pub use practitioner::Practitioner;
 pub use queue::{DeadlineRule, QueueEntry, QueueSettings, QueueStatus, TriageCategory};
-pub use schedule::{Availability, ExceptionKind, Schedule, ScheduleException, WeeklyRule};
+pub use schedule::{
+    Availability, ExceptionKind, OpenHours, Schedule, ScheduleException, WeeklyRule,
+};
 pub use token::{RefreshToken, RefreshVerdict};
 pub use user::{Actor, LockoutPolicy, Role, User};
 pub use webhook::{Endpoint, IpNetwork, WebhookEndpoint, WebhookPolicy, WebhookSecret, WebhookUrl};

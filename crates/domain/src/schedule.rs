@@ -256,6 +256,24 @@ pub struct Availability<'a> {
     pub default_slot_minutes: u32,
 }
 
+/// Working time and time off of one practitioner around a few local dates, each merged into
+/// sorted disjoint intervals; see [`Availability::open_hours`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenHours {
+    /// Working time (weekly rules and extra hours), time off not yet removed.
+    pub working: Vec<Interval>,
+    /// Time off.
+    pub time_off: Vec<Interval>,
+}
+
+impl OpenHours {
+    /// Whether `interval` lies wholly inside working time and touches no time off.
+    pub fn covers(&self, interval: &Interval) -> bool {
+        self.working.iter().any(|w| w.contains(interval))
+            && !self.time_off.iter().any(|off| off.overlaps(interval))
+    }
+}
+
 /// One stretch of working time with its slot length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Window {
@@ -325,17 +343,34 @@ impl Availability<'_> {
 
     /// Whether `interval` lies wholly inside working time and touches no time off.
     pub fn covers(&self, interval: &Interval) -> bool {
+        let (first, last) = self.local_dates(interval);
+        self.open_hours(first, last).covers(interval)
+    }
+
+    /// The first and last local date `interval` touches in the clinic's zone: the dates
+    /// [`Availability::open_hours`] needs to answer [`OpenHours::covers`] for it.
+    pub fn local_dates(&self, interval: &Interval) -> (NaiveDate, NaiveDate) {
         let tz = self.time_zone.tz();
-        let from = interval.start().with_timezone(&tz).date_naive() - Duration::days(1);
-        let to = interval.end().with_timezone(&tz).date_naive() + Duration::days(2);
+        (
+            interval.start().with_timezone(&tz).date_naive(),
+            interval.end().with_timezone(&tz).date_naive(),
+        )
+    }
+
+    /// Working time and time off around local dates `first..=last` (with a day on each side,
+    /// for windows that cross midnight): all [`Availability::covers`] needs for an interval on
+    /// those dates, small enough to be cached and checked without the schedule.
+    pub fn open_hours(&self, first: NaiveDate, last: NaiveDate) -> OpenHours {
         let working = merge(
-            self.windows(from, to)
+            self.windows(first - Duration::days(1), last + Duration::days(2))
                 .into_iter()
                 .map(|w| w.interval)
                 .collect(),
         );
-        working.iter().any(|w| w.contains(interval))
-            && !self.time_off().any(|off| off.overlaps(interval))
+        OpenHours {
+            working,
+            time_off: merge(self.time_off().copied().collect()),
+        }
     }
 
     /// Free slots starting on local dates `from..to` (end exclusive), sorted and without duplicates.
@@ -666,6 +701,46 @@ mod tests {
         );
         assert!(a.covers(&Interval::starting_at(start, Duration::minutes(60)).expect("valid")));
         assert!(!a.covers(&Interval::starting_at(start, Duration::minutes(61)).expect("valid")));
+    }
+
+    #[test]
+    fn open_hours_of_an_intervals_dates_answer_as_the_whole_schedule_does() {
+        let s = every_day(t(9, 0), t(12, 0), 30);
+        let at = |day: u32, h: u32, m: u32| d(2026, 12, day).and_time(t(h, m)).and_utc();
+        let exceptions = [ScheduleException {
+            id: crate::ScheduleExceptionId::from_uuid(uuid::Uuid::nil()),
+            kind: ExceptionKind::TimeOff,
+            interval: Interval::new(at(2, 9, 0), at(2, 10, 0)).expect("valid"),
+            reason: None,
+        }];
+        let a = Availability {
+            schedule: &s,
+            exceptions: &exceptions,
+            time_zone: berlin(),
+            default_slot_minutes: 30,
+        };
+        for (day, h, m, minutes) in [
+            (1, 8, 0, 180),
+            (1, 10, 45, 30),
+            (2, 8, 0, 60),
+            (2, 9, 30, 60),
+            (2, 10, 0, 60),
+            (3, 7, 30, 60),
+        ] {
+            let interval =
+                Interval::starting_at(at(day, h, m), Duration::minutes(minutes)).expect("valid");
+            let (first, last) = a.local_dates(&interval);
+            assert_eq!(
+                a.open_hours(first, last).covers(&interval),
+                a.covers(&interval),
+                "{interval:?}"
+            );
+        }
+        let (first, last) = a.local_dates(&Interval::new(at(2, 8, 0), at(2, 9, 0)).expect("valid"));
+        let hours = a.open_hours(first, last);
+        assert_eq!(hours.time_off, vec![exceptions[0].interval]);
+        assert!(hours.covers(&Interval::new(at(2, 8, 0), at(2, 9, 0)).expect("valid")));
+        assert!(!hours.covers(&Interval::new(at(2, 8, 30), at(2, 9, 30)).expect("valid")));
     }
 
     #[test]

@@ -40,3 +40,11 @@ pub trait Cache: Send + Sync {
 pub fn practitioner_tag(id: clinicflow_domain::PractitionerId) -> String {
     format!("practitioner:{id}")
 }
+
+/// The tag of every cached value derived from a practitioner's schedule and time off alone,
+/// not from their appointments (the open hours a booking is checked against). Schedule and
+/// time-off writes touch it beside [`practitioner_tag`]; bookings do not, so a booking leaves
+/// the open hours the next booking reads cached.
+pub fn schedule_tag(id: clinicflow_domain::PractitionerId) -> String {
+    format!("schedule:{id}")
+}

@@ -18,7 +18,7 @@ pub mod stats;
 pub mod timing;
 pub mod transaction;
 
-pub use cache::{Cache, TagStamp, practitioner_tag};
+pub use cache::{Cache, TagStamp, practitioner_tag, schedule_tag};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, OverlapParty, RepoError};
 pub use events::{EventBus, EventStream};

@@ -376,6 +376,20 @@ pub trait AppointmentRepo: Send + Sync {
         span: Interval,
     ) -> Result<Vec<Appointment>, RepoError>;
 
+    /// The booking check's overlaps in one read: active, non-deleted appointments of the
+    /// practitioner that overlap `practitioner_span` and those of the patient that overlap
+    /// `patient_span`, each once (an appointment of both parties may satisfy either), ordered
+    /// by start, then id.
+    async fn active_for_parties(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        practitioner_span: Interval,
+        patient: PatientId,
+        patient_span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError>;
+
     /// One page of the clinic's appointments, ordered by start, then id.
     async fn list(
         &self,
@@ -644,6 +658,12 @@ pub trait OutboxRepo: Send + Sync {
     /// Stores a message in the caller's transaction, so it exists exactly when the change that
     /// caused it commits.
     async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError>;
+
+    /// Stores every message of `messages` in the caller's transaction, as
+    /// [`OutboxRepo::enqueue`] does for one, in one statement per few hundred messages (all the
+    /// messages of one use case at once). MUST return the error `enqueue` would for any of them
+    /// (the caller drops `tx`); nothing to store is no statement.
+    async fn enqueue_many(&self, tx: &mut Tx, messages: &[OutboxMessage]) -> Result<(), RepoError>;
 
     /// Claims up to `limit` pending messages due at `now` (any clinic: the dispatcher serves
     /// them all), the oldest due first, in one statement: each claimed message gets one more

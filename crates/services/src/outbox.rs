@@ -125,30 +125,24 @@ pub(crate) async fn announce_appointment(
     if kind == EventKind::BookingConfirmed && appointment.interval.end() <= now {
         return Ok(());
     }
-    ports
-        .outbox
-        .enqueue(tx, &message(kind, appointment, now, now, None))
-        .await?;
-    match kind {
-        EventKind::BookingConfirmed => {
-            let clinic = crate::clinic::clinic_settings(ports, tx, appointment.clinic_id).await?;
-            for at in clinic
+    // The event and the reminders it schedules go in one insert.
+    let mut messages = vec![message(kind, appointment, now, now, None)];
+    if kind == EventKind::BookingConfirmed {
+        let clinic = crate::clinic::clinic_settings(ports, tx, appointment.clinic_id).await?;
+        messages.extend(
+            clinic
                 .reminders
                 .due_times(appointment.interval.start(), now)
-            {
-                ports
-                    .outbox
-                    .enqueue(
-                        tx,
-                        &message(EventKind::ReminderDue, appointment, at, now, Some(at)),
-                    )
-                    .await?;
-            }
-        }
+                .into_iter()
+                .map(|at| message(EventKind::ReminderDue, appointment, at, now, Some(at))),
+        );
+    }
+    ports.outbox.enqueue_many(tx, &messages).await?;
+    match kind {
         EventKind::BookingCancelled | EventKind::BookingRescheduled | EventKind::NoShow => {
             withdraw_reminders(ports, tx, appointment).await?;
         }
-        EventKind::ReminderDue | EventKind::PatientCalled => {}
+        EventKind::BookingConfirmed | EventKind::ReminderDue | EventKind::PatientCalled => {}
     }
     Ok(())
 }

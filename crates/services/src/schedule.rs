@@ -3,10 +3,10 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clinicflow_domain::schedule::{ExceptionKind, check_range, parse_weekday, utc_span};
 use clinicflow_domain::{
-    Actor, Availability, Clinic, Interval, Permission, Practitioner, PractitionerId, Schedule,
-    ScheduleException, ScheduleExceptionId, WeeklyRule,
+    Actor, Availability, Clinic, Interval, OpenHours, Permission, Practitioner, PractitionerId,
+    Schedule, ScheduleException, ScheduleExceptionId, WeeklyRule,
 };
-use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag};
+use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag, schedule_tag};
 use futures::{StreamExt as _, TryStreamExt as _};
 use uuid::Uuid;
 
@@ -177,6 +177,96 @@ pub(crate) async fn next_free_slots(
         .filter(|s| s.start() >= after)
         .take(NEXT_SLOTS)
         .collect())
+}
+
+/// How long a practitioner's open hours stay cached; a schedule or time-off change of theirs
+/// makes them stale at once, so this only bounds what unused entries cost.
+const OPEN_HOURS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The practitioner's open hours on the local dates `interval` touches, from the cache when it
+/// has them, else read in `tx` (and cached).
+///
+/// The booking rules check a new appointment against these instead of reading the schedule
+/// and time off inside the booking's transaction. Their cache entry is tied to
+/// [`schedule_tag`], which only schedule and time-off writes touch, so bookings do not evict
+/// it. A schedule change is invalidated after it commits, so a booking running in between may
+/// still see the old hours: that is a business rule applied a moment late, never an overlap,
+/// which the exclusion constraints (PostgreSQL) and the serialized overlap check (SQLite)
+/// keep out on their own. See docs/adr/0006-booking-reads-open-hours-from-the-cache.md.
+pub(crate) async fn open_hours(
+    ports: &Ports,
+    tx: &mut Tx,
+    clinic: &Clinic,
+    practitioner: &Practitioner,
+    interval: &Interval,
+) -> Result<OpenHours, ServiceError> {
+    let first = clinic.local_date(interval.start());
+    let last = clinic.local_date(interval.end());
+    // The zone is part of the key: a clinic that moves zones finds none of its old hours.
+    let key = format!(
+        "open-hours:{}:{}:{}:{first}:{last}",
+        clinic.id,
+        practitioner.id,
+        clinic.time_zone.name()
+    );
+    if let Some(hours) = ports
+        .cache
+        .get(&key)
+        .await
+        .and_then(|b| decode_open_hours(&b))
+    {
+        return Ok(hours);
+    }
+    let load = async {
+        let schedule = ports
+            .schedules
+            .get(tx, clinic.id, practitioner.id)
+            .await?
+            .unwrap_or_else(|| Schedule::empty(NaiveDate::MIN));
+        let exceptions = ports
+            .schedules
+            .exceptions_overlapping(
+                tx,
+                clinic.id,
+                practitioner.id,
+                utc_span(first, last + Duration::days(1)),
+            )
+            .await?;
+        let availability = Availability {
+            schedule: &schedule,
+            exceptions: &exceptions,
+            time_zone: clinic.time_zone,
+            default_slot_minutes: practitioner.slot_minutes,
+        };
+        Ok(availability.open_hours(first, last))
+    };
+    let tags = [schedule_tag(practitioner.id)];
+    crate::cached::load_tagged(ports, &key, &tags, OPEN_HOURS_TTL, encode_open_hours, load).await
+}
+
+/// Open hours as the number of working intervals (4 bytes), then the working intervals and
+/// the time off, as [`encode_slots`] writes them.
+pub(crate) fn encode_open_hours(hours: &OpenHours) -> Vec<u8> {
+    let count = u32::try_from(hours.working.len()).unwrap_or(u32::MAX);
+    let mut out = count.to_le_bytes().to_vec();
+    out.extend(encode_slots(&hours.working));
+    out.extend(encode_slots(&hours.time_off));
+    out
+}
+
+fn decode_open_hours(bytes: &[u8]) -> Option<OpenHours> {
+    let (count, rest) = bytes.split_first_chunk::<4>()?;
+    let split = usize::try_from(u32::from_le_bytes(*count))
+        .ok()?
+        .checked_mul(16)?;
+    if split > rest.len() {
+        return None;
+    }
+    let (working, time_off) = rest.split_at(split);
+    Some(OpenHours {
+        working: decode_slots(working)?,
+        time_off: decode_slots(time_off)?,
+    })
 }
 
 /// How long a practitioner's free slots stay cached; any booking, status change, schedule or
@@ -617,6 +707,22 @@ mod slot_cache_tests {
         assert_eq!(decode_slots(&encode_slots(&slots)), Some(slots));
         assert_eq!(decode_slots(&[1, 2, 3]), None);
         assert_eq!(decode_slots(&[]), Some(Vec::new()));
+    }
+
+    #[test]
+    fn cached_open_hours_decode_to_what_was_encoded_and_a_short_entry_to_nothing() {
+        let start = DateTime::from_timestamp_micros(1_764_576_000_123_456).expect("valid");
+        let hour = |h: i64| {
+            Interval::starting_at(start + Duration::hours(h), Duration::hours(1)).expect("valid")
+        };
+        let hours = OpenHours {
+            working: vec![hour(0), hour(2)],
+            time_off: vec![hour(5)],
+        };
+        let bytes = encode_open_hours(&hours);
+        assert_eq!(decode_open_hours(&bytes), Some(hours));
+        assert_eq!(decode_open_hours(&bytes[..20]), None);
+        assert_eq!(decode_open_hours(&[9, 0, 0, 0]), None);
     }
 }
 

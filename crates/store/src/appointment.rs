@@ -16,6 +16,7 @@ use clinicflow_domain::{
     PatientId, PractitionerId, UserId,
 };
 use clinicflow_ports::{AppointmentFilter, AppointmentRepo, RepoError, Tx, practitioner_tag};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
@@ -138,11 +139,6 @@ fn following(key: &AppointmentKey) -> Condition {
 }
 
 /// Live appointments in an active status that overlap `span`, ordered by start.
-///
-/// The lower bound on the start adds nothing logically (an appointment starting more than
-/// [`longest`] before the span has ended before it), but it turns the index scan on
-/// `(clinic, practitioner or patient, starts_at)` into a short range instead of a walk
-/// through all of that practitioner's history.
 fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appointment::Entity> {
     let active = AppointmentStatus::ALL
         .into_iter()
@@ -150,12 +146,69 @@ fn active_overlapping(clinic: ClinicId, span: Interval) -> sea_orm::Select<appoi
         .map(|s| s.as_str());
     live(clinic)
         .filter(appointment::Column::Status.is_in(active))
-        .filter(appointment::Column::StartsAt.lt(not_before(span.end())))
-        .filter(appointment::Column::StartsAt.gt(instant(span.start()) - longest()))
-        .filter(appointment::Column::EndsAt.gt(instant(span.start())))
+        .filter(overlapping(span))
         .order_by_asc(appointment::Column::StartsAt)
         .order_by_asc(appointment::Column::Id)
 }
+
+/// Rows whose `[starts_at, ends_at)` overlaps `span`.
+///
+/// The lower bound on the start adds nothing logically (an appointment starting more than
+/// [`longest`] before the span has ended before it), but it turns the index scan on
+/// `(clinic, practitioner or patient, starts_at)` into a short range instead of a walk
+/// through all of that practitioner's history.
+fn overlapping(span: Interval) -> Condition {
+    Condition::all()
+        .add(appointment::Column::StartsAt.lt(not_before(span.end())))
+        .add(appointment::Column::StartsAt.gt(instant(span.start()) - longest()))
+        .add(appointment::Column::EndsAt.gt(instant(span.start())))
+}
+
+/// The booking check's one overlap read: the practitioner's active appointments overlapping
+/// `practitioner_span` or the patient's overlapping `patient_span`. Each side of the `OR`
+/// names its party and its bounded start range, so PostgreSQL serves each with its own index
+/// range (`(clinic_id, practitioner_id, starts_at)`, `(clinic_id, patient_id, starts_at)`)
+/// and ORs the two bitmaps.
+fn active_for_parties(
+    clinic: ClinicId,
+    practitioner: PractitionerId,
+    practitioner_span: Interval,
+    patient: PatientId,
+    patient_span: Interval,
+) -> sea_orm::Select<appointment::Entity> {
+    let party = |column: appointment::Column, id: uuid::Uuid, span: Interval| {
+        Condition::all()
+            .add(appointment::Column::ClinicId.eq(clinic.as_uuid()))
+            .add(column.eq(id))
+            .add(overlapping(span))
+    };
+    let active = AppointmentStatus::ALL
+        .into_iter()
+        .filter(AppointmentStatus::is_active)
+        .map(|s| s.as_str());
+    live(clinic)
+        .filter(appointment::Column::Status.is_in(active))
+        .filter(
+            Condition::any()
+                .add(party(
+                    appointment::Column::PractitionerId,
+                    practitioner.as_uuid(),
+                    practitioner_span,
+                ))
+                .add(party(
+                    appointment::Column::PatientId,
+                    patient.as_uuid(),
+                    patient_span,
+                )),
+        )
+        .order_by_asc(appointment::Column::StartsAt)
+        .order_by_asc(appointment::Column::Id)
+}
+
+/// The statuses of an appointment nobody checked in for, written into the SQL as the partial
+/// index `appointments_unattended_idx` is (migration 15): a bound parameter in their place
+/// would hide from the planner that the index applies.
+const UNATTENDED: &str = "\"appointments\".\"status\" IN ('booked', 'confirmed')";
 
 /// Up to `limit` live appointments of the clinic that nobody checked in for although they
 /// started before `started_before`, oldest first, locked on PostgreSQL so that concurrent
@@ -166,14 +219,80 @@ fn overdue_unattended(
     limit: u32,
     backend: Backend,
 ) -> sea_orm::Select<appointment::Entity> {
-    let unattended = [AppointmentStatus::Booked, AppointmentStatus::Confirmed].map(|s| s.as_str());
     let query = live(clinic)
-        .filter(appointment::Column::Status.is_in(unattended))
+        .filter(Expr::cust(UNATTENDED))
         .filter(appointment::Column::StartsAt.lt(not_before(started_before)))
         .order_by_asc(appointment::Column::StartsAt)
         .order_by_asc(appointment::Column::Id)
         .limit(u64::from(limit));
     skip_locked(backend, query)
+}
+
+/// The reads of `appointments` that an index must serve on PostgreSQL, each with what it is
+/// and that index, built by the functions the repository runs (for the contract suite's
+/// EXPLAIN of each index, `testing::appointment_index_reads`).
+#[cfg(feature = "testing")]
+pub(crate) fn indexed_reads(
+    clinic: ClinicId,
+    practitioner: PractitionerId,
+    patient: PatientId,
+    at: DateTime<Utc>,
+) -> Vec<(&'static str, &'static str, Statement)> {
+    use sea_orm::QueryTrait as _;
+    let pg = |query: sea_orm::Select<appointment::Entity>| query.build(DbBackend::Postgres);
+    let slot = Interval::starting_at(at, chrono::Duration::minutes(30)).expect("30 minutes");
+    let overlaps = pg(active_for_parties(
+        clinic,
+        practitioner,
+        slot,
+        patient,
+        slot,
+    ));
+    // A list page as `list_after` reads it: 50 rows and one more to know of a next page.
+    let page = |filter: AppointmentFilter| pg(in_list_order(filtered(clinic, &filter)).limit(51));
+    vec![
+        (
+            "a booking's overlaps, the practitioner's side",
+            "appointments_clinic_id_practitioner_id_starts_at_idx",
+            overlaps.clone(),
+        ),
+        (
+            "a booking's overlaps, the patient's side",
+            "appointments_clinic_id_patient_id_starts_at_idx",
+            overlaps,
+        ),
+        (
+            "a practitioner's appointments from a day on",
+            "appointments_clinic_id_practitioner_id_starts_at_idx",
+            page(AppointmentFilter {
+                practitioner_id: Some(practitioner),
+                from: Some(at),
+                ..AppointmentFilter::default()
+            }),
+        ),
+        (
+            "a patient's appointments",
+            "appointments_clinic_id_patient_id_starts_at_idx",
+            page(AppointmentFilter {
+                patient_id: Some(patient),
+                ..AppointmentFilter::default()
+            }),
+        ),
+        (
+            "the clinic's appointments of a day",
+            "appointments_clinic_id_starts_at_idx",
+            page(AppointmentFilter {
+                from: Some(at),
+                to: Some(at + chrono::Duration::days(1)),
+                ..AppointmentFilter::default()
+            }),
+        ),
+        (
+            "the no-show sweeper's overdue appointments",
+            "appointments_unattended_idx",
+            overdue_unattended(clinic, at, 25, Backend::Postgres).build(DbBackend::Postgres),
+        ),
+    ]
 }
 
 #[async_trait]
@@ -191,18 +310,20 @@ impl AppointmentRepo for Store {
         }
         // Always the practitioner first, then the patient: one order, so no two bookings wait
         // on each other. Ids are random v7 UUIDs; a shared key only serializes two bookings
-        // more than needed, it never lets one through.
-        for id in [practitioner.as_uuid(), patient.as_uuid()] {
-            let key = i64::from_le_bytes(id.as_bytes()[8..].try_into().expect("8 bytes"));
-            db(tx)
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock($1)",
-                    [key.into()],
-                ))
-                .await
-                .map_err(repo_error)?;
-        }
+        // more than needed, it never lets one through. Both locks in one round trip: the
+        // function scan of `unnest` yields the keys in array order and each row's lock is
+        // taken as that row is produced, so the patient's lock is asked for only once the
+        // practitioner's is held, as with two statements.
+        let [first, second] = [practitioner.as_uuid(), patient.as_uuid()]
+            .map(|id| i64::from_le_bytes(id.as_bytes()[8..].try_into().expect("8 bytes")));
+        db(tx)
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(ARRAY[$1, $2]::bigint[]) AS k",
+                [first.into(), second.into()],
+            ))
+            .await
+            .map_err(repo_error)?;
         Ok(())
     }
 
@@ -293,6 +414,25 @@ impl AppointmentRepo for Store {
         all_parsed(tx, query, to_domain).await
     }
 
+    async fn active_for_parties(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        practitioner: PractitionerId,
+        practitioner_span: Interval,
+        patient: PatientId,
+        patient_span: Interval,
+    ) -> Result<Vec<Appointment>, RepoError> {
+        let query = active_for_parties(
+            clinic,
+            practitioner,
+            practitioner_span,
+            patient,
+            patient_span,
+        );
+        all_parsed(tx, query, to_domain).await
+    }
+
     async fn list(
         &self,
         tx: &mut Tx,
@@ -359,6 +499,19 @@ mod tests {
     }
 
     #[test]
+    fn the_unattended_statuses_are_booked_and_confirmed() {
+        use clinicflow_domain::AppointmentStatus::{Booked, Confirmed};
+        assert_eq!(
+            super::UNATTENDED,
+            format!(
+                r#""appointments"."status" IN ('{}', '{}')"#,
+                Booked.as_str(),
+                Confirmed.as_str()
+            )
+        );
+    }
+
+    #[test]
     fn overdue_appointments_are_claimed_with_skip_locked_on_postgres_only() {
         let postgres = sql(Backend::Postgres, DbBackend::Postgres);
         assert!(
@@ -371,6 +524,7 @@ mod tests {
         assert!(sqlite.ends_with(r#""id" ASC LIMIT 25"#), "{sqlite}");
         assert!(
             sqlite.contains(r#""appointments"."status" IN ('booked', 'confirmed')"#)
+                && postgres.contains(r#""appointments"."status" IN ('booked', 'confirmed')"#)
                 && sqlite.contains(r#""appointments"."deleted_at" IS NULL"#),
             "{sqlite}"
         );

@@ -6,7 +6,7 @@ use clinicflow_domain::{
     ClinicId, ExceptionKind, Interval, PractitionerId, Schedule, ScheduleException,
     ScheduleExceptionId, WeeklyRule,
 };
-use clinicflow_ports::{RepoError, ScheduleRepo, Tx, practitioner_tag};
+use clinicflow_ports::{RepoError, ScheduleRepo, Tx, practitioner_tag, schedule_tag};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -99,6 +99,7 @@ impl ScheduleRepo for Store {
         schedule: &Schedule,
     ) -> Result<(), RepoError> {
         tx.touch(practitioner_tag(practitioner));
+        tx.touch(schedule_tag(practitioner));
         let txn = db(tx);
         let (clinic, practitioner) = (clinic.as_uuid(), practitioner.as_uuid());
         schedule_rule::Entity::delete_many()
@@ -159,6 +160,7 @@ impl ScheduleRepo for Store {
         exception: &ScheduleException,
     ) -> Result<(), RepoError> {
         tx.touch(practitioner_tag(practitioner));
+        tx.touch(schedule_tag(practitioner));
         schedule_exception::Entity::insert(schedule_exception::ActiveModel {
             id: Set(exception.id.as_uuid()),
             clinic_id: Set(clinic.as_uuid()),
@@ -216,6 +218,7 @@ impl ScheduleRepo for Store {
         }
         // Only a change that happened makes the cached slots stale.
         tx.touch(practitioner_tag(practitioner));
+        tx.touch(schedule_tag(practitioner));
         Ok(())
     }
 

@@ -348,6 +348,39 @@ pub async fn patient_keyset_page_plan(
         .collect()
 }
 
+/// The reads of `appointments` that an index must serve on PostgreSQL, as the repository
+/// sends them for these parties and this instant: what each is, the index that must serve it,
+/// and its statement. The contract suite EXPLAINs each on a realistic table.
+pub fn appointment_index_reads(
+    clinic: clinicflow_domain::ClinicId,
+    practitioner: clinicflow_domain::PractitionerId,
+    patient: clinicflow_domain::PatientId,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(&'static str, &'static str, sea_orm::Statement)> {
+    crate::appointment::indexed_reads(clinic, practitioner, patient, at)
+}
+
+/// PostgreSQL's plan for `statement` (`EXPLAIN`, text format, one line per node), planned
+/// with its bound values as the repository's own statement would be.
+///
+/// # Panics
+/// When the statement cannot be explained.
+pub async fn explain(store: &Store, statement: sea_orm::Statement) -> String {
+    let explained = sea_orm::Statement {
+        sql: format!("EXPLAIN {}", statement.sql),
+        ..statement
+    };
+    store
+        .conn
+        .query_all_raw(explained)
+        .await
+        .expect("explained")
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

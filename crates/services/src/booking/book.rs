@@ -2,11 +2,10 @@
 
 use chrono::Duration;
 use clinicflow_domain::appointment::{parse_duration_minutes, parse_reason, parse_start};
-use clinicflow_domain::schedule::utc_span;
 use clinicflow_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, BookingRequest,
-    BookingViolation, EventKind, Interval, PatientId, Permission, PractitionerId, ResourceType,
-    Urgency,
+    BookingViolation, EventKind, Interval, PatientId, Permission, Practitioner, PractitionerId,
+    ResourceType, Urgency,
 };
 use clinicflow_ports::{OverlapParty, RepoError, Tx, TxMode};
 use uuid::Uuid;
@@ -16,7 +15,7 @@ use crate::audit::{self, Access};
 use crate::error::ConflictKind;
 use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::outbox::announce_appointment;
-use crate::schedule::{Calendar, next_free_slots};
+use crate::schedule::{next_free_slots, open_hours};
 use crate::{Conflict, FieldErrors, ServiceError, input};
 
 /// What the booking checks need beyond the request itself.
@@ -142,7 +141,7 @@ impl BookingService {
             overbook: input.overbook,
             replacing: None,
         };
-        if let Err(violation) = self.check(&mut tx, actor, &booking).await? {
+        if let Err(violation) = self.check(&mut tx, actor, &booking, &practitioner).await? {
             drop(tx);
             return Err(self.conflict(actor, &booking, violation).await);
         }
@@ -196,59 +195,58 @@ impl BookingService {
         Ok(outcome)
     }
 
-    /// Runs the booking rules inside `tx`; the outer error is a failure, the inner one a rule violation.
+    /// Runs the booking rules inside `tx` for `booking` with its `practitioner`, as read in
+    /// `tx`; the outer error is a failure, the inner one a rule violation.
+    ///
+    /// The open hours come from the cache (`schedule::open_hours`); the overlaps are read in
+    /// `tx`, after the parties' locks.
     pub(super) async fn check(
         &self,
         tx: &mut Tx,
         actor: &Actor,
         booking: &Booking,
+        practitioner: &Practitioner,
     ) -> Result<Result<(), BookingViolation>, ServiceError> {
-        let clinic = crate::clinic::clinic_settings(&self.ports, tx, actor.clinic_id).await?;
-        let practitioner = self
-            .ports
-            .practitioners
-            .get(tx, actor.clinic_id, booking.practitioner_id)
-            .await?
-            .ok_or(ServiceError::NotFound("practitioner"))?;
         // Not a rule violation with next free slots: a deactivated practitioner has none.
         if !practitioner.active {
             return Err(ServiceError::PractitionerInactive);
         }
+        let clinic = crate::clinic::clinic_settings(&self.ports, tx, actor.clinic_id).await?;
         let buffer = Duration::minutes(i64::from(practitioner.buffer_minutes));
-        let from = clinic.local_date(booking.interval.start());
-        let to = clinic.local_date(booking.interval.end()) + Duration::days(1);
-        let calendar =
-            Calendar::load(&self.ports, tx, &clinic, &practitioner, utc_span(from, to)).await?;
-        let practitioner_busy: Vec<Interval> = self
+        let hours = open_hours(&self.ports, tx, &clinic, practitioner, &booking.interval).await?;
+        // Both parties' overlaps in one read; each side keeps its own span (the practitioner's
+        // widened by the buffer), and an appointment being replaced takes no time.
+        let practitioner_span = booking.interval.widened(buffer, buffer);
+        let taken = self
             .ports
             .appointments
-            .active_for_practitioner(
+            .active_for_parties(
                 tx,
                 actor.clinic_id,
                 booking.practitioner_id,
-                booking.interval.widened(buffer, buffer),
+                practitioner_span,
+                booking.patient_id,
+                booking.interval,
             )
-            .await?
-            .into_iter()
-            .filter(|a| Some(a.id) != booking.replacing)
-            .map(|a| a.interval)
-            .collect();
-        let patient_busy: Vec<Interval> = self
-            .ports
-            .appointments
-            .active_for_patient(tx, actor.clinic_id, booking.patient_id, booking.interval)
-            .await?
-            .into_iter()
-            .filter(|a| Some(a.id) != booking.replacing)
-            .map(|a| a.interval)
-            .collect();
+            .await?;
+        let busy = |party: &dyn Fn(&Appointment) -> bool, span: &Interval| -> Vec<Interval> {
+            taken
+                .iter()
+                .filter(|a| Some(a.id) != booking.replacing)
+                .filter(|a| party(a) && a.interval.overlaps(span))
+                .map(|a| a.interval)
+                .collect()
+        };
+        let practitioner_busy = busy(
+            &|a| a.practitioner_id == booking.practitioner_id,
+            &practitioner_span,
+        );
+        let patient_busy = busy(&|a| a.patient_id == booking.patient_id, &booking.interval);
         let request = BookingRequest {
             interval: booking.interval,
             now: self.ports.clock.now(),
             overbook: booking.overbook,
-            available: calendar
-                .availability(&clinic, &practitioner)
-                .covers(&booking.interval),
+            available: hours.covers(&booking.interval),
             buffer,
             practitioner_busy: &practitioner_busy,
             patient_busy: &patient_busy,

@@ -112,7 +112,13 @@ impl BookingService {
             overbook: false,
             replacing: Some(old.id),
         };
-        if let Err(violation) = self.check(&mut tx, actor, &booking).await? {
+        let practitioner = self
+            .ports
+            .practitioners
+            .get(&mut tx, actor.clinic_id, old.practitioner_id)
+            .await?
+            .ok_or(ServiceError::NotFound("practitioner"))?;
+        if let Err(violation) = self.check(&mut tx, actor, &booking, &practitioner).await? {
             drop(tx);
             return Err(self.conflict(actor, &booking, violation).await);
         }

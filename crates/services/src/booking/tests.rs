@@ -122,9 +122,9 @@ async fn a_move_on_a_visit_long_over_corrects_the_record_and_announces_nothing()
         world.outbox.checkpoint();
         world
             .outbox
-            .expect_enqueue()
+            .expect_enqueue_many()
             .times(usize::from(announced))
-            .withf(|_, m| m.kind == clinicflow_domain::EventKind::NoShow)
+            .withf(|_, m| m.len() == 1 && m[0].kind == clinicflow_domain::EventKind::NoShow)
             .returning(|_, _| Ok(()));
         // Reminders are withdrawn either way.
         world
@@ -198,6 +198,7 @@ fn world(practitioner_busy: Vec<Appointment>) -> World {
     m.appointments
         .expect_lock_parties()
         .returning(|_, _, _, _| Ok(()));
+    let taken = practitioner_busy.clone();
     m.appointments
         .expect_active_for_practitioner()
         .returning(move |_, _, _, span| {
@@ -210,7 +211,20 @@ fn world(practitioner_busy: Vec<Appointment>) -> World {
     m.appointments
         .expect_active_for_patient()
         .returning(|_, _, _, _| Ok(Vec::new()));
-    m.outbox.expect_enqueue().returning(|_, _| Ok(()));
+    m.appointments.expect_active_for_parties().returning(
+        move |_, _, practitioner_id, practitioner_span, patient_id, patient_span| {
+            Ok(taken
+                .iter()
+                .filter(|a| {
+                    (a.practitioner_id == practitioner_id
+                        && a.interval.overlaps(&practitioner_span))
+                        || (a.patient_id == patient_id && a.interval.overlaps(&patient_span))
+                })
+                .cloned()
+                .collect())
+        },
+    );
+    m.outbox.expect_enqueue_many().returning(|_, _| Ok(()));
     m.outbox
         .expect_cancel_pending()
         .returning(|_, _, _, _| Ok(0));
@@ -266,7 +280,7 @@ async fn a_free_slot_inside_availability_is_booked_and_committed() {
 }
 
 #[tokio::test]
-async fn a_booking_locks_its_practitioner_and_patient_once_before_it_reads_overlaps() {
+async fn a_booking_locks_its_parties_then_reads_both_their_overlaps_in_one_query() {
     let mut world = world(Vec::new());
     world.appointments.checkpoint();
     let mut seq = mockall::Sequence::new();
@@ -279,18 +293,24 @@ async fn a_booking_locks_its_practitioner_and_patient_once_before_it_reads_overl
             *practitioner_id == practitioner().id && *patient_id == patient().id
         })
         .returning(|_, _, _, _| Ok(()));
+    let slot =
+        Interval::starting_at(at("2026-12-01T08:00:00Z"), Duration::minutes(30)).expect("valid");
     world
         .appointments
-        .expect_active_for_practitioner()
-        .times(1..)
+        .expect_active_for_parties()
+        .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _, _, _| Ok(Vec::new()));
-    world
-        .appointments
-        .expect_active_for_patient()
-        .times(1..)
-        .in_sequence(&mut seq)
-        .returning(|_, _, _, _| Ok(Vec::new()));
+        .withf(
+            move |_, _, practitioner_id, practitioner_span, patient_id, patient_span| {
+                *practitioner_id == practitioner().id
+                    && *practitioner_span == slot
+                    && *patient_id == patient().id
+                    && *patient_span == slot
+            },
+        )
+        .returning(|_, _, _, _, _, _| Ok(Vec::new()));
+    world.appointments.expect_active_for_practitioner().never();
+    world.appointments.expect_active_for_patient().never();
     world
         .appointments
         .expect_insert()
@@ -303,6 +323,186 @@ async fn a_booking_locks_its_practitioner_and_patient_once_before_it_reads_overl
         .await
         .expect("booked");
     assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+/// A cache that holds `hours` as the open hours of every practitioner, and nothing else.
+fn cache_with_open_hours(hours: clinicflow_domain::OpenHours) -> clinicflow_ports::MockCache {
+    let bytes = crate::schedule::encode_open_hours(&hours);
+    let mut cache = clinicflow_ports::MockCache::new();
+    cache
+        .expect_get()
+        .returning(move |key| key.starts_with("open-hours:").then(|| bytes.clone()));
+    cache.expect_set().return_const(());
+    cache.expect_stamp().returning(|_| None);
+    cache.expect_set_tagged().return_const(());
+    cache.expect_invalidate().return_const(());
+    cache
+}
+
+fn hours(working: &[(&str, &str)]) -> clinicflow_domain::OpenHours {
+    clinicflow_domain::OpenHours {
+        working: working
+            .iter()
+            .map(|(from, to)| Interval::new(at(from), at(to)).expect("valid"))
+            .collect(),
+        time_off: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_booking_reads_its_practitioner_once_and_its_open_hours_from_the_cache() {
+    let mut world = world(Vec::new());
+    world.practitioners.checkpoint();
+    world
+        .practitioners
+        .expect_get()
+        .times(1)
+        .returning(|_, _, _| Ok(Some(practitioner())));
+    world.schedules.checkpoint();
+    world.schedules.expect_get().never();
+    world.schedules.expect_exceptions_overlapping().never();
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let (mut ports, commits) = world.ports();
+    ports.cache = Arc::new(cache_with_open_hours(hours(&[(
+        "2026-12-01T08:00:00Z",
+        "2026-12-01T11:00:00Z",
+    )])));
+    BookingService::new(ports)
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_booking_outside_the_cached_open_hours_is_refused_though_the_schedule_would_fit() {
+    let mut world = world(Vec::new());
+    world.appointments.expect_insert().never();
+    let (mut ports, commits) = world.ports();
+    // The weekly rules say Tuesday 08:00-11:00 UTC; the cache says only from 09:00.
+    ports.cache = Arc::new(cache_with_open_hours(hours(&[(
+        "2026-12-01T09:00:00Z",
+        "2026-12-01T11:00:00Z",
+    )])));
+    let err = BookingService::new(ports)
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("outside the open hours");
+    assert!(
+        matches!(
+            &err,
+            ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::OutsideAvailability,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn open_hours_read_on_a_miss_are_cached_under_the_schedule_tag_only() {
+    let mut world = world(Vec::new());
+    world
+        .appointments
+        .expect_insert()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let (mut ports, _) = world.ports();
+    let mut cache = clinicflow_ports::MockCache::new();
+    cache.expect_get().returning(|_| None);
+    cache.expect_stamp().returning(|tags| {
+        Some(clinicflow_ports::TagStamp(
+            tags.iter().map(|t| (t.clone(), 1)).collect(),
+        ))
+    });
+    cache
+        .expect_set_tagged()
+        .times(1)
+        .withf(|key, stamp, _, _| {
+            key.starts_with("open-hours:")
+                && stamp.0 == [(clinicflow_ports::schedule_tag(practitioner().id), 1)]
+        })
+        .return_const(());
+    // The clinic's settings are cached as well.
+    cache
+        .expect_set_tagged()
+        .withf(|key, _, _, _| !key.starts_with("open-hours:"))
+        .return_const(());
+    cache.expect_invalidate().return_const(());
+    ports.cache = Arc::new(cache);
+    BookingService::new(ports)
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect("booked");
+}
+
+#[tokio::test]
+async fn the_patients_appointment_with_another_practitioner_is_a_patient_conflict() {
+    let mut elsewhere = existing("2026-12-01T08:15:00Z", 30);
+    elsewhere.patient_id = patient().id;
+    elsewhere.practitioner_id = PractitionerId::from_uuid(Uuid::from_u128(77));
+    let mut world = world(vec![elsewhere]);
+    world.appointments.expect_insert().never();
+    let (service, commits) = world.service();
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("the patient is busy");
+    assert!(
+        matches!(
+            &err,
+            ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::Overlap {
+                    party: OverlapParty::Patient,
+                    with: Some(with),
+                },
+                ..
+            }) if with.start() == at("2026-12-01T08:15:00Z")
+        ),
+        "{err:?}"
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_appointment_of_both_parties_inside_the_buffer_only_is_the_practitioners_conflict() {
+    // 07:40-07:55 with the same practitioner and patient: inside House's 10-minute buffer
+    // before 08:00, but not overlapping the patient's 08:00-08:30.
+    let mut earlier = existing("2026-12-01T07:40:00Z", 15);
+    earlier.patient_id = patient().id;
+    let mut world = world(vec![earlier]);
+    world.practitioners.checkpoint();
+    world.practitioners.expect_get().returning(|_, _, _| {
+        Ok(Some(Practitioner {
+            buffer_minutes: 10,
+            ..practitioner()
+        }))
+    });
+    world.appointments.expect_insert().never();
+    let (service, _) = world.service();
+    let err = service
+        .book(&actor(Role::Receptionist), request("2026-12-01T08:00:00Z"))
+        .await
+        .expect_err("inside the buffer");
+    assert!(
+        matches!(
+            &err,
+            ServiceError::BookingConflict(Conflict {
+                kind: ConflictKind::Overlap {
+                    party: OverlapParty::Practitioner,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -565,11 +765,8 @@ async fn a_reschedule_cancels_the_old_and_books_the_new_linked_both_ways() {
         a.expect_get()
             .returning(move |_, _, _| Ok(Some(held.clone())));
         let busy = current.clone();
-        a.expect_active_for_practitioner()
-            .returning(move |_, _, _, _| Ok(vec![busy.clone()]));
-        let busy = current.clone();
-        a.expect_active_for_patient()
-            .returning(move |_, _, _, _| Ok(vec![busy.clone()]));
+        a.expect_active_for_parties()
+            .returning(move |_, _, _, _, _, _| Ok(vec![busy.clone()]));
         a
     };
     let mut seq = mockall::Sequence::new();
@@ -1074,26 +1271,18 @@ async fn a_booking_writes_its_confirmation_and_the_reminders_still_ahead_in_its_
         .times(1)
         .returning(|_, _| Ok(()));
     world.outbox.checkpoint();
-    let mut seq = mockall::Sequence::new();
+    // One insert: the confirmation, then the reminders. Booked at 12:00 for 08:00 the next
+    // day: the 24-hour reminder is already past, the 2-hour one is not.
     world
         .outbox
-        .expect_enqueue()
+        .expect_enqueue_many()
         .times(1)
-        .in_sequence(&mut seq)
         .withf(|_, m| {
-            m.kind == clinicflow_domain::EventKind::BookingConfirmed
-                && m.payload.contains("\"event\":\"booking.confirmed\"")
-        })
-        .returning(|_, _| Ok(()));
-    // Booked at 12:00 for 08:00 the next day: the 24-hour reminder is already past, the 2-hour one is not.
-    world
-        .outbox
-        .expect_enqueue()
-        .times(1)
-        .in_sequence(&mut seq)
-        .withf(|_, m| {
-            m.kind == clinicflow_domain::EventKind::ReminderDue
-                && m.next_attempt_at == at("2026-12-01T06:00:00Z")
+            m.len() == 2
+                && m[0].kind == clinicflow_domain::EventKind::BookingConfirmed
+                && m[0].payload.contains("\"event\":\"booking.confirmed\"")
+                && m[1].kind == clinicflow_domain::EventKind::ReminderDue
+                && m[1].next_attempt_at == at("2026-12-01T06:00:00Z")
         })
         .returning(|_, _| Ok(()));
     let (service, commits) = world.service();
@@ -1113,7 +1302,7 @@ async fn a_visit_recorded_after_it_ended_is_not_announced() {
         .times(1)
         .returning(|_, _| Ok(()));
     world.outbox.checkpoint();
-    world.outbox.expect_enqueue().never();
+    world.outbox.expect_enqueue_many().never();
     let (service, commits) = world.service();
     // The clock says 2026-11-30 12:00; an admin records Tuesday 24 November's 08:00 visit.
     let mut input = request("2026-11-24T08:00:00Z");
@@ -1189,12 +1378,13 @@ async fn the_sweeper_marks_an_overdue_appointment_no_show_as_the_system_in_one_u
     world.outbox.checkpoint();
     world
         .outbox
-        .expect_enqueue()
+        .expect_enqueue_many()
         .times(1)
         .withf(move |_, m| {
-            m.kind == EventKind::NoShow
-                && m.appointment_id == Some(id)
-                && m.payload.contains("\"event\":\"appointment.no_show\"")
+            m.len() == 1
+                && m[0].kind == EventKind::NoShow
+                && m[0].appointment_id == Some(id)
+                && m[0].payload.contains("\"event\":\"appointment.no_show\"")
         })
         .returning(|_, _| Ok(()));
     // Its reminders are withdrawn with it.
@@ -1307,7 +1497,7 @@ async fn the_sweeper_asks_only_for_appointments_whose_grace_is_over() {
     world.audit.checkpoint();
     world.audit.expect_append().never();
     world.outbox.checkpoint();
-    world.outbox.expect_enqueue().never();
+    world.outbox.expect_enqueue_many().never();
     let (service, commits) = world.service();
     let report = service
         .sweep_no_shows(10, Duration::hours(24))
@@ -1337,9 +1527,9 @@ async fn an_appointment_changed_while_being_marked_is_skipped_and_the_sweep_goes
     world.outbox.checkpoint();
     world
         .outbox
-        .expect_enqueue()
+        .expect_enqueue_many()
         .times(1)
-        .withf(move |_, m| m.appointment_id == Some(next_id))
+        .withf(move |_, m| m.len() == 1 && m[0].appointment_id == Some(next_id))
         .returning(|_, _| Ok(()));
     world
         .outbox
@@ -1392,7 +1582,7 @@ async fn an_appointment_missed_long_ago_is_marked_without_telling_anyone() {
         .withf(move |_, a, _| a.id == id && a.status == AppointmentStatus::NoShow)
         .returning(|_, _, _| Ok(()));
     world.outbox.checkpoint();
-    world.outbox.expect_enqueue().never();
+    world.outbox.expect_enqueue_many().never();
     world
         .outbox
         .expect_cancel_pending()
@@ -1640,7 +1830,7 @@ async fn a_replayed_key_writes_nothing_and_a_reused_one_is_refused() {
         world.appointments.expect_insert().never();
         world.idempotency.expect_answer().never();
         world.outbox.checkpoint();
-        world.outbox.expect_enqueue().never();
+        world.outbox.expect_enqueue_many().never();
         world.audit.checkpoint();
         let patient = shown.patient_id;
         world

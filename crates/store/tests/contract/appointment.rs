@@ -291,12 +291,61 @@ pub async fn active_queries_skip_cancelled_deleted_and_touching_appointments(ctx
             .active_for_patient(&mut tx, clinic, ada.id, span((9, 45), (10, 1)))
             .await
             .unwrap(),
-        [booked, checked_in]
+        [booked.clone(), checked_in.clone()]
     );
     let nobody = PatientId::from_uuid(Uuid::now_v7());
     assert_eq!(
         ctx.store
             .active_for_patient(&mut tx, clinic, nobody, morning)
+            .await
+            .unwrap(),
+        []
+    );
+
+    // Both parties in one read: each side keeps its own span, every row comes once (Ada's
+    // appointment with House matches both sides), in start order.
+    assert_eq!(
+        ctx.store
+            .active_for_parties(&mut tx, clinic, house.id, morning, ada.id, morning)
+            .await
+            .unwrap(),
+        [in_progress.clone(), booked.clone(), checked_in.clone()]
+    );
+    // Wilson from 10:00 (his 10:00 appointment), Grace only from 10:00 (none): her 08:00 and
+    // 09:00 appointments lie outside her side's span, though inside Wilson's whole morning.
+    assert_eq!(
+        ctx.store
+            .active_for_parties(
+                &mut tx,
+                clinic,
+                wilson.id,
+                span((10, 0), (10, 30)),
+                grace.id,
+                span((10, 0), (12, 0))
+            )
+            .await
+            .unwrap(),
+        std::slice::from_ref(&checked_in)
+    );
+    // Half-open on both sides, and another clinic's parties are nobody's.
+    assert_eq!(
+        ctx.store
+            .active_for_parties(
+                &mut tx,
+                clinic,
+                house.id,
+                span((10, 0), (11, 0)),
+                grace.id,
+                span((9, 30), (10, 0))
+            )
+            .await
+            .unwrap(),
+        []
+    );
+    let other = ClinicId::from_uuid(Uuid::now_v7());
+    assert_eq!(
+        ctx.store
+            .active_for_parties(&mut tx, other, house.id, morning, ada.id, morning)
             .await
             .unwrap(),
         []
@@ -333,6 +382,13 @@ pub async fn the_longest_appointment_is_found_from_a_span_late_in_it(ctx: Ctx) {
     assert_eq!(
         ctx.store
             .active_for_patient(&mut tx, clinic, ada.id, last_minute)
+            .await
+            .unwrap(),
+        std::slice::from_ref(&day)
+    );
+    assert_eq!(
+        ctx.store
+            .active_for_parties(&mut tx, clinic, house.id, last_minute, ada.id, last_minute)
             .await
             .unwrap(),
         std::slice::from_ref(&day)
@@ -547,6 +603,60 @@ pub async fn a_party_lock_holds_other_bookings_of_that_party_until_the_transacti
         .expect("the waiter goes on once the holder commits")
         .unwrap()
         .unwrap();
+}
+
+pub async fn a_booking_holds_both_party_locks_and_takes_the_practitioners_first(ctx: Ctx) {
+    if ctx.backend() != Backend::Postgres {
+        // SQLite's single writer keeps every other booking out at `begin`.
+        return;
+    }
+    let clinic = ctx.clinic("A").await;
+    let [house, wilson, cuddy] = [
+        ctx.practitioner(clinic, "Gregory", "House").await,
+        ctx.practitioner(clinic, "James", "Wilson").await,
+        ctx.practitioner(clinic, "Lisa", "Cuddy").await,
+    ];
+    let (ada, bob) = (
+        ctx.patient(clinic, "Ada", "Lovelace").await,
+        ctx.patient(clinic, "Bob", "Builder").await,
+    );
+    let store = Arc::new(ctx.store.clone());
+    let book = |practitioner, patient| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut tx = store.begin(TxMode::Write).await?;
+            store
+                .lock_parties(&mut tx, clinic, practitioner, patient)
+                .await?;
+            tx.commit().await
+        })
+    };
+    let mut holder = store.begin(TxMode::Write).await.unwrap();
+    store
+        .lock_parties(&mut holder, clinic, house.id, ada.id)
+        .await
+        .unwrap();
+    // The patient's lock is held too: Ada with Wilson waits.
+    let ada_elsewhere = book(wilson.id, ada.id);
+    await_lock_waiters(&ctx.db.url, 1, std::time::Duration::from_secs(10)).await;
+    // House with Bob waits for House before it asks for Bob ...
+    let house_again = book(house.id, bob.id);
+    await_lock_waiters(&ctx.db.url, 2, std::time::Duration::from_secs(10)).await;
+    // ... so Bob with Cuddy is not held up by that waiter.
+    tokio::time::timeout(std::time::Duration::from_secs(10), book(cuddy.id, bob.id))
+        .await
+        .expect("Bob's lock is free while his booking with House waits for House")
+        .unwrap()
+        .unwrap();
+    assert!(!ada_elsewhere.is_finished() && !house_again.is_finished());
+    holder.commit().await.unwrap();
+    for waiter in [ada_elsewhere, house_again] {
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiters go on once the holder commits")
+            .unwrap()
+            .unwrap();
+    }
 }
 
 pub async fn overdue_unattended_appointments_are_booked_or_confirmed_and_started_before_the_bound(

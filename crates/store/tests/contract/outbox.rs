@@ -152,6 +152,60 @@ pub async fn an_outbox_message_reads_back_with_every_field(ctx: Ctx) {
     assert!(matches!(err, RepoError::NotFound), "{err:?}");
 }
 
+pub async fn messages_enqueued_together_read_back_as_enqueued_one_by_one(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let odd = Duration::nanoseconds(123_456_789);
+    let booking = appointment_id();
+    let confirmation = OutboxMessage {
+        payload: r#"{"appointment_id":"x"}"#.to_owned(),
+        created_at: at(8, 0) + odd,
+        ..message(clinic, BookingConfirmed, Some(booking), at(8, 0) + odd)
+    };
+    let reminder = message(clinic, ReminderDue, Some(booking), at(20, 0));
+    let general = OutboxMessage {
+        status: DeliveryStatus::Dead,
+        attempts: 3,
+        last_error: Some("HTTP 410 Gone".to_owned()),
+        ..message(clinic, EventKind::PatientCalled, None, at(9, 15))
+    };
+    let together = [confirmation, reminder, general];
+    let mut tx = ctx.write().await;
+    ctx.store.enqueue_many(&mut tx, &together).await.unwrap();
+    // Nothing to enqueue is no statement and no error.
+    ctx.store.enqueue_many(&mut tx, &[]).await.unwrap();
+    tx.commit().await.unwrap();
+    for m in &together {
+        assert_eq!(get(&ctx, clinic, m.id).await, Some(as_stored(m)));
+    }
+
+    // One bad message fails them all, with the error a single insert gives.
+    let fresh = message(clinic, ReminderDue, Some(booking), at(21, 0));
+    let mut tx = ctx.write().await;
+    let err = ctx
+        .store
+        .enqueue_many(&mut tx, &[fresh.clone(), together[1].clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::Duplicate("id")), "{err:?}");
+    drop(tx);
+    assert_eq!(get(&ctx, clinic, fresh.id).await, None);
+
+    // More than one statement's worth still lands whole.
+    let many: Vec<OutboxMessage> = (0..1_100)
+        .map(|i| message(clinic, ReminderDue, None, at(10, 0) + Duration::seconds(i)))
+        .collect();
+    let mut tx = ctx.write().await;
+    ctx.store.enqueue_many(&mut tx, &many).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = ctx.read().await;
+    let counted = ctx.store.pending_count(&mut tx).await.unwrap();
+    assert_eq!(
+        counted,
+        2 + 1_100,
+        "the two pending of the first batch, then all"
+    );
+}
+
 pub async fn due_pending_messages_are_claimed_oldest_due_first_up_to_the_limit(ctx: Ctx) {
     let a = ctx.clinic("A").await;
     let b = ctx.clinic("B").await;

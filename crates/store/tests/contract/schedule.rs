@@ -204,7 +204,7 @@ pub async fn exceptions_are_listed_by_kind_and_removed_one_at_a_time(ctx: Ctx) {
         assert!(tx.touched().is_empty());
     }
 
-    // A removal makes the practitioner's cached slots stale.
+    // A removal makes the practitioner's cached slots and open hours stale.
     let mut tx = ctx.write().await;
     ctx.store
         .remove_exception(
@@ -216,7 +216,13 @@ pub async fn exceptions_are_listed_by_kind_and_removed_one_at_a_time(ctx: Ctx) {
         )
         .await
         .unwrap();
-    assert_eq!(tx.touched(), [clinicflow_ports::practitioner_tag(house.id)]);
+    assert_eq!(
+        tx.touched(),
+        [
+            clinicflow_ports::practitioner_tag(house.id),
+            clinicflow_ports::schedule_tag(house.id)
+        ]
+    );
     tx.commit().await.unwrap();
     assert_eq!(
         listed(house.id, ExceptionKind::TimeOff).await,

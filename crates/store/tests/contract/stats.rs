@@ -1,6 +1,8 @@
 use chrono::{NaiveTime, Weekday};
 use clinicflow_domain::{AppointmentStatus, Schedule, WeeklyRule};
-use clinicflow_ports::{AppointmentRepo, ScheduleRepo, StatsRepo, StatusCount, practitioner_tag};
+use clinicflow_ports::{
+    AppointmentRepo, ScheduleRepo, StatsRepo, StatusCount, practitioner_tag, schedule_tag,
+};
 
 use crate::support::{Ctx, appointment, at, span};
 
@@ -109,9 +111,14 @@ pub async fn writes_touch_the_tag_of_the_practitioner_whose_slots_they_change(ct
     ScheduleRepo::put(&ctx.store, &mut tx, clinic, wilson.id, &schedule)
         .await
         .unwrap();
+    // A booking's change leaves the open hours cached (its schedule did not change).
     assert_eq!(
         tx.touched(),
-        [practitioner_tag(house.id), practitioner_tag(wilson.id)],
+        [
+            practitioner_tag(house.id),
+            practitioner_tag(wilson.id),
+            schedule_tag(wilson.id)
+        ],
         "each practitioner once"
     );
     tx.commit().await.unwrap();
