@@ -43,6 +43,55 @@ impl Search {
     }
 }
 
+/// The rates tried so far: the highest that passed and the lowest that failed.
+#[derive(Debug, Clone, Copy)]
+struct Bracket {
+    passed: f64,
+    failed: f64,
+    ceiling: f64,
+    closed: f64,
+}
+
+impl Bracket {
+    fn new(closed_throughput: f64) -> Self {
+        Self {
+            passed: 0.0,
+            failed: f64::INFINITY,
+            ceiling: (closed_throughput * MAX_OVER_CLOSED).max(MIN_RATE),
+            closed: closed_throughput,
+        }
+    }
+
+    /// Half the closed-loop throughput.
+    fn first(&self) -> f64 {
+        (self.closed * 0.5).max(MIN_RATE)
+    }
+
+    /// Records how `rate` did; answers the next rate to try, or `None` when done.
+    fn next(&mut self, rate: f64, passed: bool) -> Option<f64> {
+        if passed {
+            self.passed = self.passed.max(rate);
+        } else {
+            self.failed = self.failed.min(rate);
+        }
+        if self.passed >= self.ceiling
+            || (self.passed > 0.0 && self.failed / self.passed < CLOSE_ENOUGH)
+        {
+            return None;
+        }
+        let next = if self.failed.is_finite() {
+            if self.passed > 0.0 {
+                (self.passed + self.failed) / 2.0
+            } else {
+                self.failed / 2.0
+            }
+        } else {
+            (rate * 1.5).min(self.ceiling)
+        };
+        (next >= MIN_RATE).then_some(next)
+    }
+}
+
 /// Searches `scenario`'s capacity; `report` prints each step. Answers the confirmed rate and
 /// its measurement, or `None` when not even [`MIN_RATE`] keeps p99 under the bound.
 pub async fn search(
@@ -52,35 +101,17 @@ pub async fn search(
     search: &Search,
     report: impl Fn(&Measurement),
 ) -> Option<(f64, Measurement)> {
-    let ceiling = (closed_throughput * MAX_OVER_CLOSED).max(MIN_RATE);
-    let mut passed: f64 = 0.0;
-    let mut failed = f64::INFINITY;
-    let mut rate = (closed_throughput * 0.5).max(MIN_RATE);
+    let mut bracket = Bracket::new(closed_throughput);
+    let mut rate = bracket.first();
     for _ in 0..search.max_steps {
         let m = step(fixture, scenario, rate, "search", search.step, search).await;
         report(&m);
-        if search.passes(&m) {
-            passed = rate;
-        } else {
-            failed = rate;
-        }
-        if passed >= ceiling || (passed > 0.0 && failed / passed < CLOSE_ENOUGH) {
-            break;
-        }
-        rate = if failed.is_finite() {
-            if passed > 0.0 {
-                (passed + failed) / 2.0
-            } else {
-                failed / 2.0
-            }
-        } else {
-            (rate * 1.5).min(ceiling)
-        };
-        if rate < MIN_RATE {
-            break;
+        match bracket.next(rate, search.passes(&m)) {
+            Some(next) => rate = next,
+            None => break,
         }
     }
-    let mut candidate = passed;
+    let mut candidate = bracket.passed;
     for _ in 0..2 {
         if candidate < MIN_RATE {
             return None;
@@ -120,4 +151,47 @@ async fn step(
         timing,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the bracket against a server whose p99 holds up to `capacity`, for `steps` steps.
+    fn search_against(closed: f64, capacity: f64, steps: usize) -> (Vec<f64>, f64) {
+        let mut bracket = Bracket::new(closed);
+        let mut rate = bracket.first();
+        let mut tried = vec![rate];
+        for _ in 0..steps {
+            match bracket.next(rate, rate <= capacity) {
+                Some(next) => {
+                    rate = next;
+                    tried.push(rate);
+                }
+                None => break,
+            }
+        }
+        (tried, bracket.passed)
+    }
+
+    #[test]
+    fn the_search_starts_at_half_the_closed_loop_and_closes_in_from_both_sides() {
+        let (tried, passed) = search_against(1000.0, 700.0, 6);
+        assert_eq!(tried[..3], [500.0, 750.0, 625.0]);
+        assert!(passed > 600.0 && passed <= 700.0, "{passed}");
+    }
+
+    #[test]
+    fn a_server_that_fails_every_rate_ends_below_one_per_second() {
+        let (tried, passed) = search_against(4.0, 0.0, 10);
+        assert_eq!(passed, 0.0);
+        assert!(tried.iter().all(|r| *r >= MIN_RATE), "{tried:?}");
+    }
+
+    #[test]
+    fn the_search_stops_at_one_and_a_half_times_the_closed_loop() {
+        let (tried, passed) = search_against(100.0, f64::INFINITY, 10);
+        assert_eq!(passed, 150.0);
+        assert_eq!(tried, vec![50.0, 75.0, 112.5, 150.0]);
+    }
 }
