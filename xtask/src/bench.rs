@@ -409,6 +409,13 @@ pub fn run(args: &[OsString]) -> Result<ExitCode> {
         &load,
         &charts,
     );
+    if let Some(dir) = options
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let doc = fs::read_to_string(&options.output).unwrap_or_else(|_| "# Benchmarks\n".into());
     fs::write(&options.output, replace_section(&doc, &section))
         .map_err(|e| format!("cannot write {}: {e}", options.output.display()))?;
