@@ -1319,6 +1319,13 @@ fn render(
         .iter()
         .flat_map(|run| run.cross_checks.iter().map(move |a| (run, a)))
         .collect();
+    if options.cross_check && agreements.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Generator agreement\n\nNot measured: `--cross-check` was asked for, but wrk \
+             was not installed or every wrk run failed (the run's log says which)."
+        );
+    }
     if !agreements.is_empty() {
         let _ = writeln!(s, "\n### Generator agreement\n");
         let _ = writeln!(
