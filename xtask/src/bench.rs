@@ -4,6 +4,11 @@
 //! clinic, starts the release server and drives every scenario closed- and open-loop, and
 //! writes the tables into the "HTTP load" section of docs/benchmarks.md.
 //!
+//! Each scenario runs on its own, followed (on PostgreSQL) by its SQL floor (`floor`), and,
+//! with `--cross-check`, by the same GET load from `wrk` (`cross_check`); the load generator
+//! also searches each scenario's open-loop capacity (the highest rate with p99 under 10 ms).
+//! `--server PATH` benches another clinicflow binary (a baseline copy) with the same run.
+//!
 //! The load generator is a workspace binary because xtask itself uses the standard library
 //! only; it prints one `result key=value …` line per measurement, which is all xtask reads.
 
@@ -20,6 +25,10 @@ use std::time::{Duration, Instant};
 use crate::postgres::Binaries;
 use crate::services::{self, Requirement, Services};
 use crate::{Result, cargo, find_program, status_of, warn, workspace_root};
+
+mod chart;
+mod cross_check;
+mod floor;
 
 /// Where the tables go.
 const DOC: &str = "docs/benchmarks.md";
@@ -53,7 +62,7 @@ const SCENARIOS: [(&str, &str); 8] = [
     ),
     (
         "book-cancel",
-        "`POST /appointments` into a free slot 5–21 weeks ahead, then `POST /appointments/{id}/cancel` (one operation, two write transactions)",
+        "`POST /appointments` into a free slot 5–29 weeks ahead, then `POST /appointments/{id}/cancel` (one operation, two write transactions)",
     ),
     (
         "dashboard",
@@ -66,6 +75,8 @@ const SCENARIOS: [(&str, &str); 8] = [
 ];
 /// Scenarios that write; the others are measured against pgbench's select-only ceiling.
 const WRITING: [&str; 1] = ["book-cancel"];
+/// The open-loop capacity is the highest rate whose p99 stays under this many milliseconds.
+const CAPACITY_P99_MS: f64 = 10.0;
 
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
@@ -83,6 +94,16 @@ struct Options {
     backends: Vec<Backend>,
     pgbench_scale: u32,
     output: PathBuf,
+    /// The clinicflow binary to bench; `None` for the release build of this workspace.
+    server: Option<PathBuf>,
+    /// Run each scenario's SQL floor (PostgreSQL).
+    floors: bool,
+    /// Search each scenario's open-loop capacity.
+    capacity: bool,
+    /// Check the GET scenarios with `wrk` too.
+    cross_check: bool,
+    /// Draw each scenario's latency against the offered rate into `bench/*.svg` beside the output.
+    charts: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +137,11 @@ impl Options {
             backends: vec![Backend::Sqlite, Backend::Postgres],
             pgbench_scale: 10,
             output: workspace_root().join(DOC),
+            server: None,
+            floors: true,
+            capacity: true,
+            cross_check: false,
+            charts: true,
         }
     }
 
@@ -163,6 +189,11 @@ impl Options {
                 "--scenarios" => options.scenarios = value()?.to_owned(),
                 "--pgbench-scale" => options.pgbench_scale = number(arg, value()?)?,
                 "--output" => options.output = PathBuf::from(value()?),
+                "--server" => options.server = Some(PathBuf::from(value()?)),
+                "--no-floors" => options.floors = false,
+                "--no-capacity" => options.capacity = false,
+                "--cross-check" => options.cross_check = true,
+                "--no-charts" => options.charts = false,
                 "--backends" => {
                     options.backends = value()?
                         .split(',')
@@ -184,7 +215,38 @@ impl Options {
         if !(options.duration > 0.0 && options.warmup >= 0.0) {
             return Err("bench: --duration must be positive and --warmup not negative".into());
         }
+        options.scenario_list()?;
         Ok(options)
+    }
+}
+
+impl Options {
+    /// The scenarios `--scenarios` names (`all`, or a comma-separated list), in its order.
+    fn scenario_list(&self) -> Result<Vec<&'static str>> {
+        let mut chosen = Vec::new();
+        for name in self.scenarios.split(',').map(str::trim) {
+            if name.is_empty() {
+                continue;
+            }
+            if name == "all" {
+                chosen.extend(SCENARIOS.map(|(name, _)| name));
+                continue;
+            }
+            let (known, _) = SCENARIOS
+                .iter()
+                .find(|(known, _)| *known == name)
+                .ok_or_else(|| format!("bench: --scenarios: unknown scenario {name:?}"))?;
+            chosen.push(*known);
+        }
+        if chosen.is_empty() {
+            return Err("bench: --scenarios names no scenario".into());
+        }
+        Ok(chosen)
+    }
+
+    /// The closed-loop concurrency the floors and the cross-check use: the first one asked.
+    fn clients(&self) -> &str {
+        self.concurrency.split(',').next().unwrap_or("16").trim()
     }
 }
 
@@ -220,7 +282,12 @@ impl Row {
             "closed" => format!("closed, {} workers", self.text("concurrency")),
             _ => {
                 let rate = self.text("rate");
-                if rate.ends_with('%') {
+                if rate == "capacity" {
+                    format!(
+                        "open, {}/s (capacity: p99 < {CAPACITY_P99_MS} ms)",
+                        self.text("target_rps")
+                    )
+                } else if rate.ends_with('%') {
                     format!("open, {}/s ({rate} of closed)", self.text("target_rps"))
                 } else {
                     format!("open, {}/s", self.text("target_rps"))
@@ -233,7 +300,7 @@ impl Row {
 /// What a pgbench run reported.
 #[derive(Debug, Clone)]
 struct Pgbench {
-    what: &'static str,
+    what: String,
     tps: f64,
     latency_ms: f64,
     failed: u64,
@@ -246,6 +313,34 @@ struct BackendRun {
     seed_seconds: f64,
     seed_summary: String,
     rows: Vec<Row>,
+    /// Each scenario's SQL floor (PostgreSQL only).
+    floors: BTreeMap<&'static str, Pgbench>,
+    /// The same GET load from `wrk`, per scenario.
+    cross_checks: Vec<cross_check::Agreement>,
+}
+
+impl BackendRun {
+    /// Whether `row` is a row of the report: the capacity search's steps (and a confirmation
+    /// that failed and was retried lower) are its working, drawn in the charts only.
+    fn shown(&self, row: &Row) -> bool {
+        match (row.text("mode"), row.text("rate")) {
+            ("capacity", _) | ("open", "search") => false,
+            ("open", "capacity") => self.rows.iter().any(|found| {
+                found.text("mode") == "capacity"
+                    && found.text("scenario") == row.text("scenario")
+                    && found.text("capacity_rps") == row.text("target_rps")
+            }),
+            _ => true,
+        }
+    }
+
+    /// The scenario's open-loop capacity (p99 under the bound), when searched.
+    fn capacity(&self, scenario: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.text("scenario") == scenario && r.text("mode") == "capacity")
+            .map(|r| r.number("capacity_rps"))
+    }
 }
 
 /// The ceilings of this machine.
@@ -277,12 +372,19 @@ pub fn run(args: &[OsString]) -> Result<ExitCode> {
         }
     }
     let release = target_dir(&root).join("release");
-    let server = release.join("clinicflow");
     let loadgen = release.join("clinicflow-loadgen");
-    for binary in [&server, &loadgen] {
-        if !binary.exists() {
-            return Err(format!("{} is missing: run without --no-build", binary.display()).into());
+    if !loadgen.exists() {
+        return Err(format!("{} is missing: run without --no-build", loadgen.display()).into());
+    }
+    let server = match &options.server {
+        Some(path) if path.is_file() => fs::canonicalize(path)?,
+        Some(path) => {
+            return Err(format!("bench: --server {} is not a file", path.display()).into());
         }
+        None => release.join("clinicflow"),
+    };
+    if !server.exists() {
+        return Err(format!("{} is missing: run without --no-build", server.display()).into());
     }
     let scratch = services::create_temp_dir()?;
     let outcome = measure(&options, &server, &loadgen, &scratch);
@@ -293,6 +395,11 @@ pub fn run(args: &[OsString]) -> Result<ExitCode> {
     let elapsed = started.elapsed();
 
     let load = format!("1-minute load average {load_before} when it started");
+    let charts = if options.charts {
+        chart::draw_all(&options, &loadgen, &runs)
+    } else {
+        Vec::new()
+    };
     let section = render(
         &options,
         &ceilings,
@@ -300,7 +407,15 @@ pub fn run(args: &[OsString]) -> Result<ExitCode> {
         &postgres_version,
         elapsed,
         &load,
+        &charts,
     );
+    if let Some(dir) = options
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let doc = fs::read_to_string(&options.output).unwrap_or_else(|_| "# Benchmarks\n".into());
     fs::write(&options.output, replace_section(&doc, &section))
         .map_err(|e| format!("cannot write {}: {e}", options.output.display()))?;
@@ -332,13 +447,7 @@ fn measure(
             Backend::Sqlite => {
                 let url = format!("sqlite://{}?mode=rwc", scratch.join("bench.db").display());
                 runs.push(backend_run(
-                    options,
-                    backend,
-                    &url,
-                    server,
-                    loadgen,
-                    scratch,
-                    &|| Ok(()),
+                    options, backend, &url, server, loadgen, scratch, None,
                 )?);
             }
             Backend::Postgres => {
@@ -363,11 +472,18 @@ fn measure(
                     Some((server, _database)) => format!("{server}/clinicflow_bench"),
                     None => return Err(format!("unexpected PostgreSQL URL {admin_url}").into()),
                 };
-                // A bulk load leaves no statistics and no visibility map; autovacuum would
-                // catch up within minutes in production, so do its work before measuring.
-                let analyze = || psql(&bin, &port, "clinicflow_bench", "VACUUM ANALYZE");
+                let pg = floor::Server {
+                    bin: bin.clone(),
+                    port: port.clone(),
+                };
                 runs.push(backend_run(
-                    options, backend, &url, server, loadgen, scratch, &analyze,
+                    options,
+                    backend,
+                    &url,
+                    server,
+                    loadgen,
+                    scratch,
+                    Some(&pg),
                 )?);
                 let (select_only, insert) = pgbench(options, &bin, &port, scratch)?;
                 ceilings.select_only = Some(select_only);
@@ -379,7 +495,8 @@ fn measure(
     Ok((ceilings, runs, postgres_version))
 }
 
-/// Seeds `url`, runs `after_seed`, serves it with the release server, and drives every scenario.
+/// Seeds `url`, serves it with `server`, and drives every scenario, each followed by its SQL
+/// floor on `postgres` (the server behind `url`, when it is PostgreSQL) and its cross-check.
 fn backend_run(
     options: &Options,
     backend: Backend,
@@ -387,7 +504,7 @@ fn backend_run(
     server: &Path,
     loadgen: &Path,
     scratch: &Path,
-    after_seed: &dyn Fn() -> Result<()>,
+    postgres: Option<&floor::Server>,
 ) -> Result<BackendRun> {
     let log_path = scratch.join(format!("server-{}.log", backend.name()));
     let seed_log_path = scratch.join(format!("seed-{}.log", backend.name()));
@@ -419,7 +536,24 @@ fn backend_run(
         .unwrap_or("")
         .to_owned();
     eprintln!("  seeded in {seed_seconds:.1} s: {seed_summary}");
-    after_seed()?;
+    let floors = match postgres {
+        Some(pg) => {
+            // A bulk load leaves no statistics and no visibility map; autovacuum would
+            // catch up within minutes in production, so do its work before measuring.
+            psql(&pg.bin, &pg.port, floor::DATABASE, "VACUUM ANALYZE")?;
+            if options.floors {
+                Some(floor::Floors::setup(options, pg)?)
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let wrk = if options.cross_check {
+        cross_check::Wrk::find()
+    } else {
+        None
+    };
 
     let port = free_port()?;
     let log = fs::File::create(&log_path)
@@ -431,28 +565,15 @@ fn backend_run(
         &log_path,
         "/health/ready",
     )?;
-    let rows = run_loadgen(
-        loadgen,
-        &format!("http://127.0.0.1:{port}"),
-        &[
-            "--scenarios",
-            &options.scenarios,
-            "--concurrency",
-            &options.concurrency,
-            "--rates",
-            &options.rates,
-            "--duration",
-            &options.duration.to_string(),
-            "--warmup",
-            &options.warmup.to_string(),
-            "--email",
-            ADMIN_EMAIL,
-            "--password",
-            ADMIN_PASSWORD,
-        ],
-    );
+    let base_url = format!("http://127.0.0.1:{port}");
+    let measured = measure_scenarios(options, loadgen, &base_url, floors.as_ref(), wrk.as_ref());
     process.stop();
-    let rows = rows.map_err(|e| {
+    if let Some(floors) = floors
+        && let Err(error) = floors.teardown()
+    {
+        warn(format_args!("cannot drop the SQL floors' sample: {error}"));
+    }
+    let (rows, floors, cross_checks) = measured.map_err(|e| {
         format!(
             "{e}\n--- the server's log ({}) ends with ---\n{}",
             log_path.display(),
@@ -464,7 +585,88 @@ fn backend_run(
         seed_seconds,
         seed_summary,
         rows,
+        floors,
+        cross_checks,
     })
+}
+
+/// What [`measure_scenarios`] measured: the load generator's rows, the SQL floors and the
+/// cross-checks.
+type Measured = (
+    Vec<Row>,
+    BTreeMap<&'static str, Pgbench>,
+    Vec<cross_check::Agreement>,
+);
+
+/// Each scenario on its own: the load generator's closed and open loops (and the capacity
+/// search), then at once its SQL floor against the same database and its cross-check.
+fn measure_scenarios(
+    options: &Options,
+    loadgen: &Path,
+    base_url: &str,
+    floors: Option<&floor::Floors>,
+    wrk: Option<&cross_check::Wrk>,
+) -> Result<Measured> {
+    let mut rows = Vec::new();
+    let mut floor_results = BTreeMap::new();
+    let mut agreements = Vec::new();
+    let duration = options.duration.to_string();
+    let warmup = options.warmup.to_string();
+    // Search steps are short: a fifth of a measurement, between 1 and 3 s.
+    let search_duration = (options.duration / 5.0).clamp(1.0, 3.0).to_string();
+    let bound = CAPACITY_P99_MS.to_string();
+    for scenario in options.scenario_list()? {
+        let mut args = vec![
+            "--scenarios",
+            scenario,
+            "--concurrency",
+            &options.concurrency,
+            "--rates",
+            &options.rates,
+            "--duration",
+            &duration,
+            "--warmup",
+            &warmup,
+            "--email",
+            ADMIN_EMAIL,
+            "--password",
+            ADMIN_PASSWORD,
+        ];
+        if options.capacity {
+            args.extend(["--capacity-p99-ms", &bound]);
+            args.extend(["--search-duration", &search_duration]);
+        }
+        let scenario_rows = run_loadgen(loadgen, base_url, &args)?;
+        if let Some(floors) = floors {
+            match floors.run(scenario) {
+                Ok(result) => {
+                    floor_results.insert(scenario, result);
+                }
+                // A floor that fails leaves its column empty, said here, not silently.
+                Err(error) => warn(format_args!("SQL floor of {scenario}: {error}")),
+            }
+        }
+        if options.cross_check && cross_check::is_get(scenario) {
+            match wrk {
+                Some(wrk) => {
+                    let ours = scenario_rows
+                        .iter()
+                        .find(|r| r.text("mode") == "closed")
+                        .map_or(0.0, |r| r.number("throughput"));
+                    match wrk.check(options, loadgen, base_url, scenario, ours) {
+                        Ok(agreement) => agreements.push(agreement),
+                        Err(error) => warn(format_args!("cross-check of {scenario}: {error}")),
+                    }
+                }
+                None => warn(format_args!(
+                    "cross-check of {scenario} skipped: wrk is not installed \
+                     (Debian: apt-get install wrk)"
+                )),
+            }
+        }
+        rows.extend(scenario_rows);
+    }
+    Ok((rows, floor_results, agreements))
 }
 
 /// The release server with the benchmark's configuration: production profile, rate limits
@@ -549,24 +751,13 @@ fn pgbench(
     port: &str,
     scratch: &Path,
 ) -> Result<(Pgbench, Pgbench)> {
-    let pgbench = Some(bin.join("pgbench"))
-        .filter(|p| crate::is_executable(p))
-        .or_else(|| find_program("pgbench", &[]))
-        .ok_or("pgbench not found next to initdb or on PATH (it ships with PostgreSQL)")?;
-    let clients = options
-        .concurrency
-        .split(',')
-        .next()
-        .unwrap_or("16")
-        .trim()
-        .to_owned();
-    let connection = ["-h", "127.0.0.1", "-p", port, "-U", "postgres"];
+    let pgbench = floor::pgbench_program(bin)?;
     eprintln!(
         "cargo xtask bench: pgbench -i -s {} (scratch database)",
         options.pgbench_scale
     );
     let init = Command::new(&pgbench)
-        .args(connection)
+        .args(["-h", "127.0.0.1", "-p", port, "-U", "postgres"])
         .args(["-i", "-q", "-s", &options.pgbench_scale.to_string()])
         .arg("pgbench_scratch")
         .stdin(Stdio::null())
@@ -592,58 +783,23 @@ fn pgbench(
     )?;
     let seconds = (options.duration.ceil() as u64).max(1).to_string();
     let warm = (options.warmup.ceil() as u64).to_string();
-    let run = |what: &'static str, workload: &[&str]| -> Result<Pgbench> {
-        eprintln!("cargo xtask bench: pgbench {what}");
-        // A short unmeasured run first, like the scenarios' warm-up.
-        if warm != "0" {
-            let _ = Command::new(&pgbench)
-                .args(connection)
-                .args(workload)
-                .args([
-                    "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &warm,
-                ])
-                .arg("pgbench_scratch")
-                .stdin(Stdio::null())
-                .output()?;
-        }
-        let output = Command::new(&pgbench)
-            .args(connection)
-            .args(workload)
-            .args([
-                "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", &seconds,
-            ])
-            .arg("pgbench_scratch")
-            .stdin(Stdio::null())
-            .output()?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            return Err(format!(
-                "pgbench {what} failed: {}{text}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        let field = |prefix: &str| {
-            text.lines()
-                .find_map(|line| line.trim().strip_prefix(prefix))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse::<f64>().ok())
-        };
-        let result = Pgbench {
-            what,
-            tps: field("tps = ").ok_or_else(|| format!("no tps in pgbench's output:\n{text}"))?,
-            latency_ms: field("latency average = ").unwrap_or(0.0),
-            failed: field("number of failed transactions: ").unwrap_or(0.0) as u64,
-        };
-        eprintln!(
-            "  {what}: {:.0} tps, latency average {:.3} ms",
-            result.tps, result.latency_ms
-        );
-        Ok(result)
+    let run = |what: &str, workload: &[String]| {
+        floor::pgbench_run(
+            &pgbench,
+            port,
+            "pgbench_scratch",
+            what.to_owned(),
+            workload,
+            options.clients(),
+            &warm,
+            &seconds,
+        )
     };
-    let select_only = run("select-only (-S)", &["-S"])?;
-    let script_arg = script.to_string_lossy().into_owned();
-    let insert = run("one-row insert (-f)", &["-f", &script_arg])?;
+    let select_only = run("select-only (-S)", &["-S".to_owned()])?;
+    let insert = run(
+        "one-row insert (-f)",
+        &["-f".to_owned(), script.to_string_lossy().into_owned()],
+    )?;
     Ok((select_only, insert))
 }
 
@@ -980,6 +1136,19 @@ fn command_line(options: &Options) -> String {
         options.pgbench_scale.to_string(),
         defaults.pgbench_scale.to_string(),
     );
+    if let Some(server) = &options.server {
+        let _ = write!(line, " --server {}", server.display());
+    }
+    for (set, name) in [
+        (!options.floors, "--no-floors"),
+        (!options.capacity, "--no-capacity"),
+        (options.cross_check, "--cross-check"),
+        (!options.charts, "--no-charts"),
+    ] {
+        if set {
+            let _ = write!(line, " {name}");
+        }
+    }
     line
 }
 
@@ -1003,6 +1172,7 @@ fn render(
     postgres_version: &str,
     elapsed: Duration,
     load: &str,
+    charts: &[chart::Drawn],
 ) -> String {
     let mut s = String::new();
     let http_ceiling = ceilings
@@ -1046,12 +1216,16 @@ fn render(
     }
     let _ = writeln!(
         s,
-        "- **Server**: `target/release/clinicflow serve`, production profile (JSON logs to a \
+        "- **Server**: `{} serve`, production profile (JSON logs to a \
          file), in-process cache and no Redis, default pool and workers, rate limits raised \
          out of the way. SQLite in WAL mode with `synchronous=FULL` on the local disk, so \
          every commit pays an fsync, as it does in production; PostgreSQL{} is xtask's \
          throwaway cluster (`fsync=off`, `synchronous_commit=off`, `full_page_writes=off`), \
          which pays none; it gets a `VACUUM ANALYZE` after seeding, as autovacuum would give it soon after a bulk load.",
+        options.server.as_ref().map_or_else(
+            || "target/release/clinicflow".to_owned(),
+            |path| path.display().to_string()
+        ),
         if postgres_version.is_empty() {
             String::new()
         } else {
@@ -1115,56 +1289,83 @@ fn render(
             bench.latency_ms,
         );
     }
-    for run in runs {
-        let postgres = run.backend == Backend::Postgres;
-        let _ = writeln!(s, "\n### {}\n", run.backend.name());
-        if postgres {
+    for run in runs.iter().filter(|r| !r.floors.is_empty()) {
+        let _ = writeln!(s, "\n### SQL floors on {}\n", run.backend.name());
+        let _ = writeln!(
+            s,
+            "| scenario | pgbench scripts (`{}`) | throughput | latency |",
+            floor::DIR
+        );
+        let _ = writeln!(s, "| --- | --- | ---: | --- |");
+        for (scenario, bench) in &run.floors {
             let _ = writeln!(
                 s,
-                "| scenario | load | throughput | p50 ms | p95 ms | p99 ms | errors | of HTTP ceiling | of pgbench ceiling |"
-            );
-            let _ = writeln!(
-                s,
-                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "| scenario | load | throughput | p50 ms | p95 ms | p99 ms | errors | of HTTP ceiling |"
-            );
-            let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-        }
-        for row in &run.rows {
-            let scenario = row.text("scenario");
-            let closed = row.text("mode") == "closed";
-            let throughput = row.number("throughput");
-            let http = if closed {
-                percent(throughput, http_ceiling)
-            } else {
-                "–".into()
-            };
-            let mut line = format!(
-                "| {scenario} | {} | {}/s | {} | {} | {} | {} | {http} |",
-                row.load(),
-                format_rate(throughput),
-                row.millis("p50_us"),
-                row.millis("p95_us"),
-                row.millis("p99_us"),
-                row.text("errors"),
-            );
-            if postgres {
-                let ceiling = if WRITING.contains(&scenario) {
-                    &ceilings.insert
+                "| {scenario} | {} | {} tps{} | mean {:.2} ms |",
+                floor::describe(scenario),
+                format_rate(bench.tps),
+                if bench.failed > 0 {
+                    format!(", {} failed", bench.failed)
                 } else {
-                    &ceilings.select_only
-                };
-                let db = match (closed, ceiling) {
-                    (true, Some(bench)) => percent(throughput, bench.tps),
-                    _ => "–".into(),
-                };
-                let _ = write!(line, " {db} |");
-            }
-            let _ = writeln!(s, "{line}");
+                    String::new()
+                },
+                bench.latency_ms,
+            );
+        }
+    }
+    for run in runs {
+        render_backend(&mut s, options, ceilings, run, http_ceiling);
+    }
+    let agreements: Vec<(&BackendRun, &cross_check::Agreement)> = runs
+        .iter()
+        .flat_map(|run| run.cross_checks.iter().map(move |a| (run, a)))
+        .collect();
+    if options.cross_check && agreements.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n### Generator agreement\n\nNot measured: `--cross-check` was asked for, but wrk \
+             was not installed or every wrk run failed (the run's log says which)."
+        );
+    }
+    if !agreements.is_empty() {
+        let _ = writeln!(s, "\n### Generator agreement\n");
+        let _ = writeln!(
+            s,
+            "Each GET scenario once more with `wrk` (1 thread, {} connections, the same duration, \
+             random paths from the same sample), right after the load generator's rows. Close \
+             throughputs say that neither generator was the bottleneck.\n",
+            options.clients()
+        );
+        let _ = writeln!(
+            s,
+            "| scenario | backend | clinicflow-loadgen | wrk | wrk / loadgen | wrk p50 ms | wrk p99 ms | wrk non-2xx |"
+        );
+        let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for (run, a) in agreements {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {}/s | {}/s | {} | {} | {} | {} |",
+                a.scenario,
+                run.backend.name(),
+                format_rate(a.loadgen),
+                format_rate(a.wrk),
+                percent(a.wrk, a.loadgen),
+                format_millis(a.p50_ms),
+                format_millis(a.p99_ms),
+                a.failed,
+            );
+        }
+    }
+    if !charts.is_empty() {
+        let _ = writeln!(s, "\n### Latency against offered rate\n");
+        let _ = writeln!(
+            s,
+            "Open loop, every rate measured (the fixed rates, the capacity search's steps and its \
+             confirmation): p50 solid, p99 dashed, one colour per database; the horizontal line \
+             is the p99 target ({CAPACITY_P99_MS} ms), the vertical one the scenario's SQL floor \
+             on PostgreSQL.\n"
+        );
+        for drawn in charts {
+            let _ = writeln!(s, "![{0}]({1})", drawn.scenario, drawn.link);
         }
     }
     let _ = writeln!(s, "\nScenarios (paths under `/api/v1`):\n");
@@ -1179,7 +1380,118 @@ fn render(
          transactions plus the reads around them). Reading a patient also appends an audit \
          event, so `patient-by-id` and `mixed` write too."
     );
+    let _ = writeln!(
+        s,
+        "\n\"Of SQL floor\" is a scenario's closed-loop throughput (and, on its capacity row, \
+         its capacity) over the tps of its SQL floor: a pgbench script in `{}` replaying the \
+         fewest statements the scenario's meaning needs (the same tables, constraints, indexes \
+         and rows written; random parameters from a sample of the seeded ids), run against the \
+         same database at the same concurrency ({} clients, prepared statements, the same \
+         warm-up and duration) right after the scenario's HTTP rows. One script run is one \
+         operation as the load generator counts it: `book-cancel`'s script books and cancels \
+         (two requests, one operation); `mixed`'s three scripts are drawn 3 : 2 : 1 like its \
+         requests, one request per run. Each script's header says what it writes and what it \
+         leaves out. The floors of scenarios the server answers from a cache (`slots-30d`, \
+         `first-free-slot`, `dashboard`) are what a cache miss costs, so those may pass 100 %; \
+         their reference stays the bare-handler ceiling. SQLite has no pgbench: the PostgreSQL \
+         floor is the reference for both databases.",
+        floor::DIR,
+        options.clients(),
+    );
+    if options.capacity {
+        let _ = writeln!(
+            s,
+            "\n\"Capacity (p99 < {CAPACITY_P99_MS} ms)\" is the highest open-loop rate at which \
+             p99 stayed under {CAPACITY_P99_MS} ms with no error: the capacity these pages quote. \
+             The load generator searches it after the closed loop: short steps starting at half \
+             the closed-loop throughput, up by half while p99 holds, bisecting once a step fails, \
+             at most 6 steps; then one step as long as the others confirms it (its row is the \
+             scenario's \"capacity\" row; a failed confirmation is retried once at 80 %). \
+             \"none\" means not even 1 operation per second kept p99 under the bound."
+        );
+    }
     s
+}
+
+/// One backend's table: every measured row, with the shares of the ceilings and the floor.
+fn render_backend(
+    s: &mut String,
+    options: &Options,
+    ceilings: &Ceilings,
+    run: &BackendRun,
+    http_ceiling: f64,
+) {
+    let postgres = run.backend == Backend::Postgres;
+    let floors = postgres && !run.floors.is_empty();
+    let _ = writeln!(s, "\n### {}\n", run.backend.name());
+    let mut head = String::from(
+        "| scenario | load | throughput | p50 ms | p95 ms | p99 ms | errors | of HTTP ceiling |",
+    );
+    let mut rule = String::from("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    if options.capacity {
+        let _ = write!(head, " capacity (p99 < {CAPACITY_P99_MS} ms) |");
+        rule.push_str(" ---: |");
+    }
+    if postgres {
+        head.push_str(" of pgbench ceiling |");
+        rule.push_str(" ---: |");
+    }
+    if floors {
+        head.push_str(" of SQL floor |");
+        rule.push_str(" ---: |");
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
+    let shown = run.rows.iter().filter(|row| run.shown(row));
+    for row in shown {
+        let scenario = row.text("scenario");
+        let closed = row.text("mode") == "closed";
+        let confirming = row.text("rate") == "capacity";
+        let throughput = row.number("throughput");
+        let http = if closed {
+            percent(throughput, http_ceiling)
+        } else {
+            "–".into()
+        };
+        let mut line = format!(
+            "| {scenario} | {} | {}/s | {} | {} | {} | {} | {http} |",
+            row.load(),
+            format_rate(throughput),
+            row.millis("p50_us"),
+            row.millis("p95_us"),
+            row.millis("p99_us"),
+            row.text("errors"),
+        );
+        let capacity = run.capacity(scenario);
+        if options.capacity {
+            let cell = match (closed, capacity) {
+                (true, Some(c)) if c > 0.0 => format!("{}/s", format_rate(c)),
+                (true, Some(_)) => "none".into(),
+                _ => "–".into(),
+            };
+            let _ = write!(line, " {cell} |");
+        }
+        if postgres {
+            let ceiling = if WRITING.contains(&scenario) {
+                &ceilings.insert
+            } else {
+                &ceilings.select_only
+            };
+            let db = match (closed, ceiling) {
+                (true, Some(bench)) => percent(throughput, bench.tps),
+                _ => "–".into(),
+            };
+            let _ = write!(line, " {db} |");
+        }
+        if floors {
+            let share = match (run.floors.get(scenario), closed, confirming) {
+                (Some(floor), true, _) => percent(throughput, floor.tps),
+                (Some(floor), _, true) => percent(capacity.unwrap_or(0.0), floor.tps),
+                _ => "–".into(),
+            };
+            let _ = write!(line, " {share} |");
+        }
+        let _ = writeln!(s, "{line}");
+    }
 }
 
 /// `doc` with its [`SECTION`] (up to the next `## ` heading or the end) replaced by `section`.
@@ -1220,6 +1532,40 @@ mod tests {
         );
     }
 
+    fn run_of(lines: &[&str]) -> BackendRun {
+        BackendRun {
+            backend: Backend::Postgres,
+            seed_seconds: 0.0,
+            seed_summary: String::new(),
+            rows: lines.iter().filter_map(|l| Row::parse(l)).collect(),
+            floors: BTreeMap::new(),
+            cross_checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_confirmed_capacity_step_is_a_row_and_every_open_step_is_a_chart_point() {
+        let run = run_of(&[
+            "result scenario=dashboard mode=closed rate=- target_rps=- throughput=900 p50_us=1000 p99_us=5000",
+            "result scenario=dashboard mode=open rate=search target_rps=450.0 throughput=450 p50_us=900 p99_us=4000",
+            "result scenario=dashboard mode=open rate=capacity target_rps=600.0 throughput=600 p50_us=950 p99_us=12000",
+            "result scenario=dashboard mode=open rate=capacity target_rps=480.0 throughput=480 p50_us=920 p99_us=8000",
+            "result scenario=dashboard mode=capacity capacity_rps=480.0 p99_us=8000 bound_ms=10",
+        ]);
+        let shown: Vec<&str> = run
+            .rows
+            .iter()
+            .filter(|r| run.shown(r))
+            .map(|r| r.text("target_rps"))
+            .collect();
+        assert_eq!(shown, vec!["-", "480.0"]);
+        assert_eq!(run.capacity("dashboard"), Some(480.0));
+        assert_eq!(
+            chart::points(std::slice::from_ref(&run), "dashboard"),
+            "PostgreSQL 450 0.9 4\nPostgreSQL 600 0.95 12\nPostgreSQL 480 0.92 8\n"
+        );
+    }
+
     #[test]
     fn result_lines_parse_into_fields() {
         let row = Row::parse("result scenario=dashboard mode=closed throughput=12.5 p50_us=1500")
@@ -1244,5 +1590,47 @@ mod tests {
             command_line(&options),
             "cargo xtask bench --quick --duration 3 --backends sqlite"
         );
+    }
+
+    #[test]
+    fn a_focused_before_and_after_run_is_one_command_line() {
+        let args: Vec<OsString> = [
+            "--server",
+            "/tmp/clinicflow-baseline",
+            "--scenarios",
+            "patient-by-id,book-cancel",
+            "--backends",
+            "postgres",
+            "--cross-check",
+            "--no-capacity",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let options = Options::parse(&args).expect("valid");
+        assert_eq!(
+            options.server.as_deref(),
+            Some(Path::new("/tmp/clinicflow-baseline"))
+        );
+        assert_eq!(
+            options.scenario_list().expect("known scenarios"),
+            vec!["patient-by-id", "book-cancel"]
+        );
+        assert!(options.cross_check && !options.capacity && options.floors);
+        assert_eq!(
+            command_line(&options),
+            "cargo xtask bench --scenarios patient-by-id,book-cancel --backends postgres \
+             --server /tmp/clinicflow-baseline --no-capacity --cross-check"
+        );
+    }
+
+    #[test]
+    fn an_unknown_scenario_is_refused_before_anything_runs() {
+        let args: Vec<OsString> = ["--scenarios", "patient-by-id,nonsense"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        let error = Options::parse(&args).expect_err("refused").to_string();
+        assert!(error.contains("nonsense"), "{error}");
     }
 }

@@ -49,7 +49,12 @@ commands:
   ci    cargo fmt --check, cargo clippy -D warnings, then test --require-services
   bench [--quick] [--patients N] [--appointments N] [--duration S] ...
         HTTP load on SQLite and PostgreSQL (release server, clinicflow-loadgen)
-        with the actix-web and pgbench ceilings; writes docs/benchmarks.md
+        with the actix-web and pgbench ceilings, each scenario's SQL floor
+        (xtask/bench/sql) and open-loop capacity (p99 < 10 ms) and a chart;
+        writes docs/benchmarks.md. --scenarios A,B, --backends sqlite|postgres,
+        --warmup S, --output FILE, --server PATH (bench another clinicflow
+        binary), --cross-check (the GET scenarios through wrk too),
+        --no-floors, --no-capacity, --no-charts, --no-build
   fuzz [--quick] [--max-examples N] [--no-build] [-- SCHEMATHESIS-ARGS...]
         schemathesis (pinned, in a venv under the target dir) against a seeded
         server on SQLite: fails on any 5xx or answer the OpenAPI document omits

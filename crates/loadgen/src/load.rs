@@ -215,6 +215,16 @@ impl Measurement {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Failed operations (non-2xx, transport errors, never sent).
+    pub fn errors(&self) -> u64 {
+        self.errors
+    }
+
+    /// The 99th percentile latency in microseconds (0 when nothing succeeded).
+    pub fn p99_micros(&self) -> u64 {
+        self.micros_at(0.99)
+    }
+
     fn micros_at(&self, quantile: f64) -> u64 {
         if self.ok == 0 {
             0

@@ -20,7 +20,9 @@
 //! It talks to the server over HTTP only and depends on no crate of the workspace.
 
 mod answer;
+mod capacity;
 mod ceiling;
+mod chart;
 mod clinic;
 mod load;
 mod receiver;
@@ -55,6 +57,11 @@ struct Cli {
 enum Command {
     /// Drive scenarios against a server and print one `result` line per measurement.
     Run(RunArgs),
+    /// Log in and print a bearer token and random request paths of a GET scenario, for a
+    /// second, independent load generator (`token …` and `path …` lines).
+    Paths(PathsArgs),
+    /// Draw one scenario's open-loop latency against the offered rate as an SVG chart.
+    Chart(ChartArgs),
     /// Serve the bare actix-web JSON handler (`GET /json`) that is the HTTP ceiling.
     Ceiling {
         /// Address to listen on.
@@ -156,6 +163,40 @@ struct VerifyArgs {
 }
 
 #[derive(Args)]
+struct ChartArgs {
+    /// The points: `series rate p50_ms p99_ms` lines.
+    #[arg(long)]
+    points: PathBuf,
+    /// The SVG file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The chart's title.
+    #[arg(long)]
+    title: String,
+    /// The scenario's SQL floor (operations per second), drawn as a vertical line.
+    #[arg(long)]
+    floor: Option<f64>,
+    /// The p99 target (milliseconds), drawn as a horizontal line.
+    #[arg(long, default_value_t = 10.0)]
+    target_ms: f64,
+}
+
+#[derive(Args)]
+struct PathsArgs {
+    /// The server, such as http://127.0.0.1:8080.
+    #[arg(long)]
+    base_url: String,
+    #[command(flatten)]
+    login: Login,
+    /// The scenario (one that is a single GET).
+    #[arg(long)]
+    scenario: String,
+    /// How many paths.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+}
+
+#[derive(Args)]
 struct RunArgs {
     /// The server, such as http://127.0.0.1:8080.
     #[arg(long)]
@@ -192,6 +233,16 @@ struct RunArgs {
     /// Bookings go to slots from this many days ahead on, after the seeded appointments.
     #[arg(long, default_value_t = 35)]
     book_after_days: i64,
+    /// After the closed loop, search the highest open-loop rate whose p99 stays under this
+    /// many milliseconds (one `mode=capacity` result line per scenario).
+    #[arg(long)]
+    capacity_p99_ms: Option<f64>,
+    /// Seconds measured per search step (after a quarter of it as warm-up).
+    #[arg(long, default_value_t = 2.0)]
+    search_duration: f64,
+    /// Most search steps before the confirming one.
+    #[arg(long, default_value_t = 6)]
+    search_steps: usize,
 }
 
 fn main() -> ExitCode {
@@ -199,6 +250,18 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Ceiling { bind, workers } => ceiling::serve(&bind, workers),
         Command::Run(args) => run(args),
+        Command::Paths(args) => small_runtime().and_then(|rt| rt.block_on(paths(args))),
+        Command::Chart(args) => std::fs::read_to_string(&args.points)
+            .map_err(|e| format!("cannot read {}: {e}", args.points.display()))
+            .and_then(|text| chart::parse_points(&text))
+            .and_then(|points| {
+                let marks = chart::Marks {
+                    title: args.title,
+                    floor: args.floor,
+                    target_ms: args.target_ms,
+                };
+                chart::draw(&points, &marks, &args.out)
+            }),
         Command::Receiver { bind, out } => receiver::serve(&bind, out),
         Command::Storm(args) => small_runtime().and_then(|rt| {
             rt.block_on(storm::run(storm::Storm {
@@ -269,6 +332,30 @@ fn run(args: RunArgs) -> Result<(), String> {
     if !(args.duration > 0.0 && args.warmup >= 0.0) {
         return Err("--duration must be positive and --warmup not negative".into());
     }
+    if args.capacity_p99_ms.is_some() && concurrency.is_empty() {
+        return Err("--capacity-p99-ms starts from a closed-loop run (--concurrency)".into());
+    }
+    let search = match args.capacity_p99_ms {
+        Some(ms) if ms.is_finite() && ms > 0.0 && args.search_duration > 0.0 => {
+            Some(capacity::Search {
+                p99_bound: Duration::from_secs_f64(ms / 1000.0),
+                step: load::Timing {
+                    warmup: Duration::from_secs_f64(args.search_duration / 4.0),
+                    duration: Duration::from_secs_f64(args.search_duration),
+                },
+                confirm: load::Timing {
+                    warmup: Duration::from_secs_f64(args.warmup),
+                    duration: Duration::from_secs_f64(args.duration),
+                },
+                max_steps: args.search_steps.max(1),
+                max_in_flight: args.max_in_flight,
+            })
+        }
+        Some(_) => {
+            return Err("--capacity-p99-ms and --search-duration must be positive".into());
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()
@@ -322,9 +409,48 @@ fn run(args: RunArgs) -> Result<(), String> {
                 .await;
                 report(&m);
             }
+            if let (Some(search), Some(closed)) = (&search, closed_throughput) {
+                let found = capacity::search(&fixture, scenario, closed, search, report).await;
+                let (rate, p99) = found.map_or((0.0, 0), |(rate, m)| (rate, m.p99_micros()));
+                println!(
+                    "result scenario={} mode=capacity capacity_rps={rate:.1} p99_us={p99} \
+                     bound_ms={}",
+                    scenario.name(),
+                    search.p99_bound.as_secs_f64() * 1000.0
+                );
+                eprintln!(
+                    "{:<17} capacity (p99 < {} ms): {rate:.1}/s",
+                    scenario.name(),
+                    search.p99_bound.as_secs_f64() * 1000.0
+                );
+            }
         }
         Ok(())
     })
+}
+
+/// Prints `token <bearer>` and `count` lines `path <path>` of one GET scenario.
+async fn paths(args: PathsArgs) -> Result<(), String> {
+    let scenario = match Scenario::parse_list(&args.scenario)?.as_slice() {
+        [one] => *one,
+        _ => return Err("--scenario takes one scenario".into()),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let base = args.base_url.trim_end_matches('/');
+    let session = Session::login(client, base, &args.login.email, &args.login.password).await?;
+    let fixture = Fixture::load(session, 35).await?;
+    let token = fixture.bearer().await?.ok_or("logged in without a token")?;
+    println!("token {token}");
+    for _ in 0..args.count.max(1) {
+        match fixture.get_path(scenario)? {
+            Some(path) => println!("path {path}"),
+            None => return Err(format!("{} is not a single GET", scenario.name())),
+        }
+    }
+    Ok(())
 }
 
 /// A two-thread runtime: the servers under test share the machine.

@@ -16,8 +16,9 @@ const SAMPLE_PATIENTS: usize = 2_000;
 const PAGE: u64 = 200;
 /// Days of slots asked for at once (the slots route answers at most 62).
 const SLOT_WINDOW_DAYS: i64 = 56;
-/// Windows of free slots in the booking pool: 16 weeks, ample for a full run's bookings.
-const BOOK_POOL_WINDOWS: i64 = 2;
+/// Windows of free slots in the booking pool: 24 weeks, ample for a full run's bookings,
+/// the capacity search's steps included.
+const BOOK_POOL_WINDOWS: i64 = 3;
 
 /// One kind of operation, measured on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,38 +245,46 @@ impl Fixture {
         })
     }
 
-    /// Runs one operation of `scenario`; an error names what failed.
-    pub async fn run(&self, scenario: Scenario) -> Result<(), String> {
-        match scenario {
-            Scenario::PatientById => {
-                let id = pick(&self.patients)?;
-                self.get(&format!("/api/v1/patients/{id}")).await
-            }
+    /// The path of one operation of a scenario that is a single GET (random parameters
+    /// picked anew each time); `None` for the scenarios that write.
+    pub fn get_path(&self, scenario: Scenario) -> Result<Option<String>, String> {
+        Ok(Some(match scenario {
+            Scenario::PatientById => format!("/api/v1/patients/{}", pick(&self.patients)?),
             Scenario::PatientSearch => {
                 let q = encode(pick(&self.prefixes)?);
-                self.get(&format!("/api/v1/patients?q={q}&limit=20")).await
+                format!("/api/v1/patients?q={q}&limit=20")
             }
             Scenario::AppointmentPage => {
                 let span = (self.last_day - self.first_day).num_days().max(0);
                 let day = self.first_day + Duration::days(rand::random_range(0..=span));
-                self.get(&format!(
-                    "/api/v1/appointments?from={day}T00:00:00Z&limit=50"
-                ))
-                .await
+                format!("/api/v1/appointments?from={day}T00:00:00Z&limit=50")
             }
             Scenario::Slots30d => {
                 let p = pick(&self.practitioners)?;
                 let (from, to) = (self.today, self.today + Duration::days(30));
-                self.get(&format!(
-                    "/api/v1/practitioners/{p}/slots?from={from}&to={to}"
-                ))
-                .await
+                format!("/api/v1/practitioners/{p}/slots?from={from}&to={to}")
             }
             Scenario::FirstFreeSlot => {
                 let (from, to) = (self.today, self.today + Duration::days(30));
-                self.get(&format!("/api/v1/slots?from={from}&to={to}&limit=1"))
-                    .await
+                format!("/api/v1/slots?from={from}&to={to}&limit=1")
             }
+            Scenario::Dashboard => "/api/v1/dashboard/stats".to_owned(),
+            Scenario::Ceiling => "/json".to_owned(),
+            Scenario::BookCancel | Scenario::Mixed => return Ok(None),
+        }))
+    }
+
+    /// The session's current bearer token, for a second load generator to send.
+    pub async fn bearer(&self) -> Result<Option<String>, String> {
+        self.session.bearer().await
+    }
+
+    /// Runs one operation of `scenario`; an error names what failed.
+    pub async fn run(&self, scenario: Scenario) -> Result<(), String> {
+        if let Some(path) = self.get_path(scenario)? {
+            return self.get(&path).await;
+        }
+        match scenario {
             Scenario::BookCancel => {
                 let booking = self.take_slot()?;
                 let id = self.book(&booking).await?;
@@ -291,7 +300,6 @@ impl Fixture {
                 }
                 cancelled.map(drop)
             }
-            Scenario::Dashboard => self.get("/api/v1/dashboard/stats").await,
             Scenario::Mixed => match self.mixed.fetch_add(1, Ordering::Relaxed) % 6 {
                 0..=2 => self.get("/api/v1/patients?limit=50").await,
                 3 | 4 => self.get("/api/v1/dashboard/stats").await,
@@ -300,7 +308,7 @@ impl Fixture {
                     self.book(&booking).await.map(drop)
                 }
             },
-            Scenario::Ceiling => self.get("/json").await,
+            _ => Err(format!("{} has no operation", scenario.name())),
         }
     }
 

@@ -82,7 +82,7 @@ impl Session {
     }
 
     /// The access token, if logged in; refreshes it once (not once per caller) when due.
-    async fn bearer(&self) -> Result<Option<String>, String> {
+    pub async fn bearer(&self) -> Result<Option<String>, String> {
         let due = |tokens: &Option<Tokens>| {
             tokens
                 .as_ref()
