@@ -1,7 +1,7 @@
 //! `chaos`: the fault-injection suite. It starts a throwaway PostgreSQL and Redis, serves
 //! real `clinicflow` instances on loopback, drives them with `clinicflow-loadgen` and breaks
 //! things underneath: a storm of overlapping bookings over three instances (and over one on
-//! SQLite), a SIGKILL under load, PostgreSQL stopped and started again, Redis stopped and
+//! SQLite), a SIGKILL under load (bookings and audited reads), PostgreSQL stopped and started again, Redis stopped and
 //! started again. Each scenario prints one `chaos <name> key=value … ok|FAILED: why` line;
 //! the task fails when any expectation fails.
 //!
@@ -599,7 +599,8 @@ impl Suite {
             .map_err(|_| format!("psql answered {out:?} for a count").into())
     }
 
-    /// kill: SIGKILL under a steady booking load, restart, and check nothing was lost.
+    /// kill: SIGKILL under a steady booking load and a patient read storm, restart, and check
+    /// that no acknowledged booking and no audit event of an answered read was lost.
     fn kill(&mut self, backend: Backend) -> Result<Verdict> {
         let name = format!("chaos_kill_{}", backend.name());
         let (deployment, mut instances) = self.deploy(backend, &name, 1, 200, Vec::new())?;
@@ -622,11 +623,13 @@ impl Suite {
         let since = unix_ms();
         let events = self.scratch.join(format!("{name}-events.txt"));
         let created = self.scratch.join(format!("{name}-created.txt"));
+        let disclosed = self.scratch.join(format!("{name}-disclosed.txt"));
         let mut steady = self.steady(
             &instance,
             &events,
             &created,
             Some(&format!("http://127.0.0.1:{receiver_port}/hook")),
+            Some(&disclosed),
         )?;
         steady.started()?;
         sleep(self.options.steady_secs * 0.35);
@@ -647,6 +650,8 @@ impl Suite {
             &created.display().to_string(),
             "--since-unix-ms",
             &since.to_string(),
+            "--disclosed",
+            &disclosed.display().to_string(),
         ])?;
         let (rows_found, half_written) = match backend {
             Backend::Postgres => {
@@ -668,8 +673,17 @@ impl Suite {
             .field("delivered", delivered)
             .field("lost", lost)
             .field("no_answer", row.number("transport"))
-            .field("restart_ms", restart_ms);
+            .field("restart_ms", restart_ms)
+            .field("reads", verified.number("disclosed"))
+            .field("unaudited", verified.number("unaudited"));
         verdict.expect(!acked.is_empty(), || "no booking was answered 201".into());
+        verdict.expect(verified.number("disclosed") > 0, || {
+            "no patient read was answered 200".into()
+        });
+        let unaudited = verified.number("unaudited");
+        verdict.expect(unaudited == 0, || {
+            format!("{unaudited} patient reads were answered but their audit event is lost")
+        });
         verdict.expect(rows_found == acked.len() as u64, || {
             format!(
                 "{rows_found} of {} acknowledged bookings are stored",
@@ -745,7 +759,7 @@ impl Suite {
         let (_deployment, mut instances) = self.deploy(Backend::Postgres, name, 1, 200, env)?;
         let events = self.scratch.join(format!("{name}-events.txt"));
         let created = self.scratch.join(format!("{name}-created.txt"));
-        let mut steady = self.steady(&instances[0], &events, &created, None)?;
+        let mut steady = self.steady(&instances[0], &events, &created, None, None)?;
         steady.started()?;
         let port = instances[0].port;
         let lead = (self.options.steady_secs - self.options.outage_secs) / 3.0;
@@ -858,7 +872,7 @@ impl Suite {
             self.deploy(Backend::Postgres, name, 1, 200, Vec::new())?;
         let events = self.scratch.join(format!("{name}-events.txt"));
         let created = self.scratch.join(format!("{name}-created.txt"));
-        let mut steady = self.steady(&instances[0], &events, &created, None)?;
+        let mut steady = self.steady(&instances[0], &events, &created, None, None)?;
         steady.started()?;
         let port = instances[0].port;
         let lead = (self.options.steady_secs - self.options.outage_secs) / 3.0;
@@ -947,6 +961,7 @@ impl Suite {
         events: &Path,
         created: &Path,
         webhook: Option<&str>,
+        disclosed: Option<&Path>,
     ) -> Result<Steady> {
         let mut command = Command::new(&self.loadgen);
         command
@@ -961,6 +976,9 @@ impl Suite {
             .stderr(Stdio::inherit());
         if let Some(url) = webhook {
             command.args(["--webhook", url]);
+        }
+        if let Some(disclosed) = disclosed {
+            command.arg("--disclosed").arg(disclosed);
         }
         let mut child = command
             .spawn()

@@ -49,6 +49,8 @@ pub struct Answer {
     pub latency: Duration,
     /// Why there was no answer, for transport failures.
     pub error: Option<String>,
+    /// The server's id of the request (`x-request-id`), which its audit events carry.
+    pub request_id: Option<String>,
 }
 
 impl Answer {
@@ -108,6 +110,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> Answer {
         latency: started.elapsed(),
         // Without the URL: it may carry ids, and the operation names the route anyway.
         error: Some(error.without_url().to_string()),
+        request_id: None,
     };
     let response = match request.send().await {
         Ok(response) => response,
@@ -120,6 +123,11 @@ pub async fn send(request: reqwest::RequestBuilder) -> Answer {
         .and_then(|value| value.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let bytes = match response.bytes().await {
         Ok(bytes) => bytes,
         Err(error) => return failed(error, started),
@@ -145,5 +153,6 @@ pub async fn send(request: reqwest::RequestBuilder) -> Answer {
         sent_unix_ms,
         latency,
         error: None,
+        request_id,
     }
 }

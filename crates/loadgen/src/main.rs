@@ -145,6 +145,10 @@ struct SteadyArgs {
     /// Bookings go to slots from this many days ahead on.
     #[arg(long, default_value_t = 70)]
     days_ahead: i64,
+    /// Also read patients without pause, and write the request ids of the reads answered
+    /// 200 to this file.
+    #[arg(long)]
+    disclosed: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -160,6 +164,10 @@ struct VerifyArgs {
     /// When the load began (Unix milliseconds): appointments created since are checked whole.
     #[arg(long)]
     since_unix_ms: i64,
+    /// File with the request ids of patient reads answered 200 (from `steady --disclosed`):
+    /// each must have its audit event.
+    #[arg(long)]
+    disclosed: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -293,6 +301,7 @@ fn main() -> ExitCode {
                 created: args.created,
                 webhook: args.webhook,
                 days_ahead: args.days_ahead,
+                disclosed: args.disclosed,
             }))
         }),
         Command::Verify(args) => small_runtime().and_then(|rt| {
@@ -304,6 +313,7 @@ fn main() -> ExitCode {
                 password: args.login.password,
                 created: args.created,
                 since,
+                disclosed: args.disclosed,
             }))
         }),
     };

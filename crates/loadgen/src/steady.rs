@@ -6,6 +6,10 @@
 //! cached read). Every answer becomes one `event` line in `--events` with its send time in
 //! Unix milliseconds, so xtask can judge it by when its fault began and ended; the ids of
 //! the bookings answered 201 go to `--created`.
+//!
+//! With `--disclosed`, a few more workers read patients (audited reads) without pause
+//! beside the bookings, and the request ids of the reads answered 200 go to that file, so
+//! xtask can check after a crash that every answered read has its audit event.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -52,7 +56,12 @@ pub struct Steady {
     pub webhook: Option<String>,
     /// Bookings go to slots from this many days ahead on.
     pub days_ahead: i64,
+    /// Where the request ids of patient reads answered 200 go; no reads without it.
+    pub disclosed: Option<PathBuf>,
 }
+
+/// Workers reading patients beside the bookings, when asked for.
+const READERS: usize = 4;
 
 /// A slot with the patient who books it and the one who tries it again.
 #[derive(Debug, Clone)]
@@ -68,6 +77,8 @@ struct Shared {
     pool: Mutex<VecDeque<Booking>>,
     events: Mutex<Vec<String>>,
     created: Mutex<Vec<String>>,
+    disclosed: Mutex<Vec<String>>,
+    patients: Vec<String>,
     counts: Mutex<Counts>,
 }
 
@@ -102,7 +113,8 @@ pub async fn run(steady: Steady) -> Result<(), String> {
             return Err(format!("PUT /api/v1/clinic/webhook: {answer}"));
         }
     }
-    let pool = pool(&session, steady.days_ahead).await?;
+    let patients = clinic::patients(&session, PATIENTS).await?;
+    let pool = pool(&session, &patients, steady.days_ahead).await?;
     eprintln!(
         "steady: {} free slots to book, {} workers for {:?}",
         pool.len(),
@@ -114,6 +126,8 @@ pub async fn run(steady: Steady) -> Result<(), String> {
         pool: Mutex::new(pool),
         events: Mutex::default(),
         created: Mutex::default(),
+        disclosed: Mutex::default(),
+        patients,
         counts: Mutex::default(),
     });
     // xtask times its fault from this line.
@@ -126,6 +140,12 @@ pub async fn run(steady: Steady) -> Result<(), String> {
         let shared = Arc::clone(&shared);
         let pause = steady.pause;
         workers.spawn(async move { work(&shared, deadline, pause).await });
+    }
+    if steady.disclosed.is_some() {
+        for reader in 0..READERS {
+            let shared = Arc::clone(&shared);
+            workers.spawn(async move { read_patients(&shared, deadline, reader).await });
+        }
     }
     while let Some(done) = workers.join_next().await {
         done.map_err(|e| format!("a worker panicked: {e}"))??;
@@ -140,6 +160,10 @@ pub async fn run(steady: Steady) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", steady.events.display()))?;
     std::fs::write(&steady.created, lines(&shared.created))
         .map_err(|e| format!("cannot write {}: {e}", steady.created.display()))?;
+    if let Some(disclosed) = &steady.disclosed {
+        std::fs::write(disclosed, lines(&shared.disclosed))
+            .map_err(|e| format!("cannot write {}: {e}", disclosed.display()))?;
+    }
     let c = lock(&shared.counts);
     println!(
         "result scenario=steady requests={} created={} conflicts={} unavailable={} transport={} \
@@ -188,6 +212,28 @@ async fn work(shared: &Shared, deadline: Instant, pause: Duration) -> Result<(),
     Ok(())
 }
 
+/// One reader's loop: patient after patient, each read audited by the server.
+async fn read_patients(shared: &Shared, deadline: Instant, reader: usize) -> Result<(), String> {
+    let mut next = reader;
+    while Instant::now() < deadline {
+        let patient = &shared.patients[next % shared.patients.len()];
+        next += READERS;
+        let path = format!("/api/v1/patients/{patient}");
+        let request = shared.session.request(Method::GET, &path).await?;
+        let read = answer::send(request).await;
+        shared.record("disclose", &read);
+        if read.status == 200 {
+            let id = read
+                .request_id
+                .ok_or("GET /api/v1/patients/{id}: 200 without x-request-id")?;
+            lock(&shared.disclosed).push(id);
+        } else if read.kind == Kind::Transport {
+            tokio::time::sleep(TRANSPORT_BACKOFF).await;
+        }
+    }
+    Ok(())
+}
+
 impl Shared {
     /// Counts an answer and keeps its event line.
     fn record(&self, op: &str, answer: &Answer) {
@@ -198,7 +244,7 @@ impl Shared {
             (_, Kind::Transport) => c.transport += 1,
             (503, Kind::Problem) => c.unavailable += 1,
             _ if answer.is_conflict() => c.conflicts += 1,
-            (200, Kind::Json) if op == "read" => {}
+            (200, Kind::Json) if op == "read" || op == "disclose" => {}
             _ => {
                 c.other += 1;
                 eprintln!("steady: {op}: {answer}");
@@ -228,9 +274,12 @@ async fn book(shared: &Shared, slot: &Slot, patient: &str) -> Result<Answer, Str
 /// Free slots of every practitioner in time order, each with a patient to book it and a
 /// rival. Neighbouring slots in that order are the ones that overlap, and they get
 /// different patients, so a first booking never conflicts on its patient.
-async fn pool(session: &Session, days_ahead: i64) -> Result<VecDeque<Booking>, String> {
+async fn pool(
+    session: &Session,
+    patients: &[String],
+    days_ahead: i64,
+) -> Result<VecDeque<Booking>, String> {
     let from = Utc::now().date_naive() + chrono::Duration::days(days_ahead);
-    let patients = clinic::patients(session, PATIENTS).await?;
     let mut slots = Vec::new();
     for practitioner in clinic::practitioners(session).await? {
         slots.extend(clinic::free_slots(session, &practitioner, from, POOL_DAYS).await?);

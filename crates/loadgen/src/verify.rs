@@ -4,6 +4,8 @@
 //! checks every active appointment created since the run began (answered or not, such as
 //! one committed just before the kill), because a half-written booking would show there.
 //! This is the SQLite side of the check; on PostgreSQL xtask asks the database directly too.
+//! With `--disclosed`, it also checks that every patient read answered 200 has its audit
+//! event (found by the request id the answer carried).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -30,6 +32,8 @@ pub struct Verify {
     pub created: PathBuf,
     /// When the run began: appointments created since then are checked whole.
     pub since: DateTime<Utc>,
+    /// The request ids of patient reads answered 200, one a line.
+    pub disclosed: Option<PathBuf>,
 }
 
 /// What one appointment has besides its row.
@@ -42,13 +46,10 @@ struct Parts {
 
 /// Runs the checks and prints one `result` line.
 pub async fn run(verify: Verify) -> Result<(), String> {
-    let text = std::fs::read_to_string(&verify.created)
-        .map_err(|e| format!("cannot read {}: {e}", verify.created.display()))?;
-    let acked: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let text = read(&verify.created)?;
+    let acked = lines(&text);
+    let disclosed_text = verify.disclosed.as_ref().map(read).transpose()?;
+    let disclosed = disclosed_text.as_deref().map(lines).unwrap_or_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -72,7 +73,13 @@ pub async fn run(verify: Verify) -> Result<(), String> {
             _ => {}
         }
     }
+    let mut audited_requests = HashSet::new();
     for event in clinic::audit_events(&session, verify.since).await? {
+        let reads_patient = clinic::text(&event, "action") == Some("read")
+            && clinic::text(&event, "resource_type") == Some("patient");
+        if let (true, Some(request)) = (reads_patient, clinic::text(&event, "request_id")) {
+            audited_requests.insert(request.to_owned());
+        }
         let creates_appointment = clinic::text(&event, "action") == Some("create")
             && clinic::text(&event, "resource_type") == Some("appointment");
         if let (true, Some(id)) = (creates_appointment, clinic::text(&event, "resource_id")) {
@@ -128,11 +135,32 @@ pub async fn run(verify: Verify) -> Result<(), String> {
             );
         }
     }
+    let unaudited = disclosed
+        .iter()
+        .filter(|id| !audited_requests.contains(**id))
+        .count();
+    if unaudited > 0 {
+        eprintln!("verify: {unaudited} patient reads were answered without an audit event");
+    }
     println!(
         "result scenario=verify acked={} found={found} missing={} half_written={half_written} \
-         unacked_checked={unacked_checked} reminder_offsets={offsets}",
+         unacked_checked={unacked_checked} reminder_offsets={offsets} disclosed={} \
+         unaudited={unaudited}",
         acked.len(),
         acked.len() - found,
+        disclosed.len(),
     );
     Ok(())
+}
+
+fn read(path: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The non-empty lines of a file of ids.
+fn lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
 }

@@ -7,11 +7,11 @@
 //!
 //! The events of reads go through [`AuditWriter`], a group commit: whatever events concurrent
 //! requests queued while the previous batch was being written become the next batch, one
-//! multi-row `INSERT` in a statement of its own (atomic and durable when it returns), and each
-//! caller is answered only then. An idle server writes one event at once, without waiting for
+//! multi-row `INSERT` in a statement of its own (atomic and durable when it returns; on SQLite
+//! a unit of the write group commit, `group.rs`), and each caller is answered only then. An idle server writes one event at once, without waiting for
 //! company; a busy one writes hundreds per round trip.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use clinicflow_domain::{
@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::Store;
 use crate::entity::{audit_event, instant, not_before};
-use crate::error::{invalid_row, repo_error};
+use crate::error::{batch_error, invalid_row, repo_error};
+use crate::group::GroupCommit;
 use crate::transaction::db;
 
 fn to_domain(row: audit_event::Model) -> Result<AuditEvent, RepoError> {
@@ -67,7 +68,27 @@ fn to_row(event: &AuditEvent) -> audit_event::ActiveModel {
 const BATCH_MAX: usize = 500;
 
 /// An event waiting for its batch, and whoever waits for the batch's outcome.
-type Pending = (AuditEvent, oneshot::Sender<Result<(), DbErr>>);
+type Pending = (AuditEvent, oneshot::Sender<Result<(), Unwritten>>);
+
+/// Why a batch was not written, told to each of its callers.
+#[derive(Debug, Clone)]
+enum Unwritten {
+    /// The insert or its commit failed.
+    Db(DbErr),
+    /// SQLite's writer did not come free in time.
+    Timeout(String),
+    /// SQLite's write batch failed.
+    Unavailable(String),
+}
+
+impl From<RepoError> for Unwritten {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Timeout(e) => Unwritten::Timeout(e.to_string()),
+            other => Unwritten::Unavailable(other.to_string()),
+        }
+    }
+}
 
 /// The group commit of audit events of reads (see the module's documentation).
 ///
@@ -76,14 +97,17 @@ type Pending = (AuditEvent, oneshot::Sender<Result<(), DbErr>>);
 #[derive(Debug)]
 pub(crate) struct AuditWriter {
     conn: DatabaseConnection,
+    /// On SQLite, batches are written as units of the write group commit, as every write is.
+    group: Option<Arc<GroupCommit>>,
     queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
 }
 
 impl AuditWriter {
-    /// A writer over `conn`'s pool; no task runs until the first event.
-    pub(crate) fn new(conn: DatabaseConnection) -> Self {
+    /// A writer over `conn`'s pool (through `group` on SQLite); no task runs until the first event.
+    pub(crate) fn new(conn: DatabaseConnection, group: Option<Arc<GroupCommit>>) -> Self {
         Self {
             conn,
+            group,
             queue: Mutex::new(None),
         }
     }
@@ -116,7 +140,9 @@ impl AuditWriter {
         clinicflow_ports::timing::add_db(started.elapsed());
         match outcome {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(batch_error(e)),
+            Ok(Err(Unwritten::Db(e))) => Err(batch_error(e)),
+            Ok(Err(Unwritten::Timeout(e))) => Err(RepoError::Timeout(e.into())),
+            Ok(Err(Unwritten::Unavailable(e))) => Err(RepoError::Unavailable(e.into())),
             Err(_) => Err(RepoError::Unavailable(
                 "the audit writer stopped before writing the event".into(),
             )),
@@ -125,20 +151,40 @@ impl AuditWriter {
 
     fn start(&self) -> mpsc::UnboundedSender<Pending> {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(self.conn.clone(), waiting));
+        tokio::spawn(write_batches(
+            self.conn.clone(),
+            self.group.clone(),
+            waiting,
+        ));
         queue
     }
 }
 
 /// Writes every queued event, batch after batch, until no sender is left.
-async fn write_batches(conn: DatabaseConnection, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+async fn write_batches(
+    conn: DatabaseConnection,
+    group: Option<Arc<GroupCommit>>,
+    mut waiting: mpsc::UnboundedReceiver<Pending>,
+) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while waiting.recv_many(&mut batch, BATCH_MAX).await > 0 {
         let started = std::time::Instant::now();
-        let written = audit_event::Entity::insert_many(batch.iter().map(|(e, _)| to_row(e)))
-            .exec_without_returning(&conn)
-            .await
-            .map(drop);
+        let insert = || audit_event::Entity::insert_many(batch.iter().map(|(e, _)| to_row(e)));
+        let written = match &group {
+            None => insert()
+                .exec_without_returning(&conn)
+                .await
+                .map(drop)
+                .map_err(Unwritten::Db),
+            Some(group) => match group.begin().await {
+                Err(e) => Err(e.into()),
+                Ok(unit) => match insert().exec_without_returning(unit.transaction()).await {
+                    // Dropping the unit rolls its savepoint back.
+                    Err(e) => Err(Unwritten::Db(e)),
+                    Ok(_) => unit.commit().await.map_err(Unwritten::from),
+                },
+            },
+        };
         log::debug!(
             "audit batch of {} events written in {:.2} ms (ok: {})",
             batch.len(),
@@ -149,18 +195,6 @@ async fn write_batches(conn: DatabaseConnection, mut waiting: mpsc::UnboundedRec
             // A caller that gave up (its request was cancelled) no longer listens.
             let _ = done.send(written.clone());
         }
-    }
-}
-
-/// A failed batch fails every read in it with a retryable error: the database, not the
-/// request, is at fault, and the reads were never answered.
-fn batch_error(e: DbErr) -> RepoError {
-    match repo_error(e) {
-        timeout @ RepoError::Timeout(_) => timeout,
-        RepoError::Unavailable(e) | RepoError::Other(e) | RepoError::Retry(e) => {
-            RepoError::Unavailable(e)
-        }
-        other => RepoError::Unavailable(Box::new(other)),
     }
 }
 

@@ -154,3 +154,15 @@ fn is_transient(db: &dyn DatabaseError) -> bool {
     let sqlite = matches!(code, "6" | "262" | "517");
     postgres || sqlite
 }
+
+/// A failed batch (of audit events or of SQLite write units) fails every request in it with a
+/// retryable error: the database, not the request, is at fault, and none was answered.
+pub(crate) fn batch_error(e: DbErr) -> RepoError {
+    match repo_error(e) {
+        timeout @ RepoError::Timeout(_) => timeout,
+        RepoError::Unavailable(e) | RepoError::Other(e) | RepoError::Retry(e) => {
+            RepoError::Unavailable(e)
+        }
+        other => RepoError::Unavailable(Box::new(other)),
+    }
+}

@@ -12,10 +12,11 @@
 //! # Booking conflicts
 //! PostgreSQL enforces "no two active appointments of one practitioner or patient overlap"
 //! with exclusion constraints, whose violations `error.rs` maps to [`RepoError::Overlap`].
-//! SQLite has no such constraint, so there a [`TxMode::Write`] transaction starts with
-//! `BEGIN IMMEDIATE` (SeaORM's `TransactionOptions::sqlite_transaction_mode`): the write
-//! lock is taken up front, writers queue on `busy_timeout`, and the services' overlap check
-//! and insert run with no other writer in between. A deferred `BEGIN` would not do: two
+//! SQLite has no such constraint, so there every [`TxMode::Write`] unit of work runs inside
+//! the group commit's `BEGIN IMMEDIATE` transaction (`group.rs`): the write lock is taken up
+//! front, units take turns one at a time (each in its own savepoint, waiting at most
+//! `busy_timeout` for its turn), and the services' overlap check and insert run with no
+//! other writer in between. A deferred `BEGIN` would not do: two
 //! transactions could both read "free", and the second would then fail to upgrade its read
 //! lock with `SQLITE_BUSY` (the contract suite's concurrency test fails that way).
 //!
@@ -50,6 +51,7 @@ mod clinic;
 mod encounter;
 mod entity;
 mod error;
+mod group;
 mod idempotency;
 mod outbox;
 mod page;
@@ -177,6 +179,8 @@ pub struct Store {
     max_connections: u32,
     waiting: Arc<AtomicU32>,
     audit_writer: Arc<audit::AuditWriter>,
+    /// SQLite's group commit of write units of work; `None` on PostgreSQL.
+    group: Option<Arc<group::GroupCommit>>,
 }
 
 impl Store {
@@ -244,8 +248,11 @@ impl Store {
         let conn = sea_orm::Database::connect(options)
             .await
             .map_err(|e| StoreError::Connect(Box::new(e)))?;
+        let group = (backend == Backend::Sqlite)
+            .then(|| group::GroupCommit::new(conn.clone(), pool.bounds.sqlite_busy_timeout));
         Ok(Store {
-            audit_writer: Arc::new(audit::AuditWriter::new(conn.clone())),
+            audit_writer: Arc::new(audit::AuditWriter::new(conn.clone(), group.clone())),
+            group,
             conn,
             backend,
             max_connections: pool.max_connections,
@@ -369,6 +376,8 @@ impl Database for Store {
         let _waiting = Waiting::new(&self.waiting);
         let conn = if self.backend == Backend::Postgres && mode == TxMode::Read {
             transaction::Conn::Pool(self.conn.clone())
+        } else if let (Some(group), TxMode::Write) = (&self.group, mode) {
+            transaction::Conn::Batch(group.begin().await?)
         } else {
             transaction::Conn::Transaction(
                 self.conn

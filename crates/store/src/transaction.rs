@@ -11,6 +11,7 @@ use sea_orm::{
 };
 
 use crate::error::repo_error;
+use crate::group::Unit;
 
 /// An open SeaORM transaction behind the ports' opaque [`Tx`].
 ///
@@ -37,13 +38,16 @@ impl StoreTx {
 /// A read-only unit of work on PostgreSQL runs each statement on a pooled connection, with no
 /// `BEGIN` and `COMMIT` around it: under READ COMMITTED each statement sees its own snapshot
 /// inside a transaction as well, so the two round trips would buy nothing. Every other unit
-/// of work is a transaction (on SQLite a deferred one keeps a read's statements on one snapshot).
+/// of work is a transaction (on SQLite a deferred one keeps a read's statements on one snapshot,
+/// and a write is a savepoint of the group commit's batch, see `group.rs`).
 #[derive(Debug)]
 pub(crate) enum Conn {
     /// An open transaction.
     Transaction(DatabaseTransaction),
     /// The pool, one statement at a time (read-only units of work on PostgreSQL).
     Pool(DatabaseConnection),
+    /// A write unit of work on SQLite, inside the group commit's shared transaction.
+    Batch(Unit),
 }
 
 #[async_trait]
@@ -52,6 +56,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Transaction(t) => t.get_database_backend(),
             Conn::Pool(p) => p.get_database_backend(),
+            Conn::Batch(u) => u.transaction().get_database_backend(),
         }
     }
 
@@ -59,6 +64,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Transaction(t) => t.execute_raw(stmt).await,
             Conn::Pool(p) => p.execute_raw(stmt).await,
+            Conn::Batch(u) => u.transaction().execute_raw(stmt).await,
         }
     }
 
@@ -66,6 +72,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Transaction(t) => t.execute_unprepared(sql).await,
             Conn::Pool(p) => p.execute_unprepared(sql).await,
+            Conn::Batch(u) => u.transaction().execute_unprepared(sql).await,
         }
     }
 
@@ -73,6 +80,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Transaction(t) => t.query_one_raw(stmt).await,
             Conn::Pool(p) => p.query_one_raw(stmt).await,
+            Conn::Batch(u) => u.transaction().query_one_raw(stmt).await,
         }
     }
 
@@ -80,6 +88,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Transaction(t) => t.query_all_raw(stmt).await,
             Conn::Pool(p) => p.query_all_raw(stmt).await,
+            Conn::Batch(u) => u.transaction().query_all_raw(stmt).await,
         }
     }
 
@@ -87,6 +96,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Transaction(t) => t.support_returning(),
             Conn::Pool(p) => p.support_returning(),
+            Conn::Batch(u) => u.transaction().support_returning(),
         }
     }
 }
@@ -106,6 +116,7 @@ impl Transaction for StoreTx {
         match self.conn {
             Conn::Transaction(t) => t.commit().await.map_err(repo_error),
             Conn::Pool(_) => Ok(()),
+            Conn::Batch(u) => u.commit().await,
         }
     }
 

@@ -58,6 +58,8 @@ macro_rules! contract_tests {
 contract_tests! {
     database::begin_is_unavailable_when_no_connection_comes_in_time,
     database::a_dropped_transaction_rolls_back,
+    database::concurrent_write_units_keep_or_lose_only_their_own_writes,
+    database::a_unit_dropped_inside_a_batch_leaves_the_others_whole,
     database::migrations_revert_and_apply_again,
     database::the_lifecycle_migration_keeps_one_open_entry_per_patient,
     database::every_appointment_index_leaves_out_deleted_rows,
