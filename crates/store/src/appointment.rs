@@ -423,13 +423,23 @@ impl AppointmentRepo for Store {
         patient: PatientId,
         patient_span: Interval,
     ) -> Result<Vec<Appointment>, RepoError> {
-        let query = active_for_parties(
+        let mut query = active_for_parties(
             clinic,
             practitioner,
             practitioner_span,
             patient,
             patient_span,
         );
+        if self.backend() == Backend::Sqlite {
+            // SQLite's planner does not OR two index ranges: given only the `OR`, it walks
+            // every appointment of the clinic. The start range that holds both sides lets it
+            // take `(clinic_id, starts_at)` over a day or so instead.
+            let start = practitioner_span.start().min(patient_span.start());
+            let end = practitioner_span.end().max(patient_span.end());
+            query = query
+                .filter(appointment::Column::StartsAt.lt(not_before(end)))
+                .filter(appointment::Column::StartsAt.gt(instant(start) - longest()));
+        }
         all_parsed(tx, query, to_domain).await
     }
 
