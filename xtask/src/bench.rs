@@ -1545,8 +1545,10 @@ fn render_backend(
         head.push_str(" of SQL floor |");
         rule.push_str(" ---: |");
     }
-    let _ = writeln!(s, "{head}\n{rule}");
-    let shown = run.rows.iter().filter(|row| run.shown(row));
+    let shown: Vec<&Row> = run.rows.iter().filter(|row| run.shown(row)).collect();
+    if !shown.is_empty() {
+        let _ = writeln!(s, "{head}\n{rule}");
+    }
     for row in shown {
         let scenario = row.text("scenario");
         let closed = row.text("mode") == "closed";
