@@ -73,6 +73,14 @@ const SCENARIOS: [(&str, &str); 8] = [
         "3 `GET /patients?limit=50` : 2 `GET /dashboard/stats` : 1 `POST /appointments`, in turn",
     ),
 ];
+/// The live-board scenario: many streams, one change; run on a server of its own, so its
+/// memory figures are the streams' alone.
+const LIVE_BOARD: (&str, &str) = (
+    "live-board",
+    "`GET /queue/stream` opened by many clients (one user; the benchmark's server allows \
+     that many streams per user), then one walk-in (`POST /queue/entries`): the time until \
+     each stream shows it, counted from the walk-in's sending, and the server's memory",
+);
 /// Scenarios that write; the others are measured against pgbench's select-only ceiling.
 const WRITING: [&str; 1] = ["book-cancel"];
 /// The open-loop capacity is the highest rate whose p99 stays under this many milliseconds.
@@ -104,6 +112,8 @@ struct Options {
     cross_check: bool,
     /// Draw each scenario's latency against the offered rate into `bench/*.svg` beside the output.
     charts: bool,
+    /// Streams the live-board scenario opens.
+    subscribers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +152,7 @@ impl Options {
             capacity: true,
             cross_check: false,
             charts: true,
+            subscribers: 10_000,
         }
     }
 
@@ -154,6 +165,7 @@ impl Options {
             warmup: 1.0,
             rates: "50%".into(),
             pgbench_scale: 1,
+            subscribers: 500,
             ..Self::full()
         }
     }
@@ -194,6 +206,7 @@ impl Options {
                 "--no-capacity" => options.capacity = false,
                 "--cross-check" => options.cross_check = true,
                 "--no-charts" => options.charts = false,
+                "--subscribers" => options.subscribers = number(arg, value()?)?,
                 "--backends" => {
                     options.backends = value()?
                         .split(',')
@@ -230,6 +243,11 @@ impl Options {
             }
             if name == "all" {
                 chosen.extend(SCENARIOS.map(|(name, _)| name));
+                chosen.push(LIVE_BOARD.0);
+                continue;
+            }
+            if name == LIVE_BOARD.0 {
+                chosen.push(LIVE_BOARD.0);
                 continue;
             }
             let (known, _) = SCENARIOS
@@ -324,7 +342,8 @@ impl BackendRun {
     /// that failed and was retried lower) are its working, drawn in the charts only.
     fn shown(&self, row: &Row) -> bool {
         match (row.text("mode"), row.text("rate")) {
-            ("capacity", _) | ("open", "search") => false,
+            // The live board has a table of its own.
+            ("capacity", _) | ("open", "search") | ("live", _) => false,
             ("open", "capacity") => self.rows.iter().any(|found| {
                 found.text("mode") == "capacity"
                     && found.text("scenario") == row.text("scenario")
@@ -566,8 +585,27 @@ fn backend_run(
         "/health/ready",
     )?;
     let base_url = format!("http://127.0.0.1:{port}");
-    let measured = measure_scenarios(options, loadgen, &base_url, floors.as_ref(), wrk.as_ref());
+    let mut measured =
+        measure_scenarios(options, loadgen, &base_url, floors.as_ref(), wrk.as_ref());
     process.stop();
+    if measured.is_ok() && options.scenario_list()?.contains(&LIVE_BOARD.0) {
+        let log_path = scratch.join(format!("server-live-{}.log", backend.name()));
+        match live_board(options, server, url, loadgen, &log_path) {
+            Ok(live) => {
+                if let Ok((rows, _, _)) = &mut measured {
+                    rows.extend(live);
+                }
+            }
+            Err(error) => {
+                measured = Err(format!(
+                    "{error}\n--- the server's log ({}) ends with ---\n{}",
+                    log_path.display(),
+                    tail(&log_path, 40)
+                )
+                .into());
+            }
+        }
+    }
     if let Some(floors) = floors
         && let Err(error) = floors.teardown()
     {
@@ -616,6 +654,10 @@ fn measure_scenarios(
     let search_duration = (options.duration / 5.0).clamp(1.0, 3.0).to_string();
     let bound = CAPACITY_P99_MS.to_string();
     for scenario in options.scenario_list()? {
+        if scenario == LIVE_BOARD.0 {
+            // On a server of its own: see `live_board`.
+            continue;
+        }
         let mut args = vec![
             "--scenarios",
             scenario,
@@ -669,6 +711,57 @@ fn measure_scenarios(
     Ok((rows, floor_results, agreements))
 }
 
+/// The live-board scenario on a fresh server: its streams, one change, and the server's memory.
+fn live_board(
+    options: &Options,
+    server: &Path,
+    url: &str,
+    loadgen: &Path,
+    log_path: &Path,
+) -> Result<Vec<Row>> {
+    eprintln!(
+        "cargo xtask bench: live-board, {} streams",
+        options.subscribers
+    );
+    let port = free_port()?;
+    let log = fs::File::create(log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let mut process = serve(
+        server_command(server, url),
+        port,
+        log,
+        log_path,
+        "/health/ready",
+    )?;
+    let pid = process.id().map(|id| id.to_string()).unwrap_or_default();
+    let output = Command::new(loadgen)
+        .args([
+            "live-board",
+            "--base-url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args(["--subscribers", &options.subscribers.to_string()])
+        .args(["--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD])
+        .args(if pid.is_empty() {
+            vec![]
+        } else {
+            vec!["--server-pid", pid.as_str()]
+        })
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", loadgen.display()));
+    process.stop();
+    let output = output?;
+    if !output.status.success() {
+        return Err(format!("clinicflow-loadgen live-board failed ({})", output.status).into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(Row::parse)
+        .collect())
+}
+
 /// The release server with the benchmark's configuration: production profile, rate limits
 /// far out of the way, access tokens that outlive the run.
 fn server_command(server: &Path, url: &str) -> Command {
@@ -684,6 +777,8 @@ fn server_command(server: &Path, url: &str) -> Command {
         .env("CLINICFLOW_AUTH_LOGIN_PER_IP_PER_MINUTE", "100000")
         .env("CLINICFLOW_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE", "100000")
         .env("CLINICFLOW_AUTH_ACCESS_TOKEN_TTL_SECS", "86400")
+        // The live-board scenario opens all its streams as one user.
+        .env("CLINICFLOW_HTTP_MAX_STREAMS_PER_USER", "1000000")
         .env_remove("REDIS_URL")
         .env_remove("RUST_LOG");
     command
@@ -848,6 +943,11 @@ impl Process {
             return Err(format!("{} exited ({status})", self.name).into());
         }
         Ok(())
+    }
+
+    /// The process id, while it runs.
+    pub(crate) fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL at once, as a crash or the OOM killer would, and reaps it.
@@ -1136,6 +1236,11 @@ fn command_line(options: &Options) -> String {
         options.pgbench_scale.to_string(),
         defaults.pgbench_scale.to_string(),
     );
+    flag(
+        "--subscribers",
+        options.subscribers.to_string(),
+        defaults.subscribers.to_string(),
+    );
     if let Some(server) = &options.server {
         let _ = write!(line, " --server {}", server.display());
     }
@@ -1369,7 +1474,7 @@ fn render(
         }
     }
     let _ = writeln!(s, "\nScenarios (paths under `/api/v1`):\n");
-    for (name, what) in SCENARIOS {
+    for (name, what) in SCENARIOS.iter().chain([&LIVE_BOARD]) {
         let _ = writeln!(s, "- `{name}`: {what}.");
     }
     let _ = writeln!(
@@ -1440,8 +1545,10 @@ fn render_backend(
         head.push_str(" of SQL floor |");
         rule.push_str(" ---: |");
     }
-    let _ = writeln!(s, "{head}\n{rule}");
-    let shown = run.rows.iter().filter(|row| run.shown(row));
+    let shown: Vec<&Row> = run.rows.iter().filter(|row| run.shown(row)).collect();
+    if !shown.is_empty() {
+        let _ = writeln!(s, "{head}\n{rule}");
+    }
     for row in shown {
         let scenario = row.text("scenario");
         let closed = row.text("mode") == "closed";
@@ -1491,6 +1598,49 @@ fn render_backend(
             let _ = write!(line, " {share} |");
         }
         let _ = writeln!(s, "{line}");
+    }
+    render_live_board(s, run);
+}
+
+/// The live-board table of one backend, when the scenario ran.
+fn render_live_board(s: &mut String, run: &BackendRun) {
+    let mut live = run
+        .rows
+        .iter()
+        .filter(|r| r.text("mode") == "live")
+        .peekable();
+    if live.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n`live-board` on {}: streams, the walk-in's answer, the time until each stream showed \
+         the change (from the walk-in's sending), and the server's memory (`VmRSS` with the \
+         streams open before the change, `VmRSS` and its peak `VmHWM` after it).\n",
+        run.backend.name()
+    );
+    let _ = writeln!(
+        s,
+        "| streams | all open after | refused or failed | walk-in ms | got the change | p50 ms | p99 ms | last ms | RSS MB (open) | RSS MB (after) | peak RSS MB |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mib = |row: &Row, key: &str| format!("{:.0}", row.number(key) / 1024.0);
+    for row in live {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} s | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.text("subscribers"),
+            row.number("ready_s"),
+            row.text("refused"),
+            row.millis("change_us"),
+            row.text("received"),
+            row.millis("p50_us"),
+            row.millis("p99_us"),
+            row.millis("max_us"),
+            mib(row, "rss_before_kb"),
+            mib(row, "rss_kb"),
+            mib(row, "hwm_kb"),
+        );
     }
 }
 

@@ -54,7 +54,8 @@ commands:
         writes docs/benchmarks.md. --scenarios A,B, --backends sqlite|postgres,
         --warmup S, --output FILE, --server PATH (bench another clinicflow
         binary), --cross-check (the GET scenarios through wrk too),
-        --no-floors, --no-capacity, --no-charts, --no-build
+        --no-floors, --no-capacity, --no-charts, --no-build; the live-board
+        scenario opens --subscribers N streams (default 10000), one change
   fuzz [--quick] [--max-examples N] [--no-build] [-- SCHEMATHESIS-ARGS...]
         schemathesis (pinned, in a venv under the target dir) against a seeded
         server on SQLite: fails on any 5xx or answer the OpenAPI document omits

@@ -71,6 +71,8 @@ pub struct AppState {
     pub streams: clinicflow_services::live::StreamSlots,
     /// Ends every live stream when the instance shuts down.
     pub live: live::LiveStreams,
+    /// The live boards, one per followed scope.
+    pub boards: queue::BoardHub,
     /// What `/metrics` exports.
     pub metrics: Arc<metrics::Metrics>,
 }

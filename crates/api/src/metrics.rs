@@ -191,7 +191,17 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_messages: Family<OutcomeLabels, Counter>,
     no_shows_marked: Counter,
+    live_boards: LiveBoardMetrics,
     access: OnceLock<ScrapeAccess>,
+}
+
+/// What the live-board hub counts: the scopes followed now and the boards computed for them.
+#[derive(Debug, Clone, Default)]
+pub struct LiveBoardMetrics {
+    /// Scopes with at least one open stream.
+    pub scopes: Gauge,
+    /// Boards computed for live streams (once per change burst and scope, whatever the number of streams).
+    pub recomputes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -241,6 +251,17 @@ impl Default for Metrics {
             "Appointments this instance's sweeper marked as no-shows",
             no_shows_marked.clone(),
         );
+        let live_boards = LiveBoardMetrics::default();
+        registry.register(
+            "live_board_scopes",
+            "Live-board scopes (clinic, department or practitioner) with open streams on this instance",
+            live_boards.scopes.clone(),
+        );
+        registry.register(
+            "live_board_recomputes",
+            "Boards this instance computed for its live streams: one per scope and change burst",
+            live_boards.recomputes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -251,6 +272,7 @@ impl Default for Metrics {
             outbox_depth,
             outbox_messages,
             no_shows_marked,
+            live_boards,
             access: OnceLock::new(),
         }
     }
@@ -331,6 +353,11 @@ impl Metrics {
     pub fn record_no_shows(&self, marked: usize) {
         self.no_shows_marked
             .inc_by(u64::try_from(marked).unwrap_or(u64::MAX));
+    }
+
+    /// The live-board hub's gauge and counter, registered here.
+    pub fn live_boards(&self) -> LiveBoardMetrics {
+        self.live_boards.clone()
     }
 
     /// The text Prometheus reads.

@@ -5,9 +5,7 @@ use std::time::Duration as StdDuration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use clinicflow_domain::{Actor, QueueEntry, QueueEntryId};
-use clinicflow_services::{
-    Board, BoardEntry, DayStats, JoinInput, Priority, QueueAction, ServiceError,
-};
+use clinicflow_services::{Board, BoardEntry, DayStats, JoinInput, Priority, QueueAction};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,6 +15,10 @@ use crate::body::{Json, OptionalJson};
 use crate::openapi::problems;
 use crate::page::path_action;
 use crate::{ApiError, AppState, Authenticated, idempotency};
+
+mod hub;
+
+pub use hub::BoardHub;
 
 /// Registers the queue routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -536,67 +538,31 @@ async fn stream(
     let (_, expires_at) = crate::auth::authenticate_until(&req, &state)?;
     let scope = q.into_inner();
     let slot = state.streams.acquire(actor.user_id)?;
-    // Subscribe before the first read, so no change between the two is missed.
-    let changes = state
-        .events
-        .subscribe(&clinicflow_services::queue::topic(actor.clinic_id))
-        .await;
     let ended = clinicflow_services::live::announced_ends(state.events.as_ref(), actor.user_id)
         .await
         .boxed();
     let end = crate::live::first_end(&state.live, ended, expires_at);
-    let first = state
+    let live = state
         .services
         .queue
-        .board(
+        .watch_board(
             &actor,
             scope.practitioner_id.as_deref(),
             scope.department.as_deref(),
         )
         .await?;
-    let first = serde_json::to_string(&board_out(first))
-        .map_err(|e| ApiError::Service(ServiceError::Unexpected(e.into())))?;
+    let (first, boards) = state
+        .boards
+        .follow(live, &state.services, &state.events)
+        .await?;
     let heartbeat = StdDuration::from_secs(state.limits.stream_heartbeat_secs.max(1));
     let ticks = futures::stream::unfold((), move |()| async move {
         actix_web::rt::time::sleep(heartbeat).await;
-        Some((Tick::Heartbeat, ()))
+        Some((web::Bytes::from_static(b": heartbeat\n\n"), ()))
     });
-    let ticks = futures::stream::select(changes.map(|_| Tick::Changed), ticks);
-    let services = state.services.clone();
-    let updates = ticks.then(move |tick| {
-        let services = services.clone();
-        let scope = scope.clone();
-        async move {
-            match tick {
-                Tick::Heartbeat => {
-                    Ok::<_, actix_web::Error>(web::Bytes::from_static(b": heartbeat\n\n"))
-                }
-                Tick::Changed => {
-                    let board = services
-                        .queue
-                        .board_refresh(
-                            &actor,
-                            scope.practitioner_id.as_deref(),
-                            scope.department.as_deref(),
-                        )
-                        .await;
-                    Ok(
-                        match board
-                            .ok()
-                            .and_then(|b| serde_json::to_string(&board_out(b)).ok())
-                        {
-                            Some(json) => sse("queue", &json),
-                            // A failed refresh is skipped: the next change or the client's reconnect recovers.
-                            None => web::Bytes::from_static(b": refresh failed\n\n"),
-                        },
-                    )
-                }
-            }
-        }
-    });
+    let updates = futures::stream::select(boards, ticks).map(Ok::<_, actix_web::Error>);
     let body =
-        futures::stream::once(async move { Ok::<_, actix_web::Error>(sse("queue", &first)) })
-            .chain(updates);
+        futures::stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(updates);
     let body = crate::live::until_end(body, end)
         // The slot lives as long as the stream: when the client goes away, actix drops both.
         .map(move |item| {
@@ -608,12 +574,4 @@ async fn stream(
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body))
-}
-
-/// What wakes a live stream.
-enum Tick {
-    /// Time for a keep-alive comment.
-    Heartbeat,
-    /// The queue changed.
-    Changed,
 }

@@ -24,6 +24,7 @@ mod capacity;
 mod ceiling;
 mod chart;
 mod clinic;
+mod live_board;
 mod load;
 mod receiver;
 mod scenario;
@@ -71,6 +72,8 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Open many live-board streams, make one queue change, and time its arrival on each.
+    LiveBoard(LiveBoardArgs),
     /// Send many overlapping bookings at once, round-robin over instances (chaos suite).
     Storm(StormArgs),
     /// Book at a steady pace, logging every answer with its send time (chaos suite).
@@ -97,6 +100,27 @@ struct Login {
     /// Login password.
     #[arg(long, default_value = "demo-admin-password")]
     password: String,
+}
+
+#[derive(Args)]
+struct LiveBoardArgs {
+    /// The server, such as http://127.0.0.1:8080.
+    #[arg(long)]
+    base_url: String,
+    #[command(flatten)]
+    login: Login,
+    /// Streams to open.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// Connections being opened at once.
+    #[arg(long, default_value_t = 256)]
+    connecting: usize,
+    /// The server's process id, to read its memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Seconds to wait for every first board, and again for the change.
+    #[arg(long, default_value_t = 120.0)]
+    patience: f64,
 }
 
 #[derive(Args)]
@@ -271,6 +295,27 @@ fn main() -> ExitCode {
                 chart::draw(&points, &marks, &args.out)
             }),
         Command::Receiver { bind, out } => receiver::serve(&bind, out),
+        Command::LiveBoard(args) => small_runtime().and_then(|rt| {
+            rt.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                let base = args.base_url.trim_end_matches('/');
+                let session =
+                    Session::login(client, base, &args.login.email, &args.login.password).await?;
+                live_board::run(
+                    &session,
+                    live_board::Plan {
+                        subscribers: args.subscribers.max(1),
+                        connecting: args.connecting,
+                        server_pid: args.server_pid,
+                        patience: Duration::from_secs_f64(args.patience.max(1.0)),
+                    },
+                )
+                .await
+            })
+        }),
         Command::Storm(args) => small_runtime().and_then(|rt| {
             rt.block_on(storm::run(storm::Storm {
                 bases: args

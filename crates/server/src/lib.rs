@@ -370,6 +370,7 @@ impl Application {
                 settings.http.max_streams_per_user,
             ),
             live: live.clone(),
+            boards: clinicflow_api::queue::BoardHub::new(metrics.live_boards()),
             metrics: metrics.clone(),
         };
         let metrics_server = match &settings.metrics.bind {

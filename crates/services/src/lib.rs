@@ -61,7 +61,9 @@ pub use idempotency::{Answered, IdempotencyService, Once};
 pub use outbox::{DispatchReport, OutboxService};
 pub use patient::{NewPatient, PatientChanges, PatientService};
 pub use practitioner::{NewPractitioner, PractitionerChanges, PractitionerService};
-pub use queue::{Board, BoardEntry, DayStats, JoinInput, Priority, QueueAction, QueueService};
+pub use queue::{
+    Board, BoardEntry, DayStats, JoinInput, LiveBoard, Priority, QueueAction, QueueService,
+};
 pub use schedule::{ScheduleInput, ScheduleService, SlotQuery, TimeOffInput};
 pub use user::{NewUser, UserChanges, UserService};
 

@@ -17,7 +17,7 @@ mod join;
 mod moves;
 mod stats;
 
-pub use board::{Board, BoardEntry, DEFAULT_SERVICE_MINUTES, Priority};
+pub use board::{Board, BoardEntry, DEFAULT_SERVICE_MINUTES, LiveBoard, Priority};
 pub use stats::DayStats;
 pub(crate) use stats::{local_day, mean};
 
@@ -165,6 +165,17 @@ impl QueueService {
         practitioner: Option<PractitionerId>,
         department: Option<String>,
     ) -> Result<QueueScope, ServiceError> {
+        self.scope_in(tx, actor.clinic_id, practitioner, department)
+            .await
+    }
+
+    async fn scope_in(
+        &self,
+        tx: &mut Tx,
+        clinic: clinicflow_domain::ClinicId,
+        practitioner: Option<PractitionerId>,
+        department: Option<String>,
+    ) -> Result<QueueScope, ServiceError> {
         let Some(id) = practitioner else {
             return Ok(QueueScope {
                 practitioner_id: None,
@@ -174,7 +185,7 @@ impl QueueService {
         let p = self
             .ports
             .practitioners
-            .get(tx, actor.clinic_id, id)
+            .get(tx, clinic, id)
             .await?
             .ok_or_else(|| {
                 FieldErrors::single("practitioner_id", "no such practitioner in this clinic")

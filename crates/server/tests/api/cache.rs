@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, test_redis_url};
+use crate::helpers::{TestApp, metric, test_redis_url};
 
 /// An app on PostgreSQL and Redis, and the base URL of a second instance sharing both;
 /// `None` (the test skips) without those servers.
@@ -154,23 +154,6 @@ async fn a_booking_on_one_instance_takes_the_slot_from_another_instances_cache()
         before[1..],
         "no stale slot on the other instance"
     );
-}
-
-/// The value of the metric line that starts with `name`, if the scrape has it.
-async fn metric(app: &TestApp, name: &str) -> Option<f64> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 async fn readiness(app: &TestApp) -> (StatusCode, Value) {

@@ -307,3 +307,20 @@ pub fn test_redis_url() -> Option<String> {
     };
     Some(redis)
 }
+
+/// The value of the metric line that starts with `name`, if the scrape has it.
+pub async fn metric(app: &TestApp, name: &str) -> Option<f64> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -10,13 +10,14 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id_of};
+use crate::helpers::{TestApp, id_of, metric};
 
 crate::on_both_backends!(
     walk_ins_and_checked_in_appointments_are_served_earliest_deadline_first,
     concurrent_calls_never_take_one_patient_twice,
     service_opens_and_closes_the_encounter_and_completes_the_appointment,
     the_live_board_pushes_every_change,
+    streams_of_one_scope_share_one_board_and_another_clinics_is_not_recomputed,
     changed_triage_targets_set_a_new_walk_ins_deadline_and_bad_ones_write_nothing,
     recall_and_leave_over_http_stamp_the_entry_and_refuse_illegal_moves,
     queue_stats_count_one_days_arrivals_per_practitioner_with_no_shows,
@@ -773,6 +774,95 @@ async fn the_live_board_pushes_every_change(backend: TestBackend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(reopened, StatusCode::OK);
+}
+
+/// Opens the live board with `token`, with `query`, and reads its first board.
+async fn follow(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+) -> (
+    futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    String,
+) {
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/queue/stream{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut events = res.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed();
+    let mut buffer = String::new();
+    next_board(&mut events, &mut buffer, |_| true).await;
+    (events, buffer)
+}
+
+async fn live_metrics(app: &TestApp) -> (f64, f64) {
+    (
+        metric(app, "clinicflow_live_board_scopes")
+            .await
+            .unwrap_or(-1.0),
+        metric(app, "clinicflow_live_board_recomputes_total")
+            .await
+            .unwrap_or(-1.0),
+    )
+}
+
+async fn streams_of_one_scope_share_one_board_and_another_clinics_is_not_recomputed(
+    backend: TestBackend,
+) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.http.stream_heartbeat_secs = 1).await else {
+        return;
+    };
+    let patient = app.patient(1).await;
+    let other_clinic = app.login("admin@clinic-b.example").await;
+    let mut ours = Vec::new();
+    for _ in 0..3 {
+        ours.push(follow(&app, &app.token, "").await);
+    }
+    let (mut theirs, mut their_buffer) = follow(&app, &other_clinic, "").await;
+    assert_eq!(
+        live_metrics(&app).await,
+        (2.0, 2.0),
+        "one board per scope, read once for all its streams"
+    );
+
+    walk_in(&app, &patient, "urgent").await;
+    for (events, buffer) in &mut ours {
+        next_board(events, buffer, |b| holds(b, &patient)).await;
+    }
+    assert_eq!(
+        live_metrics(&app).await,
+        (2.0, 3.0),
+        "the change recomputed the changed clinic's board once, and the other clinic's not at all"
+    );
+    // The other clinic's stream goes on with heartbeats and no board.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !their_buffer.contains(": heartbeat") {
+            let chunk = theirs.next().await.expect("open").expect("a chunk");
+            their_buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        }
+    })
+    .await
+    .expect("a heartbeat arrives");
+    assert!(
+        !their_buffer.contains("event: queue"),
+        "another clinic's stream got a board: {their_buffer}"
+    );
+
+    drop(ours);
+    drop(theirs);
+    let mut scopes = -1.0;
+    for _ in 0..100 {
+        scopes = live_metrics(&app).await.0;
+        if scopes == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(scopes, 0.0, "a scope without streams is forgotten");
 }
 
 /// Two instances on one PostgreSQL and one Redis: a change made on one reaches a board on the other.

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::queue::{active_practitioners, estimated_wait};
 use clinicflow_domain::{
-    Actor, Clinic, DeadlineRule, Encounter, PageRequest, Permission, PractitionerId, QueueEntry,
-    QueueStatus, ResourceType, TriageCategory,
+    Actor, Clinic, ClinicId, DeadlineRule, Encounter, PageRequest, Permission, PractitionerId,
+    QueueEntry, QueueStatus, ResourceType, TriageCategory,
 };
 use clinicflow_ports::{PractitionerFilter, TxMode};
 
@@ -97,6 +97,23 @@ pub struct Board {
     pub now: DateTime<Utc>,
 }
 
+/// A board a live stream follows: a scope of one clinic whose reader was checked and audited
+/// when the stream opened ([`QueueService::watch_board`]). Every stream of one scope shares it,
+/// so it names the scope only, never who reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LiveBoard {
+    clinic: ClinicId,
+    practitioner: Option<PractitionerId>,
+    department: Option<String>,
+}
+
+impl LiveBoard {
+    /// The clinic whose queue changes the board follows.
+    pub fn clinic(&self) -> ClinicId {
+        self.clinic
+    }
+}
+
 impl QueueService {
     /// The open entries of a scope in serve order, with positions and wait estimates.
     pub async fn board(
@@ -105,31 +122,53 @@ impl QueueService {
         practitioner_id: Option<&str>,
         department: Option<&str>,
     ) -> Result<Board, ServiceError> {
-        self.read_board(actor, practitioner_id, department, true)
-            .await
+        let (live, access) =
+            Self::board_scope(&self.ports, actor, practitioner_id, department).await?;
+        let board = self.read_board(&live).await?;
+        audit::disclose(&self.ports, actor, access).await?;
+        Ok(board)
     }
 
-    /// The board again for a live stream whose opening [`QueueService::board`] was audited:
-    /// pushes of the same view are not logged one by one.
-    pub async fn board_refresh(
+    /// Opens a live board for `actor`: the same checks and audit event as reading
+    /// [`QueueService::board`], without reading it; the boards themselves come from
+    /// [`QueueService::live_board`], computed once for every stream of the scope.
+    pub async fn watch_board(
         &self,
         actor: &Actor,
         practitioner_id: Option<&str>,
         department: Option<&str>,
-    ) -> Result<Board, ServiceError> {
-        self.read_board(actor, practitioner_id, department, false)
-            .await
+    ) -> Result<LiveBoard, ServiceError> {
+        let (live, access) =
+            Self::board_scope(&self.ports, actor, practitioner_id, department).await?;
+        if live.practitioner.is_some() {
+            // An unknown practitioner is refused as when reading the board.
+            let mut tx = self.ports.db.begin(TxMode::Read).await?;
+            self.scope_in(
+                &mut tx,
+                live.clinic,
+                live.practitioner,
+                live.department.clone(),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        audit::disclose(&self.ports, actor, access).await?;
+        Ok(live)
     }
 
-    async fn read_board(
-        &self,
+    /// The board of a live scope now. Not audited: each stream's opening was.
+    pub async fn live_board(&self, live: &LiveBoard) -> Result<Board, ServiceError> {
+        self.read_board(live).await
+    }
+
+    async fn board_scope(
+        ports: &crate::Ports,
         actor: &Actor,
         practitioner_id: Option<&str>,
         department: Option<&str>,
-        audited: bool,
-    ) -> Result<Board, ServiceError> {
+    ) -> Result<(LiveBoard, Access), ServiceError> {
         let access = Access::list(ResourceType::QueueEntry, None);
-        audit::require(&self.ports, actor, Permission::ReadQueue, access).await?;
+        audit::require(ports, actor, Permission::ReadQueue, access).await?;
         let mut errors = FieldErrors::new();
         let practitioner = practitioner_id
             .and_then(|v| errors.check("practitioner_id", input::id(v)))
@@ -138,14 +177,31 @@ impl QueueService {
             errors.check("department", clinicflow_domain::practitioner::parse_code(d))
         });
         errors.into_result()?;
+        let live = LiveBoard {
+            clinic: actor.clinic_id,
+            practitioner,
+            // A practitioner's board is their department's: the department asked for is not used.
+            department: if practitioner.is_some() {
+                None
+            } else {
+                department
+            },
+        };
+        Ok((live, access))
+    }
+
+    async fn read_board(&self, live: &LiveBoard) -> Result<Board, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-        let scope = self.scope(&mut tx, actor, practitioner, department).await?;
-        let entries = self
-            .ports
-            .queue
-            .open(&mut tx, actor.clinic_id, &scope)
+        let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, live.clinic).await?;
+        let scope = self
+            .scope_in(
+                &mut tx,
+                live.clinic,
+                live.practitioner,
+                live.department.clone(),
+            )
             .await?;
+        let entries = self.ports.queue.open(&mut tx, live.clinic, &scope).await?;
         let serving: Vec<PractitionerId> = match scope.practitioner_id {
             Some(p) => vec![p],
             None => {
@@ -158,7 +214,7 @@ impl QueueService {
                 let page = PageRequest::first(200);
                 self.ports
                     .practitioners
-                    .list(&mut tx, actor.clinic_id, &filter, page)
+                    .list(&mut tx, live.clinic, &filter, page)
                     .await?
                     .items
                     .into_iter()
@@ -169,12 +225,9 @@ impl QueueService {
         let history = self
             .ports
             .encounters
-            .recently_ended(&mut tx, actor.clinic_id, &serving, SERVICE_HISTORY)
+            .recently_ended(&mut tx, live.clinic, &serving, SERVICE_HISTORY)
             .await?;
         tx.commit().await?;
-        if audited {
-            audit::disclose(&self.ports, actor, access).await?;
-        }
         // A visit recorded after the fact (started and completed at once through the
         // appointment routes) took no measurable time and says nothing about service times.
         let times: Vec<Duration> = history
