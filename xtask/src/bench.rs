@@ -39,7 +39,7 @@ const ADMIN_EMAIL: &str = "admin@demo-clinic.example";
 /// Its password (demo data only).
 const ADMIN_PASSWORD: &str = "demo-admin-password";
 /// Scenarios in report order, with what one operation sends.
-const SCENARIOS: [(&str, &str); 8] = [
+const SCENARIOS: [(&str, &str); 10] = [
     (
         "patient-by-id",
         "`GET /patients/{id}` of a random patient of a 2,000-patient sample spread over the whole list",
@@ -67,6 +67,14 @@ const SCENARIOS: [(&str, &str); 8] = [
     (
         "dashboard",
         "`GET /dashboard/stats` (served from the warmer's cache)",
+    ),
+    (
+        "me",
+        "`GET /me`: the user and their clinic (served from the tagged cache)",
+    ),
+    (
+        "practitioners",
+        "`GET /practitioners`: the first page of the directory (served from the tagged cache)",
     ),
     (
         "mixed",

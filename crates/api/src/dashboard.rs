@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use clinicflow_services::{Dashboard, PractitionerDay};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::http_cache::ReadyJson;
 use crate::openapi::problems;
 use crate::{ApiError, AppState, Authenticated};
 
@@ -111,10 +112,17 @@ impl From<PractitionerDay> for PractitionerDayOut {
         problems::Forbidden,
     )
 )]
-async fn stats(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse, ApiError> {
-    let dashboard = state.services.dashboard.stats(&auth.0).await?;
+async fn stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    // Rendered once per cached dashboard: a wall of screens polling it gets ready bytes.
+    let dashboard = state
+        .services
+        .dashboard
+        .stats_rendered(&auth.0, |d| ReadyJson::render(&DashboardOut::from(d)))
+        .await?;
     // Counts only, no patient data; screens polling it may reuse an answer for a few seconds.
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "private, max-age=5"))
-        .json(DashboardOut::from(dashboard)))
+    Ok(dashboard.form.respond(&req, "private, max-age=5"))
 }

@@ -2,13 +2,13 @@
 //! set its own, an ETag (and 304 to `If-None-Match`) for every read without one, and
 //! compression only where it pays.
 
-use actix_web::HttpResponse;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
+use actix_web::{HttpRequest, HttpResponse};
 
 use crate::AppState;
 
@@ -94,22 +94,9 @@ fn with_etag(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         Ok(bytes) => bytes,
         Err(body) => return ServiceResponse::new(req, head.set_body(body)),
     };
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(&bytes);
-    let tag = format!("W/\"{}\"", hex_prefix(&digest));
-    let held = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    let mut response = if held {
-        let mut not_modified = HttpResponse::NotModified().finish();
-        for name in [header::CACHE_CONTROL, header::VARY] {
-            if let Some(v) = head.headers().get(&name) {
-                not_modified.headers_mut().insert(name, v.clone());
-            }
-        }
-        not_modified
+    let tag = etag_of(&bytes);
+    let mut response = if holds(&req, &tag) {
+        not_modified(head.headers())
     } else {
         head.set_body(BoxBody::new(bytes))
     };
@@ -117,6 +104,79 @@ fn with_etag(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         response.headers_mut().insert(header::ETAG, v);
     }
     ServiceResponse::new(req, response)
+}
+
+/// The weak ETag of a body: a digest of its bytes.
+fn etag_of(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("W/\"{}\"", hex_prefix(&sha2::Sha256::digest(body)))
+}
+
+/// Whether the client already holds the body tagged `tag` (`If-None-Match`).
+fn holds(req: &HttpRequest, tag: &str) -> bool {
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
+}
+
+/// A `304` keeping the caching headers of the answer it stands for.
+fn not_modified(headers: &header::HeaderMap) -> HttpResponse {
+    let mut not_modified = HttpResponse::NotModified().finish();
+    for name in [header::CACHE_CONTROL, header::VARY] {
+        if let Some(v) = headers.get(&name) {
+            not_modified.headers_mut().insert(name, v.clone());
+        }
+    }
+    not_modified
+}
+
+/// A JSON answer rendered once, with the ETag [`headers`] would give it: kept by a cache
+/// beside the value it renders, so serving it again is a copy of ready bytes, with no
+/// serializing and no hashing.
+#[derive(Debug, Clone)]
+pub struct ReadyJson {
+    body: web::Bytes,
+    etag: HeaderValue,
+}
+
+impl ReadyJson {
+    /// Renders `value` as `HttpResponse::json` would, and tags it.
+    pub fn render(value: &impl serde::Serialize) -> Self {
+        let body = web::Bytes::from(
+            serde_json::to_vec(value)
+                .expect("the API's answers serialize: their maps all have string keys"),
+        );
+        let etag = HeaderValue::from_str(&etag_of(&body))
+            .expect("an ETag is a quoted hex digest, a valid header value");
+        Self { body, etag }
+    }
+
+    /// The body.
+    pub fn body(&self) -> &web::Bytes {
+        &self.body
+    }
+
+    /// `200` with the body and its ETag, or `304` when the client holds it.
+    pub fn respond(&self, req: &HttpRequest, cache_control: &'static str) -> HttpResponse {
+        let mut response = if self.etag.to_str().is_ok_and(|tag| holds(req, tag)) {
+            let mut headers = header::HeaderMap::new();
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            );
+            not_modified(&headers)
+        } else {
+            HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, cache_control))
+                .content_type(header::ContentType::json())
+                .body(self.body.clone())
+        };
+        response
+            .headers_mut()
+            .insert(header::ETAG, self.etag.clone());
+        response
+    }
 }
 
 /// The first 16 bytes of a digest in hex: plenty to tell two bodies apart.

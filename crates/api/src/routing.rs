@@ -122,8 +122,11 @@ pub async fn guard(
         // Routed as the GET it mirrors; the status and headers are the GET's.
         req.head_mut().method = Method::GET;
     }
-    let documented = operations(req.request());
-    if let Some(takes) = documented.and_then(|ops| takes(ops, req.method()))
+    // Finding the documented path walks the route table, matching each dynamic route's
+    // pattern (a regex) against the path: done only for what needs it, a query string to
+    // check or a 405 to explain, never for the plain reads that are most requests.
+    if !req.query_string().is_empty()
+        && let Some(takes) = operations(req.request()).and_then(|ops| takes(ops, req.method()))
         && let Some(unknown) = unknown_parameters(req.query_string(), takes)
         && !unknown.is_empty()
     {
@@ -132,7 +135,7 @@ pub async fn guard(
     }
     let mut res = next.call(req).await?.map_into_boxed_body();
     if res.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(ops) = documented
+        && let Some(ops) = operations(res.request())
         && let Ok(value) = header::HeaderValue::from_str(&allow(ops))
     {
         res.headers_mut().insert(header::ALLOW, value);

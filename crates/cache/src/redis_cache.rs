@@ -1,4 +1,5 @@
-//! Two cache levels: a short-lived in-process level in front of Redis, with tag versions
+//! Two cache levels: a short-lived in-process level in front of Redis (holding values decoded,
+//! so a local hit inflates nothing), with tag versions
 //! kept in Redis so that an invalidation on one instance is seen by every other at once.
 //!
 //! Every read of a tagged value asks Redis for its tags' current versions (one `MGET`), so a
@@ -14,17 +15,18 @@
 //! no failure (only the writer was cut off from Redis) may serve a value the writer could
 //! not invalidate until the writer reaches Redis again, at most for the value's TTL.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use clinicflow_ports::{Cache, TagStamp};
+use clinicflow_ports::{Cache, Derive, Derived, TagStamp};
 use deadpool_redis::redis::{self, RedisError};
 use deadpool_redis::{Pool, PoolError};
 
 use crate::LocalCache;
 use crate::backend::{self, InvalidRedisUrl, Warnings};
+use crate::cache::Entry;
 use crate::entry::{LookupCounter, Lookups, Tagged};
 
 /// How long a value stays in the in-process level: short, because untagged values there are
@@ -201,8 +203,8 @@ impl RedisCache {
             .collect())
     }
 
-    /// The entry stored in Redis (kept in this process too).
-    async fn shared_entry(&self, key: &str) -> Option<Tagged> {
+    /// The entry stored in Redis, decoded once and kept in this process that way.
+    async fn shared_entry(&self, key: &str) -> Option<Arc<Entry>> {
         let bytes: Option<Vec<u8>> = self
             .bounded(async {
                 let mut conn = self.pool.get().await?;
@@ -214,43 +216,53 @@ impl RedisCache {
             .await
             .ok()
             .flatten();
-        let bytes = bytes?;
-        self.local.put_raw(key, bytes.clone(), LOCAL_TTL).await;
-        Tagged::decode(&bytes)
+        let Tagged { versions, value } = Tagged::decode(&bytes?)?;
+        Some(self.local.put(key, versions, value, LOCAL_TTL).await)
     }
 
-    async fn fresh(&self, key: &str) -> Option<Vec<u8>> {
-        if let Some(entry) = self.local.raw(key).await.and_then(|b| Tagged::decode(&b)) {
-            match self.check(&entry).await? {
-                true => return Some(entry.value),
+    /// The entry under `key` whose tags still have the versions it was stored with.
+    async fn fresh(&self, key: &str) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.local.entry(key).await {
+            match self.check(entry.versions()).await? {
+                true => return Some(entry),
                 // Another instance may have stored a newer value in Redis since.
                 false => self.local.remove(key).await,
             }
         }
         let entry = self.shared_entry(key).await?;
-        self.check(&entry).await?.then_some(entry.value)
+        self.check(entry.versions()).await?.then_some(entry)
     }
 
-    /// Whether `entry`'s tags still have the versions it was stored with; `None` when Redis
-    /// cannot say, which counts as stale: another instance's invalidation would be unknown.
-    async fn check(&self, entry: &Tagged) -> Option<bool> {
-        if entry.versions.is_empty() {
+    /// The fresh entry under `key`, counted as a hit or a miss.
+    async fn lookup(&self, key: &str) -> Option<Arc<Entry>> {
+        let started = Instant::now();
+        let entry = self.fresh(key).await;
+        clinicflow_ports::timing::add_cache(started.elapsed());
+        self.lookups.count(key, entry.is_some());
+        entry
+    }
+
+    /// Whether the tags of an entry still have the `versions` it was stored with; `None`
+    /// when Redis cannot say, which counts as stale: another instance's invalidation would
+    /// be unknown.
+    async fn check(&self, versions: &[(String, u64)]) -> Option<bool> {
+        if versions.is_empty() {
             return Some(true);
         }
-        let tags: Vec<String> = entry.versions.iter().map(|(t, _)| t.clone()).collect();
+        let tags: Vec<String> = versions.iter().map(|(t, _)| t.clone()).collect();
         let current = self.versions(&tags).await.ok()?;
-        Some(current == entry.versions)
+        Some(current == versions)
     }
 }
 
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let started = Instant::now();
-        let value = self.fresh(key).await;
-        clinicflow_ports::timing::add_cache(started.elapsed());
-        self.lookups.count(key, value.is_some());
-        value
+        self.lookup(key).await.map(|e| e.value().to_vec())
+    }
+
+    async fn get_derived<'a>(&self, key: &str, derive: Derive<'a>) -> Option<Derived> {
+        self.lookup(key).await?.derived(derive)
     }
 
     async fn set(&self, key: &str, value: Vec<u8>, ttl: Duration) {
@@ -269,13 +281,14 @@ impl Cache for RedisCache {
     async fn set_tagged(&self, key: &str, stamp: TagStamp, value: Vec<u8>, ttl: Duration) {
         let started = Instant::now();
         {
-            let bytes = Tagged {
+            let entry = Tagged {
                 versions: stamp.0,
                 value,
-            }
-            .encode();
+            };
+            let bytes = entry.encode();
+            let Tagged { versions, value } = entry;
             self.local
-                .put_raw(key, bytes.clone(), ttl.min(LOCAL_TTL))
+                .put(key, versions, value, ttl.min(LOCAL_TTL))
                 .await;
             let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let _ = self

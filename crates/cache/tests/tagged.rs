@@ -4,10 +4,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clinicflow_cache::RedisCache;
-use clinicflow_ports::Cache;
+use clinicflow_ports::{Cache, Derived};
 use common::*;
 use uuid::Uuid;
 
@@ -59,6 +60,35 @@ async fn an_invalidation_on_one_instance_is_seen_by_another_at_once() {
     let fresh = a.stamp(&tags).await.expect("Redis answers");
     a.set_tagged(&key, fresh, b"v2".to_vec(), MINUTE).await;
     assert_eq!(b.get(&key).await, Some(b"v2".to_vec()));
+    assert_eq!(a.redis_errors() + b.redis_errors(), 0);
+}
+
+#[tokio::test]
+async fn the_derived_form_is_made_once_per_stored_value_and_goes_with_an_invalidation() {
+    let Some(url) = redis_url() else { return };
+    let (a, b) = (cache(&url), cache(&url));
+    let (key, tags) = unique("dashboard");
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let derive = |bytes: &[u8]| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Arc::new(bytes.to_vec()) as Derived)
+    };
+    let shown = |d: &Derived| d.downcast_ref::<Vec<u8>>().expect("a Vec").clone();
+    // Large enough to be stored deflated in Redis.
+    let value = b"{\"booked\":4}".repeat(200);
+    let stamp = a.stamp(&tags).await.expect("Redis answers");
+    a.set_tagged(&key, stamp, value.clone(), MINUTE).await;
+    // The other instance reads it from Redis once, then from its own level.
+    let first = b.get_derived(&key, &derive).await.expect("a hit");
+    let second = b.get_derived(&key, &derive).await.expect("a hit");
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(shown(&second), value);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    a.invalidate(&tags).await;
+    assert!(b.get_derived(&key, &derive).await.is_none());
+    assert!(a.get_derived(&key, &derive).await.is_none());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(a.redis_errors() + b.redis_errors(), 0);
 }
 

@@ -37,6 +37,10 @@ pub enum Scenario {
     BookCancel,
     /// `GET /dashboard/stats`.
     Dashboard,
+    /// `GET /me`: who the token speaks for, what every page of a client asks first.
+    Me,
+    /// `GET /practitioners`: the first page of the practitioner directory.
+    Practitioners,
     /// 3 `GET /patients?limit=50` : 2 `GET /dashboard/stats` : 1 `POST /appointments`.
     Mixed,
     /// `GET /json` of the bare actix-web server.
@@ -45,7 +49,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario run against clinicflow, in report order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 10] = [
         Self::PatientById,
         Self::PatientSearch,
         Self::AppointmentPage,
@@ -53,6 +57,8 @@ impl Scenario {
         Self::FirstFreeSlot,
         Self::BookCancel,
         Self::Dashboard,
+        Self::Me,
+        Self::Practitioners,
         Self::Mixed,
     ];
 
@@ -66,6 +72,8 @@ impl Scenario {
             Self::FirstFreeSlot => "first-free-slot",
             Self::BookCancel => "book-cancel",
             Self::Dashboard => "dashboard",
+            Self::Me => "me",
+            Self::Practitioners => "practitioners",
             Self::Mixed => "mixed",
             Self::Ceiling => "ceiling",
         }
@@ -269,6 +277,8 @@ impl Fixture {
                 format!("/api/v1/slots?from={from}&to={to}&limit=1")
             }
             Scenario::Dashboard => "/api/v1/dashboard/stats".to_owned(),
+            Scenario::Me => "/api/v1/me".to_owned(),
+            Scenario::Practitioners => "/api/v1/practitioners".to_owned(),
             Scenario::Ceiling => "/json".to_owned(),
             Scenario::BookCancel | Scenario::Mixed => return Ok(None),
         }))

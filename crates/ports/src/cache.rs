@@ -1,9 +1,17 @@
 //! The cache port: opaque bytes by key, with a time to live, and tags that invalidate them
 //! on every instance.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+/// What a caller made of a cached value (its decoded or rendered form); see [`Cache::get_derived`].
+pub type Derived = Arc<dyn Any + Send + Sync>;
+
+/// How a caller turns a cached value into its [`Derived`] form; `None` counts as a miss.
+pub type Derive<'a> = &'a (dyn Fn(&[u8]) -> Option<Derived> + Send + Sync);
 
 /// Tags and their versions at one moment; see [`Cache::stamp`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +41,16 @@ pub trait Cache: Send + Sync {
 
     /// Makes every value tied to any of `tags` stale, on every instance.
     async fn invalidate(&self, tags: &[String]);
+
+    /// The value [`Cache::get`] would answer, turned by `derive` into the form the caller
+    /// serves. An in-process level keeps that form beside the value it came from, so later
+    /// hits of the same stored value hand it back without decoding (or rendering) again; it
+    /// is gone with the value, on expiry, replacement and invalidation alike. Every caller of
+    /// one key derives the same type.
+    async fn get_derived<'a>(&self, key: &str, derive: Derive<'a>) -> Option<Derived> {
+        let bytes = self.get(key).await?;
+        derive(&bytes)
+    }
 }
 
 /// The tag of every cached value derived from a practitioner's schedule, time off or
@@ -47,4 +65,16 @@ pub fn practitioner_tag(id: clinicflow_domain::PractitionerId) -> String {
 /// the open hours the next booking reads cached.
 pub fn schedule_tag(id: clinicflow_domain::PractitionerId) -> String {
     format!("schedule:{id}")
+}
+
+/// The tag of every cached value derived from a user's record (who `/me` says they are).
+/// Repositories touch it on every write of that user.
+pub fn user_tag(id: clinicflow_domain::UserId) -> String {
+    format!("user:{id}")
+}
+
+/// The tag of every cached list of a clinic's practitioners. Repositories touch it on every
+/// write of one of them (a new one, a change, a deactivation); bookings do not.
+pub fn practitioner_list_tag(clinic: clinicflow_domain::ClinicId) -> String {
+    format!("practitioners:{clinic}")
 }

@@ -18,7 +18,10 @@ pub mod stats;
 pub mod timing;
 pub mod transaction;
 
-pub use cache::{Cache, TagStamp, practitioner_tag, schedule_tag};
+pub use cache::{
+    Cache, Derive, Derived, TagStamp, practitioner_list_tag, practitioner_tag, schedule_tag,
+    user_tag,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, OverlapParty, RepoError};
 pub use events::{EventBus, EventStream};

@@ -5,10 +5,10 @@ use std::time::Duration as StdDuration;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::{
-    Actor, Clinic, ClinicId, Email, LockoutPolicy, RefreshToken, RefreshTokenId, RefreshVerdict,
-    Role, TokenFamilyId, User,
+    Actor, Clinic, ClinicId, Email, LockoutPolicy, PractitionerId, RefreshToken, RefreshTokenId,
+    RefreshVerdict, Role, TokenFamilyId, User, UserId,
 };
-use clinicflow_ports::{RepoError, TxMode};
+use clinicflow_ports::{RepoError, TxMode, user_tag};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -405,18 +405,109 @@ impl AuthService {
         Ok(())
     }
 
-    /// The actor's own user record and clinic.
-    pub async fn me(&self, actor: &Actor) -> Result<(User, Clinic), ServiceError> {
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        let user = self
+    /// The actor's own profile and clinic: from the cache when both are there, so the call
+    /// every page of a client makes first opens no transaction.
+    pub async fn me(&self, actor: &Actor) -> Result<(Profile, Clinic), ServiceError> {
+        let key = profile_key(actor);
+        let cached = self
             .ports
-            .users
-            .get(&mut tx, actor.clinic_id, actor.user_id)
-            .await?
-            .ok_or(ServiceError::NotFound("user"))?;
+            .cache
+            .get(&key)
+            .await
+            .and_then(|b| decode_profile(actor.user_id, &b));
+        if let Some(profile) = &cached
+            && let Some(clinic) = crate::clinic::cached_clinic(&self.ports, actor.clinic_id).await
+        {
+            return Ok((profile.clone(), clinic));
+        }
+        let mut tx = self.ports.db.begin(TxMode::Read).await?;
+        let profile = match cached {
+            Some(profile) => profile,
+            None => {
+                let load = async {
+                    self.ports
+                        .users
+                        .get(&mut tx, actor.clinic_id, actor.user_id)
+                        .await?
+                        .map(|u| Profile::of(&u))
+                        .ok_or(ServiceError::NotFound("user"))
+                };
+                let tags = [user_tag(actor.user_id)];
+                crate::cached::load_tagged(
+                    &self.ports,
+                    &key,
+                    &tags,
+                    PROFILE_TTL,
+                    encode_profile,
+                    load,
+                )
+                .await?
+            }
+        };
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-        Ok((user, clinic))
+        Ok((profile, clinic))
     }
+}
+
+/// How long a cached profile lives; every change of the user makes it stale at once.
+const PROFILE_TTL: StdDuration = StdDuration::from_secs(60);
+
+/// Who a user is, as `/me` shows them: what their record says, never their credentials or
+/// login counters, so that the cache holds nothing a login checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// The user's id.
+    pub id: UserId,
+    /// Their login e-mail.
+    pub email: Email,
+    /// Their role.
+    pub role: Role,
+    /// The practitioner they are, if any.
+    pub practitioner_id: Option<PractitionerId>,
+}
+
+impl Profile {
+    fn of(user: &User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email.clone(),
+            role: user.role,
+            practitioner_id: user.practitioner_id,
+        }
+    }
+}
+
+/// The key names the clinic, so a user id of another clinic can never hit.
+fn profile_key(actor: &Actor) -> String {
+    format!("profile:{}:{}", actor.clinic_id, actor.user_id)
+}
+
+/// A profile as the cache keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedProfile {
+    email: String,
+    role: String,
+    practitioner_id: Option<Uuid>,
+}
+
+fn encode_profile(p: &Profile) -> Vec<u8> {
+    serde_json::to_vec(&CachedProfile {
+        email: p.email.to_string(),
+        role: p.role.as_str().to_owned(),
+        practitioner_id: p.practitioner_id.map(|id| id.as_uuid()),
+    })
+    .unwrap_or_default()
+}
+
+/// Parsed again as the domain parses input: an entry that does not parse is a miss.
+fn decode_profile(id: UserId, bytes: &[u8]) -> Option<Profile> {
+    let c: CachedProfile = serde_json::from_slice(bytes).ok()?;
+    Some(Profile {
+        id,
+        email: Email::parse(&c.email).ok()?,
+        role: Role::parse_recorded(&c.role).ok()?,
+        practitioner_id: c.practitioner_id.map(PractitionerId::from_uuid),
+    })
 }
 
 #[cfg(test)]

@@ -347,18 +347,22 @@ impl ClinicService {
     }
 }
 
+/// The clinic as cached, if it is.
+pub(crate) async fn cached_clinic(ports: &Ports, id: ClinicId) -> Option<Clinic> {
+    let bytes = ports.cache.get(&clinic_key(id)).await?;
+    decode_clinic(id, &bytes)
+}
+
 /// Reads a clinic inside `tx`, through the cache: booking and slot queries need its zone on every call.
 pub(crate) async fn clinic_settings(
     ports: &Ports,
     tx: &mut Tx,
     id: ClinicId,
 ) -> Result<Clinic, ServiceError> {
-    let key = clinic_key(id);
-    if let Some(bytes) = ports.cache.get(&key).await
-        && let Some(clinic) = decode_clinic(id, &bytes)
-    {
+    if let Some(clinic) = cached_clinic(ports, id).await {
         return Ok(clinic);
     }
+    let key = clinic_key(id);
     let load = async {
         ports
             .clinics

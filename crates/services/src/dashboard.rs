@@ -4,11 +4,12 @@
 //! polling it costs the database one computation per refresh.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use clinicflow_domain::{Actor, AppointmentStatus, ClinicId, Permission, QueueStatus};
-use clinicflow_ports::TxMode;
+use clinicflow_ports::{Derived, TxMode};
 use serde::{Deserialize, Serialize};
 
 use crate::{Ports, ServiceError};
@@ -49,6 +50,16 @@ pub struct Dashboard {
     pub no_show_rate: Option<f64>,
     /// The same per practitioner with appointments or waiting patients today, by id.
     pub practitioners: Vec<PractitionerDay>,
+}
+
+/// A dashboard in the form its reader serves (the API's rendered answer), with when its
+/// figures were computed; made once per cached dashboard.
+#[derive(Debug)]
+pub struct RenderedDashboard<T> {
+    /// When the figures were computed.
+    pub generated_at: DateTime<Utc>,
+    /// The dashboard as the reader's `render` made it.
+    pub form: T,
 }
 
 /// Builds dashboards and keeps them in the cache.
@@ -111,6 +122,39 @@ impl DashboardService {
             return Ok(cached);
         }
         self.refresh(actor.clinic_id).await
+    }
+
+    /// As [`DashboardService::stats`], in the form `render` makes of it: a hit of a dashboard
+    /// already rendered on this instance is neither parsed nor rendered again, only handed
+    /// back. The form is kept beside the cached value, so it goes when the value does.
+    pub async fn stats_rendered<T: Send + Sync + 'static>(
+        &self,
+        actor: &Actor,
+        render: impl Fn(Dashboard) -> T + Send + Sync,
+    ) -> Result<Arc<RenderedDashboard<T>>, ServiceError> {
+        actor.require(Permission::ReadAppointments)?;
+        let rendered = |d: Dashboard| RenderedDashboard {
+            generated_at: d.generated_at,
+            form: render(d),
+        };
+        let derive = |bytes: &[u8]| -> Option<Derived> {
+            let dashboard = serde_json::from_slice::<Dashboard>(bytes).ok()?;
+            Some(Arc::new(rendered(dashboard)))
+        };
+        let now = self.ports.clock.now();
+        if let Some(derived) = self
+            .ports
+            .cache
+            .get_derived(&key(actor.clinic_id), &derive)
+            .await
+            && let Ok(cached) = derived.downcast::<RenderedDashboard<T>>()
+            && (now - cached.generated_at)
+                .to_std()
+                .is_ok_and(|age| age <= self.max_age)
+        {
+            return Ok(cached);
+        }
+        Ok(Arc::new(rendered(self.refresh(actor.clinic_id).await?)))
     }
 
     /// Computes a clinic's dashboard and puts it in the cache: what the warmer calls.

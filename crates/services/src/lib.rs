@@ -49,12 +49,12 @@ pub mod user;
 mod versioned;
 
 pub use audit::{AuditQuery, AuditService};
-pub use auth::{AuthPolicy, AuthService, Session};
+pub use auth::{AuthPolicy, AuthService, Profile, Session};
 pub use booking::{
     AppointmentAction, AppointmentQuery, BookInput, BookingService, RescheduleInput, SweepReport,
 };
 pub use clinic::{ClinicPatch, ClinicService, NewClinic};
-pub use dashboard::{Dashboard, DashboardService, PractitionerDay};
+pub use dashboard::{Dashboard, DashboardService, PractitionerDay, RenderedDashboard};
 pub use encounter::EncounterService;
 pub use error::{Conflict, FieldErrors, ServiceError};
 pub use idempotency::{Answered, IdempotencyService, Once};

@@ -4,7 +4,11 @@ use clinicflow_domain::practitioner::{parse_buffer_minutes, parse_code, parse_sl
 use clinicflow_domain::{
     Actor, ClinicId, Page, PageRequest, Permission, PersonName, Practitioner, PractitionerId,
 };
-use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag};
+use std::sync::Arc;
+
+use clinicflow_ports::{
+    Derived, PractitionerFilter, Tx, TxMode, practitioner_list_tag, practitioner_tag,
+};
 use uuid::Uuid;
 
 use crate::{FieldErrors, Ports, ServiceError};
@@ -249,12 +253,34 @@ impl PractitionerService {
             active,
         };
         errors.into_result()?;
+        // The key names the clinic and every filter; Debug quotes them, so none runs into the next.
+        let key = format!(
+            "directory:{}:{:?}:{:?}:{:?}:{}:{}",
+            actor.clinic_id,
+            filter.specialty,
+            filter.department,
+            filter.active,
+            page.page(),
+            page.size()
+        );
+        let clinic = actor.clinic_id;
+        let derive =
+            |bytes: &[u8]| -> Option<Derived> { Some(Arc::new(decode_page(clinic, page, bytes)?)) };
+        if let Some(derived) = self.ports.cache.get_derived(&key, &derive).await
+            && let Some(cached) = derived.downcast_ref::<Page<Practitioner>>()
+        {
+            return Ok(cached.clone());
+        }
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        Ok(self
-            .ports
-            .practitioners
-            .list(&mut tx, actor.clinic_id, &filter, page)
-            .await?)
+        let load = async {
+            Ok(self
+                .ports
+                .practitioners
+                .list(&mut tx, clinic, &filter, page)
+                .await?)
+        };
+        let tags = [practitioner_list_tag(clinic)];
+        crate::cached::load_tagged(&self.ports, &key, &tags, DIRECTORY_TTL, encode_page, load).await
     }
 }
 
@@ -276,38 +302,87 @@ struct Cached {
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl From<&Practitioner> for Cached {
+    fn from(p: &Practitioner) -> Self {
+        Self {
+            given: p.name.given().to_owned(),
+            family: p.name.family().to_owned(),
+            specialties: p.specialties.clone(),
+            department: p.department.clone(),
+            slot_minutes: p.slot_minutes,
+            buffer_minutes: p.buffer_minutes,
+            active: p.active,
+            version: p.version,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+impl Cached {
+    /// Parsed again as the domain parses input: an entry that does not parse is a miss.
+    fn practitioner(self, clinic: ClinicId, id: PractitionerId) -> Option<Practitioner> {
+        Some(Practitioner {
+            id,
+            clinic_id: clinic,
+            name: PersonName::parse(&self.given, &self.family).ok()?,
+            specialties: self.specialties,
+            department: self.department,
+            slot_minutes: self.slot_minutes,
+            buffer_minutes: self.buffer_minutes,
+            active: self.active,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
 fn encode(p: &Practitioner) -> Vec<u8> {
-    serde_json::to_vec(&Cached {
-        given: p.name.given().to_owned(),
-        family: p.name.family().to_owned(),
-        specialties: p.specialties.clone(),
-        department: p.department.clone(),
-        slot_minutes: p.slot_minutes,
-        buffer_minutes: p.buffer_minutes,
-        active: p.active,
-        version: p.version,
-        created_at: p.created_at,
-        updated_at: p.updated_at,
+    serde_json::to_vec(&Cached::from(p)).unwrap_or_default()
+}
+
+fn decode(clinic: ClinicId, id: PractitionerId, bytes: &[u8]) -> Option<Practitioner> {
+    serde_json::from_slice::<Cached>(bytes)
+        .ok()?
+        .practitioner(clinic, id)
+}
+
+/// A page of the directory as the cache keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedPage {
+    total: u64,
+    items: Vec<(Uuid, Cached)>,
+}
+
+fn encode_page(page: &Page<Practitioner>) -> Vec<u8> {
+    serde_json::to_vec(&CachedPage {
+        total: page.total,
+        items: page
+            .items
+            .iter()
+            .map(|p| (p.id.as_uuid(), Cached::from(p)))
+            .collect(),
     })
     .unwrap_or_default()
 }
 
-fn decode(clinic: ClinicId, id: PractitionerId, bytes: &[u8]) -> Option<Practitioner> {
-    let c: Cached = serde_json::from_slice(bytes).ok()?;
-    Some(Practitioner {
-        id,
-        clinic_id: clinic,
-        name: PersonName::parse(&c.given, &c.family).ok()?,
-        specialties: c.specialties,
-        department: c.department,
-        slot_minutes: c.slot_minutes,
-        buffer_minutes: c.buffer_minutes,
-        active: c.active,
-        version: c.version,
-        created_at: c.created_at,
-        updated_at: c.updated_at,
+fn decode_page(clinic: ClinicId, request: PageRequest, bytes: &[u8]) -> Option<Page<Practitioner>> {
+    let c: CachedPage = serde_json::from_slice(bytes).ok()?;
+    let items = c
+        .items
+        .into_iter()
+        .map(|(id, p)| p.practitioner(clinic, PractitionerId::from_uuid(id)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Page {
+        items,
+        total: c.total,
+        request,
     })
 }
+
+/// How long a cached directory page lives; every practitioner write makes it stale at once.
+const DIRECTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Reads a practitioner of `clinic` through the cache, for reads only: writes read the row in
 /// their own transaction.

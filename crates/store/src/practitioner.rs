@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use clinicflow_domain::{ClinicId, Page, PageRequest, PersonName, Practitioner, PractitionerId};
-use clinicflow_ports::{PractitionerFilter, PractitionerRepo, RepoError, Tx, practitioner_tag};
+use clinicflow_ports::{
+    PractitionerFilter, PractitionerRepo, RepoError, Tx, practitioner_list_tag, practitioner_tag,
+};
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -130,6 +132,7 @@ fn of_clinic(clinic: ClinicId) -> sea_orm::Select<practitioner::Entity> {
 #[async_trait]
 impl PractitionerRepo for Store {
     async fn insert(&self, tx: &mut Tx, practitioner: &Practitioner) -> Result<(), RepoError> {
+        tx.touch(practitioner_list_tag(practitioner.clinic_id));
         let txn = db(tx);
         let mut row = changes(practitioner)?;
         row.id = Set(practitioner.id.as_uuid());
@@ -167,6 +170,7 @@ impl PractitionerRepo for Store {
         expected_version: i32,
     ) -> Result<(), RepoError> {
         tx.touch(practitioner_tag(practitioner.id));
+        tx.touch(practitioner_list_tag(practitioner.clinic_id));
         let txn = db(tx);
         let id = practitioner.id.as_uuid();
         let clinic = practitioner.clinic_id.as_uuid();

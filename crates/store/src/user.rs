@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use clinicflow_domain::{
     ClinicId, Email, LockoutPolicy, Page, PageRequest, PractitionerId, Role, User, UserId,
 };
-use clinicflow_ports::{RepoError, Tx, UserRepo};
+use clinicflow_ports::{RepoError, Tx, UserRepo, user_tag};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -130,6 +130,8 @@ impl UserRepo for Store {
         user: &User,
         expected_version: i32,
     ) -> Result<(), RepoError> {
+        // Login counters are written apart and show in no profile: only this write touches it.
+        tx.touch(user_tag(user.id));
         update_versioned::<user::Entity>(
             db(tx),
             this_user(user.clinic_id, user.id),

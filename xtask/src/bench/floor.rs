@@ -22,7 +22,7 @@ pub(super) const DATABASE: &str = "clinicflow_bench";
 /// Each scenario's pgbench scripts with their weights. One script run is one operation of the
 /// scenario as the load generator counts it: `book-cancel`'s script books and cancels (one
 /// operation, two requests); `mixed` draws its three request kinds 3 : 2 : 1, each a run.
-pub(super) const SCRIPTS: [(&str, &[(&str, u32)]); 8] = [
+pub(super) const SCRIPTS: [(&str, &[(&str, u32)]); 10] = [
     ("patient-by-id", &[("patient-by-id.sql", 1)]),
     ("patient-search", &[("patient-search.sql", 1)]),
     ("appointment-page", &[("appointment-page.sql", 1)]),
@@ -30,6 +30,8 @@ pub(super) const SCRIPTS: [(&str, &[(&str, u32)]); 8] = [
     ("first-free-slot", &[("first-free-slot.sql", 1)]),
     ("book-cancel", &[("book-cancel.sql", 1)]),
     ("dashboard", &[("dashboard.sql", 1)]),
+    ("me", &[("me.sql", 1)]),
+    ("practitioners", &[("practitioners.sql", 1)]),
     (
         "mixed",
         &[

@@ -7,6 +7,7 @@ mod browser;
 mod cache;
 mod clinic;
 mod dashboard;
+mod directory;
 mod dispatch;
 mod fuzz_regressions;
 mod helpers;
