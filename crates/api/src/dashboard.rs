@@ -121,7 +121,7 @@ async fn stats(
     let dashboard = state
         .services
         .dashboard
-        .stats_rendered(&auth.0, |d| ReadyJson::render(&DashboardOut::from(d)))
+        .stats(&auth.0, |d| ReadyJson::render(&DashboardOut::from(d)))
         .await?;
     // Counts only, no patient data; screens polling it may reuse an answer for a few seconds.
     Ok(dashboard.form.respond(&req, "private, max-age=5"))

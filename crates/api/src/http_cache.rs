@@ -152,11 +152,6 @@ impl ReadyJson {
         Self { body, etag }
     }
 
-    /// The body.
-    pub fn body(&self) -> &web::Bytes {
-        &self.body
-    }
-
     /// `200` with the body and its ETag, or `304` when the client holds it.
     pub fn respond(&self, req: &HttpRequest, cache_control: &'static str) -> HttpResponse {
         let mut response = if self.etag.to_str().is_ok_and(|tag| holds(req, tag)) {

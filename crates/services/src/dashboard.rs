@@ -109,25 +109,11 @@ impl DashboardService {
         Self { max_age, ..self }
     }
 
-    /// The actor's clinic's dashboard: from the cache when fresh, else computed and cached.
-    pub async fn stats(&self, actor: &Actor) -> Result<Dashboard, ServiceError> {
-        actor.require(Permission::ReadAppointments)?;
-        let now = self.ports.clock.now();
-        if let Some(bytes) = self.ports.cache.get(&key(actor.clinic_id)).await
-            && let Ok(cached) = serde_json::from_slice::<Dashboard>(&bytes)
-            && (now - cached.generated_at)
-                .to_std()
-                .is_ok_and(|age| age <= self.max_age)
-        {
-            return Ok(cached);
-        }
-        self.refresh(actor.clinic_id).await
-    }
-
-    /// As [`DashboardService::stats`], in the form `render` makes of it: a hit of a dashboard
-    /// already rendered on this instance is neither parsed nor rendered again, only handed
-    /// back. The form is kept beside the cached value, so it goes when the value does.
-    pub async fn stats_rendered<T: Send + Sync + 'static>(
+    /// The actor's clinic's dashboard in the form `render` makes of it: from the cache when
+    /// fresh, else computed and cached. A hit of a dashboard already rendered on this instance
+    /// is neither parsed nor rendered again, only handed back; the form is kept beside the
+    /// cached value, so it goes when the value does.
+    pub async fn stats<T: Send + Sync + 'static>(
         &self,
         actor: &Actor,
         render: impl Fn(Dashboard) -> T + Send + Sync,
@@ -322,10 +308,11 @@ mod tests {
             practitioner_id: None,
             request_id: None,
         };
-        let d = DashboardService::new(ports)
-            .stats(&actor)
+        let d = &DashboardService::new(ports)
+            .stats(&actor, |d| d)
             .await
-            .expect("a dashboard");
+            .expect("a dashboard")
+            .form;
         assert_eq!(d.date, "2026-12-01");
         assert_eq!(d.appointments["completed"], 3);
         assert_eq!(d.appointments["booked"], 2);

@@ -77,6 +77,7 @@ impl Mocks {
         clock.expect_now().return_const(self.now);
         let mut cache = MockCache::new();
         cache.expect_get().returning(|_| None);
+        cache.expect_get_derived().returning(|_, _| None);
         cache.expect_set().return_const(());
         cache.expect_stamp().returning(|_| None);
         cache.expect_set_tagged().return_const(());

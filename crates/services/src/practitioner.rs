@@ -1,11 +1,11 @@
 //! Practitioners: registration, reading, changes and listing.
 
+use std::sync::Arc;
+
 use clinicflow_domain::practitioner::{parse_buffer_minutes, parse_code, parse_slot_minutes};
 use clinicflow_domain::{
     Actor, ClinicId, Page, PageRequest, Permission, PersonName, Practitioner, PractitionerId,
 };
-use std::sync::Arc;
-
 use clinicflow_ports::{
     Derived, PractitionerFilter, Tx, TxMode, practitioner_list_tag, practitioner_tag,
 };

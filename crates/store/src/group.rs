@@ -133,12 +133,11 @@ impl Unit {
             .expect("a unit holds its batch until it ends");
         let released = transaction(&batch).execute_unprepared("RELEASE unit").await;
         if let Err(e) = released {
-            batch.open_savepoint = false;
             fail(&mut batch, &e).await;
             return Err(batch_error(e));
         }
         batch.open_savepoint = false;
-        let (done, outcome) = oneshot::channel();
+        let (done, mut outcome) = oneshot::channel();
         batch.waiters.push(done);
         if !self.group.others_queued() || batch.waiters.len() >= BATCH_MAX {
             commit(&mut batch).await;
@@ -149,7 +148,6 @@ impl Unit {
         // The units queued behind this one run first; if none of them commits the batch by
         // the time this unit's turn comes again, it commits the batch itself. Waiting for the
         // turn, not for a later unit, means a unit whose request is cancelled strands nobody.
-        let mut outcome = outcome;
         tokio::select! {
             biased;
             done = &mut outcome => received(done),

@@ -122,9 +122,8 @@ impl QueueService {
         practitioner_id: Option<&str>,
         department: Option<&str>,
     ) -> Result<Board, ServiceError> {
-        let (live, access) =
-            Self::board_scope(&self.ports, actor, practitioner_id, department).await?;
-        let board = self.read_board(&live).await?;
+        let (live, access) = self.board_scope(actor, practitioner_id, department).await?;
+        let board = self.live_board(&live).await?;
         audit::disclose(&self.ports, actor, access).await?;
         Ok(board)
     }
@@ -138,8 +137,7 @@ impl QueueService {
         practitioner_id: Option<&str>,
         department: Option<&str>,
     ) -> Result<LiveBoard, ServiceError> {
-        let (live, access) =
-            Self::board_scope(&self.ports, actor, practitioner_id, department).await?;
+        let (live, access) = self.board_scope(actor, practitioner_id, department).await?;
         if live.practitioner.is_some() {
             // An unknown practitioner is refused as when reading the board.
             let mut tx = self.ports.db.begin(TxMode::Read).await?;
@@ -156,19 +154,14 @@ impl QueueService {
         Ok(live)
     }
 
-    /// The board of a live scope now. Not audited: each stream's opening was.
-    pub async fn live_board(&self, live: &LiveBoard) -> Result<Board, ServiceError> {
-        self.read_board(live).await
-    }
-
     async fn board_scope(
-        ports: &crate::Ports,
+        &self,
         actor: &Actor,
         practitioner_id: Option<&str>,
         department: Option<&str>,
     ) -> Result<(LiveBoard, Access), ServiceError> {
         let access = Access::list(ResourceType::QueueEntry, None);
-        audit::require(ports, actor, Permission::ReadQueue, access).await?;
+        audit::require(&self.ports, actor, Permission::ReadQueue, access).await?;
         let mut errors = FieldErrors::new();
         let practitioner = practitioner_id
             .and_then(|v| errors.check("practitioner_id", input::id(v)))
@@ -190,7 +183,9 @@ impl QueueService {
         Ok((live, access))
     }
 
-    async fn read_board(&self, live: &LiveBoard) -> Result<Board, ServiceError> {
+    /// The board of a live scope now, read in a read-only unit of work. Not audited: the
+    /// caller audits the reading ([`QueueService::board`]) or each stream's opening.
+    pub async fn live_board(&self, live: &LiveBoard) -> Result<Board, ServiceError> {
         let mut tx = self.ports.db.begin(TxMode::Read).await?;
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, live.clinic).await?;
         let scope = self
