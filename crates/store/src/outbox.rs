@@ -82,9 +82,14 @@ fn of_clinic(clinic: ClinicId) -> Select<outbox_message::Entity> {
     outbox_message::Entity::find().filter(outbox_message::Column::ClinicId.eq(clinic.as_uuid()))
 }
 
+/// The pending status, written into the SQL as the partial index `outbox_messages_due_idx`
+/// states it: bound as a parameter, PostgreSQL's generic plan (which a prepared statement
+/// takes after five runs) cannot know that the index applies, and the dispatcher's claim
+/// became a scan of every message ever sent, growing with the history.
+const PENDING: &str = "\"outbox_messages\".\"status\" = 'pending'";
+
 fn pending() -> Select<outbox_message::Entity> {
-    outbox_message::Entity::find()
-        .filter(outbox_message::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+    outbox_message::Entity::find().filter(Expr::cust(PENDING))
 }
 
 /// Up to `limit` pending messages due at `now`, earliest due first, locked on PostgreSQL so
@@ -121,6 +126,17 @@ fn claim(
         .and_where(Expr::col(outbox_message::Column::Id).in_subquery(picked))
         .returning_all()
         .to_owned()
+}
+
+/// [`claim`] as the dispatcher sends it to PostgreSQL, for the contract suite's plan checks.
+#[cfg(feature = "testing")]
+pub(crate) fn claim_statement(now: DateTime<Utc>) -> sea_orm::Statement {
+    sea_orm::DbBackend::Postgres.build(&claim(
+        now,
+        50,
+        now + chrono::Duration::minutes(1),
+        Backend::Postgres,
+    ))
 }
 
 /// Messages whose delivery state one statement of [`OutboxRepo::record_all`] writes: with five

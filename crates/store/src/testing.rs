@@ -381,6 +381,66 @@ pub async fn explain(store: &Store, statement: sea_orm::Statement) -> String {
         .join("\n")
 }
 
+/// PostgreSQL's generic plan for `statement`: the plan a prepared statement settles on after
+/// five runs, made without its bound values (`PREPARE`, then `EXPLAIN EXECUTE` under
+/// `plan_cache_mode = force_generic_plan`, the values written as literals). A partial index
+/// whose condition the statement binds as a parameter is missing from this plan.
+///
+/// # Panics
+/// When the statement cannot be prepared or explained.
+pub async fn explain_generic(store: &Store, statement: sea_orm::Statement) -> String {
+    use sea_orm::sea_query::{PostgresQueryBuilder, QueryBuilder};
+    use sea_orm::{DbBackend, TransactionTrait};
+    let args = statement
+        .values
+        .as_ref()
+        .map(|values| {
+            values
+                .0
+                .iter()
+                .map(|v| PostgresQueryBuilder.value_to_string(v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let txn = store.conn.begin().await.expect("a transaction");
+    for sql in [
+        "SET LOCAL plan_cache_mode = force_generic_plan".to_owned(),
+        format!("PREPARE generic_plan AS {}", statement.sql),
+    ] {
+        txn.execute_unprepared(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let explain = if args.is_empty() {
+        "EXPLAIN EXECUTE generic_plan".to_owned()
+    } else {
+        format!("EXPLAIN EXECUTE generic_plan({args})")
+    };
+    let plan = txn
+        .query_all_raw(sea_orm::Statement::from_string(
+            DbBackend::Postgres,
+            explain,
+        ))
+        .await
+        .expect("explained")
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // A prepared statement outlives the transaction; the pooled session must not keep it.
+    txn.execute_unprepared("DEALLOCATE generic_plan")
+        .await
+        .expect("deallocated");
+    txn.rollback().await.expect("rolled back");
+    plan
+}
+
+/// The statement the outbox dispatcher claims due messages with, on PostgreSQL.
+pub fn outbox_claim_statement(now: chrono::DateTime<chrono::Utc>) -> sea_orm::Statement {
+    crate::outbox::claim_statement(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

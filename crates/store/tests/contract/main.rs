@@ -64,6 +64,7 @@ contract_tests! {
     database::the_lifecycle_migration_keeps_one_open_entry_per_patient,
     database::every_appointment_index_leaves_out_deleted_rows,
     database::every_appointment_index_serves_a_read_the_store_issues,
+    database::the_outbox_claim_reads_the_due_index_in_its_generic_plan,
     database::every_pooled_connection_carries_the_bounds,
     database::a_wait_for_a_booking_lock_another_holds_ends_as_a_timeout,
     database::a_wait_for_another_requests_idempotency_key_ends_as_a_timeout,
