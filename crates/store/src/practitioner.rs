@@ -7,10 +7,11 @@ use clinicflow_domain::{ClinicId, Page, PageRequest, PersonName, Practitioner, P
 use clinicflow_ports::{
     PractitionerFilter, PractitionerRepo, RepoError, Tx, practitioner_list_tag, practitioner_tag,
 };
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, JoinType, Order, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QueryTrait,
 };
 use uuid::Uuid;
 
@@ -125,6 +126,50 @@ async fn with_specialties(
         .collect()
 }
 
+/// The column [`with_each_specialty`] adds.
+const SPECIALTY: &str = "specialty";
+
+/// `rows` joined to their specialties: one row per specialty in order, with the specialty as
+/// [`SPECIALTY`], or one row with none.
+fn with_each_specialty(rows: sea_orm::Select<practitioner::Entity>) -> SelectStatement {
+    let mut query = rows.into_query();
+    query
+        .join(
+            JoinType::LeftJoin,
+            practitioner_specialty::Entity,
+            Condition::all()
+                .add(
+                    Expr::col((
+                        practitioner_specialty::Entity,
+                        practitioner_specialty::Column::PractitionerId,
+                    ))
+                    .equals((practitioner::Entity, practitioner::Column::Id)),
+                )
+                .add(
+                    Expr::col((
+                        practitioner_specialty::Entity,
+                        practitioner_specialty::Column::ClinicId,
+                    ))
+                    .equals((practitioner::Entity, practitioner::Column::ClinicId)),
+                ),
+        )
+        .expr_as(
+            Expr::col((
+                practitioner_specialty::Entity,
+                practitioner_specialty::Column::Specialty,
+            )),
+            Alias::new(SPECIALTY),
+        )
+        .order_by(
+            (
+                practitioner_specialty::Entity,
+                practitioner_specialty::Column::Specialty,
+            ),
+            Order::Asc,
+        );
+    query
+}
+
 fn of_clinic(clinic: ClinicId) -> sea_orm::Select<practitioner::Entity> {
     practitioner::Entity::find().filter(practitioner::Column::ClinicId.eq(clinic.as_uuid()))
 }
@@ -151,16 +196,30 @@ impl PractitionerRepo for Store {
         clinic: ClinicId,
         id: PractitionerId,
     ) -> Result<Option<Practitioner>, RepoError> {
+        // One statement, not the row and then its specialties: a booking reads its
+        // practitioner inside its write transaction, where each round trip holds the locks.
         let txn = db(tx);
-        let Some(row) = of_clinic(clinic)
-            .filter(practitioner::Column::Id.eq(id.as_uuid()))
-            .one(txn)
+        let query = with_each_specialty(
+            of_clinic(clinic).filter(practitioner::Column::Id.eq(id.as_uuid())),
+        );
+        let rows = txn
+            .query_all_raw(txn.get_database_backend().build(&query))
             .await
-            .map_err(repo_error)?
-        else {
+            .map_err(repo_error)?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        Ok(with_specialties(txn, clinic, vec![row]).await?.pop())
+        let row = practitioner::Model::from_query_result(first, "").map_err(repo_error)?;
+        let mut specialties = Vec::with_capacity(rows.len());
+        for joined in &rows {
+            if let Some(specialty) = joined
+                .try_get::<Option<String>>("", SPECIALTY)
+                .map_err(repo_error)?
+            {
+                specialties.push(specialty);
+            }
+        }
+        to_domain(row, specialties).map(Some)
     }
 
     async fn update(
