@@ -30,6 +30,7 @@ mod m20261203_000012_lifecycle;
 mod m20261203_000013_clinic_versions;
 mod m20261204_000014_patient_search_index;
 mod m20261204_000015_appointment_indexes;
+mod m20261204_000016_patient_search_match_order;
 
 /// Every migration of clinicflow, in the order they apply.
 #[derive(Debug)]
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000013_clinic_versions::Migration),
             Box::new(m20261204_000014_patient_search_index::Migration),
             Box::new(m20261204_000015_appointment_indexes::Migration),
+            Box::new(m20261204_000016_patient_search_match_order::Migration),
         ]
     }
 }

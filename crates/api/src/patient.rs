@@ -401,7 +401,8 @@ async fn delete(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// An e-mail (contains `@`), a phone (starts with `+`), or else a name prefix matched
-    /// against "family given" and "given family", case-insensitively.
+    /// against "family given" and "given family", case-insensitively; a name search is
+    /// ordered by the name as matched, then id.
     q: Option<String>,
 }
 

@@ -148,7 +148,8 @@ impl Limit {
 }
 
 /// A patient's position in the patient list's order (family name, given name, id, as
-/// stored): a keyset page continues strictly after it.
+/// stored; for a name search, the name as the search matched it, then id): a keyset page
+/// continues strictly after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientKey {
     /// The name, compared family name first.

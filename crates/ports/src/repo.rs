@@ -171,7 +171,9 @@ pub trait PatientRepo: Send + Sync {
         expected_version: i32,
     ) -> Result<(), RepoError>;
 
-    /// One page of the clinic's patients, ordered by family name, given name, id.
+    /// One page of the clinic's patients, ordered by family name, given name, id; a name-prefix
+    /// search is ordered by the key each patient matched (the `family given` key if it starts
+    /// with the prefix, else the `given family` key), then id.
     async fn list(
         &self,
         tx: &mut Tx,

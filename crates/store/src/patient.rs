@@ -9,7 +9,8 @@ use clinicflow_domain::{
 };
 use clinicflow_ports::{PatientFilter, PatientRepo, PatientSearch, RepoError, Tx};
 use sea_orm::sea_query::{
-    Alias, Expr, ExprTrait, JoinType, Order, Query, SelectStatement, SimpleExpr, UnionType,
+    Alias, Asterisk, Expr, ExprTrait, JoinType, Order, Query, SelectStatement, SimpleExpr,
+    UnionType,
 };
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -164,7 +165,7 @@ fn starts_with(col: patient::Column, prefix: &str) -> Condition {
 }
 
 /// The rows `search` selects, as one condition. The lists answer a name prefix through
-/// [`name_matches`] instead, which selects the same rows from the key indexes alone.
+/// [`name_matches`] and [`name_page`] instead, which read the key indexes alone.
 fn search_condition(search: &PatientSearch) -> Condition {
     match search {
         PatientSearch::NamePrefix(raw) => {
@@ -194,99 +195,150 @@ fn filtered(clinic: ClinicId, filter: &PatientFilter) -> sea_orm::Select<patient
     query
 }
 
-/// The clinic's live patients that a name-prefix search (`prefix` already normalized) and
-/// the rest of `filter` select, after `following` when given, as `(id, family_name,
-/// given_name)`: each search key's index range, the second leaving out what the first
-/// matched, so a row matching both keys comes once.
+/// The key a name-prefix search orders by: each match's own matching key, aliased so both
+/// branches of the search name it alike.
+const MATCH_KEY: &str = "match_key";
+
+/// One branch of a name-prefix search (`prefix` already normalized): the clinic's live
+/// patients that the rest of `filter` selects and whose search key `key` starts with
+/// `prefix`, as `(id, match_key)`. The `given family` branch leaves out what the `family
+/// given` branch matches, so each patient matches through exactly one key. After `after`
+/// (a match key and an id) when given, in `(key, id)` order.
 ///
-/// Both key indexes also carry the list-order columns (migration 14), so this reads the
-/// indexes alone (an index-only scan on PostgreSQL, a covering index on SQLite): a page is
-/// chosen, and the matches counted, without reading the table. The plain `key range OR key
-/// range … ORDER BY family_name, given_name, id LIMIT n` let PostgreSQL walk the name-order
-/// index instead and read rows from the table until it had a page: up to the whole clinic
-/// for a family-name prefix.
-fn name_matches(
+/// Both key indexes are in `(key, id)` order and carry what a branch names (migration 16),
+/// so a branch is one range of one index, read in order, without the table (an index-only
+/// scan on PostgreSQL, a covering index on SQLite).
+fn name_branch(
     clinic: ClinicId,
     filter: &PatientFilter,
     prefix: &str,
-    following: Option<Condition>,
+    key: patient::Column,
+    after: Option<&(String, PatientId)>,
 ) -> SelectStatement {
-    let branch = |matches: Condition| {
-        let mut cond = live_in(clinic).add(matches);
-        if let Some(practitioner) = filter.seen_by {
-            cond = cond.add(seen_by(clinic, practitioner));
+    let mut cond = live_in(clinic);
+    match after.filter(|(match_key, _)| match_key.as_str() >= prefix) {
+        // A row value, not `key > k OR (key = k AND id > i)`: both databases read it as the
+        // start of an index range, where the `OR` would be a filter. It replaces the prefix's
+        // lower bound, which it passes (`k >= prefix`): given both, SQLite starts the range at
+        // the prefix and steps over every entry before the cursor.
+        Some((match_key, id)) => {
+            cond = cond.add(
+                Expr::tuple([Expr::col(key), Expr::col(patient::Column::Id)]).gt(Expr::tuple([
+                    Expr::val(match_key.as_str()),
+                    Expr::val(id.as_uuid()),
+                ])),
+            );
+            if let Some(upper) = prefix_upper_bound(prefix) {
+                cond = cond.add(key.lt(upper));
+            }
         }
-        if let Some(following) = following.clone() {
-            cond = cond.add(following);
-        }
-        Query::select()
-            .columns([
-                patient::Column::Id,
-                patient::Column::FamilyName,
-                patient::Column::GivenName,
-            ])
-            .from(patient::Entity)
-            .cond_where(cond)
-            .to_owned()
-    };
-    let by_key = starts_with(patient::Column::NameKey, prefix);
-    let by_alt_key_only = Condition::all()
-        .add(starts_with(patient::Column::NameKeyAlt, prefix))
-        .add(by_key.clone().not());
-    // The branches never share a row, so `UNION ALL` would do; but SQLite flattens a query
-    // over a `UNION ALL` into it, pushes the page's `ORDER BY … LIMIT` into each branch, and
-    // with the practitioner's correlated `EXISTS` there it then walks the name-order index
-    // through the whole clinic to get the order for free. A `UNION` it cannot flatten; it
-    // costs PostgreSQL a de-duplication of the matches, so only that case pays it.
-    let union = if filter.seen_by.is_some() {
-        UnionType::Distinct
-    } else {
-        UnionType::All
-    };
-    branch(by_key)
-        .union(union, branch(by_alt_key_only))
+        // A cursor below the prefix (one from another search) leaves out nothing.
+        None => cond = cond.add(starts_with(key, prefix)),
+    }
+    if matches!(key, patient::Column::NameKeyAlt) {
+        cond = cond.add(starts_with(patient::Column::NameKey, prefix).not());
+    }
+    if let Some(practitioner) = filter.seen_by {
+        cond = cond.add(seen_by(clinic, practitioner));
+    }
+    Query::select()
+        .column(patient::Column::Id)
+        .expr_as(Expr::col(key), Alias::new(MATCH_KEY))
+        .from(patient::Entity)
+        .cond_where(cond)
         .to_owned()
 }
 
-/// One page of [`name_matches`] in list order, `limit` rows after skipping `offset`: the
-/// page is chosen from the matches' index entries, then joined to the table by id, so only
-/// the page's own rows are read from it.
+/// Every patient a name-prefix search selects, as `(id, match_key)` in no order: what a
+/// numbered search page counts.
+fn name_matches(clinic: ClinicId, filter: &PatientFilter, prefix: &str) -> SelectStatement {
+    // The branches never share a row, so `UNION ALL`: nothing to de-duplicate. SQLite does
+    // not flatten an aggregate over a compound select, so the count reads the two ranges.
+    name_branch(clinic, filter, prefix, patient::Column::NameKey, None)
+        .union(
+            UnionType::All,
+            name_branch(clinic, filter, prefix, patient::Column::NameKeyAlt, None),
+        )
+        .to_owned()
+}
+
+/// The match key of the patient at `after` for a search of `prefix` (already normalized):
+/// the `family given` key if it starts with the prefix, as the search's first branch
+/// decides, else the `given family` key.
+fn match_key(after: &PatientKey, prefix: &str) -> (String, PatientId) {
+    let key = after.name.normalized();
+    let key = if key.starts_with(prefix) {
+        key
+    } else {
+        name_key_alt(&after.name)
+    };
+    (key, after.id)
+}
+
+/// One page of a name-prefix search (`prefix` already normalized), in `(match key, id)`
+/// order: `limit` rows after skipping `offset`, after `after` when given.
 ///
-/// A join rather than `id IN (…)`: ordered by the page's columns, the outer query has no
-/// reason to walk the name-order index (SQLite did, testing every entry of the clinic).
+/// Each branch reads its key index in order and stops after `offset + limit` entries; the
+/// page is the first of those merged, joined to the table by id, so only the page's own rows
+/// are read from it. SQLite takes no `ORDER BY` or `LIMIT` inside a compound select, hence
+/// each branch in its own subquery. A join rather than `id IN (…)`: ordered by the page's
+/// columns, the outer query has no index of its own to walk.
+///
+/// `UNION ALL` also with a practitioner's correlated `EXISTS` in the branches. In family-name
+/// order it needed a `UNION`: SQLite pushed that order into the branches and walked the
+/// name-order index through the whole clinic to get it without a sort. The order it pushes
+/// now is each branch's own key order, which the branch's key range already gives.
 fn name_page(
-    matches: SelectStatement,
     clinic: ClinicId,
+    filter: &PatientFilter,
+    prefix: &str,
+    after: Option<&PatientKey>,
     limit: u32,
     offset: u64,
 ) -> sea_orm::Select<patient::Entity> {
-    let page = Alias::new("page");
-    let in_page = |col: patient::Column| Expr::col((page.clone(), col));
+    let after = after.map(|after| match_key(after, prefix));
+    let match_key = || Alias::new(MATCH_KEY);
+    let first = |key: patient::Column, alias: &str| {
+        let mut branch = name_branch(clinic, filter, prefix, key, after.as_ref());
+        branch
+            .order_by(key, Order::Asc)
+            .order_by(patient::Column::Id, Order::Asc)
+            .limit(offset + u64::from(limit));
+        Query::select()
+            .column(Asterisk)
+            .from_subquery(branch, Alias::new(alias))
+            .to_owned()
+    };
     let mut chosen = Query::select();
     chosen
-        .columns([
-            patient::Column::Id,
-            patient::Column::FamilyName,
-            patient::Column::GivenName,
-        ])
-        .from_subquery(matches, Alias::new("matches"))
-        .order_by(patient::Column::FamilyName, Order::Asc)
-        .order_by(patient::Column::GivenName, Order::Asc)
+        .column(patient::Column::Id)
+        .column(match_key())
+        .from_subquery(
+            first(patient::Column::NameKey, "by_key")
+                .union(
+                    UnionType::All,
+                    first(patient::Column::NameKeyAlt, "by_alt_key"),
+                )
+                .to_owned(),
+            Alias::new("matches"),
+        )
+        .order_by(match_key(), Order::Asc)
         .order_by(patient::Column::Id, Order::Asc)
         .limit(u64::from(limit));
     if offset > 0 {
         chosen.offset(offset);
     }
+    let page = Alias::new("page");
     let mut rows = live(clinic);
     QueryTrait::query(&mut rows).join_subquery(
         JoinType::InnerJoin,
         chosen.to_owned(),
         page.clone(),
-        in_page(patient::Column::Id).equals((patient::Entity, patient::Column::Id)),
+        Expr::col((page.clone(), patient::Column::Id))
+            .equals((patient::Entity, patient::Column::Id)),
     );
-    rows.order_by(in_page(patient::Column::FamilyName), Order::Asc)
-        .order_by(in_page(patient::Column::GivenName), Order::Asc)
-        .order_by(in_page(patient::Column::Id), Order::Asc)
+    rows.order_by(Expr::col((page.clone(), match_key())), Order::Asc)
+        .order_by(Expr::col((page, patient::Column::Id)), Order::Asc)
 }
 
 /// The list order: family name, given name, then the id, which makes it total.
@@ -317,20 +369,24 @@ fn following(key: &PatientKey) -> Condition {
 }
 
 /// The statement of [`PatientRepo::list_after`]: up to `limit` of the clinic's live patients
-/// that `filter` selects, in list order, after `after` when given.
+/// that `filter` selects, after `after` when given, in list order, or in match order for a
+/// name-prefix search ([`name_page`]).
 pub(crate) fn keyset_page(
     clinic: ClinicId,
     filter: &PatientFilter,
     after: Option<&PatientKey>,
     limit: u32,
 ) -> sea_orm::Select<patient::Entity> {
-    let following = after.map(following);
     match &filter.search {
         Some(PatientSearch::NamePrefix(raw)) => {
-            let matches = name_matches(clinic, filter, &normalize_name(raw), following);
-            name_page(matches, clinic, limit, 0)
+            name_page(clinic, filter, &normalize_name(raw), after, limit, 0)
         }
-        _ => keyset_query(filtered(clinic, filter), in_list_order, following, limit),
+        _ => keyset_query(
+            filtered(clinic, filter),
+            in_list_order,
+            after.map(following),
+            limit,
+        ),
     }
 }
 
@@ -388,9 +444,9 @@ impl PatientRepo for Store {
     ) -> Result<Page<Patient>, RepoError> {
         let (rows, total) = match &filter.search {
             Some(PatientSearch::NamePrefix(raw)) => {
-                let matches = name_matches(clinic, filter, &normalize_name(raw), None);
-                let total = count_rows(db(tx), matches.clone()).await?;
-                let rows = name_page(matches, clinic, page.size(), page.offset())
+                let prefix = normalize_name(raw);
+                let total = count_rows(db(tx), name_matches(clinic, filter, &prefix)).await?;
+                let rows = name_page(clinic, filter, &prefix, None, page.size(), page.offset())
                     .all(db(tx))
                     .await
                     .map_err(repo_error)?;

@@ -310,10 +310,11 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-/// The plan the database chooses for the statement of a first keyset page of patients
-/// ([`clinicflow_ports::PatientRepo::list_after`]) exactly as the repository issues it,
+/// The plan the database chooses for the statement of a keyset page of patients after
+/// `after` ([`clinicflow_ports::PatientRepo::list_after`]) exactly as the repository issues it,
 /// parameters included: one line per plan node (PostgreSQL `EXPLAIN`, SQLite `EXPLAIN QUERY
-/// PLAN`'s detail column), for tests that prove which indexes a query uses.
+/// PLAN`'s detail column indented two spaces per level of nesting), for tests that prove
+/// which indexes a query uses.
 ///
 /// # Panics
 /// When the plan cannot be read.
@@ -321,12 +322,13 @@ pub async fn patient_keyset_page_plan(
     store: &Store,
     clinic: clinicflow_domain::ClinicId,
     filter: &clinicflow_ports::PatientFilter,
+    after: Option<&clinicflow_domain::page::PatientKey>,
     limit: u32,
 ) -> Vec<String> {
     use sea_orm::QueryTrait;
 
     let backend = store.conn.get_database_backend();
-    let statement = crate::patient::keyset_page(clinic, filter, None, limit).build(backend);
+    let statement = crate::patient::keyset_page(clinic, filter, after, limit).build(backend);
     let (explain, column) = match store.backend() {
         crate::Backend::Postgres => ("EXPLAIN", "QUERY PLAN"),
         crate::Backend::Sqlite => ("EXPLAIN QUERY PLAN", "detail"),
@@ -335,17 +337,98 @@ pub async fn patient_keyset_page_plan(
         sql: format!("{explain} {}", statement.sql),
         ..statement
     };
-    store
+    let rows = store
         .conn
         .query_all_raw(explained)
         .await
-        .unwrap_or_else(|e| panic!("EXPLAIN of the patient page: {e}"))
-        .iter()
+        .unwrap_or_else(|e| panic!("EXPLAIN of the patient page: {e}"));
+    // SQLite's lines name their parent; indented like PostgreSQL's, the nesting shows.
+    let mut depths = std::collections::HashMap::new();
+    rows.iter()
         .map(|row| {
-            row.try_get::<String>("", column)
-                .unwrap_or_else(|e| panic!("a plan line: {e}"))
+            let line = row
+                .try_get::<String>("", column)
+                .unwrap_or_else(|e| panic!("a plan line: {e}"));
+            if store.backend() == crate::Backend::Postgres {
+                return line;
+            }
+            let id: i64 = row.try_get("", "id").expect("a plan node's id");
+            let parent: i64 = row.try_get("", "parent").expect("a plan node's parent");
+            let depth = depths.get(&parent).map_or(0, |d| d + 1);
+            depths.insert(id, depth);
+            format!("{}{line}", "  ".repeat(depth))
         })
         .collect()
+}
+
+/// One node of a plan PostgreSQL ran (`EXPLAIN (ANALYZE, FORMAT JSON)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunNode {
+    /// The node's type (`Index Only Scan`, `Sort`, `Limit` …).
+    pub kind: String,
+    /// The index the node reads, if it reads one.
+    pub index: Option<String>,
+    /// The rows the node returned, over all its loops.
+    pub rows: f64,
+    /// The rows its inputs returned to it, over all their loops: what a `Sort` sorted.
+    pub input: f64,
+}
+
+/// Runs the statement of a keyset page of patients after `after`, exactly as the repository
+/// issues it, under `EXPLAIN (ANALYZE, FORMAT JSON)` on PostgreSQL, and returns every node of the
+/// plan it ran, depth first: for tests that prove how many index entries a query reads.
+///
+/// # Panics
+/// On SQLite, and when the plan cannot be read.
+pub async fn patient_keyset_page_run(
+    store: &Store,
+    clinic: clinicflow_domain::ClinicId,
+    filter: &clinicflow_ports::PatientFilter,
+    after: Option<&clinicflow_domain::page::PatientKey>,
+    limit: u32,
+) -> Vec<RunNode> {
+    use sea_orm::QueryTrait;
+
+    fn rows(plan: &sea_orm::JsonValue) -> f64 {
+        let field = |name: &str| plan[name].as_f64().unwrap_or_default();
+        field("Actual Rows") * field("Actual Loops")
+    }
+    fn walk(plan: &sea_orm::JsonValue, into: &mut Vec<RunNode>) {
+        let children = plan["Plans"].as_array().cloned().unwrap_or_default();
+        into.push(RunNode {
+            kind: plan["Node Type"].as_str().unwrap_or_default().to_owned(),
+            index: plan["Index Name"].as_str().map(str::to_owned),
+            rows: rows(plan),
+            input: children.iter().map(rows).sum(),
+        });
+        for child in &children {
+            walk(child, into);
+        }
+    }
+
+    assert_eq!(
+        store.backend(),
+        crate::Backend::Postgres,
+        "EXPLAIN ANALYZE of PostgreSQL"
+    );
+    let backend = store.conn.get_database_backend();
+    let statement = crate::patient::keyset_page(clinic, filter, after, limit).build(backend);
+    let explained = sea_orm::Statement {
+        sql: format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", statement.sql),
+        ..statement
+    };
+    let row = store
+        .conn
+        .query_one_raw(explained)
+        .await
+        .unwrap_or_else(|e| panic!("EXPLAIN ANALYZE of the patient page: {e}"))
+        .expect("a plan");
+    let plan: sea_orm::JsonValue = row
+        .try_get("", "QUERY PLAN")
+        .unwrap_or_else(|e| panic!("the plan: {e}"));
+    let mut nodes = Vec::new();
+    walk(&plan[0]["Plan"], &mut nodes);
+    nodes
 }
 
 /// The reads of `appointments` that an index must serve on PostgreSQL, as the repository

@@ -132,6 +132,16 @@ async fn a_cursor_walk_returns_every_row_once_in_list_order(backend: TestBackend
     // Without a limit, a page holds 50 rows.
     let (rows, next) = fetch(&app, &app.token, "/api/v1/patients?cursor=").await;
     assert_eq!((rows.len(), next), (9, None));
+    // A name search is ordered by the name as typed ("john smith" before "johnson anna"),
+    // not by family name, in both styles of paging.
+    let johnson = patient_named(&app, "Anna", "Johnson").await;
+    let john = patient_named(&app, "John", "Smith").await;
+    assert_eq!(
+        listed(&app, "/api/v1/patients?q=joh").await,
+        [john.clone(), johnson.clone()]
+    );
+    let walked = ids(&walk(&app, &app.token, "/api/v1/patients?q=joh", 1).await);
+    assert_eq!(walked, [john, johnson]);
 
     // Two practitioners, three equal starts each way: pages break inside groups of equal starts.
     let house = app.practitioner().await;

@@ -1,5 +1,6 @@
 use chrono::Duration;
 use clinicflow_domain::page::PatientKey;
+use clinicflow_domain::patient::normalize_name;
 use clinicflow_domain::{
     AppointmentStatus, ClinicId, EmergencyContact, Insurance, PageRequest, Patient, PatientId,
     PersonName, Phone, PractitionerId, Sex,
@@ -593,7 +594,8 @@ pub async fn keyset_pages_of_a_name_search_match_either_key_once(ctx: Ctx) {
     let first = after(&ctx, clinic, &ada, None, 3).await;
     assert_eq!(
         names(&first),
-        ["Grace Adair", "Adalbert Adamczyk", "Ada Adams"]
+        ["ADA byron", "Ada Lovelace", "Ada Lovelace"],
+        "in the order of the names as matched: \"ada byron\", \"ada lovelace\" …"
     );
 
     let ada_of_house = PatientFilter {
@@ -609,6 +611,194 @@ pub async fn keyset_pages_of_a_name_search_match_either_key_once(ctx: Ctx) {
             "limit {limit}"
         );
     }
+}
+
+/// The key `patient` matched a name search of `prefix` (already normalized) through: the
+/// `family given` key if it starts with the prefix, else the `given family` key.
+fn match_key(patient: &Patient, prefix: &str) -> String {
+    let family_given = patient.name.normalized();
+    if family_given.starts_with(prefix) {
+        family_given
+    } else {
+        normalize_name(&format!(
+            "{} {}",
+            patient.name.given(),
+            patient.name.family()
+        ))
+    }
+}
+
+/// `matches` in the order a name search of `prefix` lists them: by matched key, then id.
+fn in_match_order(mut matches: Vec<Patient>, prefix: &str) -> Vec<PatientId> {
+    matches.sort_by_key(|p| (match_key(p, prefix), p.id.as_uuid()));
+    matches.iter().map(|p| p.id).collect()
+}
+
+/// Every patient the numbered pages of `filter` list, `size` at a time, in their order.
+async fn paged(ctx: &Ctx, clinic: ClinicId, filter: &PatientFilter, size: u64) -> Vec<Patient> {
+    let mut tx = ctx.read().await;
+    let mut seen = Vec::new();
+    for number in 1.. {
+        let request = PageRequest::parse(Some(number), Some(size)).unwrap();
+        let page = PatientRepo::list(&ctx.store, &mut tx, clinic, filter, request)
+            .await
+            .unwrap();
+        let more = page.has_next();
+        seen.extend(page.items);
+        if !more {
+            assert_eq!(page.total, seen.len() as u64);
+            return seen;
+        }
+    }
+    unreachable!()
+}
+
+pub async fn a_name_search_is_ordered_by_the_matched_name_then_the_id(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let other = ctx.clinic("B").await;
+    let mut matches = Vec::new();
+    for (given, family) in [
+        ("John", "Smith"),
+        ("Anna", "Johnson"),
+        ("Jo", "Adams"),
+        ("Bob", "Jo"),
+        // Both keys match: listed under "jo jon", its `family given` key, not "jon jo".
+        ("Jon", "Jo"),
+        ("Jo", "Jo"),
+        // "john smith" three times, twice as given name and once as family name: the ids
+        // decide their order, whichever key matched.
+        ("Smith", "John"),
+        ("John", "Smith"),
+    ] {
+        matches.push(ctx.patient(clinic, given, family).await);
+    }
+    ctx.patient(clinic, "Ada", "Lovelace").await;
+    ctx.patient(clinic, "Anna", "Ajo").await;
+    ctx.patient(other, "Jo", "Adams").await;
+    let mut gone = ctx.patient(clinic, "Jo", "Abbott").await;
+    gone.deleted_at = Some(created());
+    gone.version = 2;
+    let mut tx = ctx.write().await;
+    PatientRepo::update(&ctx.store, &mut tx, &gone, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let jo = PatientFilter {
+        search: Some(PatientSearch::NamePrefix("JO".into())),
+        ..PatientFilter::default()
+    };
+    let expected = in_match_order(matches, "jo");
+    let listed = paged(&ctx, clinic, &jo, 2).await;
+    assert_eq!(
+        names(&listed),
+        [
+            "Jo Adams",
+            "Bob Jo",
+            "Jo Jo",
+            "Jon Jo",
+            "John Smith",
+            "Smith John",
+            "John Smith",
+            "Anna Johnson",
+        ],
+        "alphabetical by the name as typed, both kinds of match interleaved"
+    );
+    assert_eq!(listed.iter().map(|p| p.id).collect::<Vec<_>>(), expected);
+    for size in [1, 3, 8] {
+        let ids: Vec<_> = paged(&ctx, clinic, &jo, size)
+            .await
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, expected, "numbered pages of {size}");
+    }
+    for limit in 1..=9 {
+        assert_eq!(
+            walk(&ctx, clinic, &jo, limit).await,
+            expected,
+            "keyset pages of {limit}"
+        );
+    }
+    assert_eq!(
+        names(&after(&ctx, clinic, &jo, None, 2).await),
+        ["Jo Adams", "Bob Jo"]
+    );
+}
+
+pub async fn a_keyset_walk_of_a_name_search_is_stable_while_patients_are_inserted(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let mut original = Vec::new();
+    for (given, family) in [
+        ("Jo", "Adams"),
+        ("Bob", "Jo"),
+        ("Jo", "Jo"),
+        ("John", "Smith"),
+        ("Anna", "Johnson"),
+    ] {
+        original.push(ctx.patient(clinic, given, family).await);
+    }
+    ctx.patient(clinic, "Ada", "Lovelace").await;
+    let jo = PatientFilter {
+        search: Some(PatientSearch::NamePrefix("jo".into())),
+        ..PatientFilter::default()
+    };
+    let first = after(&ctx, clinic, &jo, None, 3).await;
+    assert_eq!(names(&first), ["Jo Adams", "Bob Jo", "Jo Jo"]);
+    let cursor = first.last().unwrap().clone();
+
+    // Before the cursor: an earlier name of each kind of match, and the cursor's own name
+    // with a smaller id.
+    let mut before = vec![
+        ctx.patient(clinic, "Jo", "Aaron").await,
+        ctx.patient(clinic, "Abe", "Jo").await,
+    ];
+    let mut twin_before = patient(clinic, "Jo", "Jo");
+    twin_before.id = PatientId::from_uuid(Uuid::from_u128(1));
+    let mut tx = ctx.write().await;
+    PatientRepo::insert(&ctx.store, &mut tx, &twin_before)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    before.push(twin_before);
+    // After it: the cursor's own name with a larger id, and later names of each kind, one
+    // under a name that an original matched by the other key.
+    let mut later = Vec::new();
+    for (given, family) in [
+        ("Jo", "Jo"),
+        ("Joe", "Zed"),
+        ("Zed", "Joe"),
+        ("Smith", "John"),
+        ("Anna", "Jonas"),
+    ] {
+        later.push(ctx.patient(clinic, given, family).await);
+    }
+
+    let mut walked: Vec<PatientId> = first.iter().map(|p| p.id).collect();
+    let mut at = cursor.clone();
+    loop {
+        let page = after(&ctx, clinic, &jo, Some(&at), 2).await;
+        walked.extend(page.iter().map(|p| p.id));
+        match page.last() {
+            Some(p) if page.len() == 2 => at = p.clone(),
+            _ => break,
+        }
+    }
+    let position = |p: &Patient| (match_key(p, "jo"), p.id.as_uuid());
+    let rest: Vec<Patient> = original
+        .iter()
+        .chain(&later)
+        .filter(|p| position(p) > position(&cursor))
+        .cloned()
+        .collect();
+    let mut expected: Vec<PatientId> = first.iter().map(|p| p.id).collect();
+    expected.extend(in_match_order(rest, "jo"));
+    assert_eq!(
+        walked, expected,
+        "each original once, later inserts in place, earlier ones not"
+    );
+    assert_eq!(walked.len(), original.len() + later.len());
+    assert!(before.iter().all(|p| !walked.contains(&p.id)));
 }
 
 /// Given and family names of the bulk seed (`clinicflow seed --bulk`): 16 of each.
@@ -649,37 +839,43 @@ const SEED_FAMILY: [&str; 16] = [
     "Noether",
 ];
 
-/// Asserts that each search's page is chosen inside the two search-key indexes, reading the
-/// matches' sort keys from the index alone, and that neither the whole table nor the
-/// name-order index is walked.
+/// Asserts that each search's page is chosen inside the two search-key indexes, each read
+/// in order and only as far as the page needs, and that neither the whole table nor the
+/// name-order index is walked and no sort of every match happens.
 async fn assert_search_plans_stay_inside_the_key_indexes(
     ctx: &Ctx,
     clinic: ClinicId,
     practitioner: PractitionerId,
 ) {
-    for (q, seen_by) in [
-        ("lov", None),
-        ("ada", None),
-        ("joh", None),
-        ("lovelace a", None),
-        ("lov", Some(practitioner)),
+    const LIMIT: u32 = 21;
+    const KEY_INDEXES: [&str; 2] = [
+        "patients_clinic_id_name_key_match_idx",
+        "patients_clinic_id_name_key_alt_match_idx",
+    ];
+    // Deep inside the `joh` matches: a later page starts its ranges at the cursor.
+    let cursor = PatientKey {
+        name: PersonName::parse("John", "Torvalds").unwrap(),
+        id: PatientId::from_uuid(Uuid::max()),
+    };
+    for (q, seen_by, after) in [
+        ("lov", None, None),
+        ("ada", None, None),
+        ("joh", None, None),
+        ("lovelace a", None, None),
+        ("joh", None, Some(&cursor)),
+        ("lov", Some(practitioner), None),
     ] {
         let filter = PatientFilter {
             search: Some(PatientSearch::NamePrefix(q.into())),
             seen_by,
         };
-        let plan = testing::patient_keyset_page_plan(&ctx.store, clinic, &filter, 21).await;
+        let plan =
+            testing::patient_keyset_page_plan(&ctx.store, clinic, &filter, after, LIMIT).await;
         let shown = plan.join("\n");
         // PostgreSQL may start a practitioner's search from their appointments (this one
         // has none); it then reads no search key at all, which is fine too.
         let keys_read = seen_by.is_none() || ctx.backend() == Backend::Sqlite;
-        for index in [
-            "patients_clinic_id_name_key_order_idx",
-            "patients_clinic_id_name_key_alt_order_idx",
-        ]
-        .into_iter()
-        .filter(|_| keys_read)
-        {
+        for index in KEY_INDEXES.into_iter().filter(|_| keys_read) {
             let read_inside = match ctx.backend() {
                 // An index-only scan where the visibility map allows it (it does on the bulk
                 // seed), else a bitmap scan of the key range: the matches either way.
@@ -691,17 +887,92 @@ async fn assert_search_plans_stay_inside_the_key_indexes(
                 "{q:?}: the matches are read inside {index}:\n{shown}"
             );
         }
-        let whole_table = |line: &String| match ctx.backend() {
+        if after.is_some() {
+            // In the index's own range, not a filter over the entries before the cursor.
+            let (ranges, bound) = match ctx.backend() {
+                Backend::Postgres => (
+                    ["ROW(name_key, id) >", "ROW(name_key_alt, id) >"],
+                    "Index Cond:",
+                ),
+                Backend::Sqlite => (
+                    ["(name_key,id)>(?,?)", "(name_key_alt,id)>(?,?)"],
+                    "USING COVERING INDEX",
+                ),
+            };
+            for range in ranges {
+                assert!(
+                    plan.iter()
+                        .any(|line| line.contains(range) && line.contains(bound)),
+                    "{q:?} after a cursor: each key range starts at the cursor:\n{shown}"
+                );
+            }
+        }
+        let whole_table = |line: &str| match ctx.backend() {
             Backend::Postgres => line.contains("Seq Scan on patients"),
             Backend::Sqlite => line.starts_with("SCAN patients") && !line.contains("INDEX"),
         };
         assert!(
-            !plan
-                .iter()
-                .any(|line| whole_table(line) || line.contains("patients_clinic_id_name_idx")),
+            !plan.iter().any(|line| whole_table(line.trim_start())
+                || line.contains("patients_clinic_id_name_idx")),
             "{q:?}: neither the table nor the name order is walked:\n{shown}"
         );
+        match ctx.backend() {
+            Backend::Sqlite => {
+                // Each branch reads its key range in order: a sort beside a key index's
+                // range (under the same parent) would be a sort of every match. The sorts
+                // of the branches' pages and of the merged page sit higher up.
+                let sorts_a_range = plan.iter().enumerate().any(|(at, line)| {
+                    KEY_INDEXES.iter().any(|index| line.contains(index))
+                        && plan[at + 1..]
+                            .iter()
+                            .take_while(|next| indent(next) >= indent(line))
+                            .any(|next| {
+                                indent(next) == indent(line) && next.contains("TEMP B-TREE")
+                            })
+                });
+                assert!(
+                    !sorts_a_range,
+                    "{q:?}: no branch sorts its matches:\n{shown}"
+                );
+            }
+            Backend::Postgres => {
+                let run =
+                    testing::patient_keyset_page_run(&ctx.store, clinic, &filter, after, LIMIT)
+                        .await;
+                let page = f64::from(LIMIT);
+                for node in &run {
+                    let in_key_index = node
+                        .index
+                        .as_deref()
+                        .is_some_and(|index| KEY_INDEXES.contains(&index));
+                    // A practitioner's filter drops entries of the range (or the planner
+                    // starts from their appointments), so only the plain search is bounded
+                    // by the page.
+                    if seen_by.is_some() {
+                        continue;
+                    }
+                    if in_key_index {
+                        assert!(
+                            node.rows <= page,
+                            "{q:?}: {} reads at most a page, not every match: {node:?}\n{shown}",
+                            node.kind
+                        );
+                    }
+                    if node.kind == "Sort" {
+                        assert!(
+                            node.input <= 2.0 * page,
+                            "{q:?}: only the two branches' pages are sorted: {node:?}\n{shown}"
+                        );
+                    }
+                }
+            }
+        }
     }
+}
+
+/// How deep a plan line is nested.
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
 }
 
 pub async fn a_name_search_page_is_chosen_inside_the_search_key_indexes(ctx: Ctx) {
