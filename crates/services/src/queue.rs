@@ -98,8 +98,12 @@ pub(crate) async fn enqueue_appointment(
 }
 
 /// Moves an appointment's open queue entry to match the appointment's new status (in
-/// progress -> in service, completed -> done, cancelled or no-show -> left), stepping through
-/// the entry's own machine; whether an entry moved.
+/// progress -> in service, completed -> done), stepping through the entry's own machine;
+/// whether an entry moved.
+///
+/// A cancellation or no-show reads no entry: only a check-in puts an appointment into the
+/// queue ([`enqueue_appointment`]), those are moves from booked or confirmed only, and no move
+/// leads back to before a check-in, so such an appointment never has one.
 pub(crate) async fn follow_appointment(
     ports: &Ports,
     tx: &mut Tx,
@@ -109,7 +113,6 @@ pub(crate) async fn follow_appointment(
     let target = match appointment.status {
         AppointmentStatus::InProgress => QueueStatus::InService,
         AppointmentStatus::Completed => QueueStatus::Done,
-        AppointmentStatus::Cancelled | AppointmentStatus::NoShow => QueueStatus::Left,
         _ => return Ok(false),
     };
     let Some(mut entry) = ports
@@ -122,11 +125,10 @@ pub(crate) async fn follow_appointment(
     let expected = entry.version;
     while entry.status != target {
         let next = match (entry.status, target) {
-            (QueueStatus::Waiting | QueueStatus::Called, QueueStatus::Left) => QueueStatus::Left,
             (QueueStatus::Waiting, _) => QueueStatus::Called,
             (QueueStatus::Called, _) => QueueStatus::InService,
             (QueueStatus::InService, QueueStatus::Done) => QueueStatus::Done,
-            // Nothing sensible to follow (an entry in service cannot be "left").
+            // Nothing sensible to follow (an entry already done or left stays as it is).
             _ => break,
         };
         if next == QueueStatus::Called {

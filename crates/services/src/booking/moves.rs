@@ -160,7 +160,6 @@ impl BookingService {
         {
             clinic.check_in_allowed(appointment.interval.start(), now)?;
         }
-        let before = appointment.status;
         appointment.transition(action.target(), now, grace)?;
         if let AppointmentAction::Cancel(reason) = action {
             appointment.cancelled_by = Some(actor.user_id);
@@ -201,17 +200,7 @@ impl BookingService {
             }
             return Ok(due);
         }
-        // Only a check-in puts an appointment into the queue (`enqueue_appointment`), and no
-        // move leads back to before it, so an appointment that was booked or confirmed has no
-        // entry to follow: its cancellation or no-show reads none.
-        let moved = if matches!(
-            before,
-            AppointmentStatus::Booked | AppointmentStatus::Confirmed
-        ) {
-            false
-        } else {
-            crate::queue::follow_appointment(&self.ports, tx, appointment, now).await?
-        };
+        let moved = crate::queue::follow_appointment(&self.ports, tx, appointment, now).await?;
         // The visit's record follows too, whichever route moves it: starting opens the
         // encounter (the queue's start opens it the same way), completing closes it.
         match action {
