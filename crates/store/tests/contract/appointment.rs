@@ -500,11 +500,20 @@ pub async fn appointment_overlap_is_rejected(ctx: Ctx) {
 /// insert in one write unit of work. On SQLite the write lock serialises the two; on
 /// PostgreSQL the exclusion constraint decides, and may abort a transaction to break a
 /// deadlock between concurrent constraint checks (`RepoError::Retry`), which runs again.
+/// Twenty unlocked writers can deadlock each other many times over on a loaded machine, so
+/// the retry is bounded by time, not by count, and backs off by an amount that differs per
+/// appointment so the same transactions do not meet again in the same order.
 async fn book(store: Arc<Store>, a: Appointment) -> Result<bool, RepoError> {
-    let mut attempts = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let spread = u64::from(a.id.as_uuid().as_bytes()[15] % 16);
+    let mut attempts = 0u64;
     loop {
         match book_once(store.clone(), a.clone()).await {
-            Err(RepoError::Retry(_)) if attempts < 20 => attempts += 1,
+            Err(RepoError::Retry(_)) if tokio::time::Instant::now() < deadline => {
+                attempts += 1;
+                let backoff = (attempts.min(10) * 4) + spread;
+                tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+            }
             other => return other,
         }
     }
