@@ -73,8 +73,9 @@ pub fn user_tag(id: clinicflow_domain::UserId) -> String {
     format!("user:{id}")
 }
 
-/// The tag of every cached list of a clinic's practitioners. Repositories touch it on every
-/// write of one of them (a new one, a change, a deactivation); bookings do not.
+/// The tag of every cached list of a clinic's practitioners, and of each cached practitioner
+/// record of the clinic. Repositories touch it on every write of one of them (a new one, a
+/// change, a deactivation); bookings do not, so a booking reads its practitioner cached.
 pub fn practitioner_list_tag(clinic: clinicflow_domain::ClinicId) -> String {
     format!("practitioners:{clinic}")
 }

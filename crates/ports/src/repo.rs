@@ -318,16 +318,18 @@ pub struct AppointmentFilter {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait AppointmentRepo: Send + Sync {
-    /// Makes later bookings of this practitioner or patient wait until `tx` ends. Taken before
-    /// the booking rules are checked, so concurrent bookings see each other's result instead of
-    /// deadlocking in the database's no-overlap check; that check stays the guarantee.
+    /// Makes later bookings of this practitioner or patient wait until `tx` ends, and tells
+    /// whether the patient is a live (not deleted) patient of the clinic: a booking asks both
+    /// first, in one round trip. Taken before the booking rules are checked, so concurrent
+    /// bookings see each other's result instead of deadlocking in the database's no-overlap
+    /// check; that check stays the guarantee.
     async fn lock_parties(
         &self,
         tx: &mut Tx,
         clinic: ClinicId,
         practitioner: PractitionerId,
         patient: PatientId,
-    ) -> Result<(), RepoError>;
+    ) -> Result<bool, RepoError>;
 
     /// Stores a new appointment. MUST return `Overlap(party)` when the database's no-overlap
     /// rule rejects it (PostgreSQL exclusion constraint), and `NotFound` when its patient
@@ -444,7 +446,8 @@ pub struct AuditFilter {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait AuditRepo: Send + Sync {
-    /// Appends an event in the caller's transaction, so it commits with the change it records.
+    /// Appends an event in the caller's transaction, so it commits with the change it records;
+    /// as with [`OutboxRepo::enqueue`], the write MAY be held back until the commit.
     async fn append(&self, tx: &mut Tx, event: &AuditEvent) -> Result<(), RepoError>;
 
     /// Appends an event of a read outside any unit of work and returns only once it is
@@ -480,6 +483,7 @@ pub trait RefreshTokenRepo: Send + Sync {
 
     /// Marks a token exchanged for its successor; MUST return `StaleVersion` when it was already
     /// rotated or revoked (or is unknown), so two concurrent refreshes with one token cannot both succeed.
+    /// After that `StaleVersion` the unit of work stays usable (the refresh goes on to revoke the family).
     async fn mark_rotated(
         &self,
         tx: &mut Tx,
@@ -658,7 +662,9 @@ pub trait EncounterRepo: Send + Sync {
 #[async_trait]
 pub trait OutboxRepo: Send + Sync {
     /// Stores a message in the caller's transaction, so it exists exactly when the change that
-    /// caused it commits.
+    /// caused it commits. The write MAY be held back until the transaction commits (or until
+    /// its next statement on the outbox), to travel with the other writes held back; an error
+    /// then comes from the commit.
     async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError>;
 
     /// Stores every message of `messages` in the caller's transaction, as
@@ -690,14 +696,16 @@ pub trait OutboxRepo: Send + Sync {
     async fn record_all(&self, tx: &mut Tx, messages: &[OutboxMessage]) -> Result<(), RepoError>;
 
     /// Cancels the pending messages of `kind` about an appointment (reminders of a cancelled
-    /// booking); returns how many.
+    /// booking), in the caller's transaction; like [`OutboxRepo::enqueue`], the write MAY be
+    /// held back until the commit, but it changes the messages that were pending in the order
+    /// the calls were made.
     async fn cancel_pending(
         &self,
         tx: &mut Tx,
         clinic: ClinicId,
         appointment: AppointmentId,
         kind: EventKind,
-    ) -> Result<u64, RepoError>;
+    ) -> Result<(), RepoError>;
 
     /// The message of this clinic, if any.
     async fn get(

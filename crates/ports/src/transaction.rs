@@ -40,6 +40,11 @@ pub type AfterCommit = Arc<dyn Fn(Vec<String>) -> BoxFuture<'static, ()> + Send 
 /// An open unit of work, handed to repositories and committed at the end of a use case.
 /// Dropping it without [`Tx::commit`] rolls every write back.
 ///
+/// A unit of work in which a write failed (a stale version included) MUST be dropped, not
+/// committed, unless that write's contract says otherwise (`TokenRepo::mark_rotated`): an
+/// adapter may have sent writes it held back (an audit event, an outbox message) with the
+/// statement that failed, and they ran whatever that statement did.
+///
 /// Repositories note the cache tags their writes make stale ([`Tx::touch`]); once the unit
 /// of work has committed, they are invalidated (see `crate::cache`), so no use case has to
 /// remember which cached reads a write affects.

@@ -137,13 +137,16 @@ pub(crate) async fn announce_appointment(
                 .map(|at| message(EventKind::ReminderDue, appointment, at, now, Some(at))),
         );
     }
-    ports.outbox.enqueue_many(tx, &messages).await?;
+    // Withdrawn before the new messages are stored, although none of them is a reminder: the
+    // outbox may hold both writes back to the commit, and sends them in one statement only
+    // when the withdrawal comes first (see `OutboxRepo::cancel_pending`).
     match kind {
         EventKind::BookingCancelled | EventKind::BookingRescheduled | EventKind::NoShow => {
             withdraw_reminders(ports, tx, appointment).await?;
         }
         EventKind::BookingConfirmed | EventKind::ReminderDue | EventKind::PatientCalled => {}
     }
+    ports.outbox.enqueue_many(tx, &messages).await?;
     Ok(())
 }
 

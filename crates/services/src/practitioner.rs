@@ -6,9 +6,7 @@ use clinicflow_domain::practitioner::{parse_buffer_minutes, parse_code, parse_sl
 use clinicflow_domain::{
     Actor, ClinicId, Page, PageRequest, Permission, PersonName, Practitioner, PractitionerId,
 };
-use clinicflow_ports::{
-    Derived, PractitionerFilter, Tx, TxMode, practitioner_list_tag, practitioner_tag,
-};
+use clinicflow_ports::{Derived, PractitionerFilter, Tx, TxMode, practitioner_list_tag};
 use uuid::Uuid;
 
 use crate::{FieldErrors, Ports, ServiceError};
@@ -384,8 +382,10 @@ fn decode_page(clinic: ClinicId, request: PageRequest, bytes: &[u8]) -> Option<P
 /// How long a cached directory page lives; every practitioner write makes it stale at once.
 const DIRECTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Reads a practitioner of `clinic` through the cache, for reads only: writes read the row in
-/// their own transaction.
+/// Reads a practitioner of `clinic` through the cache: for reads, and for a booking, which
+/// takes no lock that a change of the practitioner would wait for, so the row read in its
+/// transaction would be no fresher than the cache a committed change has invalidated. Writes
+/// to the practitioner read the row in their own transaction.
 ///
 /// The key names the clinic, so another clinic's id is a miss and then a 404 from the
 /// database, never a cached hit.
@@ -411,7 +411,9 @@ pub(crate) async fn cached_practitioner(
             .await?
             .ok_or(ServiceError::NotFound("practitioner"))
     };
-    let tags = [practitioner_tag(id)];
+    // The record changes only with writes of practitioners, which touch the clinic's list
+    // tag; `practitioner_tag` would go stale with every booking of theirs as well.
+    let tags = [practitioner_list_tag(clinic)];
     crate::cached::load_tagged(ports, &key, &tags, PRACTITIONER_TTL, encode, load).await
 }
 

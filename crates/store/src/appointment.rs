@@ -20,14 +20,14 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, QueryTrait, Statement,
 };
 
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
 use crate::page::{keyset_rows, page_rows};
 use crate::query::{all_parsed, skip_locked};
-use crate::transaction::db;
+use crate::transaction::{carry, db};
 use crate::version::update_versioned;
 use crate::{Backend, Store};
 
@@ -300,31 +300,58 @@ impl AppointmentRepo for Store {
     async fn lock_parties(
         &self,
         tx: &mut Tx,
-        _clinic: ClinicId,
+        clinic: ClinicId,
         practitioner: PractitionerId,
         patient: PatientId,
-    ) -> Result<(), RepoError> {
+    ) -> Result<bool, RepoError> {
+        let live_patient = |clinic: &str, id: &str| {
+            format!(
+                "EXISTS (SELECT 1 FROM patients \
+                 WHERE clinic_id = {clinic} AND id = {id} AND deleted_at IS NULL)"
+            )
+        };
         // SQLite's `BEGIN IMMEDIATE` already admits one writer at a time.
-        if self.backend() != Backend::Postgres {
-            return Ok(());
-        }
-        // Always the practitioner first, then the patient: one order, so no two bookings wait
-        // on each other. Ids are random v7 UUIDs; a shared key only serializes two bookings
-        // more than needed, it never lets one through. Both locks in one round trip: the
-        // function scan of `unnest` yields the keys in array order and each row's lock is
-        // taken as that row is produced, so the patient's lock is asked for only once the
-        // practitioner's is held, as with two statements.
-        let [first, second] = [practitioner.as_uuid(), patient.as_uuid()]
-            .map(|id| i64::from_le_bytes(id.as_bytes()[8..].try_into().expect("8 bytes")));
-        db(tx)
-            .execute_raw(Statement::from_sql_and_values(
+        let statement = if self.backend() == Backend::Postgres {
+            // Always the practitioner first, then the patient: one order, so no two bookings
+            // wait on each other. Ids are random v7 UUIDs; a shared key only serializes two
+            // bookings more than needed, it never lets one through. Both locks and the
+            // patient's check in one round trip: the function scan of `unnest` yields the keys
+            // in array order and each row's lock is taken as that row is produced, so the
+            // patient's lock is asked for only once the practitioner's is held, as with two
+            // statements; the CTE calls a volatile function, so it is never inlined, and the
+            // count runs it to the end.
+            let [first, second] = [practitioner.as_uuid(), patient.as_uuid()]
+                .map(|id| i64::from_le_bytes(id.as_bytes()[8..].try_into().expect("8 bytes")));
+            Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT pg_advisory_xact_lock(k) FROM unnest(ARRAY[$1, $2]::bigint[]) AS k",
-                [first.into(), second.into()],
-            ))
+                format!(
+                    "WITH locked AS (SELECT pg_advisory_xact_lock(k) \
+                       FROM unnest(ARRAY[$1, $2]::bigint[]) AS k) \
+                     SELECT (SELECT count(*) FROM locked) AS locks, {} AS live",
+                    live_patient("$3", "$4")
+                ),
+                [
+                    first.into(),
+                    second.into(),
+                    clinic.as_uuid().into(),
+                    patient.as_uuid().into(),
+                ],
+            )
+        } else {
+            Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("SELECT 2 AS locks, {} AS live", live_patient("?", "?")),
+                [clinic.as_uuid().into(), patient.as_uuid().into()],
+            )
+        };
+        let row = db(tx)
+            .query_one_raw(statement)
             .await
-            .map_err(repo_error)?;
-        Ok(())
+            .map_err(repo_error)?
+            .ok_or_else(|| RepoError::Other("the party lock returned no row".into()))?;
+        let locks: i64 = row.try_get("", "locks").map_err(repo_error)?;
+        debug_assert_eq!(locks, 2, "both parties locked");
+        row.try_get("", "live").map_err(repo_error)
     }
 
     async fn insert(&self, tx: &mut Tx, appointment: &Appointment) -> Result<(), RepoError> {
@@ -333,10 +360,9 @@ impl AppointmentRepo for Store {
         row.id = Set(appointment.id.as_uuid());
         row.clinic_id = Set(appointment.clinic_id.as_uuid());
         row.created_at = Set(instant(appointment.created_at));
-        appointment::Entity::insert(row)
-            .exec_without_returning(db(tx))
-            .await
-            .map_err(repo_error)?;
+        let mut insert = appointment::Entity::insert(row).into_query();
+        carry(tx, &mut insert);
+        db(tx).execute(&insert).await.map_err(repo_error)?;
         Ok(())
     }
 
@@ -380,7 +406,7 @@ impl AppointmentRepo for Store {
     ) -> Result<(), RepoError> {
         tx.touch(practitioner_tag(appointment.practitioner_id));
         update_versioned::<appointment::Entity>(
-            db(tx),
+            tx,
             live_in(appointment.clinic_id)
                 .add(appointment::Column::Id.eq(appointment.id.as_uuid())),
             appointment::Column::Version,

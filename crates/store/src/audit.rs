@@ -20,7 +20,7 @@ use clinicflow_domain::{
 use clinicflow_ports::{AuditFilter, AuditRepo, RepoError, Tx};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,7 +28,10 @@ use crate::Store;
 use crate::entity::{audit_event, instant, not_before};
 use crate::error::{batch_error, invalid_row, repo_error};
 use crate::group::GroupCommit;
-use crate::transaction::db;
+use crate::transaction::{Deferred, Write, db_after_writes, defer};
+
+/// The table, for the writes a unit of work holds back (`transaction::defer`).
+const TABLE: &str = "audit_events";
 
 fn to_domain(row: audit_event::Model) -> Result<AuditEvent, RepoError> {
     let invalid = |e: InvalidValue| invalid_row("audit_events", row.id, e);
@@ -201,11 +204,15 @@ async fn write_batches(
 #[async_trait]
 impl AuditRepo for Store {
     async fn append(&self, tx: &mut Tx, event: &AuditEvent) -> Result<(), RepoError> {
-        audit_event::Entity::insert(to_row(event))
-            .exec_without_returning(db(tx))
-            .await
-            .map_err(repo_error)?;
-        Ok(())
+        let insert = audit_event::Entity::insert(to_row(event)).into_query();
+        defer(
+            tx,
+            Deferred {
+                table: TABLE,
+                write: Write::Insert(insert),
+            },
+        )
+        .await
     }
 
     async fn record(&self, event: &AuditEvent) -> Result<(), RepoError> {
@@ -240,7 +247,7 @@ impl AuditRepo for Store {
         query
             .order_by_desc(audit_event::Column::Id)
             .limit(u64::from(limit))
-            .all(db(tx))
+            .all(db_after_writes(tx, TABLE).await?)
             .await
             .map_err(repo_error)?
             .into_iter()

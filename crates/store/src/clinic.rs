@@ -152,7 +152,7 @@ impl ClinicRepo for Store {
         expected_version: i32,
     ) -> Result<(), RepoError> {
         update_versioned::<clinic::Entity>(
-            db(tx),
+            tx,
             Condition::all().add(clinic::Column::Id.eq(clinic.id.as_uuid())),
             clinic::Column::Version,
             expected_version,

@@ -93,7 +93,7 @@ impl EncounterRepo for Store {
         expected_version: i32,
     ) -> Result<(), RepoError> {
         update_versioned::<encounter::Entity>(
-            db(tx),
+            tx,
             Condition::all()
                 .add(encounter::Column::ClinicId.eq(encounter.clinic_id.as_uuid()))
                 .add(encounter::Column::Id.eq(encounter.id.as_uuid())),

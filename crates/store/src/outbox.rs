@@ -27,7 +27,10 @@ use crate::entity::{instant, outbox_message};
 use crate::error::{invalid_row, repo_error, to_i32};
 use crate::page::page_rows;
 use crate::query::{skip_locked, update_one};
-use crate::transaction::db;
+use crate::transaction::{Deferred, Write, db_after_writes, defer};
+
+/// The table, for the writes a unit of work holds back (`transaction::defer`).
+const TABLE: &str = "outbox_messages";
 use crate::{Backend, Store};
 
 /// The most characters of `last_error` that are stored.
@@ -204,20 +207,18 @@ const ENQUEUE_CHUNK: usize = 500;
 #[async_trait]
 impl OutboxRepo for Store {
     async fn enqueue(&self, tx: &mut Tx, message: &OutboxMessage) -> Result<(), RepoError> {
-        outbox_message::Entity::insert(new_row(message)?)
-            .exec_without_returning(db(tx))
-            .await
-            .map_err(repo_error)?;
-        Ok(())
+        self.enqueue_many(tx, std::slice::from_ref(message)).await
     }
 
     async fn enqueue_many(&self, tx: &mut Tx, messages: &[OutboxMessage]) -> Result<(), RepoError> {
         for chunk in messages.chunks(ENQUEUE_CHUNK) {
             let rows = chunk.iter().map(new_row).collect::<Result<Vec<_>, _>>()?;
-            outbox_message::Entity::insert_many(rows)
-                .exec_without_returning(db(tx))
-                .await
-                .map_err(repo_error)?;
+            let insert = outbox_message::Entity::insert_many(rows).into_query();
+            let write = Deferred {
+                table: TABLE,
+                write: Write::Insert(insert),
+            };
+            defer(tx, write).await?;
         }
         Ok(())
     }
@@ -229,7 +230,7 @@ impl OutboxRepo for Store {
         limit: u32,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<OutboxMessage>, RepoError> {
-        let txn = db(tx);
+        let txn = db_after_writes(tx, TABLE).await?;
         let statement =
             txn.get_database_backend()
                 .build(&claim(now, limit, lease_until, self.backend));
@@ -252,7 +253,10 @@ impl OutboxRepo for Store {
                 .map(|m| m.id)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
-            let updated = record_many(chunk)?.exec(db(tx)).await.map_err(repo_error)?;
+            let updated = record_many(chunk)?
+                .exec(db_after_writes(tx, TABLE).await?)
+                .await
+                .map_err(repo_error)?;
             if updated.rows_affected != expected as u64 {
                 return Err(RepoError::NotFound);
             }
@@ -277,8 +281,8 @@ impl OutboxRepo for Store {
         clinic: ClinicId,
         appointment: AppointmentId,
         kind: EventKind,
-    ) -> Result<u64, RepoError> {
-        let cancelled = outbox_message::Entity::update_many()
+    ) -> Result<(), RepoError> {
+        let update = outbox_message::Entity::update_many()
             .col_expr(
                 outbox_message::Column::Status,
                 Expr::value(DeliveryStatus::Cancelled.as_str()),
@@ -287,10 +291,12 @@ impl OutboxRepo for Store {
             .filter(outbox_message::Column::AppointmentId.eq(appointment.as_uuid()))
             .filter(outbox_message::Column::Kind.eq(kind.as_str()))
             .filter(outbox_message::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-            .exec(db(tx))
-            .await
-            .map_err(repo_error)?;
-        Ok(cancelled.rows_affected)
+            .into_query();
+        let write = Deferred {
+            table: TABLE,
+            write: Write::Update(update),
+        };
+        defer(tx, write).await
     }
 
     async fn get(
@@ -301,7 +307,7 @@ impl OutboxRepo for Store {
     ) -> Result<Option<OutboxMessage>, RepoError> {
         of_clinic(clinic)
             .filter(outbox_message::Column::Id.eq(id.as_uuid()))
-            .one(db(tx))
+            .one(db_after_writes(tx, TABLE).await?)
             .await
             .map_err(repo_error)?
             .map(to_domain)
@@ -323,7 +329,8 @@ impl OutboxRepo for Store {
             q.order_by_desc(outbox_message::Column::CreatedAt)
                 .order_by_desc(outbox_message::Column::Id)
         };
-        let (rows, total) = page_rows(db(tx), query, order, page).await?;
+        let (rows, total) =
+            page_rows(db_after_writes(tx, TABLE).await?, query, order, page).await?;
         Ok(Page {
             items: rows.into_iter().map(to_domain).collect::<Result<_, _>>()?,
             total,
@@ -332,7 +339,10 @@ impl OutboxRepo for Store {
     }
 
     async fn pending_count(&self, tx: &mut Tx) -> Result<u64, RepoError> {
-        pending().count(db(tx)).await.map_err(repo_error)
+        pending()
+            .count(db_after_writes(tx, TABLE).await?)
+            .await
+            .map_err(repo_error)
     }
 }
 

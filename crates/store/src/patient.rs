@@ -426,7 +426,7 @@ impl PatientRepo for Store {
         expected_version: i32,
     ) -> Result<(), RepoError> {
         update_versioned::<patient::Entity>(
-            db(tx),
+            tx,
             live_in(patient.clinic_id).add(patient::Column::Id.eq(patient.id.as_uuid())),
             patient::Column::Version,
             expected_version,

@@ -230,11 +230,10 @@ impl PractitionerRepo for Store {
     ) -> Result<(), RepoError> {
         tx.touch(practitioner_tag(practitioner.id));
         tx.touch(practitioner_list_tag(practitioner.clinic_id));
-        let txn = db(tx);
         let id = practitioner.id.as_uuid();
         let clinic = practitioner.clinic_id.as_uuid();
         update_versioned::<practitioner::Entity>(
-            txn,
+            tx,
             Condition::all()
                 .add(practitioner::Column::ClinicId.eq(clinic))
                 .add(practitioner::Column::Id.eq(id)),
@@ -243,6 +242,7 @@ impl PractitionerRepo for Store {
             changes(practitioner)?,
         )
         .await?;
+        let txn = db(tx);
         practitioner_specialty::Entity::delete_many()
             .filter(practitioner_specialty::Column::ClinicId.eq(clinic))
             .filter(practitioner_specialty::Column::PractitionerId.eq(id))

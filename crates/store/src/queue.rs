@@ -220,7 +220,7 @@ impl QueueRepo for Store {
         expected_version: i32,
     ) -> Result<(), RepoError> {
         update_versioned::<queue_entry::Entity>(
-            db(tx),
+            tx,
             Condition::all()
                 .add(queue_entry::Column::ClinicId.eq(entry.clinic_id.as_uuid()))
                 .add(queue_entry::Column::Id.eq(entry.id.as_uuid())),

@@ -133,7 +133,7 @@ impl UserRepo for Store {
         // Login counters are written apart and show in no profile: only this write touches it.
         tx.touch(user_tag(user.id));
         update_versioned::<user::Entity>(
-            db(tx),
+            tx,
             this_user(user.clinic_id, user.id),
             user::Column::Version,
             expected_version,

@@ -1,10 +1,14 @@
 //! Optimistic concurrency: an update that applies only while the row still has the version
 //! its writer read.
 
-use clinicflow_ports::RepoError;
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter};
+use clinicflow_ports::{RepoError, Tx};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryTrait,
+};
 
 use crate::error::repo_error;
+use crate::transaction::{carry, db};
 
 /// Writes `changes` to the row that `row` selects (by id, clinic and, where rows are
 /// soft-deleted, liveness) if its `version` column is still `expected`.
@@ -13,7 +17,7 @@ use crate::error::repo_error;
 /// [`RepoError::StaleVersion`] when the row is there at another version, [`RepoError::NotFound`]
 /// when it is not there at all (unknown, in another clinic, or soft-deleted).
 pub(crate) async fn update_versioned<E>(
-    txn: &crate::transaction::Conn,
+    tx: &mut Tx,
     row: Condition,
     version: E::Column,
     expected: i32,
@@ -24,14 +28,15 @@ where
     E::ActiveModel: ActiveModelTrait<Entity = E>,
     E::Model: Sync,
 {
-    let updated = E::update_many()
+    let mut update = E::update_many()
         .set(changes)
         .filter(row.clone())
         .filter(version.eq(expected))
-        .exec(txn)
-        .await
-        .map_err(repo_error)?;
-    if updated.rows_affected > 0 {
+        .into_query();
+    carry(tx, &mut update);
+    let txn = db(tx);
+    let updated = txn.execute(&update).await.map_err(repo_error)?;
+    if updated.rows_affected() > 0 {
         return Ok(());
     }
     let exists = E::find().filter(row).count(txn).await.map_err(repo_error)?;

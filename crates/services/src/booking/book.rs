@@ -15,6 +15,7 @@ use crate::audit::{self, Access};
 use crate::error::ConflictKind;
 use crate::idempotency::{self, Answered, Once, Outcome};
 use crate::outbox::announce_appointment;
+use crate::practitioner::cached_practitioner;
 use crate::schedule::{next_free_slots, open_hours};
 use crate::{Conflict, FieldErrors, ServiceError, input};
 
@@ -105,25 +106,27 @@ impl BookingService {
         if let Some(earlier) = idempotency::claim(&self.ports, &mut tx, actor, once).await? {
             return self.replay(tx, actor, once, earlier).await;
         }
-        self.ports
+        let patient_on_file = self
+            .ports
             .appointments
             .lock_parties(&mut tx, actor.clinic_id, practitioner_id, patient_id)
             .await?;
-        let practitioner = self
-            .ports
-            .practitioners
-            .get(&mut tx, actor.clinic_id, practitioner_id)
-            .await?
-            .ok_or_else(|| {
-                FieldErrors::single("practitioner_id", "no such practitioner in this clinic")
-            })?;
-        if self
-            .ports
-            .patients
-            .get(&mut tx, actor.clinic_id, patient_id)
-            .await?
-            .is_none()
-        {
+        // From the cache, which every change of the practitioner invalidates when it commits:
+        // reading the row here instead would not stop a concurrent change either (changes
+        // take no party lock), it would only cost a round trip under the locks.
+        let practitioner =
+            match cached_practitioner(&self.ports, &mut tx, actor.clinic_id, practitioner_id).await
+            {
+                Ok(practitioner) => practitioner,
+                Err(ServiceError::NotFound(_)) => {
+                    return Err(FieldErrors::single(
+                        "practitioner_id",
+                        "no such practitioner in this clinic",
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
+        if !patient_on_file {
             return Err(FieldErrors::single(
                 "patient_id",
                 "no such patient in this clinic",
@@ -164,14 +167,9 @@ impl BookingService {
             updated_at: now,
             deleted_at: None,
         };
-        match self.ports.appointments.insert(&mut tx, &appointment).await {
-            Ok(()) => {}
-            Err(RepoError::Overlap(party)) => {
-                drop(tx);
-                return Err(self.lost_race(actor, &booking, party).await);
-            }
-            Err(e) => return Err(e.into()),
-        }
+        // The audit and outbox writes go first: the store may hold them back and send them
+        // with the insert, in its round trip. A refused insert drops the unit of work, and
+        // them with it.
         // An overbooking waives the booking rules: its event says so, to be found in the log.
         let made = if appointment.overbooked {
             AuditAction::Overbook
@@ -188,6 +186,14 @@ impl BookingService {
             now,
         )
         .await?;
+        match self.ports.appointments.insert(&mut tx, &appointment).await {
+            Ok(()) => {}
+            Err(RepoError::Overlap(party)) => {
+                drop(tx);
+                return Err(self.lost_race(actor, &booking, party).await);
+            }
+            Err(e) => return Err(e.into()),
+        }
         let id = appointment.id;
         let outcome = idempotency::finish(&self.ports, &mut tx, actor, once, appointment).await?;
         tx.commit().await?;

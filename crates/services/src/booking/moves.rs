@@ -165,10 +165,6 @@ impl BookingService {
             appointment.cancelled_by = Some(actor.user_id);
             appointment.cancel_reason = reason.clone();
         }
-        self.ports
-            .appointments
-            .update(tx, appointment, expected)
-            .await?;
         let made = match action {
             AppointmentAction::CheckIn {
                 override_window: true,
@@ -189,6 +185,12 @@ impl BookingService {
                 withdraw_reminders(&self.ports, tx, appointment).await?;
             }
         }
+        // After the audit and outbox writes, so the store may send them with it in one round
+        // trip; a refused update fails the unit of work, and them with it.
+        self.ports
+            .appointments
+            .update(tx, appointment, expected)
+            .await?;
         // The queue follows the appointment in the same unit of work: a check-in joins it
         // (unless the appointment's time is already over, as when staff record a past
         // visit), and starting, completing, cancelling or a no-show move its open entry along.

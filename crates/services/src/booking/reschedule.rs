@@ -90,6 +90,8 @@ impl BookingService {
         }
         let clinic = crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
         let mut old = self.load_for_change(&mut tx, actor, id, if_match).await?;
+        // The appointment's own patient: whether they are still on file is not this move's
+        // concern (a deleted patient's appointments were cancelled with them).
         self.ports
             .appointments
             .lock_parties(

@@ -7,7 +7,7 @@ use clinicflow_store::Backend;
 use clinicflow_store::testing::execute_raw;
 use uuid::Uuid;
 
-use crate::support::{Ctx, at};
+use crate::support::{Ctx, at, refused};
 
 /// `n` UUIDv7 ids in ascending order, whatever the clock did between them.
 fn ascending_ids(n: usize) -> Vec<AuditEventId> {
@@ -252,20 +252,21 @@ pub async fn the_audit_log_is_per_clinic(ctx: Ctx) {
     orphan.id = AuditEventId::from_uuid(Uuid::now_v7());
     orphan.clinic_id = nobody;
     let mut tx = ctx.write().await;
-    let err = ctx.store.append(&mut tx, &orphan).await.unwrap_err();
+    let outcome = ctx.store.append(&mut tx, &orphan).await;
+    let err = refused(tx, outcome).await;
     assert!(matches!(err, RepoError::NotFound), "{err:?}");
 }
 
 pub async fn audit_events_cannot_be_changed_or_removed(ctx: Ctx) {
     let (log, _) = log(&ctx).await;
-    let mut refused = vec![
+    let mut forbidden = vec![
         "UPDATE audit_events SET outcome = 'denied'",
         "DELETE FROM audit_events",
     ];
     if ctx.backend() == Backend::Postgres {
-        refused.push("TRUNCATE audit_events");
+        forbidden.push("TRUNCATE audit_events");
     }
-    for sql in refused {
+    for sql in forbidden {
         let err = execute_raw(&ctx.store, sql).await.unwrap_err();
         assert!(
             matches!(err, RepoError::Other(_)) && err.to_string().contains("append-only"),
@@ -274,9 +275,9 @@ pub async fn audit_events_cannot_be_changed_or_removed(ctx: Ctx) {
     }
 
     let mut tx = ctx.write().await;
-    let err = ctx.store.append(&mut tx, &log.events[0]).await.unwrap_err();
+    let outcome = ctx.store.append(&mut tx, &log.events[0]).await;
+    let err = refused(tx, outcome).await;
     assert!(matches!(err, RepoError::Duplicate("id")), "{err:?}");
-    drop(tx);
 
     assert_eq!(
         list(&ctx, log.clinic, &AuditFilter::default(), None, 50).await,

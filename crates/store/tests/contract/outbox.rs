@@ -7,7 +7,7 @@ use clinicflow_domain::{
 use clinicflow_ports::{OutboxRepo, RepoError};
 use uuid::Uuid;
 
-use crate::support::{Ctx, at, created};
+use crate::support::{Ctx, at, created, refused};
 
 use EventKind::{BookingCancelled, BookingConfirmed, ReminderDue};
 
@@ -134,9 +134,9 @@ pub async fn an_outbox_message_reads_back_with_every_field(ctx: Ctx) {
     );
 
     let mut tx = ctx.write().await;
-    let err = ctx.store.enqueue(&mut tx, &about).await.unwrap_err();
+    let outcome = ctx.store.enqueue(&mut tx, &about).await;
+    let err = refused(tx, outcome).await;
     assert!(matches!(err, RepoError::Duplicate("id")), "{err:?}");
-    drop(tx);
     let mut tx = ctx.write().await;
     let unknown_clinic = message(
         ClinicId::from_uuid(Uuid::now_v7()),
@@ -144,11 +144,8 @@ pub async fn an_outbox_message_reads_back_with_every_field(ctx: Ctx) {
         None,
         at(9, 0),
     );
-    let err = ctx
-        .store
-        .enqueue(&mut tx, &unknown_clinic)
-        .await
-        .unwrap_err();
+    let outcome = ctx.store.enqueue(&mut tx, &unknown_clinic).await;
+    let err = refused(tx, outcome).await;
     assert!(matches!(err, RepoError::NotFound), "{err:?}");
 }
 
@@ -181,13 +178,12 @@ pub async fn messages_enqueued_together_read_back_as_enqueued_one_by_one(ctx: Ct
     // One bad message fails them all, with the error a single insert gives.
     let fresh = message(clinic, ReminderDue, Some(booking), at(21, 0));
     let mut tx = ctx.write().await;
-    let err = ctx
+    let outcome = ctx
         .store
         .enqueue_many(&mut tx, &[fresh.clone(), together[1].clone()])
-        .await
-        .unwrap_err();
+        .await;
+    let err = refused(tx, outcome).await;
     assert!(matches!(err, RepoError::Duplicate("id")), "{err:?}");
-    drop(tx);
     assert_eq!(get(&ctx, clinic, fresh.id).await, None);
 
     // More than one statement's worth still lands whole.
@@ -517,13 +513,11 @@ pub async fn cancelling_reaches_only_matching_pending_messages(ctx: Ctx) {
     enqueue(&ctx, &all).await;
 
     let mut tx = ctx.write().await;
-    let cancelled = ctx
-        .store
+    ctx.store
         .cancel_pending(&mut tx, a, visit, ReminderDue)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(cancelled, 2);
 
     for m in all {
         let expected = if m.id == reminder.id || m.id == second_reminder.id {
@@ -539,13 +533,17 @@ pub async fn cancelling_reaches_only_matching_pending_messages(ctx: Ctx) {
         );
     }
 
+    // Nothing pending is left to cancel: a second withdrawal changes nothing.
     let mut tx = ctx.write().await;
-    let again = ctx
-        .store
+    ctx.store
         .cancel_pending(&mut tx, a, visit, ReminderDue)
         .await
         .unwrap();
-    assert_eq!(again, 0);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        get(&ctx, a, sent_reminder.id).await.unwrap().status,
+        sent_reminder.status
+    );
 }
 
 pub async fn the_outbox_list_filters_pages_and_is_per_clinic(ctx: Ctx) {
@@ -719,4 +717,68 @@ pub async fn concurrent_dispatchers_claim_each_message_exactly_once(ctx: Ctx) {
             (DeliveryStatus::Delivered, 1)
         );
     }
+}
+
+/// A write the unit of work may hold back until its commit still happens in call order: a
+/// reminder stored and then withdrawn in the same unit of work is withdrawn, and a read of
+/// the outbox in it sees what it stored.
+pub async fn writes_in_one_unit_of_work_take_effect_in_call_order(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let visit = appointment_id();
+    let reminder = message(a, ReminderDue, Some(visit), at(8, 0));
+    let cancellation = message(a, BookingCancelled, Some(visit), at(7, 0));
+
+    let mut tx = ctx.write().await;
+    ctx.store.enqueue(&mut tx, &reminder).await.unwrap();
+    ctx.store
+        .cancel_pending(&mut tx, a, visit, ReminderDue)
+        .await
+        .unwrap();
+    ctx.store.enqueue(&mut tx, &cancellation).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored = get(&ctx, a, reminder.id).await.unwrap();
+    assert_eq!(
+        stored.status,
+        DeliveryStatus::Cancelled,
+        "withdrawn after it was stored"
+    );
+    let stored = get(&ctx, a, cancellation.id).await.unwrap();
+    assert_eq!(
+        stored.status,
+        DeliveryStatus::Pending,
+        "stored after the withdrawal"
+    );
+
+    let later = message(a, ReminderDue, Some(visit), at(9, 0));
+    let mut tx = ctx.write().await;
+    ctx.store.enqueue(&mut tx, &later).await.unwrap();
+    let seen = OutboxRepo::get(&ctx.store, &mut tx, a, later.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        Some(as_stored(&later)),
+        "read back in its own unit of work"
+    );
+}
+
+/// A held-back write that the database refuses fails the commit, and nothing of the unit of
+/// work is stored: neither the writes before it nor those held back with it.
+pub async fn a_refused_held_back_write_fails_the_whole_unit_of_work(ctx: Ctx) {
+    let a = ctx.clinic("A").await;
+    let first = message(a, BookingConfirmed, None, at(7, 0));
+    enqueue(&ctx, &[&first]).await;
+
+    let fresh = message(a, BookingConfirmed, None, at(7, 0));
+    let mut tx = ctx.write().await;
+    let outcome = async {
+        ctx.store.enqueue(&mut tx, &fresh).await?;
+        // The same id again: the primary key refuses it, now or at the commit.
+        ctx.store.enqueue(&mut tx, &first).await?;
+        tx.commit().await
+    }
+    .await;
+    assert!(outcome.is_err(), "the duplicate is refused");
+    assert_eq!(get(&ctx, a, fresh.id).await, None, "rolled back with it");
+    assert_eq!(get(&ctx, a, first.id).await, Some(as_stored(&first)));
 }

@@ -325,3 +325,21 @@ pub fn span(from: (u32, u32), to: (u32, u32)) -> Interval {
 pub fn email(raw: &str) -> Email {
     Email::parse(raw).unwrap()
 }
+
+/// The error of a write the store may hold back until the commit (`OutboxRepo::enqueue`,
+/// `AuditRepo::append`): the write's own when it ran at once, otherwise the commit's.
+///
+/// # Panics
+/// When neither the write nor the commit failed.
+pub async fn refused(
+    tx: Tx,
+    write: Result<(), clinicflow_ports::RepoError>,
+) -> clinicflow_ports::RepoError {
+    match write {
+        Err(e) => e,
+        Ok(()) => tx
+            .commit()
+            .await
+            .expect_err("the write or its commit is refused"),
+    }
+}
