@@ -41,7 +41,7 @@ pub type AfterCommit = Arc<dyn Fn(Vec<String>) -> BoxFuture<'static, ()> + Send 
 /// Dropping it without [`Tx::commit`] rolls every write back.
 ///
 /// A unit of work in which a write failed (a stale version included) MUST be dropped, not
-/// committed, unless that write's contract says otherwise (`TokenRepo::mark_rotated`): an
+/// committed, unless that write's contract says otherwise (`RefreshTokenRepo::mark_rotated`): an
 /// adapter may have sent writes it held back (an audit event, an outbox message) with the
 /// statement that failed, and they ran whatever that statement did.
 ///

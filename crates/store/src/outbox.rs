@@ -28,10 +28,10 @@ use crate::error::{invalid_row, repo_error, to_i32};
 use crate::page::page_rows;
 use crate::query::{skip_locked, update_one};
 use crate::transaction::{Deferred, Write, db_after_writes, defer};
+use crate::{Backend, Store};
 
 /// The table, for the writes a unit of work holds back (`transaction::defer`).
 const TABLE: &str = "outbox_messages";
-use crate::{Backend, Store};
 
 /// The most characters of `last_error` that are stored.
 pub(crate) const LAST_ERROR_MAX_CHARS: usize = 1000;
