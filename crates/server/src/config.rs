@@ -55,6 +55,8 @@ pub struct DbSettings {
     pub idle_timeout_secs: u64,
     /// Seconds any connection is kept.
     pub max_lifetime_secs: u64,
+    /// Seconds a connection sits idle before it is tested with a round trip on its next use.
+    pub test_idle_after_secs: u64,
     /// Statements slower than this many milliseconds are logged; 0 turns that off.
     pub slow_query_ms: u64,
     /// PostgreSQL `statement_timeout` in milliseconds: the longest any statement runs (0: no bound).
@@ -76,6 +78,7 @@ impl Default for DbSettings {
             acquire_timeout_secs: 5,
             idle_timeout_secs: 600,
             max_lifetime_secs: 1800,
+            test_idle_after_secs: 5,
             slow_query_ms: 500,
             statement_timeout_ms: 5_000,
             lock_timeout_ms: 2_000,
@@ -375,6 +378,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("CLINICFLOW_DB_ACQUIRE_TIMEOUT_SECS", "db.acquire_timeout_secs", Int),
     ("CLINICFLOW_DB_IDLE_TIMEOUT_SECS", "db.idle_timeout_secs", Int),
     ("CLINICFLOW_DB_MAX_LIFETIME_SECS", "db.max_lifetime_secs", Int),
+    ("CLINICFLOW_DB_TEST_IDLE_AFTER_SECS", "db.test_idle_after_secs", Int),
     ("CLINICFLOW_DB_SLOW_QUERY_MS", "db.slow_query_ms", Int),
     ("CLINICFLOW_DB_STATEMENT_TIMEOUT_MS", "db.statement_timeout_ms", Int),
     ("CLINICFLOW_DB_LOCK_TIMEOUT_MS", "db.lock_timeout_ms", Int),
@@ -725,6 +729,7 @@ impl Settings {
             acquire_timeout: Duration::from_secs(self.db.acquire_timeout_secs),
             idle_timeout: Duration::from_secs(self.db.idle_timeout_secs),
             max_lifetime: Duration::from_secs(self.db.max_lifetime_secs),
+            test_idle_after: Duration::from_secs(self.db.test_idle_after_secs),
             slow_statement: (self.db.slow_query_ms > 0)
                 .then(|| Duration::from_millis(self.db.slow_query_ms)),
             bounds: clinicflow_store::DatabaseBounds {

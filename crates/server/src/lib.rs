@@ -249,9 +249,11 @@ fn metrics_server(
     Ok((server, port))
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C), after ending every live stream; the server then
-/// stops accepting and lets in-flight requests finish (both signals shut down gracefully).
-async fn terminated(live: clinicflow_api::live::LiveStreams) {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), after ending every live stream and telling the
+/// store to test each connection before use (a stopping worker's connections stop working);
+/// the server then stops accepting and lets in-flight requests finish (both signals shut
+/// down gracefully).
+async fn terminated(live: clinicflow_api::live::LiveStreams, store: Store) {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for SIGINT");
@@ -276,6 +278,7 @@ async fn terminated(live: clinicflow_api::live::LiveStreams) {
         () = ctrl_c => tracing::info!("SIGINT received; shutting down gracefully"),
         () = term => tracing::info!("SIGTERM received; shutting down gracefully"),
     }
+    store.distrust_connections();
     live.close_all();
 }
 
@@ -359,6 +362,7 @@ impl Application {
             settings.metrics.bind.is_some(),
         ));
         let live = clinicflow_api::live::LiveStreams::default();
+        let shutdown = terminated(live.clone(), store.clone());
         let state = AppState {
             services: services.clone(),
             tokens: Tokens::new(&token_config(settings)),
@@ -414,7 +418,7 @@ impl Application {
         .h1_allow_half_closed(false)
         // Our own signal handling, so live streams end (telling clients to reconnect) as the
         // graceful shutdown begins, instead of holding it until the shutdown timeout.
-        .shutdown_signal(terminated(live));
+        .shutdown_signal(shutdown);
         if let Some(workers) = settings.http.workers {
             server = server.workers(workers);
         }

@@ -69,7 +69,7 @@ mod user;
 mod version;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -111,6 +111,9 @@ pub struct PoolOptions {
     pub idle_timeout: Duration,
     /// How long any connection is kept before it is replaced.
     pub max_lifetime: Duration,
+    /// A connection idle at least this long is tested with a round trip before it is handed
+    /// out; one in steady use is not.
+    pub test_idle_after: Duration,
     /// Statements slower than this are logged as warnings (their SQL, never their values).
     pub slow_statement: Option<Duration>,
     /// Bounds on the database's side that keep one stuck request from holding others up.
@@ -152,6 +155,7 @@ impl Default for PoolOptions {
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10 * 60),
             max_lifetime: Duration::from_secs(30 * 60),
+            test_idle_after: Duration::from_secs(5),
             slow_statement: None,
             bounds: DatabaseBounds::default(),
         }
@@ -181,6 +185,9 @@ pub struct Store {
     audit_writer: Arc<audit::AuditWriter>,
     /// SQLite's group commit of write units of work; `None` on PostgreSQL.
     group: Option<Arc<group::GroupCommit>>,
+    /// Set once pooled connections may have stopped working all at once; every connection is
+    /// then tested before it is handed out.
+    distrusted: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -194,6 +201,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
+        let distrusted = Arc::new(AtomicBool::new(false));
         let mut options = ConnectOptions::new(url);
         options
             .max_connections(pool.max_connections)
@@ -201,6 +209,11 @@ impl Store {
             .acquire_timeout(pool.acquire_timeout)
             .idle_timeout(pool.idle_timeout)
             .max_lifetime(pool.max_lifetime)
+            // sqlx tests every connection with a round trip before it hands it out, and again
+            // when it takes it back. The test on release stays (it is what finds a broken
+            // connection); the one on acquire is spent only on a connection that sat idle long
+            // enough to have been cut off, so a busy pool pays no extra round trip per statement.
+            .test_before_acquire_if_idle_for(pool.test_idle_after)
             // Statement logs would carry search terms; the server logs requests instead.
             .sqlx_logging(false);
         if let Some(threshold) = pool.slow_statement {
@@ -231,6 +244,17 @@ impl Store {
                     .busy_timeout(busy_timeout)
             });
         } else {
+            let distrusted = Arc::clone(&distrusted);
+            options.map_sqlx_postgres_before_acquire(move |conn, _| {
+                let distrusted = distrusted.load(Ordering::Relaxed);
+                Box::pin(async move {
+                    if distrusted {
+                        // A failed test closes the connection, and the pool hands out another.
+                        sea_orm::sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
             let bounds = pool.bounds;
             // Startup parameters: set when each connection opens, with no extra round trip,
             // and in force for every statement it ever runs.
@@ -257,6 +281,7 @@ impl Store {
             backend,
             max_connections: pool.max_connections,
             waiting: Arc::default(),
+            distrusted,
         })
     }
 
@@ -318,6 +343,15 @@ impl Store {
     /// The database this store talks to.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// From now on, tests every pooled connection with a round trip before handing it out.
+    ///
+    /// A PostgreSQL connection works only while the runtime it was opened on runs. The server
+    /// calls this as its graceful shutdown begins: the HTTP workers' runtimes stop one by one,
+    /// and a request still in flight on another worker must not be given a dead connection.
+    pub fn distrust_connections(&self) {
+        self.distrusted.store(true, Ordering::Relaxed);
     }
 
     /// How many pooled connections are open and idle now.
