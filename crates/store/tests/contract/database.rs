@@ -412,6 +412,48 @@ pub async fn a_wait_for_another_requests_idempotency_key_ends_as_a_timeout(ctx: 
     assert!(started.elapsed() < WITHIN, "{:?}", started.elapsed());
 }
 
+/// Ends every other session of the test database, from a connection of its own, as a server
+/// restart or a stopped worker's runtime would leave pooled connections: open but dead.
+async fn cut_off_other_sessions(ctx: &Ctx) -> u64 {
+    let one = PoolOptions {
+        max_connections: 1,
+        ..PoolOptions::default()
+    };
+    let killer = Store::connect(&ctx.db.url, &one).await.unwrap();
+    execute_raw(
+        &killer,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn a_dead_connection_is_replaced_before_use_once_connections_are_distrusted(ctx: Ctx) {
+    if ctx.backend() != Backend::Postgres {
+        // SQLite's connections are files opened by this process: nothing cuts them off.
+        return;
+    }
+    let pool = PoolOptions {
+        max_connections: 1,
+        min_connections: 1,
+        test_idle_after: Duration::from_secs(3600),
+        ..PoolOptions::default()
+    };
+    let store = Store::connect(&ctx.db.url, &pool).await.unwrap();
+    execute_raw(&store, "SELECT 1").await.unwrap();
+    assert!(cut_off_other_sessions(&ctx).await >= 1);
+    // A connection in steady use is handed out untested: its statement finds it dead. The
+    // test sqlx runs when it takes the connection back then closes it, so only one fails.
+    let err = execute_raw(&store, "SELECT 1").await.unwrap_err();
+    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    execute_raw(&store, "SELECT 1").await.unwrap();
+
+    store.distrust_connections();
+    assert!(cut_off_other_sessions(&ctx).await >= 1);
+    execute_raw(&store, "SELECT 1").await.unwrap();
+}
+
 pub async fn a_statement_running_past_its_bound_ends_as_a_timeout(ctx: Ctx) {
     if ctx.backend() != Backend::Postgres {
         // SQLite has no statement timeout: it runs in-process, one writer at a time.

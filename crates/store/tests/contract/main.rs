@@ -69,6 +69,7 @@ contract_tests! {
     database::a_wait_for_a_booking_lock_another_holds_ends_as_a_timeout,
     database::a_wait_for_another_requests_idempotency_key_ends_as_a_timeout,
     database::a_statement_running_past_its_bound_ends_as_a_timeout,
+    database::a_dead_connection_is_replaced_before_use_once_connections_are_distrusted,
     clinic::a_clinic_reads_back_by_id_and_by_name,
     clinic::settings_update_in_place_and_unknown_clinics_are_not_found,
     clinic::a_settings_update_based_on_an_older_version_is_refused,
