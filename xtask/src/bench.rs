@@ -1519,8 +1519,9 @@ fn render(
              The load generator searches it after the closed loop: short steps starting at half \
              the closed-loop throughput, up by half while p99 holds, bisecting once a step fails, \
              at most 6 steps; then one step as long as the others confirms it (its row is the \
-             scenario's \"capacity\" row; a failed confirmation is retried once at 80 %). \
-             \"none\" means not even 1 operation per second kept p99 under the bound."
+             scenario's \"capacity\" row; a failed confirmation is retried at 80 % of its \
+             rate, at most 4 confirming steps in all). \"none\" means that no search step \
+             passed, or that no confirming step held down to about half the best search step."
         );
     }
     s

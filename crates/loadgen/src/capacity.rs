@@ -5,7 +5,9 @@
 //! (open loop, latency from each request's due time) in short steps: it starts at half the
 //! closed-loop throughput, goes up by half while p99 stays under the bound and bisects once a
 //! step fails, then confirms the best passing rate with one step as long as the other
-//! measurements. A confirmation that fails is retried once at 80 % of that rate.
+//! measurements. A confirmation that fails is retried at 80 % of the rate before, at most
+//! [`CONFIRMATIONS`] steps in all: a short step can pass by luck where a long one does not,
+//! and the capacity quoted is one that held for a whole measurement.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,16 @@ const CLOSE_ENOUGH: f64 = 1.15;
 const MIN_RATE: f64 = 1.0;
 /// The search never offers more than this multiple of the closed-loop throughput.
 const MAX_OVER_CLOSED: f64 = 1.5;
+/// Most confirming steps, each at 80 % of the one before: down to about half the best
+/// search step.
+const CONFIRMATIONS: usize = 4;
+
+/// The rates that confirm a search whose best passing step was `best`, in the order tried.
+fn confirmations(best: f64) -> impl Iterator<Item = f64> {
+    std::iter::successors(Some(best), |rate| Some(rate * 0.8))
+        .take(CONFIRMATIONS)
+        .take_while(|rate| *rate >= MIN_RATE)
+}
 
 impl Search {
     fn passes(&self, m: &Measurement) -> bool {
@@ -93,7 +105,7 @@ impl Bracket {
 }
 
 /// Searches `scenario`'s capacity; `report` prints each step. Answers the confirmed rate and
-/// its measurement, or `None` when not even [`MIN_RATE`] keeps p99 under the bound.
+/// its measurement, or `None` when no search step passed or no confirmation held.
 pub async fn search(
     fixture: &Arc<Fixture>,
     scenario: Scenario,
@@ -111,11 +123,7 @@ pub async fn search(
             None => break,
         }
     }
-    let mut candidate = bracket.passed;
-    for _ in 0..2 {
-        if candidate < MIN_RATE {
-            return None;
-        }
+    for candidate in confirmations(bracket.passed) {
         let m = step(
             fixture,
             scenario,
@@ -129,7 +137,6 @@ pub async fn search(
         if search.passes(&m) {
             return Some((candidate, m));
         }
-        candidate *= 0.8;
     }
     None
 }
@@ -186,6 +193,17 @@ mod tests {
         let (tried, passed) = search_against(4.0, 0.0, 10);
         assert_eq!(passed, 0.0);
         assert!(tried.iter().all(|r| *r >= MIN_RATE), "{tried:?}");
+    }
+
+    #[test]
+    fn a_failed_confirmation_steps_down_by_a_fifth_to_about_half_the_best_step() {
+        let tried: Vec<f64> = confirmations(1000.0).collect();
+        assert_eq!(tried.len(), CONFIRMATIONS);
+        assert_eq!(tried[..2], [1000.0, 800.0]);
+        assert!((tried[CONFIRMATIONS - 1] - 512.0).abs() < 1e-9, "{tried:?}");
+        // Nothing below one operation per second is tried, and nothing at all when no step passed.
+        assert_eq!(confirmations(1.5).count(), 2);
+        assert_eq!(confirmations(0.0).count(), 0);
     }
 
     #[test]
