@@ -48,17 +48,12 @@ pub async fn headers(
         .app_data::<web::Data<AppState>>()
         .map_or(1024, |s| s.limits.compress_min_bytes);
     let mut res = with_etag(next.call(req).await?.map_into_boxed_body());
-    let route = res.request().match_pattern();
+    let route = crate::routing::documented_template(res.request().path());
     let method = res.request().method().clone();
     let status = res.status().as_u16();
     let headers = res.headers();
     if !headers.contains_key(header::CACHE_CONTROL) {
-        let value = cache_control(
-            &method,
-            route.as_deref(),
-            status,
-            headers.contains_key(header::ETAG),
-        );
+        let value = cache_control(&method, route, status, headers.contains_key(header::ETAG));
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
     }

@@ -706,6 +706,11 @@ mod tests {
                 Some(template.as_str()),
                 "the resource map was misread: {path} does not match {template}"
             );
+            assert_eq!(
+                crate::routing::documented_template(&path),
+                Some(template.as_str()),
+                "the routing guard's lookup and actix disagree on {path}"
+            );
             for method in METHODS {
                 let res = actix_test::call_service(
                     &app,

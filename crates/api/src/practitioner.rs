@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::appointment::SlotOut;
 use crate::body::Json;
+use crate::http_cache::ReadyJson;
 use crate::openapi::problems;
 use crate::page::{PageOut, PageParams, created, double_option, if_match, versioned};
 use crate::{ApiError, AppState, Authenticated};
@@ -838,22 +839,28 @@ pub struct SlotsOut {
     )
 )]
 async fn slots(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: Authenticated,
     id: web::Path<Uuid>,
     range: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = PractitionerId::from_uuid(*id);
-    let (slots, clinic) = state
+    // Rendered once per list on this instance: a month of slots is a large body, and a
+    // booking page asks for the same one again and again.
+    let ready = state
         .services
         .schedules
-        .slots(&auth.0, id, &range.from, &range.to)
+        .slots(&auth.0, id, &range.from, &range.to, |slots, clinic| {
+            ReadyJson::render(&SlotsOut {
+                practitioner_id: id.to_string(),
+                time_zone: clinic.time_zone.name(),
+                slots: slots.iter().map(SlotOut::from).collect(),
+            })
+        })
         .await?;
-    Ok(HttpResponse::Ok().json(SlotsOut {
-        practitioner_id: id.to_string(),
-        time_zone: clinic.time_zone.name(),
-        slots: slots.iter().map(SlotOut::from).collect(),
-    }))
+    // Changes with every booking: a client may keep it, but asks again each time.
+    Ok(ready.respond(&req, "private, no-cache"))
 }
 
 /// `GET /slots` query.
@@ -881,8 +888,10 @@ pub struct PractitionerSlotOut {
     /// Whose slot.
     practitioner_id: String,
     /// Start.
+    #[serde(serialize_with = "crate::appointment::instant")]
     starts_at: DateTime<Utc>,
     /// End.
+    #[serde(serialize_with = "crate::appointment::instant")]
     ends_at: DateTime<Utc>,
 }
 

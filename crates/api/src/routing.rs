@@ -59,10 +59,28 @@ static DOCUMENTED: LazyLock<BTreeMap<String, Operations>> = LazyLock::new(|| {
     paths
 });
 
+/// The documented templates in a radix tree. actix finds a path's template by trying each
+/// route's pattern (a regex) in turn, which on this route table cost a tenth of a cached
+/// read's server time; this finds the same template (a test holds the two to each other)
+/// in a walk down the path.
+static TEMPLATES: LazyLock<matchit::Router<&'static str>> = LazyLock::new(|| {
+    let mut router = matchit::Router::new();
+    for template in DOCUMENTED.keys() {
+        router
+            .insert(template.as_str(), template.as_str())
+            .expect("documented templates do not conflict");
+    }
+    router
+});
+
+/// The documented template `path` matches (`/api/v1/patients/{id}`), if any.
+pub(crate) fn documented_template(path: &str) -> Option<&'static str> {
+    TEMPLATES.at(path).ok().map(|found| *found.value)
+}
+
 /// The operations of the documented path `req` matches, if any.
 fn operations(req: &HttpRequest) -> Option<&'static Operations> {
-    req.match_pattern()
-        .and_then(|pattern| DOCUMENTED.get(&pattern))
+    documented_template(req.path()).and_then(|template| DOCUMENTED.get(template))
 }
 
 /// The `Allow` value of a documented path: its methods, and `HEAD` where `GET` is.

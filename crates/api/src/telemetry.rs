@@ -34,18 +34,16 @@ pub async fn trace_request(
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let _in_flight = state.as_ref().map(|s| s.metrics.in_flight());
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = tracing::field::Empty);
+    // The route template is known before routing (the guard's radix tree, held to actix's
+    // answer by a test), so the span is formatted once, not again when the route is known.
+    let route = crate::routing::documented_template(req.path()).unwrap_or("unmatched");
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route);
     let started = Instant::now();
     let spent = Arc::new(Spent::default());
     let result = timing::measured(spent.clone(), next.call(req).instrument(span.clone())).await;
     let _guard = span.enter();
     match result {
         Ok(mut res) => {
-            let route = res
-                .request()
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".to_owned());
-            span.record("route", route.as_str());
             let status = res.status().as_u16();
             let elapsed = started.elapsed();
             let ms = elapsed.as_secs_f64() * 1000.0;
@@ -53,7 +51,7 @@ pub async fn trace_request(
             if let Some(state) = &state {
                 state
                     .metrics
-                    .observe_request(&method, &route, status, elapsed);
+                    .observe_request(&method, route, status, elapsed);
                 // Long-lived streams are slow by design.
                 if elapsed.as_millis() >= u128::from(state.limits.slow_request_ms)
                     && !route.ends_with("/stream")

@@ -83,7 +83,7 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    telemetry::init(settings.log_format());
+    let _log = telemetry::init(settings.log_format());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
         Command::Migrate => match clinicflow::connect(&settings).await {

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -10,13 +11,26 @@ use crate::config::LogFormat;
 pub const DEFAULT_FILTER: &str =
     "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,actix_server=warn";
 
+/// Keeps the log writer running; dropping it (at the end of `main`) writes out every line
+/// still queued.
+#[must_use = "log lines still queued are lost unless this lives until the process ends"]
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+
 /// Installs the global subscriber; `RUST_LOG` overrides the default filter.
-pub fn init(format: LogFormat) {
+///
+/// Lines are formatted on the thread that logs them and written to stderr by a thread of
+/// their own, in batches: one `write` per burst instead of one per line (the access log
+/// writes a line per request). The queue blocks when full rather than drop a line.
+pub fn init(format: LogFormat) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("clinicflow-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(colour(
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR").as_deref(),
@@ -26,11 +40,15 @@ pub fn init(format: LogFormat) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            // The request span is the only one a line is ever in; listing it again under
+            // `spans` doubled the access log's formatting for nothing.
+            .with_span_list(false)
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
     // A subscriber set earlier (in tests) wins; that is fine.
     drop(result);
+    LogGuard(guard)
 }
 
 /// Whether log lines get ANSI colours: only on a terminal, where a person reads them, and not

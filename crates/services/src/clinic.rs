@@ -1,5 +1,6 @@
 //! Clinics: creating a tenant with its first admin, and reading its settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clinicflow_domain::{
@@ -7,7 +8,7 @@ use clinicflow_domain::{
     Permission, QueueSettings, ReminderOffsets, ResourceType, Role, TimeZone, User, UserId,
     WebhookEndpoint, WebhookPolicy, WebhookSecret, WebhookUrl,
 };
-use clinicflow_ports::{Tx, TxMode};
+use clinicflow_ports::{Derived, Tx, TxMode};
 use uuid::Uuid;
 
 use crate::audit::{self, Access};
@@ -349,8 +350,10 @@ impl ClinicService {
 
 /// The clinic as cached, if it is.
 pub(crate) async fn cached_clinic(ports: &Ports, id: ClinicId) -> Option<Clinic> {
-    let bytes = ports.cache.get(&clinic_key(id)).await?;
-    decode_clinic(id, &bytes)
+    // A hit hands back the clinic decoded on an earlier hit of the same cached value.
+    let derive = |bytes: &[u8]| -> Option<Derived> { Some(Arc::new(decode_clinic(id, bytes)?)) };
+    let derived = ports.cache.get_derived(&clinic_key(id), &derive).await?;
+    derived.downcast_ref::<Clinic>().cloned()
 }
 
 /// Reads a clinic inside `tx`, through the cache: booking and slot queries need its zone on every call.

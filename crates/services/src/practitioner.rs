@@ -251,35 +251,44 @@ impl PractitionerService {
             active,
         };
         errors.into_result()?;
-        // The key names the clinic and every filter; Debug quotes them, so none runs into the next.
-        let key = format!(
-            "directory:{}:{:?}:{:?}:{:?}:{}:{}",
-            actor.clinic_id,
-            filter.specialty,
-            filter.department,
-            filter.active,
-            page.page(),
-            page.size()
-        );
-        let clinic = actor.clinic_id;
-        let derive =
-            |bytes: &[u8]| -> Option<Derived> { Some(Arc::new(decode_page(clinic, page, bytes)?)) };
-        if let Some(derived) = self.ports.cache.get_derived(&key, &derive).await
-            && let Some(cached) = derived.downcast_ref::<Page<Practitioner>>()
-        {
-            return Ok(cached.clone());
-        }
-        let mut tx = self.ports.db.begin(TxMode::Read).await?;
-        let load = async {
-            Ok(self
-                .ports
-                .practitioners
-                .list(&mut tx, clinic, &filter, page)
-                .await?)
-        };
-        let tags = [practitioner_list_tag(clinic)];
-        crate::cached::load_tagged(&self.ports, &key, &tags, DIRECTORY_TTL, encode_page, load).await
+        directory_page(&self.ports, actor.clinic_id, &filter, page).await
     }
+}
+
+/// One page of a clinic's practitioner directory through the cache; a hit hands back the
+/// page decoded on an earlier hit of the same cached value, so it is neither parsed nor read.
+pub(crate) async fn directory_page(
+    ports: &Ports,
+    clinic: ClinicId,
+    filter: &PractitionerFilter,
+    page: PageRequest,
+) -> Result<Page<Practitioner>, ServiceError> {
+    // The key names the clinic and every filter; Debug quotes them, so none runs into the next.
+    let key = format!(
+        "directory:{}:{:?}:{:?}:{:?}:{}:{}",
+        clinic,
+        filter.specialty,
+        filter.department,
+        filter.active,
+        page.page(),
+        page.size()
+    );
+    let derive =
+        |bytes: &[u8]| -> Option<Derived> { Some(Arc::new(decode_page(clinic, page, bytes)?)) };
+    if let Some(derived) = ports.cache.get_derived(&key, &derive).await
+        && let Some(cached) = derived.downcast_ref::<Page<Practitioner>>()
+    {
+        return Ok(cached.clone());
+    }
+    let mut tx = ports.db.begin(TxMode::Read).await?;
+    let load = async {
+        Ok(ports
+            .practitioners
+            .list(&mut tx, clinic, filter, page)
+            .await?)
+    };
+    let tags = [practitioner_list_tag(clinic)];
+    crate::cached::load_tagged(ports, &key, &tags, DIRECTORY_TTL, encode_page, load).await
 }
 
 /// How long a practitioner read stays cached; every change of theirs makes it stale at once.
@@ -382,28 +391,41 @@ fn decode_page(clinic: ClinicId, request: PageRequest, bytes: &[u8]) -> Option<P
 /// How long a cached directory page lives; every practitioner write makes it stale at once.
 const DIRECTORY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The cache key of a practitioner of `clinic`: naming the clinic, another clinic's id is a
+/// miss and then a 404 from the database, never a cached hit.
+fn practitioner_key(clinic: ClinicId, id: PractitionerId) -> String {
+    format!("practitioner:{clinic}:{id}")
+}
+
+/// A practitioner of `clinic` if the cache holds them; a hit hands back the record decoded
+/// on an earlier hit of the same cached value.
+pub(crate) async fn practitioner_from_cache(
+    ports: &Ports,
+    clinic: ClinicId,
+    id: PractitionerId,
+) -> Option<Practitioner> {
+    let derive = |bytes: &[u8]| -> Option<Derived> { Some(Arc::new(decode(clinic, id, bytes)?)) };
+    let derived = ports
+        .cache
+        .get_derived(&practitioner_key(clinic, id), &derive)
+        .await?;
+    derived.downcast_ref::<Practitioner>().cloned()
+}
+
 /// Reads a practitioner of `clinic` through the cache: for reads, and for a booking, which
 /// takes no lock that a change of the practitioner would wait for, so the row read in its
 /// transaction would be no fresher than the cache a committed change has invalidated. Writes
 /// to the practitioner read the row in their own transaction.
-///
-/// The key names the clinic, so another clinic's id is a miss and then a 404 from the
-/// database, never a cached hit.
 pub(crate) async fn cached_practitioner(
     ports: &Ports,
     tx: &mut Tx,
     clinic: ClinicId,
     id: PractitionerId,
 ) -> Result<Practitioner, ServiceError> {
-    let key = format!("practitioner:{clinic}:{id}");
-    if let Some(p) = ports
-        .cache
-        .get(&key)
-        .await
-        .and_then(|b| decode(clinic, id, &b))
-    {
+    if let Some(p) = practitioner_from_cache(ports, clinic, id).await {
         return Ok(p);
     }
+    let key = practitioner_key(clinic, id);
     let load = async {
         ports
             .practitioners

@@ -1,12 +1,14 @@
 //! Schedules, time off, and the free slots derived from them.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clinicflow_domain::schedule::{ExceptionKind, check_range, parse_weekday, utc_span};
 use clinicflow_domain::{
     Actor, Availability, Clinic, Interval, OpenHours, Permission, Practitioner, PractitionerId,
     Schedule, ScheduleException, ScheduleExceptionId, WeeklyRule,
 };
-use clinicflow_ports::{PractitionerFilter, Tx, TxMode, practitioner_tag, schedule_tag};
+use clinicflow_ports::{Derived, PractitionerFilter, Tx, TxMode, practitioner_tag, schedule_tag};
 use futures::{StreamExt as _, TryStreamExt as _};
 use uuid::Uuid;
 
@@ -531,14 +533,20 @@ impl ScheduleService {
         Ok(())
     }
 
-    /// A practitioner's free slots on local dates `from..to` (`to` excluded), and the clinic's zone.
-    pub async fn slots(
+    /// A practitioner's free slots on local dates `from..to` (`to` excluded), in the form
+    /// `render` makes of them and the clinic (whose zone they are shown in).
+    ///
+    /// The form is kept beside the cached slots on this instance: another request for the
+    /// same list, while no slot of it has begun and the clinic is unchanged, gets the same
+    /// form back without rendering it again. It goes with the cached slots.
+    pub async fn slots<T: Send + Sync + 'static>(
         &self,
         actor: &Actor,
         practitioner_id: PractitionerId,
         from: &str,
         to: &str,
-    ) -> Result<(Vec<Interval>, Clinic), ServiceError> {
+        render: impl Fn(&[Interval], &Clinic) -> T,
+    ) -> Result<Arc<T>, ServiceError> {
         actor.require(Permission::ReadPractitioners)?;
         let mut errors = FieldErrors::new();
         let range = parse_range(&mut errors, from, to);
@@ -546,34 +554,49 @@ impl ScheduleService {
         let Some((from, to)) = range else {
             unreachable!("parsed when no error was recorded")
         };
-        let (clinic, practitioner) = {
-            let mut tx = self.ports.db.begin(TxMode::Read).await?;
-            let clinic =
-                crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-            // The cached read is keyed by the actor's clinic: another clinic's id is still a 404.
-            let practitioner = crate::practitioner::cached_practitioner(
+        // Both from the cache when warm, with no transaction begun: on SQLite even a read
+        // transaction is a `BEGIN` and a connection taken from the pool.
+        let cached = (
+            crate::clinic::cached_clinic(&self.ports, actor.clinic_id).await,
+            crate::practitioner::practitioner_from_cache(
                 &self.ports,
-                &mut tx,
                 actor.clinic_id,
                 practitioner_id,
             )
-            .await?;
-            (clinic, practitioner)
+            .await,
+        );
+        let (clinic, practitioner) = match cached {
+            (Some(clinic), Some(practitioner)) => (clinic, practitioner),
+            _ => {
+                let mut tx = self.ports.db.begin(TxMode::Read).await?;
+                let clinic =
+                    crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
+                // The cached read is keyed by the actor's clinic: another clinic's id is still a 404.
+                let practitioner = crate::practitioner::cached_practitioner(
+                    &self.ports,
+                    &mut tx,
+                    actor.clinic_id,
+                    practitioner_id,
+                )
+                .await?;
+                (clinic, practitioner)
+            }
         };
         // A deactivated practitioner offers no slots; their schedule stays for a reactivation.
         if !practitioner.active {
-            return Ok((Vec::new(), clinic));
+            return Ok(Arc::new(render(&[], &clinic)));
         }
         let now = self.ports.clock.now();
         let slots = self
             .free_slots(&clinic, &practitioner, from, to, now)
             .await?;
-        Ok((slots, clinic))
+        Ok(slots.rendered(&clinic, now, render))
     }
 
-    /// A practitioner's free slots on local dates `from..to`, from the cache when it has them.
+    /// A practitioner's free slots on local dates `from..to` as computed, sorted, from the
+    /// cache when it has them: slots that have begun since may lead, see [`upcoming`].
     ///
-    /// The cache holds the slots as computed; those that have begun since are dropped here.
+    /// A hit hands back the slots decoded on an earlier hit of the same cached value.
     /// Called with no transaction open: a miss may wait for another caller's computation of
     /// the same key, and a connection held (with a snapshot open) through that wait would
     /// be taken from everyone else for nothing. The computation reads in a short read
@@ -585,15 +608,14 @@ impl ScheduleService {
         from: NaiveDate,
         to: NaiveDate,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Interval>, ServiceError> {
+    ) -> Result<Arc<FreeSlots>, ServiceError> {
         let key = format!("slots:{}:{from}:{to}", practitioner.id);
+        let derive = |bytes: &[u8]| -> Option<Derived> {
+            Some(Arc::new(FreeSlots::new(decode_slots(bytes)?)))
+        };
         let cached = || async {
-            self.ports
-                .cache
-                .get(&key)
-                .await
-                .and_then(|b| decode_slots(&b))
-                .map(|slots| slots.into_iter().filter(|s| s.start() >= now).collect())
+            let derived = self.ports.cache.get_derived(&key, &derive).await?;
+            derived.downcast::<FreeSlots>().ok()
         };
         if let Some(slots) = cached().await {
             return Ok(slots);
@@ -614,10 +636,16 @@ impl ScheduleService {
             )
             .await?;
             drop(tx);
-            Ok(calendar.free_slots(clinic, practitioner, from, to, now))
+            Ok(Arc::new(FreeSlots::new(calendar.free_slots(
+                clinic,
+                practitioner,
+                from,
+                to,
+                now,
+            ))))
         };
         let tags = [practitioner_tag(practitioner.id)];
-        let encode = |slots: &Vec<Interval>| encode_slots(slots);
+        let encode = |slots: &Arc<FreeSlots>| encode_slots(&slots.all);
         crate::cached::load_tagged(&self.ports, &key, &tags, SLOTS_TTL, encode, load).await
     }
 
@@ -648,37 +676,45 @@ impl ScheduleService {
         let Some((from, to)) = range else {
             unreachable!("parsed when no error was recorded")
         };
-        // Who to ask, in one short read; the transaction ends before any slot is looked up.
-        let (clinic, practitioners) = {
-            let mut tx = self.ports.db.begin(TxMode::Read).await?;
-            let clinic =
-                crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?;
-            let mut practitioners = Vec::new();
-            let mut page = clinicflow_domain::PageRequest::first(200);
-            loop {
-                let listed = self
-                    .ports
-                    .practitioners
-                    .list(&mut tx, actor.clinic_id, &filter, page)
-                    .await?;
-                let more = listed.has_next();
-                practitioners.extend(listed.items);
-                if !more {
-                    break;
-                }
-                page = page.next();
+        // Who to ask: the clinic and the directory from the cache when warm, else each in a
+        // short read of its own, ended before any slot is looked up.
+        let clinic = match crate::clinic::cached_clinic(&self.ports, actor.clinic_id).await {
+            Some(clinic) => clinic,
+            None => {
+                let mut tx = self.ports.db.begin(TxMode::Read).await?;
+                crate::clinic::clinic_settings(&self.ports, &mut tx, actor.clinic_id).await?
             }
-            (clinic, practitioners)
         };
+        let mut practitioners = Vec::new();
+        let mut page = clinicflow_domain::PageRequest::first(200);
+        loop {
+            let listed =
+                crate::practitioner::directory_page(&self.ports, actor.clinic_id, &filter, page)
+                    .await?;
+            let more = listed.has_next();
+            practitioners.extend(listed.items);
+            if !more {
+                break;
+            }
+            page = page.next();
+        }
         let now = self.ports.clock.now();
+        let limit = limit as usize;
         // The same cached slots as each practitioner's own slot list, so a search across
         // practitioners costs a cache read per practitioner when warm; misses are computed a
-        // few at a time, each in its own short read transaction.
+        // few at a time, each in its own short read transaction. Only each one's first
+        // `limit` upcoming slots can be among the earliest `limit` of all.
         let per_practitioner: Vec<Vec<(PractitionerId, Interval)>> =
             futures::stream::iter(&practitioners)
                 .map(|p| async {
                     let slots = self.free_slots(&clinic, p, from, to, now).await?;
-                    Ok::<_, ServiceError>(slots.into_iter().map(|s| (p.id, s)).collect())
+                    Ok::<_, ServiceError>(
+                        upcoming(&slots.all, now)
+                            .iter()
+                            .take(limit)
+                            .map(|s| (p.id, *s))
+                            .collect(),
+                    )
                 })
                 .buffered(SLOT_SEARCH_FAN_OUT)
                 .try_collect()
@@ -686,8 +722,70 @@ impl ScheduleService {
         let mut found: Vec<(PractitionerId, Interval)> =
             per_practitioner.into_iter().flatten().collect();
         found.sort_by_key(|(p, s)| (s.start(), *p));
-        found.truncate(limit as usize);
+        found.truncate(limit);
         Ok(found)
+    }
+}
+
+/// The slots of a sorted list that have not begun at `now`.
+fn upcoming(slots: &[Interval], now: DateTime<Utc>) -> &[Interval] {
+    &slots[slots.partition_point(|s| s.start() < now)..]
+}
+
+/// A practitioner's free slots as computed (sorted), as the cache's in-process level keeps
+/// them, with the form a caller last rendered of those upcoming.
+struct FreeSlots {
+    all: Vec<Interval>,
+    rendered: std::sync::Mutex<Option<RenderedSlots>>,
+}
+
+/// A rendered form of a slot list, and what it was rendered from.
+struct RenderedSlots {
+    /// How many leading slots had begun: the list shown was `all[begun..]`.
+    begun: usize,
+    clinic: Clinic,
+    form: Derived,
+}
+
+impl FreeSlots {
+    fn new(all: Vec<Interval>) -> Self {
+        Self {
+            all,
+            rendered: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `render` of the slots upcoming at `now`: the kept form when it shows the same slots
+    /// for the same clinic and is of the type asked for, else rendered now and kept.
+    fn rendered<T: Send + Sync + 'static>(
+        &self,
+        clinic: &Clinic,
+        now: DateTime<Utc>,
+        render: impl Fn(&[Interval], &Clinic) -> T,
+    ) -> Arc<T> {
+        let upcoming = upcoming(&self.all, now);
+        let begun = self.all.len() - upcoming.len();
+        let kept = || {
+            self.rendered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(r) = kept().as_ref()
+            && r.begun == begun
+            && r.clinic == *clinic
+            && let Ok(form) = r.form.clone().downcast::<T>()
+        {
+            return form;
+        }
+        // Rendered with the lock released: a request for the same list meanwhile renders
+        // its own copy rather than wait.
+        let form = Arc::new(render(upcoming, clinic));
+        *kept() = Some(RenderedSlots {
+            begun,
+            clinic: clinic.clone(),
+            form: form.clone(),
+        });
+        form
     }
 }
 
@@ -800,6 +898,54 @@ mod transaction_tests {
         }
     }
 
+    #[test]
+    fn a_rendered_slot_list_is_reused_until_a_slot_begins_or_the_clinic_changes() {
+        let start = Utc
+            .with_ymd_and_hms(2026, 12, 1, 9, 0, 0)
+            .single()
+            .expect("valid");
+        let slots = FreeSlots::new(
+            (0..3)
+                .map(|i| {
+                    Interval::starting_at(start + Duration::minutes(30 * i), Duration::minutes(30))
+                        .expect("valid")
+                })
+                .collect(),
+        );
+        let renders = std::sync::atomic::AtomicUsize::new(0);
+        let render = |s: &[Interval], _: &Clinic| {
+            renders.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.iter().map(Interval::start).collect::<Vec<_>>()
+        };
+        let before = start - Duration::minutes(1);
+        let first = slots.rendered(&clinic(), before, render);
+        assert_eq!(first.len(), 3);
+        let again = slots.rendered(&clinic(), before + Duration::seconds(30), render);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same form, not rendered again"
+        );
+        assert_eq!(renders.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The first slot has begun: it is no longer shown.
+        let begun = start + Duration::seconds(1);
+        let later = slots.rendered(&clinic(), begun, render);
+        assert_eq!(
+            *later,
+            vec![start + Duration::minutes(30), start + Duration::minutes(60)]
+        );
+        // A clinic change (say, of its zone) renders again.
+        let changed = Clinic {
+            version: 2,
+            ..clinic()
+        };
+        let other = slots.rendered(&changed, begun, render);
+        assert!(!Arc::ptr_eq(&later, &other));
+        // A caller asking for another form gets its own.
+        let count = slots.rendered(&changed, begun, |s, _| s.len());
+        assert_eq!(*count, 2);
+        assert_eq!(renders.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
     fn practitioner(n: u128) -> Practitioner {
         let created = Utc
             .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
@@ -900,6 +1046,64 @@ mod transaction_tests {
         open
     }
 
+    /// A cache that keeps what it is given, for as long as the test runs.
+    fn keeping_cache() -> clinicflow_ports::MockCache {
+        let kept: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>> = Arc::default();
+        let mut cache = clinicflow_ports::MockCache::new();
+        let k = kept.clone();
+        cache
+            .expect_get()
+            .returning(move |key| k.lock().expect("not poisoned").get(key).cloned());
+        let k = kept.clone();
+        cache.expect_get_derived().returning(move |key, derive| {
+            let bytes = k.lock().expect("not poisoned").get(key).cloned()?;
+            derive(&bytes)
+        });
+        cache
+            .expect_stamp()
+            .returning(|_| Some(clinicflow_ports::TagStamp::default()));
+        cache
+            .expect_set_tagged()
+            .returning(move |key, _, value, _| {
+                kept.lock()
+                    .expect("not poisoned")
+                    .insert(key.to_owned(), value);
+            });
+        cache.expect_set().return_const(());
+        cache.expect_invalidate().return_const(());
+        cache
+    }
+
+    #[tokio::test]
+    async fn warm_slot_reads_begin_no_transaction() {
+        let (m, log) = logged(3);
+        let (mut ports, _) = m.ports();
+        ports.cache = Arc::new(keeping_cache());
+        let service = ScheduleService::new(ports);
+        let me = actor();
+        let query = || SlotQuery {
+            from: "2026-12-01".into(),
+            to: "2026-12-02".into(),
+            ..SlotQuery::default()
+        };
+        let p = practitioner(1).id;
+        let list = |s: &[Interval], _: &Clinic| s.len();
+        service
+            .slots(&me, p, "2026-12-01", "2026-12-02", list)
+            .await
+            .expect("the slots");
+        service.first_slots(&me, query()).await.expect("the search");
+        let cold = events(&log).len();
+        assert!(cold > 0, "the first reads fill the cache from the database");
+        service
+            .slots(&me, p, "2026-12-01", "2026-12-02", list)
+            .await
+            .expect("the slots");
+        service.first_slots(&me, query()).await.expect("the search");
+        let warm = events(&log);
+        assert_eq!(warm[cold..], [], "warm reads touched the database");
+    }
+
     #[tokio::test]
     async fn a_slot_list_waits_for_another_callers_computation_with_no_transaction_open() {
         let (m, log) = logged(1);
@@ -909,7 +1113,10 @@ mod transaction_tests {
         // Another request is computing these slots right now.
         let theirs = service.flights.enter(&key).await;
         let me = actor();
-        let mut mine = std::pin::pin!(service.slots(&me, p.id, "2026-12-01", "2026-12-02"));
+        let mut mine =
+            std::pin::pin!(
+                service.slots(&me, p.id, "2026-12-01", "2026-12-02", |s, _| { s.to_vec() })
+            );
         assert!(
             futures::poll!(mine.as_mut()).is_pending(),
             "waits for the flight"

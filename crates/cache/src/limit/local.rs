@@ -1,6 +1,8 @@
 //! In-process fixed-window counters: the embedded default, and the fallback of the Redis
 //! limiter while Redis is unreachable.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -11,24 +13,29 @@ use moka::future::Cache as Moka;
 use super::{clamp_window, decide};
 
 /// One key's current window: how many events it has counted and when it ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Window {
-    count: u32,
+    count: AtomicU64,
     ends_at: Instant,
 }
 
 /// Each window is forgotten when it ends, so memory holds only live windows.
 struct UntilWindowEnds;
 
-impl Expiry<String, Window> for UntilWindowEnds {
-    fn expire_after_create(&self, _key: &String, value: &Window, now: Instant) -> Option<Duration> {
+impl Expiry<String, Arc<Window>> for UntilWindowEnds {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Window>,
+        now: Instant,
+    ) -> Option<Duration> {
         Some(value.ends_at.saturating_duration_since(now))
     }
 
     fn expire_after_update(
         &self,
         _key: &String,
-        value: &Window,
+        value: &Arc<Window>,
         now: Instant,
         _left: Option<Duration>,
     ) -> Option<Duration> {
@@ -40,11 +47,12 @@ impl Expiry<String, Window> for UntilWindowEnds {
 ///
 /// Windows expire when they end. When more keys are live than the bound, the least useful
 /// ones are evicted and start again from zero: memory stays bounded even under a flood of
-/// distinct keys, at the price of forgetting some counts. Hits on one key are counted one at
-/// a time, so two concurrent hits never both get the last slot. Clones share the counters.
+/// distinct keys, at the price of forgetting some counts. Each hit takes the next number of
+/// its window's atomic counter, so two concurrent hits never both get the last slot. Clones
+/// share the counters.
 #[derive(Clone)]
 pub struct LocalRateLimiter {
-    windows: Moka<String, Window>,
+    windows: Moka<String, Arc<Window>>,
 }
 
 impl std::fmt::Debug for LocalRateLimiter {
@@ -64,35 +72,45 @@ impl LocalRateLimiter {
             .build();
         Self { windows }
     }
+
+    /// The key's window that has not ended, begun now when there is none. Under the cache's
+    /// per-key lock, so concurrent hits that find no window all count in the same new one.
+    async fn open_window(&self, key: &str, window: Duration, now: Instant) -> Arc<Window> {
+        self.windows
+            .entry_by_ref(key)
+            .and_upsert_with(|current| {
+                let open = current
+                    .map(|entry| entry.into_value())
+                    .filter(|w| w.ends_at > Instant::now());
+                std::future::ready(open.unwrap_or_else(|| {
+                    Arc::new(Window {
+                        count: AtomicU64::new(0),
+                        ends_at: now.checked_add(window).unwrap_or(now),
+                    })
+                }))
+            })
+            .await
+            .into_value()
+    }
 }
 
 #[async_trait]
 impl RateLimiter for LocalRateLimiter {
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> RateDecision {
         let window = clamp_window(window);
-        // `and_upsert_with` holds a per-key lock while the closure runs, so the read and
-        // the increment are one step for concurrent hits on the same key.
-        let entry = self
-            .windows
-            .entry_by_ref(key)
-            .and_upsert_with(|current| {
-                let now = Instant::now();
-                let next = match current.map(|entry| entry.into_value()) {
-                    Some(current) if current.ends_at > now => Window {
-                        count: current.count.saturating_add(1),
-                        ends_at: current.ends_at,
-                    },
-                    _ => Window {
-                        count: 1,
-                        ends_at: now.checked_add(window).unwrap_or(now),
-                    },
-                };
-                std::future::ready(next)
-            })
-            .await;
-        let counted = entry.into_value();
-        let left = counted.ends_at.saturating_duration_since(Instant::now());
-        decide(u64::from(counted.count), limit, left)
+        let now = Instant::now();
+        // A hit on a live window is a read and an atomic increment: the cache's write path
+        // (its per-key lock, expiry timers and bookkeeping) runs once per window, not per hit.
+        let current = match self.windows.get(key).await {
+            Some(w) if w.ends_at > now => w,
+            _ => self.open_window(key, window, now).await,
+        };
+        let count = current
+            .count
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let left = current.ends_at.saturating_duration_since(Instant::now());
+        decide(count, limit, left)
     }
 
     async fn reset(&self, key: &str) {

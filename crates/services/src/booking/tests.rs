@@ -332,6 +332,8 @@ fn cache_with_open_hours(hours: clinicflow_domain::OpenHours) -> clinicflow_port
     cache
         .expect_get()
         .returning(move |key| key.starts_with("open-hours:").then(|| bytes.clone()));
+    // The clinic and the practitioner are read through their decoded forms: not cached here.
+    cache.expect_get_derived().returning(|_, _| None);
     cache.expect_set().return_const(());
     cache.expect_stamp().returning(|_| None);
     cache.expect_set_tagged().return_const(());
@@ -416,6 +418,7 @@ async fn open_hours_read_on_a_miss_are_cached_under_the_schedule_tag_only() {
     let (mut ports, _) = world.ports();
     let mut cache = clinicflow_ports::MockCache::new();
     cache.expect_get().returning(|_| None);
+    cache.expect_get_derived().returning(|_, _| None);
     cache.expect_stamp().returning(|tags| {
         Some(clinicflow_ports::TagStamp(
             tags.iter().map(|t| (t.clone(), 1)).collect(),
