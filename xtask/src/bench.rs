@@ -374,6 +374,8 @@ impl BackendRun {
 #[derive(Debug, Default)]
 struct Ceilings {
     http: Option<Row>,
+    /// The same handler under wrk (`--cross-check`).
+    http_wrk: Option<cross_check::Agreement>,
     select_only: Option<Pgbench>,
     insert: Option<Pgbench>,
 }
@@ -462,8 +464,10 @@ fn measure(
     loadgen: &Path,
     scratch: &Path,
 ) -> Result<(Ceilings, Vec<BackendRun>, String)> {
+    let (http, http_wrk) = http_ceiling(options, loadgen, scratch)?;
     let mut ceilings = Ceilings {
-        http: Some(http_ceiling(options, loadgen, scratch)?),
+        http: Some(http),
+        http_wrk,
         ..Ceilings::default()
     };
     let mut runs = Vec::new();
@@ -792,8 +796,13 @@ fn server_command(server: &Path, url: &str) -> Command {
     command
 }
 
-/// The bare actix-web handler, driven closed-loop like the scenarios.
-fn http_ceiling(options: &Options, loadgen: &Path, scratch: &Path) -> Result<Row> {
+/// The bare actix-web handler, driven closed-loop like the scenarios, and with
+/// `--cross-check` by wrk too.
+fn http_ceiling(
+    options: &Options,
+    loadgen: &Path,
+    scratch: &Path,
+) -> Result<(Row, Option<cross_check::Agreement>)> {
     eprintln!("cargo xtask bench: HTTP ceiling (bare actix-web JSON handler)");
     let port = free_port()?;
     let log_path = scratch.join("ceiling.log");
@@ -807,9 +816,10 @@ fn http_ceiling(options: &Options, loadgen: &Path, scratch: &Path) -> Result<Row
         .map_err(|e| format!("cannot start {}: {e}", loadgen.display()))?;
     let mut process = Process::new(child, "ceiling server");
     wait_ready(&mut process, port, "/json", &log_path)?;
-    let rows = run_loadgen(
+    let base_url = format!("http://127.0.0.1:{port}");
+    let row = run_loadgen(
         loadgen,
-        &format!("http://127.0.0.1:{port}"),
+        &base_url,
         &[
             "--scenarios",
             "ceiling",
@@ -822,12 +832,22 @@ fn http_ceiling(options: &Options, loadgen: &Path, scratch: &Path) -> Result<Row
             "--warmup",
             &options.warmup.to_string(),
         ],
-    );
+    )
+    .and_then(|rows| {
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| "the ceiling run reported nothing".into())
+    });
+    let wrk = match &row {
+        Ok(row) if options.cross_check => cross_check::Wrk::find().and_then(|wrk| {
+            wrk.ceiling(options, &base_url, row.number("throughput"))
+                .map_err(|error| warn(format_args!("cross-check of the ceiling: {error}")))
+                .ok()
+        }),
+        _ => None,
+    };
     process.stop();
-    rows?
-        .into_iter()
-        .next()
-        .ok_or_else(|| "the ceiling run reported nothing".into())
+    Ok((row?, wrk))
 }
 
 /// Runs the load generator and collects its `result` lines (its stderr shows progress).
@@ -1384,6 +1404,16 @@ fn render(
             row.millis("p99_us"),
         );
     }
+    if let Some(wrk) = &ceilings.http_wrk {
+        let _ = writeln!(
+            s,
+            "| the same handler under `wrk` (1 thread, {} connections) | {}/s | p50 {} ms, p99 {} ms |",
+            options.clients(),
+            format_rate(wrk.wrk),
+            format_millis(wrk.p50_ms),
+            format_millis(wrk.p99_ms),
+        );
+    }
     let clients = options.concurrency.split(',').next().unwrap_or("16");
     for bench in [&ceilings.select_only, &ceilings.insert]
         .into_iter()
@@ -1445,23 +1475,49 @@ fn render(
             s,
             "Each GET scenario once more with `wrk` (1 thread, {} connections, the same duration, \
              random paths from the same sample), right after the load generator's rows. Close \
-             throughputs say that neither generator was the bottleneck.\n",
-            options.clients()
+             throughputs say that neither generator was the bottleneck; where they differ, \
+             \"of wrk's ceiling\" is the like-for-like share: wrk's throughput over wrk's own on \
+             the bare handler ({}).\n",
+            options.clients(),
+            ceilings
+                .http_wrk
+                .as_ref()
+                .map_or("not measured".to_owned(), |c| format!(
+                    "{}/s",
+                    format_rate(c.wrk)
+                )),
         );
         let _ = writeln!(
             s,
-            "| scenario | backend | clinicflow-loadgen | wrk | wrk / loadgen | wrk p50 ms | wrk p99 ms | wrk non-2xx |"
+            "| scenario | backend | clinicflow-loadgen | wrk | wrk / loadgen | of wrk's ceiling | wrk p50 ms | wrk p99 ms | wrk non-2xx |"
         );
-        let _ = writeln!(s, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(
+            s,
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        let wrk_ceiling = ceilings.http_wrk.as_ref().map(|c| c.wrk);
+        if let Some(c) = &ceilings.http_wrk {
+            let _ = writeln!(
+                s,
+                "| bare handler | – | {}/s | {}/s | {} | 100 % | {} | {} | {} |",
+                format_rate(c.loadgen),
+                format_rate(c.wrk),
+                percent(c.wrk, c.loadgen),
+                format_millis(c.p50_ms),
+                format_millis(c.p99_ms),
+                c.failed,
+            );
+        }
         for (run, a) in agreements {
             let _ = writeln!(
                 s,
-                "| {} | {} | {}/s | {}/s | {} | {} | {} | {} |",
+                "| {} | {} | {}/s | {}/s | {} | {} | {} | {} | {} |",
                 a.scenario,
                 run.backend.name(),
                 format_rate(a.loadgen),
                 format_rate(a.wrk),
                 percent(a.wrk, a.loadgen),
+                wrk_ceiling.map_or("–".to_owned(), |c| percent(a.wrk, c)),
                 format_millis(a.p50_ms),
                 format_millis(a.p99_ms),
                 a.failed,

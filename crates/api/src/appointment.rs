@@ -103,8 +103,10 @@ pub struct AppointmentOut {
     /// The practitioner's id.
     practitioner_id: String,
     /// Start.
+    #[serde(serialize_with = "instant")]
     starts_at: DateTime<Utc>,
     /// End.
+    #[serde(serialize_with = "instant")]
     ends_at: DateTime<Utc>,
     /// Length in minutes.
     duration_minutes: i64,
@@ -127,8 +129,10 @@ pub struct AppointmentOut {
     /// The version, also the `ETag`.
     version: i32,
     /// When booked.
+    #[serde(serialize_with = "instant")]
     created_at: DateTime<Utc>,
     /// When last changed.
+    #[serde(serialize_with = "instant")]
     updated_at: DateTime<Utc>,
 }
 
@@ -320,7 +324,7 @@ async fn list(
     fields: web::Query<FieldsParams>,
 ) -> Result<HttpResponse, ApiError> {
     let fields = fields.select(AppointmentOut::FIELDS)?;
-    let show = |a: Appointment| fields.apply(&AppointmentOut::from(a));
+    let show = |a: Appointment| fields.apply(AppointmentOut::from(a));
     let q = query.into_inner();
     let filter = AppointmentQuery {
         practitioner_id: q.practitioner_id,

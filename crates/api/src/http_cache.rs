@@ -101,10 +101,11 @@ fn with_etag(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     ServiceResponse::new(req, response)
 }
 
-/// The weak ETag of a body: a digest of its bytes.
+/// The weak ETag of a body: a 128-bit digest of its bytes. A weak validator only has to tell
+/// two bodies of one URL apart, and its client already holds the body, so no cryptographic
+/// hash is needed; SHA-256 was a twentieth of the server's time on a page of fifty.
 fn etag_of(body: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("W/\"{}\"", hex_prefix(&sha2::Sha256::digest(body)))
+    format!("W/\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(body))
 }
 
 /// Whether the client already holds the body tagged `tag` (`If-None-Match`).

@@ -181,8 +181,10 @@ pub struct PatientOut {
     /// The version, also the `ETag`.
     version: i32,
     /// When registered.
+    #[serde(serialize_with = "crate::appointment::instant")]
     created_at: DateTime<Utc>,
     /// When last changed.
+    #[serde(serialize_with = "crate::appointment::instant")]
     updated_at: DateTime<Utc>,
 }
 
@@ -430,7 +432,7 @@ async fn list(
     fields: web::Query<FieldsParams>,
 ) -> Result<HttpResponse, ApiError> {
     let fields = fields.select(PatientOut::FIELDS)?;
-    let show = |p: Patient| fields.apply(&PatientOut::from(p));
+    let show = |p: Patient| fields.apply(PatientOut::from(p));
     let patients = &state.services.patients;
     let q = query.q.as_deref();
     match paging.into_inner().paging()? {

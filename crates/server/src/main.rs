@@ -9,6 +9,11 @@ use clinicflow::seed::{self, BulkOptions, SeedOptions};
 use clinicflow::{Application, Settings, telemetry};
 use clinicflow_services::NewClinic;
 
+// glibc's malloc and free were about a tenth of the server's time on list answers (many small
+// strings per row); see docs/benchmarks.md, "Sixth request-path pass".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "clinicflow",

@@ -82,8 +82,32 @@ impl Wrk {
         if !output.status.success() {
             return Err(format!("clinicflow-loadgen paths failed ({})", output.status).into());
         }
-        let text = String::from_utf8_lossy(&output.stdout);
-        let script = lua_script(&text)?;
+        let script = lua_script(&String::from_utf8_lossy(&output.stdout))?;
+        self.measure(options, base_url, scenario, loadgen_throughput, &script)
+    }
+
+    /// The bare handler's `GET /json` with wrk, so the GET scenarios' wrk throughputs have a
+    /// ceiling measured by the same generator.
+    pub(super) fn ceiling(
+        &self,
+        options: &Options,
+        base_url: &str,
+        loadgen_throughput: f64,
+    ) -> Result<Agreement> {
+        eprintln!("cargo xtask bench: wrk ceiling (cross-check)");
+        let script = lua_script("path /json\n")?;
+        self.measure(options, base_url, "ceiling", loadgen_throughput, &script)
+    }
+
+    /// A warm-up, then the measured run, of `script` against `base_url`.
+    fn measure(
+        &self,
+        options: &Options,
+        base_url: &str,
+        scenario: &'static str,
+        loadgen_throughput: f64,
+        script: &str,
+    ) -> Result<Agreement> {
         let path = std::env::temp_dir().join(format!("clinicflow-wrk-{}.lua", random_hex(6)));
         fs::write(&path, script)?;
         let run = |seconds: f64| {
@@ -118,8 +142,8 @@ impl Wrk {
     }
 }
 
-/// The Lua script sending the paths of `paths_output` (`token …` and `path …` lines) in random
-/// order with the bearer token.
+/// The Lua script sending the paths of `paths_output` (`path …` lines) in random order, with
+/// the bearer token of its `token …` line when it has one.
 fn lua_script(paths_output: &str) -> Result<String> {
     let mut token = None;
     let mut paths = Vec::new();
@@ -130,13 +154,12 @@ fn lua_script(paths_output: &str) -> Result<String> {
             paths.push(p.trim());
         }
     }
-    let token = token.ok_or("clinicflow-loadgen paths printed no token")?;
     if paths.is_empty() {
         return Err("clinicflow-loadgen paths printed no path".into());
     }
     // Lua string literals: nothing the API's paths or a JWT contain needs escaping.
     let plain = |s: &str| !s.contains(['"', '\\', '\n']);
-    if !plain(token) || !paths.iter().all(|p| plain(p)) {
+    if !token.is_none_or(plain) || !paths.iter().all(|p| plain(p)) {
         return Err("a path or the token holds a quote or backslash".into());
     }
     let mut script = String::from("local paths = {\n");
@@ -144,10 +167,12 @@ fn lua_script(paths_output: &str) -> Result<String> {
         let _ = writeln!(script, "  \"{path}\",");
     }
     let _ = writeln!(script, "}}");
-    let _ = writeln!(
-        script,
-        "wrk.headers[\"Authorization\"] = \"Bearer {token}\""
-    );
+    if let Some(token) = token {
+        let _ = writeln!(
+            script,
+            "wrk.headers[\"Authorization\"] = \"Bearer {token}\""
+        );
+    }
     script.push_str(
         "request = function()\n  return wrk.format(\"GET\", paths[math.random(#paths)])\nend\n",
     );
@@ -222,7 +247,9 @@ mod tests {
         assert!(script.contains("\"/api/v1/a\","));
         assert!(script.contains("\"/api/v1/b?q=x\","));
         assert!(script.contains("Bearer abc.def"));
-        assert!(lua_script("path /a\n").is_err());
+        let anonymous = lua_script("path /json\n").expect("a script without a token");
+        assert!(anonymous.contains("\"/json\",") && !anonymous.contains("Authorization"));
+        assert!(lua_script("token t\n").is_err(), "no path");
         assert!(lua_script("token t\npath /a\"b\n").is_err());
     }
 
