@@ -25,8 +25,8 @@ use sea_orm::{
 
 use crate::entity::{appointment, instant, not_before};
 use crate::error::{invalid_row, repo_error};
-use crate::page::{keyset_rows, page_rows};
-use crate::query::{all_parsed, skip_locked};
+use crate::page::{keyset_query, page_rows};
+use crate::query::{all_decoded, all_parsed, skip_locked};
 use crate::transaction::{carry, db};
 use crate::version::update_versioned;
 use crate::{Backend, Store};
@@ -493,7 +493,7 @@ impl AppointmentRepo for Store {
     ) -> Result<Vec<Appointment>, RepoError> {
         let query = filtered(clinic, filter);
         let following = after.as_ref().map(following);
-        keyset_rows(db(tx), query, in_list_order, following, limit)
+        all_decoded(db(tx), keyset_query(query, in_list_order, following, limit))
             .await?
             .into_iter()
             .map(to_domain)

@@ -36,23 +36,6 @@ where
 /// Up to `limit` rows of `query` in `order` (which must make the order total, ending with the
 /// id), only those that `after` matches when given: the condition that holds exactly for the
 /// rows following a keyset position in that same order.
-pub(crate) async fn keyset_rows<E>(
-    txn: &crate::transaction::Conn,
-    query: Select<E>,
-    order: impl FnOnce(Select<E>) -> Select<E>,
-    after: Option<Condition>,
-    limit: u32,
-) -> Result<Vec<E::Model>, RepoError>
-where
-    E: EntityTrait,
-{
-    keyset_query(query, order, after, limit)
-        .all(txn)
-        .await
-        .map_err(repo_error)
-}
-
-/// The statement [`keyset_rows`] runs.
 pub(crate) fn keyset_query<E>(
     query: Select<E>,
     order: impl FnOnce(Select<E>) -> Select<E>,

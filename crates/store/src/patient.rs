@@ -21,6 +21,7 @@ use crate::Store;
 use crate::entity::{appointment, instant, patient};
 use crate::error::{invalid_row, repo_error};
 use crate::page::{count_rows, keyset_query, page_rows};
+use crate::query::all_decoded;
 use crate::transaction::db;
 use crate::version::update_versioned;
 
@@ -470,10 +471,8 @@ impl PatientRepo for Store {
         after: Option<PatientKey>,
         limit: u32,
     ) -> Result<Vec<Patient>, RepoError> {
-        keyset_page(clinic, filter, after.as_ref(), limit)
-            .all(db(tx))
-            .await
-            .map_err(repo_error)?
+        all_decoded(db(tx), keyset_page(clinic, filter, after.as_ref(), limit))
+            .await?
             .into_iter()
             .map(to_domain)
             .collect()

@@ -32,3 +32,29 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl crate::query::Decode for Model {
+    fn decode_pg(row: &sea_orm::sqlx::postgres::PgRow) -> Result<Self, sea_orm::sqlx::Error> {
+        use sea_orm::sqlx::Row as _;
+        Ok(Self {
+            id: row.try_get("id")?,
+            clinic_id: row.try_get("clinic_id")?,
+            patient_id: row.try_get("patient_id")?,
+            practitioner_id: row.try_get("practitioner_id")?,
+            starts_at: row.try_get("starts_at")?,
+            ends_at: row.try_get("ends_at")?,
+            urgency: row.try_get("urgency")?,
+            reason: row.try_get("reason")?,
+            status: row.try_get("status")?,
+            overbooked: row.try_get("overbooked")?,
+            version: row.try_get("version")?,
+            rescheduled_from: row.try_get("rescheduled_from")?,
+            rescheduled_to: row.try_get("rescheduled_to")?,
+            cancelled_by: row.try_get("cancelled_by")?,
+            cancel_reason: row.try_get("cancel_reason")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+        })
+    }
+}

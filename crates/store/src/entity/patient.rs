@@ -34,3 +34,29 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl crate::query::Decode for Model {
+    fn decode_pg(row: &sea_orm::sqlx::postgres::PgRow) -> Result<Self, sea_orm::sqlx::Error> {
+        use sea_orm::sqlx::Row as _;
+        Ok(Self {
+            id: row.try_get("id")?,
+            clinic_id: row.try_get("clinic_id")?,
+            given_name: row.try_get("given_name")?,
+            family_name: row.try_get("family_name")?,
+            name_key: row.try_get("name_key")?,
+            name_key_alt: row.try_get("name_key_alt")?,
+            birth_date: row.try_get("birth_date")?,
+            sex: row.try_get("sex")?,
+            phone: row.try_get("phone")?,
+            email: row.try_get("email")?,
+            emergency_contact_name: row.try_get("emergency_contact_name")?,
+            emergency_contact_phone: row.try_get("emergency_contact_phone")?,
+            insurance_payer: row.try_get("insurance_payer")?,
+            insurance_member_id: row.try_get("insurance_member_id")?,
+            version: row.try_get("version")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+        })
+    }
+}

@@ -1087,3 +1087,35 @@ pub async fn the_party_lock_tells_whether_the_patient_is_on_file(ctx: Ctx) {
         assert_eq!(answer, on_file, "{patient}");
     }
 }
+
+/// A list decodes its rows apart from a single read (by hand on PostgreSQL): every column,
+/// set or NULL, comes back as stored.
+pub async fn a_listed_appointment_reads_back_every_field(ctx: Ctx) {
+    let clinic = ctx.clinic("A").await;
+    let p = ctx.patient(clinic, "Ada", "Tester").await;
+    let d = ctx.practitioner(clinic, "Doc", "Tester").await;
+    let staff = ctx.user(clinic, "desk@example.org").await;
+    let first = ctx.appointment(appointment(&p, &d, at(8, 0), 30)).await;
+    let bare = ctx
+        .appointment(Appointment {
+            reason: None,
+            ..appointment(&p, &d, at(9, 0), 30)
+        })
+        .await;
+    let full = ctx
+        .appointment(Appointment {
+            urgency: Urgency::Urgent,
+            status: AppointmentStatus::Cancelled,
+            overbooked: true,
+            rescheduled_from: Some(first.id),
+            rescheduled_to: Some(bare.id),
+            cancelled_by: Some(staff.id),
+            cancel_reason: Some("patient called".into()),
+            version: 3,
+            updated_at: created() + Duration::minutes(5) + Duration::microseconds(7),
+            ..appointment(&p, &d, at(10, 0) + Duration::microseconds(250), 45)
+        })
+        .await;
+    let listed = listed_after(&ctx, clinic, &AppointmentFilter::default(), None, 10).await;
+    assert_eq!(listed, [first, bare, full]);
+}

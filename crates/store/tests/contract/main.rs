@@ -162,6 +162,7 @@ contract_tests! {
     patient::a_name_search_is_ordered_by_the_matched_name_then_the_id,
     patient::a_keyset_walk_of_a_name_search_is_stable_while_patients_are_inserted,
     appointment::keyset_pages_of_appointments_follow_start_then_id_exactly,
+    appointment::a_listed_appointment_reads_back_every_field,
     appointment::a_keyset_walk_is_stable_while_appointments_are_inserted,
     appointment::appointments_are_read_many_at_once_within_one_clinic,
     stats::appointments_are_counted_per_practitioner_and_status_within_the_span,

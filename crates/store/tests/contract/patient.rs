@@ -58,20 +58,36 @@ pub async fn a_patient_reads_back_with_every_field(ctx: Ctx) {
         PatientRepo::get(&ctx.store, &mut tx, clinic, ada.id)
             .await
             .unwrap(),
-        Some(ada)
+        Some(ada.clone())
     );
     assert_eq!(
         PatientRepo::get(&ctx.store, &mut tx, clinic, bare.id)
             .await
             .unwrap(),
-        Some(bare)
+        Some(bare.clone())
     );
     assert_eq!(
         PatientRepo::get(&ctx.store, &mut tx, clinic, legacy.id)
             .await
             .unwrap(),
-        Some(legacy)
+        Some(legacy.clone())
     );
+    // A list decodes its rows apart from a single read (by hand on PostgreSQL): every field,
+    // set or NULL, comes back the same.
+    let mut listed = PatientRepo::list_after(
+        &ctx.store,
+        &mut tx,
+        clinic,
+        &PatientFilter::default(),
+        None,
+        10,
+    )
+    .await
+    .unwrap();
+    listed.sort_by_key(|p| p.id.as_uuid());
+    let mut stored = vec![ada, bare, legacy];
+    stored.sort_by_key(|p| p.id.as_uuid());
+    assert_eq!(listed, stored);
     let unknown = PatientId::from_uuid(Uuid::now_v7());
     assert_eq!(
         PatientRepo::get(&ctx.store, &mut tx, clinic, unknown)
