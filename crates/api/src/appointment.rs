@@ -32,19 +32,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlotOut {
     /// Start.
-    #[serde(serialize_with = "instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     starts_at: DateTime<Utc>,
     /// End.
-    #[serde(serialize_with = "instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     ends_at: DateTime<Utc>,
-}
-
-/// Writes an instant exactly as chrono's `Serialize` does (RFC 3339, `Z`, fractional seconds
-/// only when there are any), for the long slot lists: chrono hands serde_json a `Display`
-/// that writes a character at a time, each escaped on its own, which made formatting the
-/// timestamps most of the cost of a cached 30-day slot list.
-pub(crate) fn instant<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 impl From<&Interval> for SlotOut {
@@ -103,10 +95,10 @@ pub struct AppointmentOut {
     /// The practitioner's id.
     practitioner_id: String,
     /// Start.
-    #[serde(serialize_with = "instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     starts_at: DateTime<Utc>,
     /// End.
-    #[serde(serialize_with = "instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     ends_at: DateTime<Utc>,
     /// Length in minutes.
     duration_minutes: i64,
@@ -129,10 +121,10 @@ pub struct AppointmentOut {
     /// The version, also the `ETag`.
     version: i32,
     /// When booked.
-    #[serde(serialize_with = "instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     created_at: DateTime<Utc>,
     /// When last changed.
-    #[serde(serialize_with = "instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     updated_at: DateTime<Utc>,
 }
 
@@ -512,28 +504,6 @@ mod tests {
     use clinicflow_domain::{AppointmentStatus, ClinicId, PatientId, PractitionerId, Urgency};
 
     use super::*;
-
-    #[test]
-    fn slot_instants_are_written_exactly_as_chrono_writes_them() {
-        #[derive(Serialize)]
-        struct Ours(#[serde(serialize_with = "instant")] DateTime<Utc>);
-        for micros in [
-            0,
-            1_764_576_000_000_000,
-            1_764_576_000_123_000,
-            1_764_576_000_123_456,
-            -86_400_000_001,
-        ] {
-            let t = DateTime::from_timestamp_micros(micros).expect("valid");
-            let chrono = serde_json::to_string(&t).expect("serializes");
-            assert_eq!(serde_json::to_string(&Ours(t)).expect("serializes"), chrono);
-        }
-        let nanos = DateTime::from_timestamp(1_764_576_000, 7).expect("valid");
-        assert_eq!(
-            serde_json::to_string(&Ours(nanos)).expect("serializes"),
-            serde_json::to_string(&nanos).expect("serializes")
-        );
-    }
 
     #[test]
     fn the_selectable_fields_are_exactly_the_fields_shown() {

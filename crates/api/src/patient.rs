@@ -181,10 +181,10 @@ pub struct PatientOut {
     /// The version, also the `ETag`.
     version: i32,
     /// When registered.
-    #[serde(serialize_with = "crate::appointment::instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     created_at: DateTime<Utc>,
     /// When last changed.
-    #[serde(serialize_with = "crate::appointment::instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     updated_at: DateTime<Utc>,
 }
 

@@ -888,10 +888,10 @@ pub struct PractitionerSlotOut {
     /// Whose slot.
     practitioner_id: String,
     /// Start.
-    #[serde(serialize_with = "crate::appointment::instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     starts_at: DateTime<Utc>,
     /// End.
-    #[serde(serialize_with = "crate::appointment::instant")]
+    #[serde(serialize_with = "crate::page::instant")]
     ends_at: DateTime<Utc>,
 }
 

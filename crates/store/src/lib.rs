@@ -245,7 +245,7 @@ impl Store {
             });
         } else {
             let distrusted = Arc::clone(&distrusted);
-            options.map_sqlx_postgres_before_acquire(move |conn, _| {
+            options.map_sqlx_postgres_before_acquire(move |_, _| {
                 let distrusted = distrusted.load(Ordering::Relaxed);
                 Box::pin(async move {
                     // Once shutdown begins, no pooled connection is handed out: each is closed
@@ -253,7 +253,6 @@ impl Store {
                     // lives as long as that task's request. A round-trip test would not do: a
                     // connection can pass it while the worker that opened it is stopping and
                     // fail the statement right after (seen under a loaded test run).
-                    let _ = conn;
                     Ok(!distrusted)
                 })
             });

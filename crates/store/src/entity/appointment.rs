@@ -36,25 +36,26 @@ impl ActiveModelBehavior for ActiveModel {}
 impl crate::query::Decode for Model {
     fn decode_pg(row: &sea_orm::sqlx::postgres::PgRow) -> Result<Self, sea_orm::sqlx::Error> {
         use sea_orm::sqlx::Row as _;
+        // Named by the entity, so a renamed column cannot be read under its old name.
         Ok(Self {
-            id: row.try_get("id")?,
-            clinic_id: row.try_get("clinic_id")?,
-            patient_id: row.try_get("patient_id")?,
-            practitioner_id: row.try_get("practitioner_id")?,
-            starts_at: row.try_get("starts_at")?,
-            ends_at: row.try_get("ends_at")?,
-            urgency: row.try_get("urgency")?,
-            reason: row.try_get("reason")?,
-            status: row.try_get("status")?,
-            overbooked: row.try_get("overbooked")?,
-            version: row.try_get("version")?,
-            rescheduled_from: row.try_get("rescheduled_from")?,
-            rescheduled_to: row.try_get("rescheduled_to")?,
-            cancelled_by: row.try_get("cancelled_by")?,
-            cancel_reason: row.try_get("cancel_reason")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            deleted_at: row.try_get("deleted_at")?,
+            id: row.try_get(Column::Id.as_str())?,
+            clinic_id: row.try_get(Column::ClinicId.as_str())?,
+            patient_id: row.try_get(Column::PatientId.as_str())?,
+            practitioner_id: row.try_get(Column::PractitionerId.as_str())?,
+            starts_at: row.try_get(Column::StartsAt.as_str())?,
+            ends_at: row.try_get(Column::EndsAt.as_str())?,
+            urgency: row.try_get(Column::Urgency.as_str())?,
+            reason: row.try_get(Column::Reason.as_str())?,
+            status: row.try_get(Column::Status.as_str())?,
+            overbooked: row.try_get(Column::Overbooked.as_str())?,
+            version: row.try_get(Column::Version.as_str())?,
+            rescheduled_from: row.try_get(Column::RescheduledFrom.as_str())?,
+            rescheduled_to: row.try_get(Column::RescheduledTo.as_str())?,
+            cancelled_by: row.try_get(Column::CancelledBy.as_str())?,
+            cancel_reason: row.try_get(Column::CancelReason.as_str())?,
+            created_at: row.try_get(Column::CreatedAt.as_str())?,
+            updated_at: row.try_get(Column::UpdatedAt.as_str())?,
+            deleted_at: row.try_get(Column::DeletedAt.as_str())?,
         })
     }
 }

@@ -38,25 +38,26 @@ impl ActiveModelBehavior for ActiveModel {}
 impl crate::query::Decode for Model {
     fn decode_pg(row: &sea_orm::sqlx::postgres::PgRow) -> Result<Self, sea_orm::sqlx::Error> {
         use sea_orm::sqlx::Row as _;
+        // Named by the entity, so a renamed column cannot be read under its old name.
         Ok(Self {
-            id: row.try_get("id")?,
-            clinic_id: row.try_get("clinic_id")?,
-            given_name: row.try_get("given_name")?,
-            family_name: row.try_get("family_name")?,
-            name_key: row.try_get("name_key")?,
-            name_key_alt: row.try_get("name_key_alt")?,
-            birth_date: row.try_get("birth_date")?,
-            sex: row.try_get("sex")?,
-            phone: row.try_get("phone")?,
-            email: row.try_get("email")?,
-            emergency_contact_name: row.try_get("emergency_contact_name")?,
-            emergency_contact_phone: row.try_get("emergency_contact_phone")?,
-            insurance_payer: row.try_get("insurance_payer")?,
-            insurance_member_id: row.try_get("insurance_member_id")?,
-            version: row.try_get("version")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            deleted_at: row.try_get("deleted_at")?,
+            id: row.try_get(Column::Id.as_str())?,
+            clinic_id: row.try_get(Column::ClinicId.as_str())?,
+            given_name: row.try_get(Column::GivenName.as_str())?,
+            family_name: row.try_get(Column::FamilyName.as_str())?,
+            name_key: row.try_get(Column::NameKey.as_str())?,
+            name_key_alt: row.try_get(Column::NameKeyAlt.as_str())?,
+            birth_date: row.try_get(Column::BirthDate.as_str())?,
+            sex: row.try_get(Column::Sex.as_str())?,
+            phone: row.try_get(Column::Phone.as_str())?,
+            email: row.try_get(Column::Email.as_str())?,
+            emergency_contact_name: row.try_get(Column::EmergencyContactName.as_str())?,
+            emergency_contact_phone: row.try_get(Column::EmergencyContactPhone.as_str())?,
+            insurance_payer: row.try_get(Column::InsurancePayer.as_str())?,
+            insurance_member_id: row.try_get(Column::InsuranceMemberId.as_str())?,
+            version: row.try_get(Column::Version.as_str())?,
+            created_at: row.try_get(Column::CreatedAt.as_str())?,
+            updated_at: row.try_get(Column::UpdatedAt.as_str())?,
+            deleted_at: row.try_get(Column::DeletedAt.as_str())?,
         })
     }
 }
